@@ -1,1 +1,24 @@
-"""sparsernn.envs."""
+"""Gymnasium environments and wrappers for sparse and selective-update RNNs.
+
+Importing this package registers the ``sparsernn/`` ids (see
+:data:`ENV_IDS`):
+
+- velocity-masked, partially observable control —
+  ``sparsernn/CartPoleNoVel-v1``, ``sparsernn/PendulumNoVel-v1``,
+  ``sparsernn/MountainCarContinuousNoVel-v0`` and, when box2d is installed,
+  ``sparsernn/LunarLanderNoVel-v3``;
+- long-gap memory tasks (:class:`CueMemoryEnv`) —
+  ``sparsernn/CueMemory-v0`` (gap 50), ``sparsernn/CueMemoryLong-v0``
+  (gap 1000), ``sparsernn/CueMemoryRandomGap-v0`` (gap 25..75) and
+  ``sparsernn/CueMemoryNoisy-v0`` (gap 50, distractor std 0.5).
+
+:class:`MaskObservation` hides entries of any flat Box observation.
+"""
+from .masking import MaskObservation
+from .memory import CueMemoryEnv
+from .registration import register_envs
+
+ENV_IDS: tuple[str, ...] = register_envs()
+"""The ids registered by this package in the current installation."""
+
+__all__ = ["ENV_IDS", "CueMemoryEnv", "MaskObservation", "register_envs"]
