@@ -20,6 +20,9 @@ from gymnasium import spaces
 
 __all__ = ["CueMemoryEnv"]
 
+# Side, in pixels, of the square that ``render`` draws per observation entry.
+RENDER_CELL_PIXELS = 16
+
 # Noise distractors are Gaussian clipped at this many standard deviations, so
 # that the observation space stays bounded (clipping touches ~6e-5 of draws).
 NOISE_CLIP_STD = 4.0
@@ -106,8 +109,10 @@ class CueMemoryEnv(gym.Env[np.ndarray, np.int64]):
     noise : float, default=0.0
         Standard deviation of the distractors on the cue channels during the
         gap; 0 gives all-zero gap observations.
-    render_mode : None, default=None
-        The task has no rendering; only ``None`` is accepted.
+    render_mode : {None, "rgb_array"}, default=None
+        ``"rgb_array"``: ``render`` draws the last observation as a row of
+        grey squares (one per entry, black 0 to white 1), an array of shape
+        (16, 16 * (n_cues + 2), 3), uint8.
 
     Attributes
     ----------
@@ -138,22 +143,22 @@ class CueMemoryEnv(gym.Env[np.ndarray, np.int64]):
     (1.0, True)
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
         gap: int | tuple[int, int] = 50,
         n_cues: int = 4,
         noise: float = 0.0,
-        render_mode: None = None,
+        render_mode: str | None = None,
     ):
         self.gap_range = _check_gap(gap)
         self.n_cues = _check_int("n_cues", n_cues, 2)
         self.noise = _check_noise(noise)
-        if render_mode is not None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
-                f"render_mode must be None (CueMemoryEnv has no rendering), "
-                f"got {render_mode!r}."
+                "render_mode must be None or one of "
+                f"{self.metadata['render_modes']}, got {render_mode!r}."
             )
         self.render_mode = render_mode
 
@@ -168,6 +173,7 @@ class CueMemoryEnv(gym.Env[np.ndarray, np.int64]):
         self._cue = 0
         self._gap = self.gap_range[0]
         self._t: int | None = None  # observations emitted; None: reset needed
+        self._last_observation = np.zeros(self.n_cues + 2, dtype=np.float32)
 
     @property
     def cue_flag_index(self) -> int:
@@ -206,6 +212,7 @@ class CueMemoryEnv(gym.Env[np.ndarray, np.int64]):
         observation = np.zeros(self.n_cues + 2, dtype=np.float32)
         observation[self._cue] = 1.0
         observation[self.cue_flag_index] = 1.0
+        self._last_observation = observation
         return observation, {"gap": self._gap}
 
     def step(
@@ -249,6 +256,7 @@ class CueMemoryEnv(gym.Env[np.ndarray, np.int64]):
             )
         self._t += 1
         observation = np.zeros(self.n_cues + 2, dtype=np.float32)
+        self._last_observation = observation
         if self._t <= self._gap:
             if self.noise > 0.0:
                 distractors = self.np_random.normal(0.0, self.noise, self.n_cues)
@@ -265,3 +273,18 @@ class CueMemoryEnv(gym.Env[np.ndarray, np.int64]):
         correct = int(action) == self._cue
         info = {"cue": self._cue, "is_success": correct}
         return observation, 1.0 if correct else 0.0, True, False, info
+
+    def render(self) -> np.ndarray | None:
+        """Draw the last observation (``render_mode="rgb_array"``).
+
+        Returns
+        -------
+        numpy.ndarray of shape (16, 16 * (n_cues + 2), 3), uint8, or None
+            One grey square per observation entry, brightness
+            ``clip(value, 0, 1)``; None when ``render_mode`` is None.
+        """
+        if self.render_mode is None:
+            return None
+        grey = np.clip(self._last_observation, 0.0, 1.0) * 255.0
+        row = np.repeat(grey.astype(np.uint8), RENDER_CELL_PIXELS)
+        return np.repeat(row[None, :, None], RENDER_CELL_PIXELS, axis=0).repeat(3, axis=2)

@@ -165,7 +165,8 @@ def test_invalid_action_raises(action):
         ({"noise": -0.1}, ValueError, r"noise must be a finite number >= 0, got -0\.1"),
         ({"noise": float("nan")}, ValueError, r"noise must be a finite number >= 0, got nan"),
         ({"noise": "0.1"}, TypeError, r"noise must be a real number .* got '0\.1' of type str"),
-        ({"render_mode": "human"}, ValueError, r"render_mode must be None .* got 'human'"),
+        ({"render_mode": "human"}, ValueError,
+         r"render_mode must be None or one of \['rgb_array'\], got 'human'"),
     ],
 )
 def test_bad_arguments_raise_naming_argument_and_value(kwargs, error, message):
@@ -177,3 +178,17 @@ def test_numpy_integers_are_accepted():
     env = CueMemoryEnv(gap=np.int64(3), n_cues=np.int32(2), noise=np.float32(0.5))
     assert (env.gap_range, env.n_cues) == ((3, 3), 2)
     assert isinstance(env.n_cues, int)
+
+
+def test_rgb_array_render_draws_one_grey_square_per_entry():
+    env = CueMemoryEnv(gap=1, n_cues=3, render_mode="rgb_array")
+    observation, _ = env.reset(seed=0)
+    image = env.render()
+    assert image.shape == (16, 16 * 5, 3)
+    assert image.dtype == np.uint8
+    np.testing.assert_array_equal(image[5, ::16, 1], observation * 255)
+    np.testing.assert_array_equal(image[:, 16 * 3 : 16 * 4], 255)  # cue flag cell
+    env.step(0)
+    env.step(0)  # the query
+    np.testing.assert_array_equal(env.render()[0, ::16, 0], [0, 0, 0, 0, 255])
+    assert CueMemoryEnv().render() is None
