@@ -1,0 +1,283 @@
+"""``SparseRecurrent``: the one recurrent layer behind both jobs."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import statistics as stats_mod
+from .backends import BACKENDS, choose_backend, run_backend
+from .masks import random_block_mask
+from .routing import ChannelRouter, keep_count
+from .spec import GATES_PER_CELL
+from .update_gates import EventGate, RhythmGate
+from .validation import (check_choice, check_fraction, check_non_negative, check_positive_int, keep_pair)
+
+UPDATE_GATES = (None, "rhythm", "event")
+
+
+class SparseRecurrent(nn.Module):
+    """A recurrent layer with static block sparsity, routed channels and selective update.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    cell : {"gru", "lstm", "elman"}
+        ``lstm``/``gru`` compute what ``torch.nn.LSTM``/``torch.nn.GRU`` compute
+        (same weight layout and gate order); ``elman`` is ``torch.nn.RNN`` (tanh).
+    density_ih, density_hh : float in (0, 1]
+        Share of ``W_ih (G*H, I)`` and ``W_hh (G*H, H)`` entries that are
+        trainable. Masks are drawn once from ``seed`` and saved in the state
+        dict; masked weights are exactly zero and receive zero gradient.
+    router_keep : float or (float, float), optional
+        DS-RNN routing: keep exactly ``ceil(keep * I)`` input channels and
+        ``ceil(keep * H)`` hidden channels per sample and step, chosen by a
+        small router reading ``[x_t, h_{t-1}]``. A pair sets input and hidden
+        fractions separately; a side at 1.0 is not routed.
+    router_rank : int
+        Rank of the router's context term.
+    update_gate : {None, "rhythm", "event"}
+        suRNN switch per neuron: ``h_t = h_{t-1}`` exactly where closed.
+    rhythm_frequencies, rhythm_max_period : int, float
+        Number and longest period of the rhythm's sinusoids.
+    target_update_rate : float in (0, 1], optional
+        Adds ``update_rate_weight * (rate - target)^2`` to :meth:`aux_loss`.
+    update_rate_weight, router_balance_weight : float >= 0
+        Weights of the regularisers; the router balance term is the squared
+        coefficient of variation of per-channel router importance.
+    backend : {"auto", "reference", "compiled"}
+        ``auto`` applies :func:`~sparsernn.core.choose_backend`'s rule per call;
+        :attr:`last_backend` tells which one ran.
+    seed : int, optional
+        Seeds masks and initial weights. ``None`` draws one from torch's global
+        generator (so ``torch.manual_seed`` makes it reproducible).
+    dtype, device : optional
+
+    Shapes
+    ------
+    ``x``: ``(T, B, input_size)``; ``episode_starts``: ``(T, B)`` of 0/1;
+    ``state``: ``(B, state_size)`` laid out as ``[h | c | t]`` — ``c`` for the
+    LSTM only, ``t`` (time index, a float) for the rhythm gate only; ``y``:
+    ``(T, B, hidden_size)``. :meth:`pack_state` / :meth:`unpack_state` convert.
+
+    Examples
+    --------
+    >>> layer = SparseRecurrent(8, 32, cell="gru", density_hh=0.25, update_gate="rhythm", seed=0)
+    >>> y, state = layer(torch.randn(10, 4, 8))
+    >>> y.shape, state.shape
+    (torch.Size([10, 4, 32]), torch.Size([4, 33]))
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, cell: str = "gru", density_ih: float = 1.0,
+                 density_hh: float = 1.0, router_keep: float | tuple[float, float] | None = None,
+                 router_rank: int = 8, update_gate: str | None = None, rhythm_frequencies: int = 4,
+                 rhythm_max_period: float = 1000.0, target_update_rate: float | None = None,
+                 update_rate_weight: float = 1.0, router_balance_weight: float = 0.0, backend: str = "auto",
+                 seed: int | None = None, dtype: torch.dtype | None = None,
+                 device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.input_size = check_positive_int("input_size", input_size)
+        self.hidden_size = check_positive_int("hidden_size", hidden_size)
+        check_choice("cell", cell, list(GATES_PER_CELL))
+        check_choice("update_gate", update_gate, list(UPDATE_GATES))
+        check_choice("backend", backend, list(BACKENDS))
+        self.cell = cell
+        self.density_ih = check_fraction("density_ih", density_ih)
+        self.density_hh = check_fraction("density_hh", density_hh)
+        self.router_keep = keep_pair(router_keep)
+        self.update_gate = update_gate
+        self.target_update_rate = (None if target_update_rate is None
+                                   else check_fraction("target_update_rate", target_update_rate))
+        self.update_rate_weight = check_non_negative("update_rate_weight", update_rate_weight)
+        self.router_balance_weight = check_non_negative("router_balance_weight", router_balance_weight)
+        self.backend = backend
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int or None; got {seed!r}")
+        self.seed = seed
+        self.last_backend: str | None = None
+
+        gen = torch.Generator().manual_seed(seed)
+        gates, H, I = GATES_PER_CELL[cell], self.hidden_size, self.input_size
+        self.register_buffer("mask_ih", random_block_mask((gates * H, I), self.density_ih, gen))
+        self.register_buffer("mask_hh", random_block_mask((gates * H, H), self.density_hh, gen))
+        self.weight_ih = nn.Parameter(self._init_block(self.mask_ih, self.density_ih, gen))
+        self.weight_hh = nn.Parameter(self._init_block(self.mask_hh, self.density_hh, gen))
+        bound = 1.0 / math.sqrt(H)
+        self.bias_ih = nn.Parameter(torch.empty(gates * H).uniform_(-bound, bound, generator=gen))
+        self.bias_hh = nn.Parameter(torch.empty(gates * H).uniform_(-bound, bound, generator=gen))
+
+        self.router = None
+        if self.router_keep is not None:
+            check_positive_int("router_rank", router_rank)
+            self.router = ChannelRouter(I, H, router_rank, gen)
+        self.keep_count_input = keep_count(self.router_keep[0], I) if self.router_keep else I
+        self.keep_count_hidden = keep_count(self.router_keep[1], H) if self.router_keep else H
+
+        self.gate = None
+        if update_gate == "rhythm":
+            check_positive_int("rhythm_frequencies", rhythm_frequencies)
+            if not (isinstance(rhythm_max_period, (int, float)) and rhythm_max_period > 2):
+                raise ValueError(f"rhythm_max_period must be a number > 2; got {rhythm_max_period!r}")
+            self.gate = RhythmGate(H, rhythm_frequencies, float(rhythm_max_period), gen)
+        elif update_gate == "event":
+            self.gate = EventGate(I, H, gen)
+        self.to(dtype=dtype or torch.get_default_dtype(), device=device)
+        self._last_trace: dict[str, Any] | None = None
+
+    def _init_block(self, mask: torch.Tensor, density: float, gen: torch.Generator) -> torch.Tensor:
+        # torch's RNN init U(-1/sqrt(H), 1/sqrt(H)), widened so that a sparse
+        # block keeps the pre-activation variance of a dense one.
+        bound = 1.0 / math.sqrt(max(1.0, density * self.hidden_size))
+        return torch.empty(mask.shape).uniform_(-bound, bound, generator=gen) * mask
+
+    # ----------------------------------------------------------------- sizes
+    @property
+    def state_size(self) -> int:
+        """Width of the packed state: ``H`` (+ ``H`` for lstm) (+ 1 for rhythm)."""
+        return self.hidden_size * (2 if self.cell == "lstm" else 1) + (1 if self.update_gate == "rhythm" else 0)
+
+    def trainable_counts(self) -> tuple[int, int]:
+        """``(N_ih, N_hh)``: trainable (unmasked) entries of ``W_ih`` and ``W_hh``."""
+        return int(self.mask_ih.sum()), int(self.mask_hh.sum())
+
+    def effective_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W_ih ⊙ mask_ih, W_hh ⊙ mask_hh)``; a dense block is returned as is."""
+        w_ih = self.weight_ih if self.density_ih == 1.0 else self.weight_ih * self.mask_ih
+        w_hh = self.weight_hh if self.density_hh == 1.0 else self.weight_hh * self.mask_hh
+        return w_ih, w_hh
+
+    # ----------------------------------------------------------------- state
+    def initial_state(self, batch_size: int) -> torch.Tensor:
+        """Zeros of shape ``(batch_size, state_size)``."""
+        return self.weight_hh.new_zeros(batch_size, self.state_size)
+
+    def pack_state(self, h: torch.Tensor, c: torch.Tensor | None = None, time: torch.Tensor | None = None):
+        """``h (B, H)``, ``c (B, H)``, ``time (B,)`` → ``(B, state_size)``."""
+        parts = [h]
+        if self.cell == "lstm":
+            parts.append(c if c is not None else torch.zeros_like(h))
+        if self.update_gate == "rhythm":
+            parts.append((time if time is not None else h.new_zeros(h.shape[0])).unsqueeze(1))
+        return torch.cat(parts, dim=1)
+
+    def unpack_state(self, state: torch.Tensor):
+        """``(B, state_size)`` → ``(h, c, time)``; ``c``/``time`` are None when unused."""
+        H = self.hidden_size
+        h = state[:, :H]
+        c = state[:, H:2 * H] if self.cell == "lstm" else None
+        time = state[:, -1] if self.update_gate == "rhythm" else None
+        return h, c, time
+
+    # --------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None,
+                episode_starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the layer over a sequence.
+
+        Parameters
+        ----------
+        x : tensor of shape (T, B, input_size)
+        state : tensor of shape (B, state_size), optional (zeros)
+        episode_starts : tensor of shape (T, B) of 0/1, optional
+            Where 1, the state entering step t is reset to zeros.
+
+        Returns
+        -------
+        y : tensor of shape (T, B, hidden_size)
+        state : tensor of shape (B, state_size)
+        """
+        self._check_inputs(x, state, episode_starts)
+        if state is None:
+            state = self.initial_state(x.shape[1])
+        h, c, time = self.unpack_state(state)
+        backend = self.backend if self.backend != "auto" else choose_backend(x, self)
+        y, (h, c, time), trace = run_backend(backend, self, x, h, c, time, episode_starts)
+        self.last_backend = backend
+        self._last_trace = trace
+        return y, self.pack_state(h, c, time)
+
+    def _check_inputs(self, x, state, episode_starts) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of shape (T, B, {self.input_size}); got {type(x).__name__}")
+        if x.dim() != 3 or x.shape[2] != self.input_size:
+            raise ValueError(f"x must have shape (T, B, {self.input_size}) (time-major); got {tuple(x.shape)}")
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            raise ValueError(f"x must have T >= 1 and B >= 1; got shape {tuple(x.shape)}")
+        ref = self.weight_hh
+        if x.dtype != ref.dtype:
+            raise TypeError(f"x has dtype {x.dtype} but the layer's weights are {ref.dtype}; "
+                            f"cast x or call layer.to({x.dtype})")
+        if x.device != ref.device:
+            raise ValueError(f"x is on {x.device} but the layer is on {ref.device}")
+        if state is not None:
+            if not isinstance(state, torch.Tensor):
+                raise TypeError(f"state must be a torch.Tensor or None; got {type(state).__name__}")
+            if tuple(state.shape) != (x.shape[1], self.state_size):
+                raise ValueError(f"state must have shape (B, state_size) = ({x.shape[1]}, {self.state_size}); "
+                                 f"got {tuple(state.shape)}")
+            if state.dtype != ref.dtype or state.device != ref.device:
+                raise TypeError(f"state must be {ref.dtype} on {ref.device}; got {state.dtype} on {state.device}")
+        if episode_starts is not None:
+            if not isinstance(episode_starts, torch.Tensor):
+                raise TypeError(f"episode_starts must be a torch.Tensor of shape (T, B) or None; "
+                                f"got {type(episode_starts).__name__}")
+            if tuple(episode_starts.shape) != tuple(x.shape[:2]):
+                raise ValueError(f"episode_starts must have shape (T, B) = {tuple(x.shape[:2])}; "
+                                 f"got {tuple(episode_starts.shape)}")
+            if episode_starts.device != ref.device:
+                raise ValueError(f"episode_starts is on {episode_starts.device} but the layer is on {ref.device}")
+
+    # ------------------------------------------------------- stats and losses
+    def statistics(self) -> dict[str, float]:
+        """Statistics of the last call, for logging: realised densities, hidden
+        proportion, active input / hidden fractions, update rate."""
+        return stats_mod.layer_statistics(self, self._last_trace)
+
+    def aux_loss(self) -> torch.Tensor:
+        """The layer's regularisers on its last call (a scalar with gradient):
+        update-rate target and router balance; exactly zero when none is configured."""
+        return stats_mod.aux_loss(self, self._last_trace)
+
+    def extra_repr(self) -> str:
+        parts = [f"{self.input_size}, {self.hidden_size}, cell={self.cell!r}"]
+        if self.density_ih < 1 or self.density_hh < 1:
+            parts.append(f"density_ih={self.density_ih:g}, density_hh={self.density_hh:g}")
+        if self.router_keep:
+            parts.append(f"router_keep={self.router_keep}")
+        if self.update_gate:
+            parts.append(f"update_gate={self.update_gate!r}")
+        parts.append(f"backend={self.backend!r}, seed={self.seed}")
+        return ", ".join(parts)
+
+    # ---------------------------------------------------------- construction
+    @classmethod
+    def from_torch(cls, module: nn.Module, **kwargs: Any) -> "SparseRecurrent":
+        """A dense layer with the weights of a single-layer, unidirectional
+        ``nn.LSTM``, ``nn.GRU`` or ``nn.RNN`` (tanh). ``kwargs`` add options
+        (e.g. ``backend``); sparsity options start from the copied weights.
+        """
+        kinds = {nn.LSTM: "lstm", nn.GRU: "gru", nn.RNN: "elman"}
+        cell = kinds.get(type(module))
+        if cell is None:
+            raise TypeError(f"module must be a torch.nn.LSTM, GRU or RNN; got {type(module).__name__}")
+        if module.num_layers != 1 or module.bidirectional or getattr(module, "proj_size", 0):
+            raise ValueError(f"module must be single-layer, unidirectional, without proj_size; got "
+                             f"num_layers={module.num_layers}, bidirectional={module.bidirectional}, "
+                             f"proj_size={getattr(module, 'proj_size', 0)}")
+        if cell == "elman" and module.nonlinearity != "tanh":
+            raise ValueError(f"nn.RNN must use nonlinearity='tanh'; got {module.nonlinearity!r}")
+        ref = module.weight_hh_l0
+        layer = cls(module.input_size, module.hidden_size, cell=cell, dtype=ref.dtype, device=ref.device, **kwargs)
+        with torch.no_grad():
+            layer.weight_ih.copy_(module.weight_ih_l0 * layer.mask_ih)
+            layer.weight_hh.copy_(module.weight_hh_l0 * layer.mask_hh)
+            if module.bias:
+                layer.bias_ih.copy_(module.bias_ih_l0)
+                layer.bias_hh.copy_(module.bias_hh_l0)
+            else:
+                layer.bias_ih.zero_()
+                layer.bias_hh.zero_()
+        return layer

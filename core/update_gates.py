@@ -1,0 +1,84 @@
+"""suRNN selective-update switches (Yin et al., arXiv 2603.02226).
+
+A switch ``g = Heaviside(a)`` per neuron and step; a closed neuron keeps its
+state exactly. The straight-through surrogate is the sigmoid:
+``g = hard + sigmoid(a) - sigmoid(a).detach()``.
+
+Two sources of the pre-activation ``a``:
+
+- :class:`RhythmGate` — the paper's learnable schedule of the time index
+  ``a_{t,i} = b_i + sum_k alpha_{ik} sin(omega_k t + phi_{ik})``.
+- :class:`EventGate` — ``a_t = W x_t + w ⊙ h_{t-1} + b``: neurons open on
+  informative inputs.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class RhythmGate(nn.Module):
+    """Learnable per-neuron rhythm of the time index.
+
+    Parameters
+    ----------
+    hidden_size : int
+    n_frequencies : int
+        ``K`` shared frequencies ``omega_k`` (learnable), initialised with
+        periods spread geometrically between 2 and ``max_period`` steps.
+    max_period : float
+    generator : torch.Generator
+
+    Notes
+    -----
+    Offsets ``b`` start at 0 and amplitudes at ``1/sqrt(K)``, so a fresh layer
+    opens about half of its neurons at each step, a different half each step.
+    """
+
+    def __init__(self, hidden_size: int, n_frequencies: int, max_period: float, generator: torch.Generator) -> None:
+        super().__init__()
+        periods = torch.logspace(math.log10(2.0), math.log10(max_period), n_frequencies)
+        self.omega = nn.Parameter(2 * math.pi / periods)
+        self.phase = nn.Parameter(torch.empty(hidden_size, n_frequencies).uniform_(0, 2 * math.pi, generator=generator))
+        self.amplitude = nn.Parameter(torch.full((hidden_size, n_frequencies), 1.0 / math.sqrt(n_frequencies)))
+        self.offset = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, time: torch.Tensor) -> torch.Tensor:
+        """Pre-activations ``a`` of shape ``(*time.shape, H)`` for time indices ``time``."""
+        angle = time.unsqueeze(-1).unsqueeze(-1) * self.omega + self.phase  # (..., H, K)
+        return self.offset + (self.amplitude * torch.sin(angle)).sum(-1)
+
+
+class EventGate(nn.Module):
+    """Input-driven switch pre-activation ``a_t = W x_t + w ⊙ h_{t-1} + b``.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+    generator : torch.Generator
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, generator: torch.Generator) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(input_size)
+        self.weight_x = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-bound, bound, generator=generator))
+        self.weight_h = nn.Parameter(torch.empty(hidden_size).uniform_(-0.5, 0.5, generator=generator))
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
+
+    def input_part(self, x: torch.Tensor) -> torch.Tensor:
+        """``W x + b`` for ``x (..., I)`` → ``(..., H)``: computable for all steps at once."""
+        return x @ self.weight_x.t() + self.bias
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Pre-activations ``(B, H)`` for ``x (B, I)``, ``h (B, H)``."""
+        return self.input_part(x) + self.weight_h * h
+
+
+def heaviside_straight_through(preact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(hard, surrogate)``: ``hard = (a > 0)`` as a bool tensor, and
+    ``surrogate = sigmoid(a) - sigmoid(a).detach()`` (exactly 0 forward) that
+    carries the gradient."""
+    soft = torch.sigmoid(preact)
+    return preact > 0, soft - soft.detach()
