@@ -1,1 +1,6 @@
-"""sparsernn.policies."""
+"""sparsernn.policies: the SB3 glue that puts a core layer where RecurrentPPO expects its LSTM."""
+from .core_adapter import RecurrentCore
+from .options import LAYER_OPTIONS, resolve_layer_options
+from .sparse_recurrent import SparseRecurrentPolicy
+
+__all__ = ["SparseRecurrentPolicy", "RecurrentCore", "LAYER_OPTIONS", "resolve_layer_options"]

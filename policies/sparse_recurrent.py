@@ -1,0 +1,157 @@
+"""``SparseRecurrentPolicy``: sb3-contrib's recurrent actor-critic with a :class:`~sparsernn.core.SparseRecurrent` core."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from stable_baselines3.common.type_aliases import Schedule
+from torch import nn
+
+from sparsernn.core import SparseRecurrent
+
+from .core_adapter import RecurrentCore, StatePair
+from .options import LAYER_OPTIONS, resolve_layer_options
+
+
+class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
+    """Recurrent actor-critic policy whose LSTM is a sparse / routed / selective-update layer.
+
+    Use it wherever sb3-contrib takes a recurrent policy::
+
+        RecurrentPPO(SparseRecurrentPolicy, env,
+                     policy_kwargs=dict(cell="gru", hidden_size=64, density_hh=0.1))
+
+    It changes two things of :class:`~sb3_contrib.common.recurrent.policies.RecurrentActorCriticPolicy`:
+    the actor (and critic) ``nn.LSTM`` become :class:`~sparsernn.policies.RecurrentCore`
+    adapters around :class:`~sparsernn.core.SparseRecurrent`, and
+    :meth:`_process_sequence` hands each whole batch of sequences to the core in
+    one call, with the episode resets inside it (no per-step Python loop).
+    sb3-contrib's options keep their meaning: ``shared_lstm``,
+    ``enable_critic_lstm``, ``net_arch``, ``activation_fn``, ``ortho_init``
+    (which, as in sb3-contrib, does not touch the recurrent weights), etc.
+
+    Parameters
+    ----------
+    observation_space, action_space, lr_schedule
+        As for any SB3 policy.
+    hidden_size : int or None
+        Recurrent units (default 64). ``None`` lets ``param_budget`` choose.
+    param_budget, hidden_proportion : int, float, optional
+        A-priori specification (both or neither): trainable recurrent weights
+        ``N_ih + N_hh`` and ``N_hh / (N_ih + N_hh)``; the densities are solved
+        by :func:`~sparsernn.core.solve_layer_spec` at the features' width.
+    seed : int, optional
+        Seeds the actor layer's masks and weights (the critic's uses
+        ``seed + 1``). ``None`` draws from torch's generator, which SB3 seeds.
+    cell, density_ih, density_hh, router_keep, router_rank, update_gate, \
+rhythm_frequencies, rhythm_max_period, target_update_rate, update_rate_weight, \
+router_balance_weight, backend
+        :class:`~sparsernn.core.SparseRecurrent` options (see
+        :data:`~sparsernn.policies.LAYER_OPTIONS` for the defaults). The policy's
+        default backend is ``"reference"``, the fastest for RL's short calls on
+        a CPU (see ``docs/rl.md``).
+    lstm_hidden_size : int, optional
+        sb3-contrib's name for ``hidden_size``, accepted as an alias.
+    n_lstm_layers : int
+        Must be 1.
+    **kwargs
+        The remaining :class:`RecurrentActorCriticPolicy` arguments.
+
+    Notes
+    -----
+    State layout: sb3-contrib's ``(h, c)`` pairs carry the core's packed state
+    ``(1, n_envs, state_size)`` in slot 0 (slot 1 is the same tensor); see
+    :mod:`sparsernn.policies.core_adapter`. ``predict`` returns that pair.
+    """
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
+                 hidden_size: int | None = 64, param_budget: int | None = None,
+                 hidden_proportion: float | None = None, seed: int | None = None,
+                 lstm_hidden_size: int | None = None, n_lstm_layers: int = 1,
+                 lstm_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if lstm_hidden_size is not None:
+            if hidden_size not in (None, 64, lstm_hidden_size):
+                raise ValueError(f"hidden_size={hidden_size} and lstm_hidden_size={lstm_hidden_size} disagree; "
+                                 f"give one of them")
+            hidden_size = lstm_hidden_size
+        if n_lstm_layers != 1:
+            raise ValueError(f"n_lstm_layers must be 1 (one SparseRecurrent layer); got {n_lstm_layers!r}")
+        if lstm_kwargs:
+            raise TypeError(f"lstm_kwargs is not used by SparseRecurrentPolicy (got {lstm_kwargs!r}); "
+                            f"pass the layer options directly: {sorted(LAYER_OPTIONS)}")
+        layer_options = {key: kwargs.pop(key) for key in list(kwargs) if key in LAYER_OPTIONS}
+        input_size = None
+        if param_budget is not None:
+            input_size = self._probe_features_dim(observation_space, kwargs)
+        hidden_size, self.layer_kwargs = resolve_layer_options(
+            input_size or 1, hidden_size, param_budget, hidden_proportion, layer_options)
+        self.hidden_size = hidden_size
+        self.param_budget, self.hidden_proportion, self.seed = param_budget, hidden_proportion, seed
+        super().__init__(observation_space, action_space, lr_schedule, lstm_hidden_size=hidden_size,
+                         n_lstm_layers=1, **kwargs)
+        # Replace the nn.LSTMs built by the parent with the sparse core.
+        self.lstm_actor = self._make_core(seed)
+        if self.lstm_critic is not None:
+            self.lstm_critic = self._make_core(None if seed is None else seed + 1)
+        self.lstm_hidden_state_shape = (1, 1, self.lstm_actor.hidden_size)
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
+
+    @staticmethod
+    def _probe_features_dim(observation_space: spaces.Space, kwargs: dict[str, Any]) -> int:
+        """Width of the features the layer will read (needed to solve a budget)."""
+        from stable_baselines3.common.torch_layers import FlattenExtractor
+
+        extractor_class = kwargs.get("features_extractor_class", FlattenExtractor)
+        extractor = extractor_class(observation_space, **(kwargs.get("features_extractor_kwargs") or {}))
+        return int(extractor.features_dim)
+
+    def _make_core(self, seed: int | None) -> RecurrentCore:
+        layer = SparseRecurrent(self.features_dim, self.hidden_size, seed=seed, **self.layer_kwargs)
+        return RecurrentCore(layer)
+
+    @staticmethod
+    def _process_sequence(features: torch.Tensor, lstm_states: StatePair, episode_starts: torch.Tensor,
+                          lstm: nn.Module) -> tuple[torch.Tensor, StatePair]:
+        """Run the core once over a batch of sequences.
+
+        ``features`` is ``(n_seq * seq_len, features_dim)`` in sequence-major
+        order and ``episode_starts`` ``(n_seq * seq_len,)``, as sb3-contrib lays
+        them out; ``n_seq`` is read from the state. Resets happen inside the call.
+        """
+        n_seq = lstm_states[0].shape[1]
+        x = features.reshape(n_seq, -1, lstm.input_size).transpose(0, 1)
+        starts = episode_starts.reshape(n_seq, -1).transpose(0, 1)
+        y, states = lstm(x, lstm_states, starts)
+        return y.transpose(0, 1).reshape(-1, y.shape[-1]), states
+
+    # ----------------------------------------------------------- sparsernn API
+    @property
+    def recurrent_layers(self) -> dict[str, SparseRecurrent]:
+        """The policy's core layers by role: ``"actor"`` and, with a recurrent critic, ``"critic"``."""
+        layers = {"actor": self.lstm_actor.layer}
+        if self.lstm_critic is not None:
+            layers["critic"] = self.lstm_critic.layer
+        return layers
+
+    def aux_loss(self) -> torch.Tensor:
+        """Sum of the core layers' :meth:`~sparsernn.core.SparseRecurrent.aux_loss` on their last call."""
+        losses = [layer.aux_loss() for layer in self.recurrent_layers.values()]
+        return torch.stack(losses).sum()
+
+    def statistics(self) -> dict[str, float]:
+        """The core layers' statistics of their last call, keyed ``"<role>/<name>"``."""
+        return {f"{role}/{name}": value for role, layer in self.recurrent_layers.items()
+                for name, value in layer.statistics().items()}
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(hidden_size=self.hidden_size, param_budget=self.param_budget,
+                    hidden_proportion=self.hidden_proportion, seed=self.seed, shared_lstm=self.shared_lstm,
+                    enable_critic_lstm=self.enable_critic_lstm)
+        if self.param_budget is not None:  # the budget re-solves the densities
+            data.update({k: v for k, v in self.layer_kwargs.items() if not k.startswith("density")})
+        else:
+            data.update(self.layer_kwargs)
+        return data
