@@ -1,1 +1,45 @@
-"""sparsernn.detectors."""
+"""sparsernn.detectors: anomaly detection with sparse, selective-update recurrent models.
+
+- :class:`SelectiveUpdateDetector` — a PyOD detector (fit / decision_function /
+  predict) built on a core :class:`~sparsernn.core.SparseRecurrent` forecaster.
+- :class:`StreamScorer` and the :class:`AnomalyLikelihood` wrapper — river-style
+  streaming (``score_one`` / ``learn_one``) over one or many streams, with
+  ``save`` / ``load`` of the complete state.
+- NAB: the corpus loader, NAB's scorer and threshold sweep, VUS-PR / AUC-PR, and
+  causal baseline detectors with a common streaming interface.
+"""
+from .baselines import (BASELINES, CalibratedStreamDetector, HalfSpaceTreesDetector, IForestDetector,
+                        LSTMDetector, NABStreamDetector, anomaly_likelihood, check_series, lagged_windows,
+                        run_corpus)
+from .forecaster import GaussianForecaster, fast_forward
+from .likelihood import AnomalyLikelihood
+from .metrics import anomaly_ranges, auc_pr, vus_pr
+from .nab_adapter import SelectiveUpdateNAB
+from .nab_data import (PROBATIONARY_PERCENT, PROFILE_NAMES, CostProfile, NABCorpus, NABDataFile,
+                       list_result_detectors, load_nab_corpus, load_profiles, load_reference_scores,
+                       probationary_length, read_results, read_series, results_path, write_results)
+from .nab_scoring import (NABResult, anomaly_scores_of, normalized_score, range_metrics, reference_thresholds,
+                          score_all_profiles, score_corpus, score_results_dir, summarize)
+from .nab_sweep import (FileSweep, ThresholdCurve, ThresholdPoint, legacy_row_scores, scaled_sigmoid,
+                        score_at_threshold, sweep_file, threshold_curve)
+from .persistence import load_detector, load_stream, save_detector, save_stream
+from .selective_update import SelectiveUpdateDetector
+from .streaming import StreamScorer
+
+__all__ = [
+    # selective-update detector and streaming
+    "SelectiveUpdateDetector", "GaussianForecaster", "fast_forward", "StreamScorer", "AnomalyLikelihood",
+    "save_detector", "load_detector", "save_stream", "load_stream", "SelectiveUpdateNAB",
+    # baselines
+    "BASELINES", "NABStreamDetector", "CalibratedStreamDetector", "IForestDetector", "LSTMDetector",
+    "HalfSpaceTreesDetector", "anomaly_likelihood", "check_series", "lagged_windows", "run_corpus",
+    # metrics
+    "auc_pr", "vus_pr", "anomaly_ranges",
+    # NAB data, scoring and sweep
+    "PROBATIONARY_PERCENT", "PROFILE_NAMES", "CostProfile", "NABDataFile", "NABCorpus", "load_nab_corpus",
+    "load_profiles", "load_reference_scores", "read_series", "read_results", "write_results", "results_path",
+    "list_result_detectors", "probationary_length", "NABResult", "normalized_score", "anomaly_scores_of",
+    "score_corpus", "score_all_profiles", "reference_thresholds", "score_results_dir", "range_metrics",
+    "summarize", "FileSweep", "ThresholdCurve", "ThresholdPoint", "sweep_file", "threshold_curve",
+    "score_at_threshold", "scaled_sigmoid", "legacy_row_scores",
+]

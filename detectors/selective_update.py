@@ -1,0 +1,260 @@
+"""``SelectiveUpdateDetector``: a PyOD detector built on a selective-update recurrent forecaster."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from pyod.models.base import BaseDetector
+from scipy.special import erf
+from sklearn.utils.validation import check_is_fitted
+
+from .forecaster import GaussianForecaster, fast_forward, surprise
+from .normalization import robust_center_scale
+from .series_input import SeriesInput, as_series
+from .training import train_forecaster
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}; got {value}")
+    return int(value)
+
+
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a number > 0; got {value!r}")
+    return float(value)
+
+
+class SelectiveUpdateDetector(BaseDetector):
+    """Time-series anomaly detector: a selective-update RNN forecasts the next
+    observation's distribution; the anomaly score is the surprise of what came.
+
+    A core :class:`~sparsernn.core.SparseRecurrent` layer (a GRU whose neurons
+    open on informative inputs, by default) reads the series scaled by its
+    median and inter-quartile range, and a linear head predicts the mean and
+    variance of the next observation. The score of timestamp ``t`` is
+    ``0.5 * mean_c (u_t,c - mu_t,c)^2 / var_t,c``: the Gaussian negative
+    log-likelihood of ``u_t`` in excess of its minimum under the forecast made
+    at ``t - 1``. It uses data up to ``t`` only; the first ``warmup``
+    timestamps, which have too little history, score ``0.0`` (the lowest
+    possible score).
+
+    Parameters
+    ----------
+    hidden_size : int, default 32
+        Neurons of the recurrent layer.
+    cell : {"gru", "lstm", "elman"}, default "gru"
+    update_gate : {"event", "rhythm", None}, default "event"
+        The suRNN switch (None: every neuron updates at every step).
+    density_ih, density_hh : float in (0, 1], default 1.0
+        Static block sparsity of the input and recurrent weights.
+    router_keep : float or (float, float), optional
+        DS-RNN input-dependent channel routing.
+    layer_options : dict, optional
+        Any further :class:`~sparsernn.core.SparseRecurrent` keyword
+        (``rhythm_frequencies``, ``target_update_rate``, ``router_rank``, ...).
+    window, burn_in : int, default 32, 8
+        Training windows' length and unscored leading rows (truncated BPTT).
+    batch_size, n_steps : int, default 32, 100
+        Windows per optimisation step and number of steps (Adam).
+    learning_rate : float, default 3e-3
+    warmup : int, default 10
+        Leading timestamps of every scored series that get the score 0.0.
+    min_variance : float, default 1e-3
+        Floor of the forecast variance, in units of the fit-time scale.
+    backend : {"reference", "compiled", "auto"}, default "reference"
+        Core backend used for training (scoring always uses the eager fast
+        path). On a CPU the reference loop trains these small models fastest.
+    progress : bool, default True
+        Show a progress bar during training.
+    log_dir : str, optional
+        Log the training loss and layer statistics to TensorBoard there.
+    seed : int, default 0
+        Seeds the layer's masks and weights and the draw of training windows:
+        the same seed gives the same scores.
+    contamination : float in (0, 0.5], default 0.1
+        Expected share of anomalies; sets ``threshold_`` on the training scores.
+
+    Attributes
+    ----------
+    decision_scores_ : array of shape (n_timestamps,)
+        Scores of the training series.
+    threshold_ : float
+        The ``1 - contamination`` quantile of ``decision_scores_``.
+    labels_ : array of shape (n_timestamps,)
+        ``decision_scores_ > threshold_`` as 0/1.
+    model_ : GaussianForecaster
+        The trained forecaster.
+    center_, scale_ : array of shape (n_channels,)
+        The fit-time robust scaling.
+    n_channels_ : int
+        Width of the training series.
+    training_losses_ : list of float
+        Training loss of every step.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.sin(np.arange(600) / 5.0)
+    >>> x[400] += 3.0
+    >>> det = SelectiveUpdateDetector(n_steps=20, progress=False).fit(x)
+    >>> int(np.argmax(det.decision_scores_))
+    400
+    """
+
+    def __init__(self, hidden_size: int = 32, cell: str = "gru", update_gate: str | None = "event",
+                 density_ih: float = 1.0, density_hh: float = 1.0, router_keep=None, layer_options=None,
+                 window: int = 32, burn_in: int = 8, batch_size: int = 32, n_steps: int = 100,
+                 learning_rate: float = 3e-3, warmup: int = 10, min_variance: float = 1e-3,
+                 backend: str = "reference", progress: bool = True, log_dir: str | None = None, seed: int = 0,
+                 contamination: float = 0.1) -> None:
+        super().__init__(contamination=contamination)
+        self.hidden_size = hidden_size
+        self.cell = cell
+        self.update_gate = update_gate
+        self.density_ih = density_ih
+        self.density_hh = density_hh
+        self.router_keep = router_keep
+        self.layer_options = layer_options
+        self.window = window
+        self.burn_in = burn_in
+        self.batch_size = batch_size
+        self.n_steps = n_steps
+        self.learning_rate = learning_rate
+        self.warmup = warmup
+        self.min_variance = min_variance
+        self.backend = backend
+        self.progress = progress
+        self.log_dir = log_dir
+        self.seed = seed
+
+    # ------------------------------------------------------------- building
+    def _layer_options(self) -> dict:
+        options = dict(self.layer_options or {})
+        clash = sorted({"input_size", "hidden_size", "seed"} & set(options))
+        if clash:
+            raise ValueError(f"layer_options must not set {clash}; they follow from the data and the detector")
+        options.update(cell=self.cell, update_gate=self.update_gate, density_ih=self.density_ih,
+                       density_hh=self.density_hh, router_keep=self.router_keep, backend=self.backend)
+        return options
+
+    def _build_model(self, n_channels: int) -> GaussianForecaster:
+        return GaussianForecaster(n_channels, _check_int("hidden_size", self.hidden_size, 1), self._layer_options(),
+                                  _check_positive("min_variance", self.min_variance),
+                                  _check_int("seed", self.seed, 0))
+
+    def _check_hyperparameters(self) -> None:
+        _check_int("window", self.window, 2)
+        _check_int("burn_in", self.burn_in, 0)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("n_steps", self.n_steps, 0)
+        _check_int("warmup", self.warmup, 1)
+        _check_positive("learning_rate", self.learning_rate)
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y=None):
+        """Train the forecaster on one series and score it.
+
+        Parameters
+        ----------
+        X : array of shape (n_timestamps,) or (n_timestamps, n_channels), pandas Series or DataFrame
+            The training series, at least 2 timestamps, finite, with strictly
+            increasing timestamps when it has a DatetimeIndex.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._check_hyperparameters()
+        series = as_series(X, "X", min_length=2)
+        self.n_channels_ = series.values.shape[1]
+        self.feature_names_ = None if series.was_1d else series.columns
+        self.center_, self.scale_ = robust_center_scale(series.values)
+        self.model_ = self._build_model(self.n_channels_)
+        u = torch.from_numpy(self.normalize(series.values)).to(self.model_.head.weight.dtype)
+        self.training_losses_ = train_forecaster(
+            self.model_, u, window=self.window, burn_in=self.burn_in, batch_size=self.batch_size,
+            n_steps=self.n_steps, learning_rate=self.learning_rate, seed=self.seed, progress=self.progress,
+            log_dir=self.log_dir)
+        self.decision_scores_ = self._scores(series)
+        self._process_decision_scores()
+        return self
+
+    # -------------------------------------------------------------- scoring
+    def normalize(self, values: np.ndarray) -> np.ndarray:
+        """``(values - center_) / scale_`` for values of shape (n_timestamps, n_channels)."""
+        return (values - self.center_) / self.scale_
+
+    def _scores(self, series: SeriesInput) -> np.ndarray:
+        u = torch.from_numpy(self.normalize(series.values)).to(self.model_.head.weight.dtype).unsqueeze(1)
+        mean, var, _ = fast_forward(self.model_, u, self.model_.layer.initial_state(1))
+        scores = np.zeros(len(series.values))
+        scores[1:] = surprise(u[1:], mean[:-1], var[:-1])[:, 0].double().numpy()
+        scores[: self.warmup] = 0.0
+        return scores
+
+    def _checked(self, X) -> SeriesInput:
+        check_is_fitted(self, ["model_", "decision_scores_", "threshold_"])
+        return as_series(X, "X", n_channels=self.n_channels_)
+
+    def decision_function(self, X):
+        """Anomaly score of every timestamp of ``X``, scored from a fresh state.
+
+        Parameters
+        ----------
+        X : array of shape (n_timestamps,) or (n_timestamps, n_channels), pandas Series or DataFrame
+            Same width as the training series.
+
+        Returns
+        -------
+        scores : array of shape (n_timestamps,), or a pandas Series on X's index
+            Higher is more anomalous; the score at t depends on ``X[:t + 1]`` only.
+        """
+        series = self._checked(X)
+        return series.wrap(self._scores(series))
+
+    def predict(self, X, return_confidence: bool = False):
+        """0/1 labels: 1 where the score exceeds ``threshold_``.
+
+        Returns an array of shape (n_timestamps,), or a pandas Series on X's index.
+        """
+        if return_confidence:
+            raise ValueError("return_confidence=True is not supported by SelectiveUpdateDetector")
+        series = self._checked(X)
+        return series.wrap((self._scores(series) > self.threshold_).astype(int), name="label")
+
+    def predict_proba(self, X, method: str = "linear", return_confidence: bool = False):
+        """Probability of being an anomaly, as PyOD computes it from the training scores.
+
+        Parameters
+        ----------
+        X : array of shape (n_timestamps,) or (n_timestamps, n_channels), pandas Series or DataFrame
+        method : {"linear", "unify"}
+            ``linear``: min-max scaling by the training scores, clipped to [0, 1];
+            ``unify``: the Gaussian scaling of Kriegel et al. (2011).
+
+        Returns
+        -------
+        probs : array of shape (n_timestamps, 2) — columns (normal, anomaly) —
+            or a DataFrame on X's index with columns ``normal`` and ``anomaly``.
+        """
+        if return_confidence:
+            raise ValueError("return_confidence=True is not supported by SelectiveUpdateDetector")
+        series = self._checked(X)
+        scores, train = self._scores(series), self.decision_scores_
+        if method == "linear":
+            span = train.max() - train.min()
+            anomaly = np.clip((scores - train.min()) / (span if span > 0 else 1.0), 0.0, 1.0)
+        elif method == "unify":
+            sigma = train.std() or 1.0
+            anomaly = np.clip(erf((scores - train.mean()) / (sigma * np.sqrt(2))), 0.0, 1.0)
+        else:
+            raise ValueError(f"method must be 'linear' or 'unify'; got {method!r}")
+        probs = np.stack([1.0 - anomaly, anomaly], axis=1)
+        if series.index is None:
+            return probs
+        return pd.DataFrame(probs, index=series.index, columns=["normal", "anomaly"])

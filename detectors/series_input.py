@@ -1,0 +1,133 @@
+"""Checking and converting the series that detectors and stream scorers receive.
+
+One policy for bad input, shared by the batch detector and the streaming
+scorer: NaN / inf values, a wrong rank, an empty series, non-numeric (object)
+data, unsorted or duplicate timestamps and a width that differs from ``fit``
+are **rejected** with a ``ValueError`` / ``TypeError`` that names the argument,
+what was given and what is allowed. Nothing is skipped silently, so a rejected
+input never reaches (or changes) a model's state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    """A checked series.
+
+    Attributes
+    ----------
+    values : array of shape (n_timestamps, n_channels), float64
+    index : pandas.Index or None
+        The input's index when it was a Series / DataFrame, else None.
+    columns : list or None
+        A DataFrame's column labels (a Series' name as one label), else None.
+    was_1d : bool
+        True when the input had rank 1 (a Series or an array of shape (n,)).
+    """
+
+    values: np.ndarray
+    index: pd.Index | None
+    columns: list | None
+    was_1d: bool
+
+    def wrap(self, scores: np.ndarray, name: str = "score"):
+        """``scores`` (n,) as a pandas Series on the input's index, or as is for array input."""
+        if self.index is None:
+            return scores
+        return pd.Series(scores, index=self.index, name=name)
+
+
+def _check_numeric(array: np.ndarray, name: str) -> np.ndarray:
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{name} must hold numbers (int, float or bool); got dtype {array.dtype}")
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
+    return array.astype(np.float64)
+
+
+def check_finite(values: np.ndarray, name: str) -> None:
+    """Raise ``ValueError`` naming the first NaN / inf entry of ``values`` (n, d)."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(f"{name} must be finite; found {values[row, col]} at row {row}, channel {col} "
+                         f"(NaN and inf are rejected: drop or fill them before scoring)")
+
+
+def check_timestamps(index: pd.Index, name: str, after=None) -> None:
+    """Raise ``ValueError`` unless a DatetimeIndex is strictly increasing (and later than ``after``)."""
+    if not isinstance(index, pd.DatetimeIndex):
+        return
+    stamps = index.as_unit("ns").asi8
+    if index.hasnans:
+        raise ValueError(f"{name} has missing timestamps (NaT) in its index")
+    steps = np.diff(stamps)
+    if (steps <= 0).any():
+        i = int(np.flatnonzero(steps <= 0)[0])
+        what = "duplicate" if steps[i] == 0 else "unsorted"
+        raise ValueError(f"{name} has {what} timestamps: {index[i]} is followed by {index[i + 1]} "
+                         f"(timestamps must be strictly increasing)")
+    if after is not None and len(stamps) and stamps[0] <= after:
+        raise ValueError(f"{name} starts at {index[0]}, not after the last timestamp seen "
+                         f"{pd.Timestamp(after)} (timestamps must be strictly increasing)")
+
+
+def as_series(X, name: str = "X", n_channels: int | None = None, min_length: int = 1) -> SeriesInput:
+    """Check ``X`` and return it as a :class:`SeriesInput`.
+
+    Parameters
+    ----------
+    X : array of shape (n_timestamps,) or (n_timestamps, n_channels), pandas Series or DataFrame
+    name : str
+        The argument's name, for error messages.
+    n_channels : int, optional
+        Required width (the width seen by ``fit``).
+    min_length : int
+        Fewest timestamps accepted.
+
+    Raises
+    ------
+    TypeError
+        For non-numeric data or an unsupported container.
+    ValueError
+        For a wrong rank, too few timestamps, a width other than ``n_channels``,
+        NaN / inf, or unsorted / duplicate timestamps.
+    """
+    index = columns = None
+    if isinstance(X, pd.Series):
+        index, columns, was_1d = X.index, [X.name], True
+        values = _check_numeric(X.to_numpy(), name)[:, None]
+    elif isinstance(X, pd.DataFrame):
+        index, columns, was_1d = X.index, list(X.columns), False
+        bad = [c for c, dt in X.dtypes.items() if not (np.issubdtype(dt, np.number) or dt == bool)]
+        if bad:
+            raise TypeError(f"{name} must hold numbers; columns {bad} have dtypes {[str(X[c].dtype) for c in bad]}")
+        values = _check_numeric(X.to_numpy(dtype=np.float64), name)
+    elif isinstance(X, (np.ndarray, list, tuple)):
+        array = np.asarray(X)
+        if array.ndim not in (1, 2):
+            raise ValueError(f"{name} must have shape (n_timestamps,) or (n_timestamps, n_channels); "
+                             f"got an array of rank {array.ndim} with shape {array.shape}")
+        was_1d = array.ndim == 1
+        if array.size == 0:
+            raise ValueError(f"{name} must have at least {max(min_length, 1)} timestamp(s) and one channel; "
+                             f"got an empty array of shape {array.shape}")
+        values = _check_numeric(array, name).reshape(len(array), -1)
+    else:
+        raise TypeError(f"{name} must be a numpy array, pandas Series or DataFrame; got {type(X).__name__}")
+    if len(values) < min_length:
+        raise ValueError(f"{name} must have at least {min_length} timestamp(s); got {len(values)}")
+    if values.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one channel; got shape {values.shape}")
+    if n_channels is not None and values.shape[1] != n_channels:
+        raise ValueError(f"{name} has {values.shape[1]} channel(s) but the detector was fitted on "
+                         f"{n_channels}")
+    check_finite(values, name)
+    if index is not None:
+        check_timestamps(index, name)
+    return SeriesInput(values, index, columns, was_1d)

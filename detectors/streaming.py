@@ -1,0 +1,312 @@
+"""``StreamScorer``: score one or many live streams with a fitted detector.
+
+The river protocol: :meth:`StreamScorer.score_one` returns the surprise of a
+point under the forecast the stream's model made after the previous point — it
+changes nothing, so calling it twice gives the same value — and
+:meth:`StreamScorer.learn_one` advances the stream by that point: one recurrent
+step, the online normaliser and the forecast of the next point. Many streams,
+named by stream ids, advance together in one batched step
+(:meth:`score_many`, :meth:`learn_many`, :meth:`process`).
+
+Bad input follows :mod:`~sparsernn.detectors.series_input`: NaN / inf, a wrong
+width or rank, non-numbers and timestamps that do not increase are rejected
+with an error *before* any state changes, so a rejected point leaves the
+stream exactly as it was.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from .forecaster import fast_forward, surprise
+from .normalization import ew_mean_var, halflife_to_alpha
+from .series_input import as_series, check_finite
+
+NO_TIME = np.iinfo(np.int64).min
+"""Last-timestamp value of a stream that has not seen a timestamp."""
+
+
+def timestamp_ns(timestamp) -> int:
+    """A timestamp (pandas / numpy / datetime / str, or an int of nanoseconds) as int64 nanoseconds."""
+    if isinstance(timestamp, (int, np.integer)) and not isinstance(timestamp, bool):
+        return int(timestamp)
+    try:
+        return int(pd.Timestamp(timestamp).as_unit("ns").value)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"timestamp must be a datetime-like or an int of nanoseconds; got {timestamp!r}") from error
+
+
+class StreamScorer:
+    """Streaming scorer around a fitted :class:`SelectiveUpdateDetector`.
+
+    Parameters
+    ----------
+    detector : SelectiveUpdateDetector
+        A fitted detector; its forecaster is shared, not copied.
+    normalizer_halflife : float, optional
+        Online normalisation: each stream's centre and scale start at the
+        detector's fit-time scaling and follow an exponentially weighted mean
+        and standard deviation with this half-life (in points). None keeps the
+        fit-time scaling, so a stream's scores equal ``decision_function``'s.
+    min_scale : float, default 0.05
+        Floor of the online scale, as a share of the fit-time scale.
+
+    Attributes
+    ----------
+    stream_ids : list
+        Ids of the streams seen so far (str or int), in order of arrival.
+
+    Notes
+    -----
+    Per stream the scorer keeps the recurrent state, the forecast (mean and
+    variance) of the next point, the normaliser's mean and variance, the
+    number of points learned and the last timestamp. The first
+    ``detector.warmup`` points of a stream score 0.0.
+
+    Examples
+    --------
+    >>> scorer = StreamScorer(detector)                       # doctest: +SKIP
+    >>> for x in stream:                                      # doctest: +SKIP
+    ...     score = scorer.score_one(x)
+    ...     scorer.learn_one(x)
+    """
+
+    def __init__(self, detector, normalizer_halflife: float | None = None, min_scale: float = 0.05) -> None:
+        check_is_fitted(detector, ["model_", "center_", "scale_"])
+        if normalizer_halflife is not None and not (isinstance(normalizer_halflife, (int, float))
+                                                    and normalizer_halflife > 0):
+            raise ValueError(f"normalizer_halflife must be None or a number > 0; got {normalizer_halflife!r}")
+        if not (isinstance(min_scale, (int, float)) and min_scale > 0):
+            raise ValueError(f"min_scale must be a number > 0; got {min_scale!r}")
+        self.detector = detector
+        self.normalizer_halflife = normalizer_halflife
+        self.min_scale = float(min_scale)
+        self.model = detector.model_
+        self.n_channels = detector.n_channels_
+        self.stream_ids: list = []
+        self._rows_of: dict = {}
+        model_dtype = self.model.head.weight.dtype
+        d, size = self.n_channels, self.model.layer.state_size
+        self.state = torch.zeros(0, size, dtype=model_dtype)
+        self.forecast_mean = torch.zeros(0, d, dtype=model_dtype)
+        self.forecast_var = torch.ones(0, d, dtype=model_dtype)
+        self.norm_mean = np.zeros((0, d))
+        self.norm_var = np.zeros((0, d))
+        self.count = np.zeros(0, dtype=np.int64)
+        self.last_time = np.zeros(0, dtype=np.int64)
+
+    # ------------------------------------------------------------ streams
+    def _rows(self, streams: Sequence[Hashable]) -> np.ndarray:
+        """Row of each stream id, allocating fresh state for ids not seen yet."""
+        rows = np.empty(len(streams), dtype=np.int64)
+        new = []
+        for i, sid in enumerate(streams):
+            row = self._rows_of.get(sid)
+            if row is None:
+                if isinstance(sid, bool) or not isinstance(sid, (str, int, np.integer)):
+                    raise TypeError(f"stream ids must be str or int; got {sid!r}")
+                sid = sid if isinstance(sid, str) else int(sid)
+                row = self._rows_of[sid] = len(self.stream_ids)
+                self.stream_ids.append(sid)
+                new.append(row)
+            rows[i] = row
+        if len(set(rows.tolist())) != len(rows):
+            raise ValueError(f"streams must not repeat an id within one call; got {list(streams)}")
+        if new:
+            self._grow(len(new))
+        return rows
+
+    def _grow(self, n: int) -> None:
+        d = self.n_channels
+        self.state = torch.cat([self.state, self.model.layer.initial_state(n)])
+        self.forecast_mean = torch.cat([self.forecast_mean, self.forecast_mean.new_zeros(n, d)])
+        self.forecast_var = torch.cat([self.forecast_var, self.forecast_var.new_ones(n, d)])
+        self.norm_mean = np.concatenate([self.norm_mean, np.tile(self.detector.center_, (n, 1))])
+        self.norm_var = np.concatenate([self.norm_var, np.tile(self.detector.scale_ ** 2, (n, 1))])
+        self.count = np.concatenate([self.count, np.zeros(n, dtype=np.int64)])
+        self.last_time = np.concatenate([self.last_time, np.full(n, NO_TIME, dtype=np.int64)])
+
+    def _streams(self, streams, n: int) -> list:
+        if streams is None:
+            if n != 1:
+                raise ValueError(f"streams must name the {n} streams of a batch; got None")
+            return [0]
+        if isinstance(streams, (str, int, np.integer)):
+            streams = [streams]
+        streams = list(streams)
+        if len(streams) != n:
+            raise ValueError(f"streams has {len(streams)} ids but the batch has {n} streams")
+        return streams
+
+    def _point(self, x) -> np.ndarray:
+        """One point (a number, a sequence of n_channels numbers or a dict) as an array (1, d)."""
+        if isinstance(x, dict):
+            names = getattr(self.detector, "feature_names_", None)
+            x = [x[k] for k in names] if names is not None and set(names) <= set(x) else list(x.values())
+        values = as_series(np.atleast_1d(np.asarray(x)), "x").values.reshape(1, -1)
+        if values.shape[1] != self.n_channels:
+            raise ValueError(f"x has {values.shape[1]} channel(s) but the detector was fitted on {self.n_channels}")
+        return values
+
+    def _block(self, X, name: str) -> np.ndarray:
+        """A (T, B, d) float64 block from ``X`` of shape (T, B, d), or (T, B) when d == 1."""
+        array = np.asarray(X)
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
+            raise TypeError(f"{name} must hold numbers; got dtype {array.dtype}")
+        if array.ndim == 2 and self.n_channels == 1:
+            array = array[..., None]
+        if array.ndim != 3 or array.shape[2] != self.n_channels or 0 in array.shape:
+            raise ValueError(f"{name} must have shape (T, n_streams, {self.n_channels}) with T, n_streams >= 1"
+                             f"{' (or (T, n_streams))' if self.n_channels == 1 else ''}; got {array.shape}")
+        values = array.astype(np.float64)
+        check_finite(values.reshape(-1, self.n_channels), name)
+        return values
+
+    @staticmethod
+    def _times(timestamps, shape) -> np.ndarray:
+        """``timestamps`` of shape (T, B) as int64 nanoseconds."""
+        stamps = np.asarray(timestamps)
+        if stamps.dtype != np.int64:
+            stamps = np.asarray(pd.to_datetime(stamps.ravel()).as_unit("ns").asi8)
+        if stamps.size != shape[0] * shape[1]:
+            raise ValueError(f"timestamps must have shape (T, n_streams) = {tuple(shape)}; got {stamps.shape}")
+        return stamps.reshape(shape)
+
+    def _check_times(self, rows: np.ndarray, times: np.ndarray | None) -> None:
+        """``times`` (T, B) int64 ns must increase along T and start after each stream's last one."""
+        if times is None:
+            return
+        previous = np.concatenate([self.last_time[rows][None], times[:-1]])
+        bad = times <= previous
+        if bad.any():
+            t, b = np.argwhere(bad)[0]
+            raise ValueError(f"timestamps must strictly increase per stream; stream {self.stream_ids[rows[b]]!r} "
+                             f"got {pd.Timestamp(times[t, b])} after {pd.Timestamp(previous[t, b])}")
+
+    # ------------------------------------------------------------ the step
+    def _normalized(self, values: np.ndarray, rows: np.ndarray, update: bool) -> np.ndarray:
+        """Normalise ``values`` (T, B, d) with each stream's statistics *before* each point."""
+        det = self.detector
+        if self.normalizer_halflife is None:
+            return (values - det.center_) / det.scale_
+        alpha = halflife_to_alpha(self.normalizer_halflife)
+        means, variances, mean, var = ew_mean_var(values, self.norm_mean[rows], self.norm_var[rows], alpha)
+        if update:
+            self.norm_mean[rows], self.norm_var[rows] = mean, var
+        return (values - means) / np.maximum(np.sqrt(variances), self.min_scale * det.scale_)
+
+    def _advance(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """Surprise of each point of ``values`` (T, B, d) for streams ``rows``; with ``learn`` the
+        streams advance past the block (one batched recurrent step per row)."""
+        T = values.shape[0]
+        full = len(rows) == len(self.stream_ids) and bool((rows == np.arange(len(rows))).all())
+        index = slice(None) if full else torch.from_numpy(rows)
+        u = torch.from_numpy(self._normalized(values, rows, update=learn)).to(self.state.dtype)
+        prev_mean, prev_var = self.forecast_mean[index], self.forecast_var[index]
+        if learn:
+            mean, var, state = fast_forward(self.model, u, self.state[index])
+            prev_mean = torch.cat([prev_mean.unsqueeze(0), mean[:-1]])
+            prev_var = torch.cat([prev_var.unsqueeze(0), var[:-1]])
+        scores = surprise(u, prev_mean, prev_var).double().numpy()
+        seen = self.count[rows][None, :] + np.arange(T)[:, None]
+        scores[seen < self.detector.warmup] = 0.0
+        if learn:
+            self.state[index] = state
+            self.forecast_mean[index], self.forecast_var[index] = mean[-1], var[-1]
+            self.count[rows] += T
+        return scores
+
+    # ------------------------------------------------------------ public
+    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
+        """Surprise of point ``x`` for ``stream``; changes no state.
+
+        Parameters
+        ----------
+        x : float, sequence of n_channels floats, or dict of them
+        timestamp : datetime-like, optional
+            Checked to come after the stream's last learned timestamp.
+        stream : str or int, default 0
+        """
+        values = self._point(x)
+        rows = self._rows([stream])
+        if timestamp is not None:
+            self._check_times(rows, np.array([[timestamp_ns(timestamp)]], dtype=np.int64))
+        return float(self._advance(values[None], rows, learn=False)[0, 0])
+
+    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
+        """Advance ``stream`` by point ``x``: one recurrent step, normaliser, next forecast."""
+        values = self._point(x)
+        rows = self._rows([stream])
+        times = None if timestamp is None else np.array([[timestamp_ns(timestamp)]], dtype=np.int64)
+        self._check_times(rows, times)
+        self._advance(values[None], rows, learn=True)
+        if times is not None:
+            self.last_time[rows] = times[-1]
+
+    def score_many(self, X, streams=None) -> np.ndarray:
+        """Surprise of one point per stream, ``X`` (n_streams, n_channels) or (n_streams,); no state changes.
+        Returns an array of shape (n_streams,)."""
+        block = self._block(np.asarray(X)[None], "X")
+        return self._advance(block, self._rows(self._streams(streams, block.shape[1])), learn=False)[0]
+
+    def learn_many(self, X, streams=None, timestamps=None) -> None:
+        """Advance every stream of ``streams`` by its point in ``X`` (n_streams, n_channels): one batched step."""
+        self.process(np.asarray(X)[None], streams, None if timestamps is None else [timestamps])
+
+    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
+        """Score, then learn, a block of T points for each of B streams in one layer call.
+
+        Parameters
+        ----------
+        X : array of shape (T, n_streams, n_channels), or (T, n_streams) for one channel
+        streams : sequence of str or int, optional
+            The stream of each column (default: stream 0 when n_streams == 1).
+        timestamps : array-like of shape (T, n_streams) of datetime-likes, optional
+
+        Returns
+        -------
+        surprises : array of shape (T, n_streams)
+        """
+        block = self._block(X, "X")
+        rows = self._rows(self._streams(streams, block.shape[1]))
+        times = None if timestamps is None else self._times(timestamps, block.shape[:2])
+        self._check_times(rows, times)
+        scores = self._advance(block, rows, learn=True)
+        if times is not None:
+            self.last_time[rows] = times[-1]
+        return scores
+
+    def score(self, chunk, stream: Hashable = 0):
+        """Score, then learn, each row of a chunk of one stream.
+
+        Parameters
+        ----------
+        chunk : DataFrame, Series or array of shape (n_timestamps, n_channels)
+            With a DatetimeIndex, timestamps must increase and follow the stream's last one.
+
+        Returns
+        -------
+        surprises : array of shape (n_timestamps,), or a Series on the chunk's index
+        """
+        series = as_series(chunk, "chunk", n_channels=self.n_channels)
+        times = None
+        if isinstance(series.index, pd.DatetimeIndex):
+            times = series.index.as_unit("ns").asi8.reshape(-1, 1)
+        return series.wrap(self.process(series.values[:, None, :], [stream], times)[:, 0], name="surprise")
+
+    def save(self, path) -> None:
+        """Write the complete state to ``path`` (see :mod:`~sparsernn.detectors.persistence`)."""
+        from .persistence import save_stream
+
+        save_stream(self, path)
+
+    @classmethod
+    def load(cls, path) -> "StreamScorer":
+        """Read a scorer written by :meth:`save`."""
+        from .persistence import load_stream
+
+        return load_stream(path, expect=cls)
