@@ -71,26 +71,36 @@ def anomaly_ranges(labels: np.ndarray) -> np.ndarray:
 def _merged_ranges(ranges: np.ndarray, window: int, n: int) -> np.ndarray:
     """Ranges widened by ``window // 2`` on each side, overlapping ones merged (TSB-AD's ``new_sequence``)."""
     half = window // 2
-    merged = []
-    start = max(ranges[0, 0] - half, 0)
-    for k in range(len(ranges) - 1):
-        if ranges[k, 1] + half < ranges[k + 1, 0] - half:
-            merged.append((start, ranges[k, 1] + half))
-            start = ranges[k + 1, 0] - half
-    merged.append((start, min(ranges[-1, 1] + half, n - 1)))
-    return np.asarray(merged, dtype=np.int64)
+    split = ranges[1:, 0] - ranges[:-1, 1] > 2 * half  # TSB-AD: end + half < next start - half
+    starts = ranges[np.r_[True, split], 0] - half
+    ends = ranges[np.r_[split, True], 1] + half
+    starts[0], ends[-1] = max(starts[0], 0), min(ends[-1], n - 1)
+    return np.stack([starts, ends], axis=1)
 
 
-def _soft_labels(labels: np.ndarray, ranges: np.ndarray, window: int) -> np.ndarray:
-    """Labels with a soft border of ``window // 2`` rows around each range (TSB-AD's ``sequencing``)."""
-    soft = labels.astype(float)
-    n = len(soft)
+def _border_credit(labels: np.ndarray, ranges: np.ndarray, max_window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Soft labels of the rows just outside the ranges, for every border width.
+
+    TSB-AD's ``sequencing``: for width ``w``, a normal row at distance
+    ``d <= w // 2`` after the end (before the start) of a range gets
+    ``sqrt(1 - d / w)``, summed over ranges and capped at 1. Returns the rows
+    that get credit for some width, and an array of shape (n_rows, max_window + 1).
+    """
+    n = len(labels)
+    reach = max_window // 2
+    near = np.zeros(n, dtype=bool)
     for start, end in ranges:
-        after = np.arange(end + 1, min(end + window // 2 + 1, n))
-        soft[after] += np.sqrt(1 - (after - end) / window)
-        before = np.arange(max(start - window // 2, 0), start)
-        soft[before] += np.sqrt(1 - (start - before) / window)
-    return np.minimum(soft, 1.0)
+        near[max(start - reach, 0) : min(end + reach + 1, n)] = True
+    rows = np.flatnonzero(near & (labels == 0))
+    widths = np.arange(max_window + 1)
+    credit = np.zeros((len(rows), len(widths)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for start, end in ranges:
+            for distance in (rows - end, start - rows):  # after the range, before it
+                d = distance[:, None].astype(float)
+                inside = (d >= 1) & (d <= widths[None, :] // 2)
+                credit += np.where(inside, np.sqrt(np.where(inside, 1 - d / np.maximum(widths, 1), 0.0)), 0.0)
+    return rows, np.minimum(credit, 1.0)
 
 
 def vus_pr(labels, scores, sliding_window: int = 100, n_thresholds: int = 250) -> float:
@@ -120,26 +130,29 @@ def vus_pr(labels, scores, sliding_window: int = 100, n_thresholds: int = 250) -
     ranges = anomaly_ranges(labels)
     n_positive = float(labels.sum())
 
-    ranks = np.linspace(0, n - 1, n_thresholds).astype(int)
-    thresholds = -np.sort(-scores)[ranks]
-    predicted = scores[None, :] >= thresholds[:, None]  # (n_thresholds, n)
-    n_predicted = predicted.sum(axis=1).astype(float)
-    hits = predicted.astype(float)
-    tp_inside = hits @ labels.astype(float)
-    counts = np.concatenate([np.zeros((n_thresholds, 1), dtype=np.int64), np.cumsum(predicted, axis=1)], axis=1)
+    # Detections are the rows with score >= threshold, at thresholds taken from the sorted scores.
+    ascending = np.sort(scores)
+    thresholds = ascending[::-1][np.linspace(0, n - 1, n_thresholds).astype(int)]
+    n_predicted = (n - np.searchsorted(ascending, thresholds, side="left")).astype(float)
+    anomalous = np.sort(scores[labels == 1])
+    tp_inside = (len(anomalous) - np.searchsorted(anomalous, thresholds, side="left")).astype(float)
+    rows, credit = _border_credit(labels, ranges, int(sliding_window))
+    hits = (scores[rows][None, :] >= thresholds[:, None]).astype(float)
+    tp_border = hits @ credit  # (n_thresholds, L + 1): soft credit for detections in the borders
 
-    windows = np.arange(sliding_window + 1)
-    border = np.stack([_soft_labels(labels, ranges, w) - labels for w in windows], axis=1)  # (n, L+1)
-    tp_border = hits @ border  # (n_thresholds, L+1): soft credit for detections in the borders
+    padded = np.r_[scores, -np.inf]  # lets a segment end on the last row
+    existence = np.empty_like(tp_border)
+    for half in range(sliding_window // 2 + 1):  # segments depend on w // 2 only
+        segments = _merged_ranges(ranges, 2 * half, n)
+        bounds = np.stack([segments[:, 0], segments[:, 1] + 1], axis=1).ravel()
+        peaks = np.maximum.reduceat(padded, bounds)[::2]  # max score of each segment
+        hit = (peaks[None, :] >= thresholds[:, None]).sum(axis=1) / len(segments)
+        existence[:, 2 * half : 2 * half + 2] = hit[:, None]
 
-    average_precision = np.empty(len(windows))
-    for w in windows:
-        segments = _merged_ranges(ranges, int(w), n)
-        hit_any = (counts[:, segments[:, 1] + 1] - counts[:, segments[:, 0]]) > 0
-        existence = hit_any.sum(axis=1) / len(segments)
-        tp = tp_inside + tp_border[:, w]
-        positives = n_positive + tp_border[:, w] / 2.0  # TSB-AD: (P + N_labels) / 2
-        recall = np.minimum(tp / positives, 1.0) * existence
-        precision = tp / n_predicted
-        average_precision[w] = np.dot(np.diff(np.r_[0.0, recall]), precision)
+    tp = tp_inside[:, None] + tp_border
+    positives = n_positive + tp_border / 2.0  # TSB-AD: (P + N_labels) / 2
+    recall = np.minimum(tp / positives, 1.0) * existence
+    precision = tp / n_predicted[:, None]
+    recall_gain = np.diff(recall, axis=0, prepend=0.0)
+    average_precision = np.sum(recall_gain * precision, axis=0)
     return float(average_precision.mean())

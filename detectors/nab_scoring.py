@@ -33,7 +33,7 @@ import pandas as pd
 
 from .metrics import auc_pr, vus_pr
 from .nab_data import PROFILE_NAMES, NABCorpus, read_results
-from .nab_sweep import FileSweep, sweep_file, threshold_curve
+from .nab_sweep import FileSweep, score_at_threshold, sweep_file, threshold_curve
 
 ResultsLike = Mapping[str, "pd.DataFrame | pd.Series | np.ndarray"]
 
@@ -151,7 +151,7 @@ def score_corpus(
 def _per_file(scores: list[np.ndarray], sweeps: list[FileSweep], cost, threshold: float) -> pd.DataFrame:
     rows = []
     for file_scores, sweep in zip(scores, sweeps):
-        point = threshold_curve([file_scores], [sweep], cost).at(threshold)
+        point = score_at_threshold(file_scores, sweep, cost, threshold)
         rows.append((sweep.name, point.score, point.tp, point.tn, point.fp, point.fn, point.total))
     frame = pd.DataFrame(rows, columns=["file", "score", "tp", "tn", "fp", "fn", "total"])
     return frame.set_index("file")

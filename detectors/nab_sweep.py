@@ -210,6 +210,29 @@ def _check_scores(anomaly_scores: np.ndarray, sweep: FileSweep) -> np.ndarray:
     return scores
 
 
+def score_at_threshold(
+    anomaly_scores: np.ndarray, sweep: FileSweep, profile: CostProfile, threshold: float
+) -> ThresholdPoint:
+    """One file's raw score at one threshold, straight from the definition.
+
+    The plain counterpart of `threshold_curve(...).at(threshold)`: detections
+    are the scorable rows with ``anomaly_score >= threshold``.
+    """
+    scores = _check_scores(anomaly_scores, sweep)
+    scorable = sweep.scorable
+    detected = scorable & (scores >= threshold)
+    outside = sweep.window == NO_WINDOW
+    total = float(np.sum(sweep.weights[detected & outside]))
+    for k in np.unique(sweep.window[scorable & ~outside]):
+        hits = detected & (sweep.window == k)
+        total += max(float(sweep.weights[hits].max()), -profile.fn_weight) if hits.any() else -profile.fn_weight
+    tp = int(np.sum(detected & ~outside))
+    fp = int(np.sum(detected & outside))
+    return ThresholdPoint(
+        float(threshold), total, tp, int(np.sum(scorable & outside)) - fp, fp, int(np.sum(scorable & ~outside)) - tp
+    )
+
+
 def threshold_curve(
     anomaly_scores: Sequence[np.ndarray], sweeps: Sequence[FileSweep], profile: CostProfile
 ) -> ThresholdCurve:
@@ -240,7 +263,7 @@ def threshold_curve(
     w = np.concatenate(parts_w) if parts_w else np.zeros(0)
     g = np.concatenate(parts_g) if parts_g else np.zeros(0, dtype=np.int64)
 
-    order = np.argsort(-a, kind="stable")  # highest score first, like NAB's sorted(reverse=True)
+    order = np.argsort(-a)  # highest score first; the order within ties does not change any recorded state
     a, w, g = a[order], w[order], g[order]
     in_window = g != NO_WINDOW
     n_windows = len(np.unique(g[in_window]))

@@ -1,0 +1,55 @@
+"""Smoke tests of scripts/run_nab.py, run as a user would (subprocess)."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sparsernn.detectors.nab_data import load_nab_corpus, read_results
+from sparsernn.detectors.nab_scoring import summarize
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_nab.py"
+TWO_FILES = ["realKnownCause/rogue_agent_key_hold.csv", "realAWSCloudwatch/iio_us-east-1_i-a2eb1cd9_NetworkIn.csv"]
+
+
+def run_script(*args):
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed
+
+
+def test_score_mode_reproduces_nab_reference_scores(nab_dir, tmp_path):
+    out = tmp_path / "scores.json"
+    completed = run_script(
+        "--data", nab_dir, "--score", nab_dir / "results", "--detectors", "numenta", "ARTime", "--json", out
+    )
+    scores = json.loads(out.read_text())
+    reference = json.loads((nab_dir / "reference_scores.json").read_text())["optimized_on_these_files"]
+    assert set(scores) == {"numenta", "ARTime"}
+    for detector, row in scores.items():
+        assert set(row) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate", "vus_pr", "auc_pr"}
+        assert {p: round(row[p], 2) for p in reference[detector]} == reference[detector]
+        assert 0.0 < row["vus_pr"] < 1.0 and 0.0 < row["auc_pr"] < 1.0
+    assert "numenta (reference)" in completed.stdout
+
+
+def test_run_mode_writes_nab_results_and_their_scores(nab_dir, tmp_path):
+    results, out = tmp_path / "results", tmp_path / "run.json"
+    run_script(
+        "--data", nab_dir, "--files", *TWO_FILES, "--detectors", "iforest", "halfspacetrees", "lstm",
+        "--results-out", results, "--json", out, "--seed", 1,
+    )
+    scores = json.loads(out.read_text())
+    assert set(scores) == {"iforest", "halfspacetrees", "lstm"}
+    frame = pd.read_csv(results / "iforest" / "realKnownCause" / "iforest_rogue_agent_key_hold.csv")
+    assert list(frame.columns) == ["timestamp", "value", "anomaly_score", "label"]
+    assert frame["anomaly_score"].between(0.0, 1.0).all()
+
+    # The files written are NAB results: scoring them again gives the printed numbers.
+    corpus = load_nab_corpus(nab_dir, files=TWO_FILES)
+    for detector, row in scores.items():
+        assert summarize(read_results(results, detector, corpus), corpus, detector) == pytest.approx(row, abs=1e-12)
