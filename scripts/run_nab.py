@@ -81,7 +81,8 @@ def reference_rows(args: argparse.Namespace, corpus) -> dict[str, dict[str, floa
     for detector, scores in reference.get("optimized_on_these_files", {}).items():
         row = {profile: scores.get(profile, float("nan")) for profile in PROFILE_NAMES}
         try:
-            row.update(range_metrics(read_results(args.data / "results", detector, corpus), corpus, args.sliding_window))
+            results = read_results(args.data / "results", detector, corpus)
+            row.update(range_metrics(results, corpus, args.sliding_window))
         except (FileNotFoundError, ValueError):
             row.update(vus_pr=float("nan"), auc_pr=float("nan"))
         rows[detector] = row
