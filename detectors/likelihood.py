@@ -20,6 +20,7 @@ surprise does not inflate the spread estimate for the rest of the stream.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 
 import numpy as np
@@ -76,6 +77,7 @@ class AnomalyLikelihood:
         self.alarm_threshold = float(alarm_threshold)
         self.prior_mean, self.prior_var, self.prior_count = self._prior()
         self.recent = np.zeros((0, self.short_window - 1))
+        self.seen = np.zeros(0, dtype=np.int64)
         self.mean = np.zeros(0)
         self.var = np.zeros(0)
         self.count = np.zeros(0, dtype=np.int64)
@@ -93,7 +95,8 @@ class AnomalyLikelihood:
         """Give streams the scorer allocated since the last call their prior statistics."""
         n = len(self.scorer.stream_ids) - len(self.mean)
         if n > 0:
-            self.recent = np.concatenate([self.recent, np.full((n, self.short_window - 1), np.nan)])
+            self.recent = np.concatenate([self.recent, np.zeros((n, self.short_window - 1))])
+            self.seen = np.concatenate([self.seen, np.zeros(n, dtype=np.int64)])
             self.mean = np.concatenate([self.mean, np.full(n, self.prior_mean)])
             self.var = np.concatenate([self.var, np.full(n, self.prior_var)])
             self.count = np.concatenate([self.count, np.full(n, self.prior_count, dtype=np.int64)])
@@ -105,25 +108,27 @@ class AnomalyLikelihood:
     def _likelihood(self, surprises: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
         """Log-likelihood scores (T, B) of surprises (T, B) for streams ``rows``."""
         self._sync()
-        T = surprises.shape[0]
-        raw = np.log1p(surprises)
-        history = np.concatenate([self.recent[rows].T, raw])  # (k - 1 + T, B); NaN = not seen yet
-        mean, var, count = self.mean[rows], self.var[rows], self.count[rows]
-        scores = np.empty_like(raw)
+        T, B = surprises.shape
         k = self.short_window
+        # the last k - 1 compressed surprises of each stream (oldest first; zeros before the first)
+        history = np.concatenate([self.recent[rows].T, np.log1p(surprises)])  # (k - 1 + T, B)
+        sums = np.lib.stride_tricks.sliding_window_view(history, k, axis=0).sum(-1)  # (T, B)
+        available = np.minimum(self.seen[rows][None, :] + np.arange(1, T + 1)[:, None], k)
+        averages = sums / available
+        mean, var, count = self.mean[rows], self.var[rows], self.count[rows]
+        means, variances = np.empty((T, B)), np.empty((T, B))
         for t in range(T):
-            window = history[t: t + k]
-            average = np.nanmean(window, axis=0) if k > 1 else window[0]
-            z = (average - mean) / np.maximum(np.sqrt(var), self.min_std)
-            scores[t] = log_score(0.5 * erfc(z / np.sqrt(2.0)))
-            weight = 1.0 / np.minimum(count + 1, self.long_window)
-            delta = average - mean
+            means[t], variances[t] = mean, var
+            weight = 1.0 / np.minimum(count + 1 + t, self.long_window)
+            delta = averages[t] - mean
             mean = mean + weight * delta
             var = (1.0 - weight) * (var + weight * delta * delta)
-            count = count + 1
+        z = (averages - means) / np.maximum(np.sqrt(variances), self.min_std)
+        scores = log_score(0.5 * erfc(z / np.sqrt(2.0)))
         if learn:
-            self.recent[rows] = history[T:].T
-            self.mean[rows], self.var[rows], self.count[rows] = mean, var, count
+            self.recent[rows] = history[T:].T if k > 1 else self.recent[rows]
+            self.seen[rows] += T
+            self.mean[rows], self.var[rows], self.count[rows] = mean, var, count + T
         return scores
 
     # ------------------------------------------------------------ protocol
@@ -131,17 +136,38 @@ class AnomalyLikelihood:
         """Whether ``score`` is an alarm (``score >= alarm_threshold``)."""
         return score >= self.alarm_threshold
 
+    def _point_score(self, surprise: float, row: int, learn: bool) -> float:
+        """The block computation of :meth:`_likelihood` for one point, in scalars."""
+        k, raw = self.short_window, math.log1p(surprise)
+        recent = self.recent[row]
+        average = (float(recent.sum()) + raw) / min(int(self.seen[row]) + 1, k)
+        mean, var, count = float(self.mean[row]), float(self.var[row]), int(self.count[row])
+        z = (average - mean) / max(math.sqrt(var), self.min_std)
+        score = min(max(math.log(0.5 * math.erfc(z / math.sqrt(2.0)) + EPSILON) / math.log(EPSILON), 0.0), 1.0)
+        if learn:
+            if k > 1:
+                recent[:-1] = recent[1:]
+                recent[-1] = raw
+            weight = 1.0 / min(count + 1, self.long_window)
+            delta = average - mean
+            self.mean[row] = mean + weight * delta
+            self.var[row] = (1.0 - weight) * (var + weight * delta * delta)
+            self.count[row] += 1
+            self.seen[row] += 1
+        return score
+
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Likelihood score in [0, 1] of point ``x`` for ``stream``; changes no state."""
-        surprise = self.scorer.score_one(x, timestamp, stream)
-        rows = self.scorer._rows([stream])
-        return float(self._likelihood(np.array([[surprise]]), rows, learn=False)[0, 0])
+        values, row, _ = self.scorer._one(x, timestamp, stream)
+        self._sync()
+        surprise = self.scorer._point_surprise(self.scorer._point_normalized(values, row), row)
+        return self._point_score(surprise, row, learn=False)
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
         """Advance ``stream`` by ``x``: the scorer, then the likelihood statistics."""
-        surprise = self.scorer.score_one(x, timestamp, stream)
-        self.scorer.learn_one(x, timestamp, stream)
-        self._likelihood(np.array([[surprise]]), self.scorer._rows([stream]), learn=True)
+        values, row, time = self.scorer._one(x, timestamp, stream)
+        self._sync()
+        self._point_score(self.scorer._learn_point(values, row, time), row, learn=True)
 
     def score_many(self, X, streams=None) -> np.ndarray:
         """Scores (n_streams,) of one point per stream; changes no state."""

@@ -25,7 +25,7 @@ masks), ``detector.<attr>`` (``center_``, ``scale_``, ``decision_scores_``,
 ``labels_``, ``threshold_``, ``training_losses_``), ``scorer.<attr>``
 (recurrent ``state``, ``forecast_mean``, ``forecast_var``, ``norm_mean``,
 ``norm_var``, ``count``, ``last_time``) and ``likelihood.<attr>`` (``recent``,
-``mean``, ``var``, ``count``). float64 arrays stay float64, so a loaded stream
+``seen``, ``mean``, ``var``, ``count``). Every array keeps its dtype, so a loaded stream
 continues with bit-identical scores.
 """
 from __future__ import annotations
@@ -40,9 +40,8 @@ import torch
 FORMAT = "sparsernn.detectors/stream"
 VERSION = 1
 DETECTOR_ARRAYS = ("center_", "scale_", "decision_scores_", "labels_", "threshold_", "training_losses_")
-SCORER_TENSORS = ("state", "forecast_mean", "forecast_var")
-SCORER_ARRAYS = ("norm_mean", "norm_var", "count", "last_time")
-LIKELIHOOD_ARRAYS = ("recent", "mean", "var", "count")
+SCORER_ARRAYS = ("state", "forecast_mean", "forecast_var", "norm_mean", "norm_var", "count", "last_time")
+LIKELIHOOD_ARRAYS = ("recent", "seen", "mean", "var", "count")
 
 
 def _versions() -> dict:
@@ -123,8 +122,6 @@ def save_stream(stream, path) -> None:
     config = {"detector": det_config,
               "scorer": {"normalizer_halflife": scorer.normalizer_halflife, "min_scale": scorer.min_scale,
                          "stream_ids": scorer.stream_ids}}
-    for attr in SCORER_TENSORS:
-        tensors[f"scorer.{attr}"] = getattr(scorer, attr).clone()
     for attr in SCORER_ARRAYS:
         tensors[f"scorer.{attr}"] = torch.from_numpy(getattr(scorer, attr).copy())
     if wrapper is not None:
@@ -153,8 +150,6 @@ def load_stream(path, expect: type | None = None):
     scorer = StreamScorer(detector, settings["normalizer_halflife"], settings["min_scale"])
     scorer.stream_ids = list(settings["stream_ids"])
     scorer._rows_of = {sid: row for row, sid in enumerate(scorer.stream_ids)}
-    for attr in SCORER_TENSORS:
-        setattr(scorer, attr, tensors[f"scorer.{attr}"].clone())
     for attr in SCORER_ARRAYS:
         setattr(scorer, attr, tensors[f"scorer.{attr}"].numpy().copy())
     if config["kind"] == "StreamScorer":

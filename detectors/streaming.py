@@ -15,6 +15,7 @@ stream exactly as it was.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -22,8 +23,9 @@ import pandas as pd
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .forecaster import fast_forward, surprise
+from .forecaster import fast_forward
 from .normalization import ew_mean_var, halflife_to_alpha
+from .numpy_step import NUMPY_MAX_STREAMS, NumpyForecasterStep, supports_numpy_step
 from .series_input import as_series, check_finite
 
 NO_TIME = np.iinfo(np.int64).min
@@ -89,11 +91,11 @@ class StreamScorer:
         self.n_channels = detector.n_channels_
         self.stream_ids: list = []
         self._rows_of: dict = {}
-        model_dtype = self.model.head.weight.dtype
+        self._numpy_step = NumpyForecasterStep(self.model) if supports_numpy_step(self.model) else None
         d, size = self.n_channels, self.model.layer.state_size
-        self.state = torch.zeros(0, size, dtype=model_dtype)
-        self.forecast_mean = torch.zeros(0, d, dtype=model_dtype)
-        self.forecast_var = torch.ones(0, d, dtype=model_dtype)
+        self.state = np.zeros((0, size), dtype=np.float32)
+        self.forecast_mean = np.zeros((0, d), dtype=np.float32)
+        self.forecast_var = np.ones((0, d), dtype=np.float32)
         self.norm_mean = np.zeros((0, d))
         self.norm_var = np.zeros((0, d))
         self.count = np.zeros(0, dtype=np.int64)
@@ -122,9 +124,9 @@ class StreamScorer:
 
     def _grow(self, n: int) -> None:
         d = self.n_channels
-        self.state = torch.cat([self.state, self.model.layer.initial_state(n)])
-        self.forecast_mean = torch.cat([self.forecast_mean, self.forecast_mean.new_zeros(n, d)])
-        self.forecast_var = torch.cat([self.forecast_var, self.forecast_var.new_ones(n, d)])
+        self.state = np.concatenate([self.state, np.zeros((n, self.state.shape[1]), dtype=np.float32)])
+        self.forecast_mean = np.concatenate([self.forecast_mean, np.zeros((n, d), dtype=np.float32)])
+        self.forecast_var = np.concatenate([self.forecast_var, np.ones((n, d), dtype=np.float32)])
         self.norm_mean = np.concatenate([self.norm_mean, np.tile(self.detector.center_, (n, 1))])
         self.norm_var = np.concatenate([self.norm_var, np.tile(self.detector.scale_ ** 2, (n, 1))])
         self.count = np.concatenate([self.count, np.zeros(n, dtype=np.int64)])
@@ -144,6 +146,10 @@ class StreamScorer:
 
     def _point(self, x) -> np.ndarray:
         """One point (a number, a sequence of n_channels numbers or a dict) as an array (1, d)."""
+        if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, bool) and self.n_channels == 1:
+            if not math.isfinite(x):
+                raise ValueError(f"x must be finite; got {x} (NaN and inf are rejected: drop or fill them first)")
+            return np.array([[x]], dtype=np.float64)
         if isinstance(x, dict):
             names = getattr(self.detector, "feature_names_", None)
             x = [x[k] for k in names] if names is not None and set(names) <= set(x) else list(x.values())
@@ -202,25 +208,77 @@ class StreamScorer:
     def _advance(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
         """Surprise of each point of ``values`` (T, B, d) for streams ``rows``; with ``learn`` the
         streams advance past the block (one batched recurrent step per row)."""
-        T = values.shape[0]
-        full = len(rows) == len(self.stream_ids) and bool((rows == np.arange(len(rows))).all())
-        index = slice(None) if full else torch.from_numpy(rows)
-        u = torch.from_numpy(self._normalized(values, rows, update=learn)).to(self.state.dtype)
-        prev_mean, prev_var = self.forecast_mean[index], self.forecast_var[index]
+        T, B = values.shape[:2]
+        u = self._normalized(values, rows, update=learn).astype(np.float32)
+        prev_mean, prev_var = self.forecast_mean[rows][None], self.forecast_var[rows][None]
         if learn:
-            mean, var, state = fast_forward(self.model, u, self.state[index])
-            prev_mean = torch.cat([prev_mean.unsqueeze(0), mean[:-1]])
-            prev_var = torch.cat([prev_var.unsqueeze(0), var[:-1]])
-        scores = surprise(u, prev_mean, prev_var).double().numpy()
+            state = self.state[rows]
+            if self._numpy_step is not None and B <= NUMPY_MAX_STREAMS:
+                mean, var = np.empty_like(u), np.empty_like(u)
+                for t in range(T):
+                    state, mean[t], var[t] = self._numpy_step.step(u[t], state)
+            else:
+                mean, var, state = (a.numpy() for a in fast_forward(self.model, torch.from_numpy(u),
+                                                                    torch.from_numpy(state)))
+            prev_mean = np.concatenate([prev_mean, mean[:-1]])
+            prev_var = np.concatenate([prev_var, var[:-1]])
+        diff = u - prev_mean
+        scores = ((diff * diff / prev_var).sum(-1) * np.float32(0.5 / self.n_channels)).astype(np.float64)
         seen = self.count[rows][None, :] + np.arange(T)[:, None]
         scores[seen < self.detector.warmup] = 0.0
         if learn:
-            self.state[index] = state
-            self.forecast_mean[index], self.forecast_var[index] = mean[-1], var[-1]
+            self.state[rows] = state
+            self.forecast_mean[rows], self.forecast_var[rows] = mean[-1], var[-1]
             self.count[rows] += T
         return scores
 
     # ------------------------------------------------------------ public
+    def _one(self, x, timestamp, stream) -> tuple[np.ndarray, int, int | None]:
+        """Checked point ``(1, d)``, the stream's row and the timestamp in ns (or None)."""
+        values = self._point(x)
+        row = self._rows_of.get(stream)
+        if row is None:
+            row = int(self._rows([stream])[0])
+        time = None
+        if timestamp is not None:
+            time = timestamp_ns(timestamp)
+            self._check_times(np.array([row]), np.array([[time]], dtype=np.int64))
+        return values, row, time
+
+    def _point_normalized(self, values: np.ndarray, row: int) -> np.ndarray:
+        """One point (1, d) normalised with the stream's statistics as they are, as float32 (1, d)."""
+        det = self.detector
+        if self.normalizer_halflife is None:
+            return ((values - det.center_) / det.scale_).astype(np.float32)
+        scale = np.maximum(np.sqrt(self.norm_var[row]), self.min_scale * det.scale_)
+        return ((values - self.norm_mean[row]) / scale).astype(np.float32)
+
+    def _point_surprise(self, u: np.ndarray, row: int) -> float:
+        """Surprise of one normalised point ``u`` (1, d) under the stream's forecast."""
+        if self.count[row] < self.detector.warmup:
+            return 0.0
+        diff = u[0] - self.forecast_mean[row]
+        return float((diff * diff / self.forecast_var[row]).sum() * np.float32(0.5 / self.n_channels))
+
+    def _learn_point(self, values: np.ndarray, row: int, time: int | None) -> float:
+        """Advance one stream by one point; returns the point's surprise (what ``score_one`` gave)."""
+        if self._numpy_step is None:
+            surprise = float(self._advance(values[None], np.array([row]), learn=True)[0, 0])
+        else:
+            u = self._point_normalized(values, row)
+            surprise = self._point_surprise(u, row)
+            if self.normalizer_halflife is not None:
+                alpha = halflife_to_alpha(self.normalizer_halflife)
+                delta = values[0] - self.norm_mean[row]
+                self.norm_mean[row] += alpha * delta
+                self.norm_var[row] = (1.0 - alpha) * (self.norm_var[row] + alpha * delta * delta)
+            state, mean, var = self._numpy_step.step(u, self.state[row: row + 1])
+            self.state[row], self.forecast_mean[row], self.forecast_var[row] = state[0], mean[0], var[0]
+            self.count[row] += 1
+        if time is not None:
+            self.last_time[row] = time
+        return surprise
+
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Surprise of point ``x`` for ``stream``; changes no state.
 
@@ -231,21 +289,12 @@ class StreamScorer:
             Checked to come after the stream's last learned timestamp.
         stream : str or int, default 0
         """
-        values = self._point(x)
-        rows = self._rows([stream])
-        if timestamp is not None:
-            self._check_times(rows, np.array([[timestamp_ns(timestamp)]], dtype=np.int64))
-        return float(self._advance(values[None], rows, learn=False)[0, 0])
+        values, row, _ = self._one(x, timestamp, stream)
+        return self._point_surprise(self._point_normalized(values, row), row)
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
         """Advance ``stream`` by point ``x``: one recurrent step, normaliser, next forecast."""
-        values = self._point(x)
-        rows = self._rows([stream])
-        times = None if timestamp is None else np.array([[timestamp_ns(timestamp)]], dtype=np.int64)
-        self._check_times(rows, times)
-        self._advance(values[None], rows, learn=True)
-        if times is not None:
-            self.last_time[rows] = times[-1]
+        self._learn_point(*self._one(x, timestamp, stream))
 
     def score_many(self, X, streams=None) -> np.ndarray:
         """Surprise of one point per stream, ``X`` (n_streams, n_channels) or (n_streams,); no state changes.

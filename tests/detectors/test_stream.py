@@ -12,10 +12,10 @@ from .conftest import SMALL
 def snapshot(stream) -> dict:
     """Every piece of per-stream state, copied."""
     scorer = stream.scorer if isinstance(stream, AnomalyLikelihood) else stream
-    parts = {k: getattr(scorer, k).clone() for k in ("state", "forecast_mean", "forecast_var")}
-    parts.update({k: getattr(scorer, k).copy() for k in ("norm_mean", "norm_var", "count", "last_time")})
+    names = ("state", "forecast_mean", "forecast_var", "norm_mean", "norm_var", "count", "last_time")
+    parts = {k: getattr(scorer, k).copy() for k in names}
     if isinstance(stream, AnomalyLikelihood):
-        parts.update({f"lik_{k}": getattr(stream, k).copy() for k in ("recent", "mean", "var", "count")})
+        parts.update({f"lik_{k}": getattr(stream, k).copy() for k in ("recent", "seen", "mean", "var", "count")})
     parts["ids"] = list(scorer.stream_ids)
     return parts
 
