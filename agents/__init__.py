@@ -1,1 +1,9 @@
-"""sparsernn.agents."""
+"""sparsernn.agents: training and evaluation of RecurrentPPO agents with sparse recurrent policies."""
+from .buffers import SequenceRolloutBuffer
+from .callbacks import SparsityLoggerCallback
+from .config import load_config
+from .ppo import SparseRecurrentPPO
+from .training import ALGOS, EvalResult, TrainResult, evaluate, load_model, make_env, train
+
+__all__ = ["SparseRecurrentPPO", "SequenceRolloutBuffer", "SparsityLoggerCallback", "train", "evaluate",
+           "load_model", "make_env", "load_config", "EvalResult", "TrainResult", "ALGOS"]

@@ -18,6 +18,9 @@ from torch import nn
 
 from sparsernn.core import SparseRecurrent
 
+from .fused_sequence import fused_forward, supports_fused
+
+KERNELS = ("fused", "core")
 StatePair = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -27,6 +30,11 @@ class RecurrentCore(nn.Module):
     Parameters
     ----------
     layer : SparseRecurrent
+    kernel : {"fused", "core"}
+        ``"fused"`` runs GRU/LSTM layers without router or update gate on
+        :mod:`~sparsernn.policies.fused_sequence` (several times faster for RL's
+        small shapes); routed or gated layers, and ``"core"``, call the layer
+        with its own backend. :attr:`last_kernel` tells which ran.
 
     Attributes
     ----------
@@ -43,11 +51,15 @@ class RecurrentCore(nn.Module):
 
     num_layers = 1
 
-    def __init__(self, layer: SparseRecurrent) -> None:
+    def __init__(self, layer: SparseRecurrent, kernel: str = "fused") -> None:
         super().__init__()
         if not isinstance(layer, SparseRecurrent):
             raise TypeError(f"layer must be a SparseRecurrent; got {type(layer).__name__}")
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {list(KERNELS)}; got {kernel!r}")
         self.layer = layer
+        self.kernel = kernel
+        self.last_kernel: str | None = None
         self.input_size = layer.input_size
         self.hidden_size = layer.state_size
         self.output_size = layer.hidden_size
@@ -57,7 +69,12 @@ class RecurrentCore(nn.Module):
 
         Returns ``y (T, B, output_size)`` and the new state pair.
         """
-        y, state = self.layer(x, states[0][0], episode_starts)
+        if self.kernel == "fused" and supports_fused(self.layer):
+            y, state = fused_forward(self.layer, x, states[0][0], episode_starts)
+            self.last_kernel = "fused"
+        else:
+            y, state = self.layer(x, states[0][0], episode_starts)
+            self.last_kernel = f"core:{self.layer.last_backend}"
         state = state.unsqueeze(0)
         return y, (state, state)
 
@@ -67,4 +84,4 @@ class RecurrentCore(nn.Module):
         return state, state
 
     def extra_repr(self) -> str:
-        return f"state_size={self.hidden_size}"
+        return f"state_size={self.hidden_size}, kernel={self.kernel!r}"

@@ -52,6 +52,10 @@ router_balance_weight, backend
         :data:`~sparsernn.policies.LAYER_OPTIONS` for the defaults). The policy's
         default backend is ``"reference"``, the fastest for RL's short calls on
         a CPU (see ``docs/rl.md``).
+    kernel : {"fused", "core"}
+        How the recurrent layers run (see :class:`~sparsernn.policies.RecurrentCore`):
+        ``"fused"`` (default) uses the fused whole-sequence kernel for GRU/LSTM
+        layers without router or update gate, ``"core"`` always calls the layer.
     lstm_hidden_size : int, optional
         sb3-contrib's name for ``hidden_size``, accepted as an alias.
     n_lstm_layers : int
@@ -68,7 +72,7 @@ router_balance_weight, backend
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
                  hidden_size: int | None = 64, param_budget: int | None = None,
-                 hidden_proportion: float | None = None, seed: int | None = None,
+                 hidden_proportion: float | None = None, seed: int | None = None, kernel: str = "fused",
                  lstm_hidden_size: int | None = None, n_lstm_layers: int = 1,
                  lstm_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if lstm_hidden_size is not None:
@@ -89,6 +93,7 @@ router_balance_weight, backend
             input_size or 1, hidden_size, param_budget, hidden_proportion, layer_options)
         self.hidden_size = hidden_size
         self.param_budget, self.hidden_proportion, self.seed = param_budget, hidden_proportion, seed
+        self.kernel = kernel
         super().__init__(observation_space, action_space, lr_schedule, lstm_hidden_size=hidden_size,
                          n_lstm_layers=1, **kwargs)
         # Replace the nn.LSTMs built by the parent with the sparse core.
@@ -109,7 +114,7 @@ router_balance_weight, backend
 
     def _make_core(self, seed: int | None) -> RecurrentCore:
         layer = SparseRecurrent(self.features_dim, self.hidden_size, seed=seed, **self.layer_kwargs)
-        return RecurrentCore(layer)
+        return RecurrentCore(layer, self.kernel)
 
     @staticmethod
     def _process_sequence(features: torch.Tensor, lstm_states: StatePair, episode_starts: torch.Tensor,
@@ -148,7 +153,7 @@ router_balance_weight, backend
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(hidden_size=self.hidden_size, param_budget=self.param_budget,
-                    hidden_proportion=self.hidden_proportion, seed=self.seed, shared_lstm=self.shared_lstm,
+                    hidden_proportion=self.hidden_proportion, seed=self.seed, kernel=self.kernel, shared_lstm=self.shared_lstm,
                     enable_critic_lstm=self.enable_critic_lstm)
         if self.param_budget is not None:  # the budget re-solves the densities
             data.update({k: v for k, v in self.layer_kwargs.items() if not k.startswith("density")})

@@ -1,0 +1,168 @@
+"""``SparseRecurrentPPO``: RecurrentPPO with the core layers' auxiliary losses and unpadded minibatches."""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from sb3_contrib import RecurrentPPO
+from stable_baselines3.common.policies import BasePolicy
+from stable_baselines3.common.utils import explained_variance
+
+from sparsernn.policies import SparseRecurrentPolicy
+
+from .buffers import SequenceRolloutBuffer
+
+
+def _mean(values: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
+    """Mean over the real (unpadded) entries."""
+    return values.mean() if mask is None else values[mask].mean()
+
+
+class SparseRecurrentPPO(RecurrentPPO):
+    """:class:`~sb3_contrib.RecurrentPPO` that adds the policy's ``aux_loss()`` and batches whole sequences.
+
+    Two changes, PPO's semantics otherwise unchanged (same advantages, clipped
+    surrogate, value loss, entropy bonus, per-minibatch advantage
+    normalisation, initial state of each sequence taken from the rollout):
+
+    - the loss is ``policy + ent_coef * entropy + vf_coef * value + aux_loss_coef * aux``,
+      ``aux`` being the policy's :meth:`~sparsernn.policies.SparseRecurrentPolicy.aux_loss`
+      (update-rate target, router balance; zero when none is configured);
+    - the rollout is kept as whole env columns (:class:`~sparsernn.agents.SequenceRolloutBuffer`):
+      a minibatch is ``batch_size // chunk_length`` unpadded chunks of
+      ``chunk_length`` steps with the episode resets inside, which the policy
+      runs through its core in one call. ``batch_size`` must therefore be a
+      multiple of ``chunk_length`` (default ``n_steps``). Dict observations
+      keep sb3-contrib's padded buffer.
+
+    Parameters
+    ----------
+    policy : str or type
+        ``"SparseRecurrentPolicy"`` (default) or any sb3-contrib recurrent policy.
+    env : VecEnv, gymnasium.Env or str
+    aux_loss_coef : float >= 0
+        Weight of the auxiliary loss.
+    chunk_length : int, optional
+        Steps per training sequence; must divide ``n_steps``. Shorter chunks
+        truncate backpropagation through time at chunk starts.
+    **kwargs
+        :class:`~sb3_contrib.RecurrentPPO` arguments.
+
+    Examples
+    --------
+    >>> model = SparseRecurrentPPO("SparseRecurrentPolicy", "sparsernn/CartPoleNoVel-v1", n_steps=32,
+    ...                            batch_size=64, policy_kwargs=dict(hidden_size=16, density_hh=0.25))
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        **RecurrentPPO.policy_aliases, "SparseRecurrentPolicy": SparseRecurrentPolicy}
+
+    def __init__(self, policy: str | type = "SparseRecurrentPolicy", env: Any = None, aux_loss_coef: float = 1.0,
+                 chunk_length: int | None = None, _init_setup_model: bool = True, **kwargs: Any) -> None:
+        if isinstance(aux_loss_coef, bool) or not isinstance(aux_loss_coef, (int, float)) or not aux_loss_coef >= 0:
+            raise ValueError(f"aux_loss_coef must be a number >= 0; got {aux_loss_coef!r}")
+        self.aux_loss_coef = float(aux_loss_coef)
+        self.chunk_length = chunk_length
+        super().__init__(policy, env, _init_setup_model=False, **kwargs)
+        if _init_setup_model:
+            self._setup_model()
+
+    def _setup_model(self) -> None:
+        super()._setup_model()
+        if isinstance(self.observation_space, spaces.Dict):
+            return
+        old = self.rollout_buffer
+        self.rollout_buffer = SequenceRolloutBuffer(
+            self.n_steps, self.observation_space, self.action_space, old.hidden_state_shape, self.device,
+            gae_lambda=self.gae_lambda, gamma=self.gamma, n_envs=self.n_envs, chunk_length=self.chunk_length)
+        length = self.rollout_buffer.chunk_length
+        if self.batch_size % length:
+            raise ValueError(f"batch_size must be a multiple of chunk_length (whole sequences per minibatch); "
+                             f"got batch_size={self.batch_size}, chunk_length={length} (n_steps={self.n_steps})")
+
+    def _aux_loss(self) -> th.Tensor | None:
+        aux = getattr(self.policy, "aux_loss", None)
+        return aux() if aux is not None else None
+
+    def train(self) -> None:
+        """One PPO update on the collected rollout (sb3-contrib's, plus the auxiliary loss)."""
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        clip_range = self.clip_range(self._current_progress_remaining)
+        clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)
+        entropy_losses, pg_losses, value_losses, clip_fractions, aux_losses = [], [], [], [], []
+        continue_training = True
+        for epoch in range(self.n_epochs):
+            approx_kl_divs = []
+            for data in self.rollout_buffer.get(self.batch_size):
+                actions = data.actions
+                if isinstance(self.action_space, spaces.Discrete):
+                    actions = data.actions.long().flatten()
+                mask = None if data.mask is None else data.mask > 1e-8
+                values, log_prob, entropy = self.policy.evaluate_actions(
+                    data.observations, actions, data.lstm_states, data.episode_starts)
+                values = values.flatten()
+                advantages = data.advantages
+                if self.normalize_advantage:
+                    real = advantages if mask is None else advantages[mask]
+                    advantages = (advantages - real.mean()) / (real.std() + 1e-8)
+                ratio = th.exp(log_prob - data.old_log_prob)
+                policy_loss = -_mean(th.min(advantages * ratio,
+                                            advantages * th.clamp(ratio, 1 - clip_range, 1 + clip_range)), mask)
+                if clip_range_vf is None:
+                    values_pred = values
+                else:
+                    values_pred = data.old_values + th.clamp(values - data.old_values, -clip_range_vf, clip_range_vf)
+                value_loss = _mean((data.returns - values_pred) ** 2, mask)
+                entropy_loss = -_mean(-log_prob if entropy is None else entropy, mask)
+                loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+                aux = self._aux_loss()
+                if aux is not None:
+                    loss = loss + self.aux_loss_coef * aux
+                with th.no_grad():
+                    log_ratio = log_prob - data.old_log_prob
+                    approx_kl = _mean((th.exp(log_ratio) - 1) - log_ratio, mask)
+                    clip_fraction = _mean((th.abs(ratio - 1) > clip_range).float(), mask)
+                    # One device-to-host transfer for all the logged scalars.
+                    scalars = th.stack([policy_loss, value_loss, entropy_loss, approx_kl, clip_fraction,
+                                        aux if aux is not None else th.zeros_like(policy_loss)]).cpu().numpy()
+                pg_losses.append(scalars[0])
+                value_losses.append(scalars[1])
+                entropy_losses.append(scalars[2])
+                approx_kl_divs.append(scalars[3])
+                clip_fractions.append(scalars[4])
+                aux_losses.append(scalars[5])
+                if self.target_kl is not None and scalars[3] > 1.5 * self.target_kl:
+                    continue_training = False
+                    if self.verbose >= 1:
+                        print(f"Early stopping at step {epoch} due to reaching max kl: {scalars[3]:.2f}")
+                    break
+                self.policy.optimizer.zero_grad()
+                loss.backward()
+                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                self.policy.optimizer.step()
+            self._n_updates += 1
+            if not continue_training:
+                break
+        self._record_train_logs(entropy_losses, pg_losses, value_losses, approx_kl_divs, clip_fractions,
+                                aux_losses, loss, clip_range, clip_range_vf)
+
+    def _record_train_logs(self, entropy_losses, pg_losses, value_losses, approx_kl_divs, clip_fractions,
+                           aux_losses, loss, clip_range, clip_range_vf) -> None:
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+        self.logger.record("train/entropy_loss", np.mean(entropy_losses))
+        self.logger.record("train/policy_gradient_loss", np.mean(pg_losses))
+        self.logger.record("train/value_loss", np.mean(value_losses))
+        self.logger.record("train/approx_kl", np.mean(approx_kl_divs))
+        self.logger.record("train/clip_fraction", np.mean(clip_fractions))
+        self.logger.record("train/aux_loss", np.mean(aux_losses))
+        self.logger.record("train/loss", loss.item())
+        self.logger.record("train/explained_variance", explained_var)
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/clip_range", clip_range)
+        if clip_range_vf is not None:
+            self.logger.record("train/clip_range_vf", clip_range_vf)
