@@ -59,8 +59,8 @@ class SparseRecurrent(nn.Module):
     ------
     ``x``: ``(T, B, input_size)``; ``episode_starts``: ``(T, B)`` of 0/1;
     ``state``: ``(B, state_size)`` laid out as ``[h | c | t]`` — ``c`` for the
-    LSTM only, ``t`` (time index, a float) for the rhythm gate only; ``y``:
-    ``(T, B, hidden_size)``. :meth:`pack_state` / :meth:`unpack_state` convert.
+    LSTM only, ``t`` (time index, a float, no gradient) for the rhythm gate
+    only; ``y``: ``(T, B, hidden_size)``. :meth:`pack_state` / :meth:`unpack_state` convert.
 
     Examples
     --------
@@ -193,6 +193,8 @@ class SparseRecurrent(nn.Module):
         if state is None:
             state = self.initial_state(x.shape[1])
         h, c, time = self.unpack_state(state)
+        if time is not None:
+            time = time.detach()  # a counter: the time index carries no gradient
         backend = self.backend if self.backend != "auto" else choose_backend(x, self)
         y, (h, c, time), trace = run_backend(backend, self, x, h, c, time, episode_starts)
         self.last_backend = backend

@@ -1,0 +1,104 @@
+"""Speed of ``SparseRecurrent`` (each backend) against ``torch.nn.GRU`` / ``nn.LSTM``.
+
+Forward (no grad) and forward+backward of one (T, B, I) sequence, for hidden
+sizes H, at static density d (density_ih = density_hh = d) and at router keep
+k (input and hidden), all measured in the same run. Ratios are
+``time(nn.GRU dense) / time(ours)``: above 1 means faster than nn.GRU.
+
+Example::
+
+    python scripts/bench_core.py --json out/bench_core.json
+    python scripts/bench_core.py --hidden 256 --backends compiled --repeats 3   # quick
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import machine_info, time_call, write_json  # noqa: E402
+
+from sparsernn.core import SparseRecurrent  # noqa: E402
+
+
+def measure(module, x: torch.Tensor, repeats: int, warmup: int = 1) -> tuple[float, float]:
+    """(forward ms, forward+backward ms) of ``module`` on ``x``: medians of ``repeats`` after ``warmup``."""
+    def forward():
+        with torch.no_grad():
+            module(x)
+
+    def forward_backward():
+        module.zero_grad(set_to_none=True)
+        y, _ = module(x)
+        y.sum().backward()
+
+    return time_call(forward, repeats, warmup), time_call(forward_backward, repeats, warmup)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--T", type=int, default=128)
+    parser.add_argument("--B", type=int, default=64)
+    parser.add_argument("--I", type=int, default=64)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[256, 1024])
+    parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.1])
+    parser.add_argument("--backends", nargs="+", default=["reference", "compiled"],
+                        choices=["reference", "compiled"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", help="write the results to this JSON file")
+    args = parser.parse_args(argv)
+
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    torch.manual_seed(0)
+    rows = []
+    print(f"T={args.T} B={args.B} I={args.I} device={device} threads={torch.get_num_threads()}")
+    header = f"{'H':>5} {'model':<34} {'fwd ms':>9} {'fwd+bwd ms':>11} {'x nn.GRU fwd':>13} {'x nn.GRU f+b':>13}"
+    for H in args.hidden:
+        x = torch.randn(args.T, args.B, args.I, device=device)
+        models = {"nn.GRU": torch.nn.GRU(args.I, H).to(device), "nn.LSTM": torch.nn.LSTM(args.I, H).to(device)}
+        for backend in args.backends:
+            for frac in args.fractions:
+                models[f"{backend} gru density={frac:g}"] = SparseRecurrent(
+                    args.I, H, cell="gru", density_ih=frac, density_hh=frac, backend=backend, seed=0, device=device)
+            for frac in args.fractions:
+                if frac < 1.0:
+                    models[f"{backend} gru keep={frac:g}"] = SparseRecurrent(
+                        args.I, H, cell="gru", router_keep=frac, backend=backend, seed=0, device=device)
+            models[f"{backend} lstm dense"] = SparseRecurrent(args.I, H, cell="lstm", backend=backend, seed=0,
+                                                              device=device)
+        print(header)
+        base = None
+        for name, module in models.items():
+            start = time.perf_counter()
+            measure(module, x, repeats=1, warmup=0)  # compiles once per configuration
+            sync()
+            warmup_s = time.perf_counter() - start
+
+            def timed(fn=module):
+                out = measure(fn, x, args.repeats)
+                sync()
+                return out
+
+            fwd, fwd_bwd = timed()
+            if name == "nn.GRU":
+                base = (fwd, fwd_bwd)
+            row = {"hidden": H, "model": name, "forward_ms": fwd, "forward_backward_ms": fwd_bwd,
+                   "speedup_vs_nn_gru_forward": base[0] / fwd, "speedup_vs_nn_gru_forward_backward": base[1] / fwd_bwd,
+                   "warmup_s": warmup_s}
+            rows.append(row)
+            print(f"{H:>5} {name:<34} {fwd:>9.1f} {fwd_bwd:>11.1f} {row['speedup_vs_nn_gru_forward']:>12.2f}x "
+                  f"{row['speedup_vs_nn_gru_forward_backward']:>12.2f}x", flush=True)
+    payload = {"benchmark": "bench_core", "command": " ".join(["python", "scripts/bench_core.py", *(argv or sys.argv[1:])]),
+               "machine": machine_info(), "shape": {"T": args.T, "B": args.B, "I": args.I}, "rows": rows}
+    write_json(args.json, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
