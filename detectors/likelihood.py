@@ -12,11 +12,12 @@ one behaviour. It follows the anomaly likelihood of Numenta's HTM detector
    surprises of the detector's training series; ``s`` is floored at ``min_std``;
 3. ``q_t = P(Z > (a_t - m) / s)``, the Gaussian tail probability; the
    likelihood is ``1 - q_t``;
-4. the score is HTM's log-likelihood ``log(q_t + 1e-10) / log(1e-10)`` in
-   [0, 1]; an alarm is raised where it reaches ``alarm_threshold``.
-
-Surprises are compressed with ``log1p`` before averaging, so that one huge
-surprise does not inflate the spread estimate for the rest of the stream.
+4. the score is ``L / (L + log(1e5))`` with ``L = -log q_t``, in [0, 1): a
+   monotone map of the tail probability that, unlike HTM's log-score, never
+   saturates, so the most surprising points stay ranked among themselves
+   (tuned on NAB; see docs/detectors.md). 0.5 is a tail probability of 1e-5
+   (HTM's alarm level); an alarm is raised where the score reaches
+   ``alarm_threshold``.
 """
 from __future__ import annotations
 
@@ -24,17 +25,18 @@ import math
 from collections.abc import Hashable
 
 import numpy as np
-from scipy.special import erfc
+from scipy.special import log_ndtr
 
 from .series_input import as_series
 
-EPSILON = 1e-10
-"""HTM's floor of the tail probability; a score of 1 means ``q <= 1e-10``."""
+SCORE_HALF = math.log(1e5)
+"""``-log q`` at which the score is 0.5 (a tail probability of 1e-5)."""
 
 
-def log_score(tail: np.ndarray) -> np.ndarray:
-    """HTM's anomaly log-score ``log(tail + 1e-10) / log(1e-10)`` in [0, 1]."""
-    return np.clip(np.log(tail + EPSILON) / np.log(EPSILON), 0.0, 1.0)
+def tail_score(z: np.ndarray) -> np.ndarray:
+    """``L / (L + log 1e5)`` with ``L = -log P(Z > z)``, computed without underflow; in [0, 1)."""
+    surprise = -log_ndtr(-np.asarray(z, dtype=float))
+    return surprise / (surprise + SCORE_HALF)
 
 
 class AnomalyLikelihood:
@@ -43,14 +45,14 @@ class AnomalyLikelihood:
     Parameters
     ----------
     scorer : StreamScorer
-    short_window : int, default 10
+    short_window : int, default 1
         Surprises averaged into ``a_t``.
     long_window : int, default 5000
         Memory (in points) of the running mean and spread of ``a``.
     min_std : float, default 0.05
         Floor of that spread.
     alarm_threshold : float in (0, 1], default 0.5
-        Scores at or above it are alarms (0.5 is a likelihood of 1 - 1e-5).
+        Scores at or above it are alarms (0.5: a tail probability of 1e-5).
 
     Examples
     --------
@@ -61,7 +63,7 @@ class AnomalyLikelihood:
     ...     if stream.classify(score): print("alarm")
     """
 
-    def __init__(self, scorer, short_window: int = 10, long_window: int = 5000, min_std: float = 0.05,
+    def __init__(self, scorer, short_window: int = 1, long_window: int = 5000, min_std: float = 0.05,
                  alarm_threshold: float = 0.5) -> None:
         for name, value in (("short_window", short_window), ("long_window", long_window)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -85,7 +87,7 @@ class AnomalyLikelihood:
     def _prior(self) -> tuple[float, float, int]:
         """Mean, variance and count of the averaged training surprises (after the warm-up)."""
         det = self.scorer.detector
-        raw = np.log1p(det.decision_scores_[det.warmup:])
+        raw = det.decision_scores_[det.warmup:]
         if len(raw) < self.short_window:
             return 0.0, 1.0, 0
         averaged = np.convolve(raw, np.full(self.short_window, 1.0 / self.short_window), mode="valid")
@@ -110,8 +112,8 @@ class AnomalyLikelihood:
         self._sync()
         T, B = surprises.shape
         k = self.short_window
-        # the last k - 1 compressed surprises of each stream (oldest first; zeros before the first)
-        history = np.concatenate([self.recent[rows].T, np.log1p(surprises)])  # (k - 1 + T, B)
+        # the last k - 1 surprises of each stream (oldest first; zeros before the first)
+        history = np.concatenate([self.recent[rows].T, surprises])  # (k - 1 + T, B)
         sums = np.lib.stride_tricks.sliding_window_view(history, k, axis=0).sum(-1)  # (T, B)
         available = np.minimum(self.seen[rows][None, :] + np.arange(1, T + 1)[:, None], k)
         averages = sums / available
@@ -123,8 +125,7 @@ class AnomalyLikelihood:
             delta = averages[t] - mean
             mean = mean + weight * delta
             var = (1.0 - weight) * (var + weight * delta * delta)
-        z = (averages - means) / np.maximum(np.sqrt(variances), self.min_std)
-        scores = log_score(0.5 * erfc(z / np.sqrt(2.0)))
+        scores = tail_score((averages - means) / np.maximum(np.sqrt(variances), self.min_std))
         if learn:
             self.recent[rows] = history[T:].T if k > 1 else self.recent[rows]
             self.seen[rows] += T
@@ -138,12 +139,12 @@ class AnomalyLikelihood:
 
     def _point_score(self, surprise: float, row: int, learn: bool) -> float:
         """The block computation of :meth:`_likelihood` for one point, in scalars."""
-        k, raw = self.short_window, math.log1p(surprise)
+        k, raw = self.short_window, surprise
         recent = self.recent[row]
         average = (float(recent.sum()) + raw) / min(int(self.seen[row]) + 1, k)
         mean, var, count = float(self.mean[row]), float(self.var[row]), int(self.count[row])
         z = (average - mean) / max(math.sqrt(var), self.min_std)
-        score = min(max(math.log(0.5 * math.erfc(z / math.sqrt(2.0)) + EPSILON) / math.log(EPSILON), 0.0), 1.0)
+        score = float(tail_score(z))
         if learn:
             if k > 1:
                 recent[:-1] = recent[1:]

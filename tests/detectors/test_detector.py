@@ -7,6 +7,7 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from sparsernn.detectors import SelectiveUpdateDetector, fast_forward, load_detector, save_detector
+from sparsernn.detectors.numpy_step import NumpyForecasterStep, supports_numpy_step
 
 from .conftest import SMALL
 
@@ -92,7 +93,7 @@ def test_multichannel_dataframe(series):
     dict(cell="gru", router_keep=0.5, update_gate=None),
 ])
 def test_fast_path_equals_the_layer(options):
-    """The inference path (hand-written steps) computes what the core layer computes."""
+    """Both inference paths (torch fast path, NumPy step) compute what the core layer computes."""
     det = SelectiveUpdateDetector(**{**SMALL, **options, "hidden_size": 13, "n_steps": 1}).fit(np.sin(np.arange(60.)))
     model = det.model_
     u = torch.randn(37, 5, 1, generator=torch.Generator().manual_seed(0))
@@ -104,6 +105,15 @@ def test_fast_path_equals_the_layer(options):
         slow = model(u, state)
     for name, a, b in zip(("mean", "var", "state"), fast, slow):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
+    if not supports_numpy_step(model):
+        return
+    stepper, np_state = NumpyForecasterStep(model), state.numpy()
+    for t in range(u.shape[0]):
+        np_state, mean, var = stepper.step(u[t].numpy(), np_state)
+        torch.testing.assert_close(torch.from_numpy(mean), slow[0][t], rtol=1e-5, atol=1e-5,
+                                   msg=lambda m, t=t: f"numpy mean at step {t}: {m}")
+        torch.testing.assert_close(torch.from_numpy(var), slow[1][t], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(np_state), slow[2], rtol=1e-5, atol=1e-5, msg="numpy state")
 
 
 def test_save_load_round_trip(fitted, series, tmp_path):
