@@ -20,7 +20,7 @@ from .nab_data import (PROBATIONARY_PERCENT, PROFILE_NAMES, CostProfile, NABCorp
                        probationary_length, read_results, read_series, results_path, write_results)
 from .nab_scoring import (NABResult, anomaly_scores_of, normalized_score, range_metrics, reference_thresholds,
                           score_all_profiles, score_corpus, score_results_dir, summarize)
-from .nab_sweep import (FileSweep, ThresholdCurve, ThresholdPoint, legacy_row_scores, scaled_sigmoid,
+from .nab_sweep import (NO_WINDOW, START_THRESHOLD, FileSweep, ThresholdCurve, ThresholdPoint, legacy_row_scores, scaled_sigmoid,
                         score_at_threshold, sweep_file, threshold_curve)
 from .persistence import load_detector, load_stream, save_detector, save_stream
 from .selective_update import SelectiveUpdateDetector
@@ -41,5 +41,5 @@ __all__ = [
     "list_result_detectors", "probationary_length", "NABResult", "normalized_score", "anomaly_scores_of",
     "score_corpus", "score_all_profiles", "reference_thresholds", "score_results_dir", "range_metrics",
     "summarize", "FileSweep", "ThresholdCurve", "ThresholdPoint", "sweep_file", "threshold_curve",
-    "score_at_threshold", "scaled_sigmoid", "legacy_row_scores",
+    "score_at_threshold", "scaled_sigmoid", "legacy_row_scores", "NO_WINDOW", "START_THRESHOLD",
 ]
