@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH ?= torch==2.13.0
+# One intra-op thread: the tests' and demo's tensors are small, and a second
+# thread only contends with torch.compile's workers (override on the command line).
+export OMP_NUM_THREADS ?= 1
 
 .PHONY: demo test test-slow bench install
 
