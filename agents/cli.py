@@ -1,0 +1,146 @@
+"""The agent command line: ``python -m sparsernn.agents {train,evaluate} ...`` (also ``sparsernn-train``).
+
+Examples::
+
+    python -m sparsernn.agents train --config agents/configs/cartpole_novel.yaml \\
+        --cell gru --density-hh 0.1 --seed 0 --tensorboard runs/ --save-dir runs/gru_d01
+    python -m sparsernn.agents train --env CartPole-v1 --algo ppo --total-timesteps 50000
+    python -m sparsernn.agents evaluate runs/gru_d01/model.zip --env sparsernn/CartPoleNoVel-v1
+
+Flags override the configuration file; YAML keys are ``train``'s keyword
+arguments (see :mod:`sparsernn.agents.config`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import load_config
+from .training import ALGOS, VECNORMALIZE_FILE, evaluate, load_model, train
+
+# (flag, key, type, help) of the options that go to policy_kwargs and ppo_kwargs.
+LAYER_FLAGS = (
+    ("--cell", "cell", str, "gru, lstm or elman"),
+    ("--hidden-size", "hidden_size", int, "recurrent units"),
+    ("--density-ih", "density_ih", float, "input->hidden density in (0, 1]"),
+    ("--density-hh", "density_hh", float, "hidden->hidden density in (0, 1]"),
+    ("--param-budget", "param_budget", int, "trainable recurrent weights (with --hidden-proportion)"),
+    ("--hidden-proportion", "hidden_proportion", float, "N_hh / (N_ih + N_hh) in (0, 1)"),
+    ("--router-rank", "router_rank", int, "rank of the router's context term"),
+    ("--update-gate", "update_gate", str, "rhythm or event (selective update)"),
+    ("--rhythm-frequencies", "rhythm_frequencies", int, "sinusoids of the rhythm gate"),
+    ("--rhythm-max-period", "rhythm_max_period", float, "longest rhythm period"),
+    ("--target-update-rate", "target_update_rate", float, "update-rate target of the aux loss"),
+    ("--update-rate-weight", "update_rate_weight", float, "weight of the update-rate term"),
+    ("--router-balance-weight", "router_balance_weight", float, "weight of the router balance term"),
+    ("--backend", "backend", str, "core backend: auto, reference or compiled"),
+    ("--kernel", "kernel", str, "fused or core (see SparseRecurrentPolicy)"),
+)
+PPO_FLAGS = (
+    ("--n-steps", "n_steps", int, "rollout steps per env"),
+    ("--batch-size", "batch_size", int, "minibatch size"),
+    ("--n-epochs", "n_epochs", int, "epochs per update"),
+    ("--learning-rate", "learning_rate", str, "number or lin_<start>"),
+    ("--clip-range", "clip_range", str, "number or lin_<start>"),
+    ("--gamma", "gamma", float, "discount"),
+    ("--gae-lambda", "gae_lambda", float, "GAE lambda"),
+    ("--ent-coef", "ent_coef", float, "entropy coefficient"),
+    ("--vf-coef", "vf_coef", float, "value-loss coefficient"),
+    ("--max-grad-norm", "max_grad_norm", float, "gradient clipping"),
+    ("--aux-loss-coef", "aux_loss_coef", float, "weight of the layers' aux loss (algo sparse)"),
+    ("--chunk-length", "chunk_length", int, "training sequence length (algo sparse; divides n_steps)"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m sparsernn.agents", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    tr = commands.add_parser("train", help="train an agent, save it and evaluate it")
+    tr.add_argument("--env", dest="env_id", help="Gymnasium env id (sparsernn/ ids are registered)")
+    tr.add_argument("--config", help="YAML configuration file")
+    tr.add_argument("--algo", choices=list(ALGOS), help="sparse (default), recurrent (stock) or ppo")
+    tr.add_argument("--policy", help="policy name (default per algo)")
+    tr.add_argument("--router-keep", type=float, nargs="+", help="keep fraction, or input and hidden fractions")
+    for group, flags in (("recurrent layer", LAYER_FLAGS), ("PPO", PPO_FLAGS)):
+        options = tr.add_argument_group(group)
+        for flag, key, kind, help_text in flags:
+            options.add_argument(flag, dest=key, type=kind, help=help_text)
+    tr.add_argument("--total-timesteps", type=int)
+    tr.add_argument("--n-envs", type=int)
+    tr.add_argument("--seed", type=int)
+    tr.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="VecNormalize the envs")
+    tr.add_argument("--tensorboard", dest="tensorboard_log", help="TensorBoard log directory")
+    tr.add_argument("--save-dir", help="where model.zip, vecnormalize.pkl and checkpoints go")
+    tr.add_argument("--checkpoint-freq", type=int, help="env steps between checkpoints (needs --save-dir)")
+    tr.add_argument("--eval-freq", type=int, help="env steps between evaluations (needs --save-dir)")
+    tr.add_argument("--eval-episodes", type=int, help="episodes of the final evaluation")
+    tr.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=None)
+    tr.add_argument("--device", help="auto, cpu or cuda")
+    tr.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
+    tr.add_argument("-v", "--verbose", type=int)
+    ev = commands.add_parser("evaluate", help="evaluate a saved model")
+    ev.add_argument("model", help="path of a saved model (.zip)")
+    ev.add_argument("--env", dest="env_id", required=True)
+    ev.add_argument("--algo", choices=list(ALGOS), default="sparse")
+    ev.add_argument("--vecnormalize", help=f"saved VecNormalize stats (default: {VECNORMALIZE_FILE} beside the model)")
+    ev.add_argument("--episodes", type=int, default=10)
+    ev.add_argument("--seed", type=int)
+    ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    ev.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """Merge the configuration file and the flags (flags win) into ``train`` keyword arguments."""
+    kwargs = load_config(args.config) if args.config else {}
+    policy_kwargs = dict(kwargs.get("policy_kwargs") or {})
+    ppo_kwargs = dict(kwargs.get("ppo_kwargs") or {})
+    for _, key, _, _ in LAYER_FLAGS:
+        if getattr(args, key) is not None:
+            policy_kwargs[key] = getattr(args, key)
+    if args.router_keep is not None:
+        if len(args.router_keep) > 2:
+            raise SystemExit(f"--router-keep takes one or two fractions; got {args.router_keep}")
+        policy_kwargs["router_keep"] = args.router_keep[0] if len(args.router_keep) == 1 else tuple(args.router_keep)
+    for _, key, _, _ in PPO_FLAGS:
+        if getattr(args, key) is not None:
+            ppo_kwargs[key] = getattr(args, key)
+    kwargs["policy_kwargs"], kwargs["ppo_kwargs"] = policy_kwargs, ppo_kwargs
+    for key in ("env_id", "algo", "policy", "total_timesteps", "n_envs", "seed", "normalize", "tensorboard_log",
+                "save_dir", "checkpoint_freq", "eval_freq", "eval_episodes", "progress_bar", "device", "verbose"):
+        if getattr(args, key) is not None:
+            kwargs[key] = getattr(args, key)
+    kwargs.setdefault("progress_bar", True)
+    if not kwargs.get("env_id"):
+        raise SystemExit("give an env id with --env or env_id in --config")
+    return kwargs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.command == "train":
+        result = train(**train_kwargs(args))
+        report = {"model": str(result.model_path) if result.model_path else None}
+        if result.evaluation is not None:
+            report.update(mean_return=result.evaluation.mean_return, std_return=result.evaluation.std_return,
+                          success_rate=result.evaluation.success_rate)
+        print(json.dumps(report))
+        return 0
+    model = load_model(args.model, args.algo)
+    stats = args.vecnormalize
+    beside = Path(args.model).with_name(VECNORMALIZE_FILE)
+    if stats is None and beside.is_file():
+        stats = beside
+    evaluation = evaluate(model, args.env_id, args.episodes, vec_normalize=stats,
+                          deterministic=not args.stochastic, seed=args.seed)
+    print(json.dumps({"mean_return": evaluation.mean_return, "std_return": evaluation.std_return,
+                      "success_rate": evaluation.success_rate, "returns": evaluation.returns}))
+    return 0

@@ -1,0 +1,104 @@
+"""Learning quality: mean deterministic evaluation return of policy variants over seeds.
+
+Each run trains with :func:`sparsernn.agents.train` from a YAML config (the env
+and PPO hyperparameters) plus one variant's policy options, then evaluates
+deterministically. One JSON line per run is appended to ``--out``; runs already
+there are skipped, so an interrupted sweep resumes. ``--summary`` prints the
+table of means from the file.
+
+Usage::
+
+    python scripts/rl_quality.py --config agents/configs/cartpole_novel.yaml \\
+        --variants gru lstm gru-d0.1 gru-router0.1 gru-event --seeds 0 1 2 --out docs/rl_quality_cartpole.jsonl
+    python scripts/rl_quality.py --summary --out docs/rl_quality_cartpole.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparsernn.agents import load_config, train
+
+# name -> (algo, policy options added to the config's policy_kwargs)
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "stock-lstm": ("recurrent", {}),
+    "lstm": ("sparse", {"cell": "lstm"}),
+    "gru": ("sparse", {"cell": "gru"}),
+    "gru-d0.1": ("sparse", {"cell": "gru", "density_ih": 0.1, "density_hh": 0.1}),
+    "gru-router0.1": ("sparse", {"cell": "gru", "router_keep": 0.1}),
+    "gru-event": ("sparse", {"cell": "gru", "update_gate": "event", "target_update_rate": 0.5}),
+}
+
+
+def run(config: dict, variant: str, seed: int, steps: int | None, eval_episodes: int) -> dict:
+    algo, extra = VARIANTS[variant]
+    policy_kwargs = dict(config.get("policy_kwargs", {}))
+    if algo == "recurrent":
+        policy_kwargs["lstm_hidden_size"] = policy_kwargs.pop("hidden_size", 64)
+    else:
+        policy_kwargs.update(extra)
+    kwargs = {**config, "algo": algo, "policy_kwargs": policy_kwargs, "seed": seed, "eval_episodes": eval_episodes}
+    if steps:
+        kwargs["total_timesteps"] = steps
+    start = time.perf_counter()
+    result = train(**kwargs)
+    evaluation = result.evaluation
+    return {"env_id": config["env_id"], "variant": variant, "seed": seed, "steps": kwargs["total_timesteps"],
+            "mean_return": evaluation.mean_return, "std_return": evaluation.std_return,
+            "success_rate": evaluation.success_rate, "seconds": time.perf_counter() - start}
+
+
+def summarize(path: Path) -> None:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    by_variant = defaultdict(list)
+    for row in rows:
+        by_variant[(row["env_id"], row["variant"])].append(row)
+    print(f"{'env':>32s} {'variant':>14s} {'seeds':>5s} {'mean return':>12s} {'per seed':>24s} {'success':>8s}")
+    for (env_id, variant), group in by_variant.items():
+        means = [r["mean_return"] for r in group]
+        success = [r["success_rate"] for r in group if r["success_rate"] is not None]
+        success_text = f"{np.mean(success):8.2f}" if success else "       -"
+        print(f"{env_id:>32s} {variant:>14s} {len(group):5d} {np.mean(means):12.1f} "
+              f"{' '.join(f'{m:.0f}' for m in means):>24s} {success_text}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="agents/configs/cartpole_novel.yaml")
+    parser.add_argument("--variants", nargs="+", default=["gru", "lstm", "gru-d0.1", "gru-router0.1", "gru-event"],
+                        choices=list(VARIANTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=None, help="override total_timesteps")
+    parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True, help="JSON-lines file (appended)")
+    parser.add_argument("--summary", action="store_true", help="only print the table of --out")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if args.summary:
+        summarize(out)
+        return
+    torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    done = set()
+    if out.exists():
+        done = {(r["env_id"], r["variant"], r["seed"]) for r in map(json.loads, out.read_text().splitlines()) if r}
+    for variant in args.variants:
+        for seed in args.seeds:
+            if (config["env_id"], variant, seed) in done:
+                continue
+            row = run(config, variant, seed, args.steps, args.eval_episodes)
+            with out.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+    summarize(out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""SequenceRolloutBuffer lays the rollout out as whole chunks, and PPO's update is unchanged by it."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.env_util import make_vec_env
+
+import sparsernn.envs  # noqa: F401
+from sparsernn.agents import SequenceRolloutBuffer, SparseRecurrentPPO
+
+N_STEPS, N_ENVS, WIDTH = 8, 3, 2
+
+
+def filled_buffer(chunk_length=None):
+    buffer = SequenceRolloutBuffer(N_STEPS, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), (N_STEPS, 1, N_ENVS, WIDTH),
+                                   "cpu", n_envs=N_ENVS, chunk_length=chunk_length)
+    for t in range(N_STEPS):
+        obs = np.array([[100 * t + e] for e in range(N_ENVS)], dtype=np.float32)  # encodes (t, env)
+        state = torch.tensor(obs[:, 0]).view(1, N_ENVS, 1).expand(1, N_ENVS, WIDTH)
+        buffer.add(obs, np.zeros(N_ENVS), np.zeros(N_ENVS), np.array([t == 5, False, True]),
+                   torch.zeros(N_ENVS), torch.zeros(N_ENVS), lstm_states=RNNStates((state, state), (state, state)))
+    buffer.compute_returns_and_advantage(torch.zeros(N_ENVS), np.zeros(N_ENVS))
+    return buffer
+
+
+class TestLayout:
+    @pytest.mark.parametrize("chunk_length", [None, 4, 2])
+    def test_minibatches_are_whole_chunks_with_their_entry_state(self, chunk_length):
+        length = chunk_length or N_STEPS
+        buffer = filled_buffer(chunk_length)
+        seen = set()
+        for batch in buffer.get(2 * length):
+            obs = batch.observations.view(-1, length)
+            n_seq = obs.shape[0]
+            assert batch.mask is None
+            assert batch.lstm_states.pi[0].shape == (1, n_seq, WIDTH)
+            for seq, entry in zip(obs, batch.lstm_states.pi[0][0, :, 0]):
+                t0, env = divmod(int(seq[0]), 100)
+                assert seq.tolist() == [100 * (t0 + k) + env for k in range(length)], "chunk is not contiguous"
+                assert entry == seq[0], "entry state is not the one recorded at the chunk's first step"
+                seen.add((t0, env))
+            starts = batch.episode_starts.view(n_seq, length)
+            for seq, flags in zip(obs, starts):
+                for value, flag in zip(seq.tolist(), flags.tolist()):
+                    t, env = divmod(int(value), 100)
+                    assert flag == float((env == 0 and t == 5) or env == 2)
+        assert len(seen) == N_ENVS * N_STEPS // length
+
+    @pytest.mark.parametrize("batch_size", [3, 5, 100])
+    def test_batch_size_must_hold_whole_chunks(self, batch_size):
+        with pytest.raises(ValueError, match=f"batch_size={batch_size}"):
+            next(filled_buffer(4).get(batch_size))
+
+    def test_chunk_length_must_divide_n_steps(self):
+        with pytest.raises(ValueError, match="chunk_length=3"):
+            filled_buffer(3)
+
+    def test_model_checks_batch_size_against_chunk_length(self):
+        env = make_vec_env("sparsernn/CartPoleNoVel-v1", n_envs=2)
+        with pytest.raises(ValueError, match="batch_size=12"):
+            SparseRecurrentPPO("SparseRecurrentPolicy", env, n_steps=8, batch_size=12)
+
+
+@pytest.mark.parametrize("policy_kwargs", [{"cell": "gru"}, {"cell": "lstm", "density_hh": 0.5, "kernel": "core"}])
+def test_update_equals_sb3_contrib_update_on_the_same_rollout(policy_kwargs, monkeypatch):
+    """One PPO epoch on one full-batch minibatch: our train() on whole columns and
+    sb3-contrib's train() on its padded episodes move the parameters identically.
+
+    sb3-contrib rotates the flattened rollout by a random offset, which also cuts
+    one column's backpropagation at that point; the offset is pinned to 0 here.
+    """
+    monkeypatch.setattr(np.random, "randint", lambda *args, **kwargs: 0)
+    env = make_vec_env("sparsernn/CartPoleNoVel-v1", n_envs=2, seed=0)
+    # Plain SGD with lr 1: the parameter change is the clipped gradient itself, so the
+    # comparison is not blurred by Adam's normalisation of near-zero gradients.
+    model = SparseRecurrentPPO("SparseRecurrentPolicy", env, n_steps=64, batch_size=128, n_epochs=1, seed=0,
+                               device="cpu", learning_rate=1.0, policy_kwargs={
+                                   "hidden_size": 8, "backend": "reference", "optimizer_class": torch.optim.SGD,
+                                   **policy_kwargs})
+    model.learn(128)  # a first update, then collect a fresh rollout with episode ends inside
+    model._setup_learn(128, reset_num_timesteps=False)
+    model.collect_rollouts(model.env, model._init_callback(None), model.rollout_buffer, model.n_steps)
+    ours = model.rollout_buffer
+    assert ours.episode_starts[1:].any(), "the test needs an episode start inside the rollout"
+    stock = RecurrentRolloutBuffer(model.n_steps, model.observation_space, model.action_space,
+                                   ours.hidden_state_shape, "cpu", model.gae_lambda, model.gamma, model.n_envs)
+    for name in ("observations", "actions", "rewards", "episode_starts", "values", "log_probs", "advantages",
+                 "returns"):
+        setattr(stock, name, getattr(ours, name).copy())
+    for name in ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf"):
+        setattr(stock, name, getattr(ours, name).numpy().copy())
+    stock.full = True
+    start_params = copy.deepcopy(model.policy.state_dict())
+    start_optim = copy.deepcopy(model.policy.optimizer.state_dict())
+    model.train()
+    after_ours = copy.deepcopy(model.policy.state_dict())
+    model.policy.load_state_dict(start_params)
+    model.policy.optimizer.load_state_dict(start_optim)
+    model.rollout_buffer = stock
+    RecurrentPPO.train(model)
+    for name, value in model.policy.state_dict().items():
+        if not value.is_floating_point():
+            assert torch.equal(after_ours[name], value), name
+            continue
+        ours_step, stock_step = after_ours[name] - start_params[name], value - start_params[name]
+        # float32 sums in a different order: compare the steps as vectors.
+        error = (ours_step - stock_step).norm() / stock_step.norm().clamp_min(1e-12)
+        assert error < 1e-4, f"{name}: relative difference {error:.2e} between the two updates"
+    moved = [name for name in start_params if not torch.equal(start_params[name], after_ours[name])]
+    assert any("lstm_actor" in name for name in moved), "the update did not touch the recurrent layer"

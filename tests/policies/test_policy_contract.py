@@ -1,0 +1,126 @@
+"""SparseRecurrentPolicy: options reach the layer, shapes, resets, sb3-contrib options."""
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from sb3_contrib import RecurrentPPO
+from stable_baselines3.common.env_util import make_vec_env
+from torch import nn
+
+import sparsernn.envs  # noqa: F401
+from sparsernn.core import SparseRecurrent
+from sparsernn.policies import RecurrentCore, SparseRecurrentPolicy
+
+CARTPOLE = "sparsernn/CartPoleNoVel-v1"
+PENDULUM = "sparsernn/PendulumNoVel-v1"
+
+
+def make_model(env_id=CARTPOLE, n_envs=2, **policy_kwargs):
+    env = make_vec_env(env_id, n_envs=n_envs, seed=0)
+    policy_kwargs = {"hidden_size": 8, "backend": "reference", **policy_kwargs}
+    return RecurrentPPO(SparseRecurrentPolicy, env, n_steps=8, batch_size=16, n_epochs=1,
+                        policy_kwargs=policy_kwargs, seed=0, device="cpu")
+
+
+class TestOptions:
+    def test_every_layer_option_reaches_the_layer(self):
+        model = make_model(cell="lstm", density_ih=0.5, density_hh=0.25, router_keep=(1.0, 0.5), router_rank=3,
+                           update_gate="rhythm", rhythm_frequencies=2, rhythm_max_period=50.0,
+                           target_update_rate=0.3, update_rate_weight=2.0, router_balance_weight=0.1,
+                           backend="reference", seed=7)
+        layer = model.policy.lstm_actor.layer
+        assert isinstance(layer, SparseRecurrent)
+        assert (layer.cell, layer.hidden_size, layer.update_gate) == ("lstm", 8, "rhythm")
+        assert (layer.density_ih, layer.density_hh, layer.router_keep) == (0.5, 0.25, (1.0, 0.5))
+        assert (layer.target_update_rate, layer.update_rate_weight, layer.router_balance_weight) == (0.3, 2.0, 0.1)
+        assert layer.seed == 7 and model.policy.lstm_critic.layer.seed == 8
+        assert model.policy.lstm_actor.hidden_size == layer.state_size == 2 * 8 + 1
+
+    def test_budget_specification_solves_the_densities(self):
+        model = make_model(param_budget=120, hidden_proportion=0.5, hidden_size=None)
+        layer = model.policy.lstm_actor.layer
+        assert sum(layer.trainable_counts()) == 120
+        assert layer.statistics()["hidden_proportion"] == pytest.approx(0.5)
+
+    @pytest.mark.parametrize("kwargs, error", [
+        ({"cell": "rnn"}, ValueError),
+        ({"density_hh": 1.5}, ValueError),
+        ({"param_budget": 100}, ValueError),
+        ({"param_budget": 100, "hidden_proportion": 0.5, "density_hh": 0.5}, ValueError),
+        ({"n_lstm_layers": 2}, ValueError),
+        ({"lstm_kwargs": {"dropout": 0.1}}, TypeError),
+        ({"kernel": "cuda"}, ValueError),
+    ])
+    def test_bad_options_fail_early_naming_the_argument(self, kwargs, error):
+        with pytest.raises(error) as info:
+            make_model(**kwargs)
+        assert any(name in str(info.value) for name in list(kwargs) + ["cell", "kernel"])
+
+    def test_sb3_contrib_options_keep_their_meaning(self):
+        model = make_model(shared_lstm=True, enable_critic_lstm=False, net_arch=dict(pi=[5], vf=[6]),
+                           activation_fn=nn.ReLU, ortho_init=False)
+        policy = model.policy
+        assert policy.lstm_critic is None and policy.critic is None and policy.shared_lstm
+        assert policy.mlp_extractor.policy_net[0].out_features == 5
+        assert policy.mlp_extractor.value_net[0].out_features == 6
+        assert isinstance(policy.mlp_extractor.policy_net[1], nn.ReLU)
+        model.learn(32)
+
+    def test_feed_forward_critic_has_the_layer_width(self):
+        model = make_model(enable_critic_lstm=False, hidden_size=12)
+        assert model.policy.critic.out_features == 12
+        model.learn(32)
+
+
+class TestShapesAndResets:
+    @pytest.mark.parametrize("env_id", [CARTPOLE, PENDULUM])
+    def test_predict_returns_actions_and_packed_state(self, env_id):
+        model = make_model(env_id, n_envs=3, cell="lstm")
+        obs = model.env.reset()
+        actions, state = model.predict(obs, episode_start=np.ones(3, dtype=bool))
+        assert actions.shape == (3, *model.action_space.shape)
+        assert state[0].shape == (1, 3, 16)
+        assert isinstance(model.action_space, (gym.spaces.Box, gym.spaces.Discrete))
+
+    def test_episode_start_resets_the_state(self):
+        model = make_model()
+        obs = model.env.reset()
+        policy = model.policy
+        _, fresh = policy.predict(obs, None, np.ones(2, dtype=bool), deterministic=True)
+        junk = (np.full_like(fresh[0], 3.0), np.full_like(fresh[0], 3.0))
+        _, reset = policy.predict(obs, junk, np.ones(2, dtype=bool), deterministic=True)
+        _, carried = policy.predict(obs, junk, np.zeros(2, dtype=bool), deterministic=True)
+        np.testing.assert_allclose(reset[0], fresh[0], atol=1e-6)
+        assert not np.allclose(carried[0], fresh[0])
+
+    @pytest.mark.parametrize("kernel", ["fused", "core"])
+    def test_one_call_with_resets_equals_stepping(self, kernel):
+        layer = SparseRecurrent(3, 5, cell="gru", density_hh=0.5, backend="reference", seed=0)
+        core = RecurrentCore(layer, kernel)
+        n_seq, length = 4, 6
+        features = torch.randn(n_seq * length, 3)
+        starts = (torch.rand(n_seq * length) < 0.3).float()
+        state = torch.randn(1, n_seq, 5)
+        out, (final, _) = SparseRecurrentPolicy._process_sequence(features, (state, state), starts, core)
+        assert core.last_kernel.startswith(kernel)
+        assert out.shape == (n_seq * length, 5)
+        seq_x = features.view(n_seq, length, 3)
+        seq_starts = starts.view(n_seq, length)
+        h = state[0]
+        stepped = []
+        for t in range(length):
+            y, h = layer(seq_x[:, t:t + 1].transpose(0, 1), h, seq_starts[:, t:t + 1].T)
+            stepped.append(y[0])
+        expected = torch.stack(stepped, 1).reshape(n_seq * length, 5)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(final[0], h, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_trains_and_predicts_on_cuda():
+    env = make_vec_env(CARTPOLE, n_envs=2, seed=0)
+    model = RecurrentPPO(SparseRecurrentPolicy, env, n_steps=8, batch_size=16, n_epochs=1, device="cuda",
+                         policy_kwargs={"hidden_size": 8, "density_hh": 0.5})
+    model.learn(32)
+    assert model.policy.lstm_actor.layer.weight_hh.is_cuda
+    model.predict(env.reset())
