@@ -1,0 +1,102 @@
+"""``PeakSuppression``: one report per burst of high scores, for any threshold.
+
+A wrapper in the river sense around a stream of scores (typically an
+:class:`~sparsernn.detectors.AnomalyLikelihood`): same protocol, one added
+behaviour. Per stream, a score is passed on only where it exceeds every score
+(before suppression) of the previous ``period`` points of that stream;
+elsewhere it becomes 0.0.
+
+Why: a detector that crosses a threshold keeps crossing it while an anomaly
+lasts, and every later crossing is a false alarm or, at best, worth nothing
+(NAB counts only the first detection in a window and penalises every
+detection outside). Suppressing re-alarms for a while after an alarm is what
+NAB's ARTime and CAD-OSE do, but they need the threshold. The rule here needs
+none: for every threshold ``c``, the first crossing of ``c`` after ``period``
+points below it is kept (it exceeds all of them); within ``period`` points of
+a crossing, a score is kept only if it is higher than everything since, i.e.
+the anomaly got stronger.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+
+
+class PeakSuppression:
+    """Keep a stream's score only where it beats the last ``period`` scores.
+
+    Parameters
+    ----------
+    stream : AnomalyLikelihood or StreamScorer
+        The wrapped scorer (``score_one``, ``learn_one``, ``score_many``,
+        ``process``, ``stream_ids``); its scores should be >= 0.
+    period : int
+        Suppression period in points (>= 1). :class:`SelectiveUpdateNAB` uses
+        the probationary length of the file.
+
+    Examples
+    --------
+    >>> stream = PeakSuppression(AnomalyLikelihood(StreamScorer(detector)), period=500)  # doctest: +SKIP
+    >>> scores = stream.process(block)                                                   # doctest: +SKIP
+    """
+
+    def __init__(self, stream, period: int) -> None:
+        if isinstance(period, bool) or not isinstance(period, (int, np.integer)) or period < 1:
+            raise ValueError(f"period must be an int >= 1; got {period!r}")
+        self.stream = stream
+        self.period = int(period)
+        self.recent = np.zeros((0, self.period))  # the last `period` raw scores of each stream, oldest first
+
+    @property
+    def stream_ids(self) -> list:
+        return self.stream.stream_ids
+
+    @property
+    def _scorer(self):
+        return getattr(self.stream, "scorer", self.stream)
+
+    def _rows(self, streams) -> np.ndarray:
+        n = len(self.stream_ids) - len(self.recent)
+        if n > 0:
+            self.recent = np.concatenate([self.recent, np.zeros((n, self.period))])
+        return np.asarray(self._scorer._rows(streams), dtype=np.int64)
+
+    def _suppress(self, raw: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """Suppressed scores (T, B) of raw scores (T, B) of streams ``rows``."""
+        history = np.concatenate([self.recent[rows].T, raw])  # (period + T, B)
+        previous = np.lib.stride_tricks.sliding_window_view(history[:-1], self.period, axis=0).max(-1)
+        if learn:
+            self.recent[rows] = history[-self.period:].T
+        return np.where(raw > previous, raw, 0.0)
+
+    def classify(self, score: float) -> bool:
+        """The wrapped stream's alarm rule (if it has one: ``score >= alarm_threshold``)."""
+        return self.stream.classify(score)
+
+    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
+        """Suppressed score of ``x`` for ``stream``; changes no state."""
+        raw = self.stream.score_one(x, timestamp=timestamp, stream=stream)
+        return float(self._suppress(np.array([[raw]]), self._rows([stream]), learn=False)[0, 0])
+
+    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
+        """Advance ``stream`` by ``x`` (the wrapped stream, then the score history)."""
+        raw = self.stream.score_one(x, timestamp=timestamp, stream=stream)
+        self.stream.learn_one(x, timestamp=timestamp, stream=stream)
+        self._suppress(np.array([[raw]]), self._rows([stream]), learn=True)
+
+    def score_many(self, X, streams=None) -> np.ndarray:
+        """Suppressed scores (n_streams,) of one point per stream; changes no state."""
+        raw = np.asarray(self.stream.score_many(X, streams), dtype=float)
+        rows = self._rows(self._scorer._streams(streams, len(raw)))
+        return self._suppress(raw[None], rows, learn=False)[0]
+
+    def learn_many(self, X, streams=None, timestamps=None) -> None:
+        """Advance each stream by its point in ``X`` (n_streams, n_channels)."""
+        self.process(np.asarray(X)[None], streams, None if timestamps is None else [timestamps])
+
+    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
+        """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
+        raw = np.asarray(self.stream.process(X, streams, timestamps), dtype=float)
+        rows = self._rows(self._scorer._streams(streams, raw.shape[1]))
+        return self._suppress(raw, rows, learn=True)
