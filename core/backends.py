@@ -10,21 +10,31 @@ if TYPE_CHECKING:  # pragma: no cover
 
 BACKENDS = ("auto", "reference", "compiled")
 
-#: ``auto`` on a CPU uses ``compiled`` from this many steps per call on.
+#: ``auto`` on a CPU uses ``compiled`` from this many steps per call on ...
 AUTO_MIN_STEPS_CPU = 16
+#: ... and only for layers that route hidden channels of at least this width.
+AUTO_MIN_ROUTED_HIDDEN_CPU = 512
 
 
 def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
     """The ``auto`` rule, by device and shape (never by timing at run time).
 
-    - CUDA: ``compiled`` (fused kernels; per-step launches dominate otherwise).
-    - CPU: ``compiled`` for sequences of at least :data:`AUTO_MIN_STEPS_CPU`
-      steps (training), ``reference`` for shorter calls (acting, streaming one
-      point), where the compiled step's call overhead does not pay off.
+    - CUDA: ``compiled``: fused element-wise kernels; eager launches a kernel
+      per operation and step.
+    - CPU: ``compiled`` for a layer that routes its hidden channels, with
+      ``hidden_size >= AUTO_MIN_ROUTED_HIDDEN_CPU``, on calls of at least
+      ``AUTO_MIN_STEPS_CPU`` steps. There the gathered product skips most of
+      ``W_hh``. Otherwise ``reference``: on a CPU the compiled element-wise
+      step costs as much as eager (its per-call overhead eats the fusion), so
+      dense, block-sparse and gated layers gain nothing from it
+      (``docs/benchmarks.md``).
     """
     if x.device.type == "cuda":
         return "compiled"
-    return "compiled" if x.shape[0] >= AUTO_MIN_STEPS_CPU else "reference"
+    routes_hidden = layer.router is not None and layer.keep_count_hidden < layer.hidden_size
+    if routes_hidden and layer.hidden_size >= AUTO_MIN_ROUTED_HIDDEN_CPU and x.shape[0] >= AUTO_MIN_STEPS_CPU:
+        return "compiled"
+    return "reference"
 
 
 def run_backend(name: str, layer: "SparseRecurrent", x, h, c, time, episode_starts):

@@ -56,9 +56,12 @@ def test_compiled_without_grad_and_without_state_matches_reference(assert_rel_cl
 
 
 def test_auto_backend_rule_is_visible():
-    layer = SparseRecurrent(3, 8, backend="auto", seed=0)
+    dense = SparseRecurrent(3, 8, backend="auto", seed=0)
+    routed = SparseRecurrent(3, 512, router_keep=0.1, backend="auto", seed=0)
     with torch.no_grad():
-        layer(torch.randn(1, 2, 3))
-        assert layer.last_backend == "reference"
-        layer(torch.randn(16, 2, 3))
-        assert layer.last_backend == "compiled"
+        dense(torch.randn(32, 2, 3))
+        assert dense.last_backend == "reference"  # CPU: no gain from compiling a dense step
+        routed(torch.randn(1, 2, 3))
+        assert routed.last_backend == "reference"  # acting: one step
+        routed(torch.randn(16, 2, 3))
+        assert routed.last_backend == "compiled"  # a long routed sequence: gathered products pay off
