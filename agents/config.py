@@ -25,6 +25,9 @@ import yaml
 from stable_baselines3.common.utils import LinearSchedule
 from torch import nn
 
+#: The configurations shipped with the package (``cartpole_novel.yaml``: the RL Zoo's
+#: CartPoleNoVel ppo_lstm settings; ``cue_memory.yaml``: the long-gap recall task).
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU,
                                            "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")

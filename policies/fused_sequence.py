@@ -34,95 +34,116 @@ def supports_fused(layer: SparseRecurrent) -> bool:
 
 
 def _gru_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor], w_t: torch.Tensor,
-                 b_hh: torch.Tensor):
+                 b_hh: torch.Tensor, for_backward: bool):
     hidden = h.shape[1]
+    # Per-step views made once (each slice is a dispatched op, so none in the loop).
+    gx_rz = gx[:, :, :2 * hidden].unbind(0)
+    gx_n = gx[:, :, 2 * hidden:].unbind(0)
+    alives = alive.unbind(0) if alive is not None else []
     outputs, h_reads, rzs, ns, ghns = [], [], [], [], []
     for t in range(gx.shape[0]):
         if alive is not None:
-            h = h * alive[t]
-        gh = torch.addmm(b_hh, h, w_t)
-        g = gx[t]
-        rz = torch.sigmoid(g[:, :2 * hidden] + gh[:, :2 * hidden])
-        ghn = gh[:, 2 * hidden:]
-        n = torch.tanh(torch.addcmul(g[:, 2 * hidden:], rz[:, :hidden], ghn))
+            h = h * alives[t]
+        gh_rz, ghn = torch.addmm(b_hh, h, w_t).split([2 * hidden, hidden], 1)
+        rz = torch.sigmoid(gx_rz[t] + gh_rz)
+        r, z = rz.chunk(2, 1)
+        n = torch.tanh(torch.addcmul(gx_n[t], r, ghn))
         h_reads.append(h)
-        h = torch.addcmul(n, rz[:, hidden:], h - n)
+        h = torch.addcmul(n, z, h - n)
         outputs.append(h)
         rzs.append(rz)
         ns.append(n)
         ghns.append(ghn)
-    saved = [torch.stack(h_reads), torch.stack(rzs), torch.stack(ns), torch.stack(ghns)]
-    return torch.stack(outputs), h, saved
+    if not for_backward:
+        return torch.stack(outputs), h, [h]
+    h_read, rz, n, ghn = torch.stack(h_reads), torch.stack(rzs), torch.stack(ns), torch.stack(ghns)
+    # Local derivatives for the backward pass, for all steps at once: with
+    # d3 = [dh, dh, dh], dgx = d3 * k_x, dgh = d3 * k_h, and the gradient
+    # reaching the previous state is alive * (dgh @ W_hh + dh * z).
+    r, z = rz[:, :, :hidden], rz[:, :, hidden:]
+    k_n = (1 - z) * (1 - n * n)
+    k_rz = torch.cat([k_n * ghn, h_read - n], 2) * (rz * (1 - rz))
+    k_x = torch.cat([k_rz, k_n], 2)
+    k_h = torch.cat([k_rz, k_n * r], 2)
+    if alive is not None:
+        k_h_alive, z_alive = k_h * alive, z * alive
+    else:
+        k_h_alive, z_alive = k_h, z
+    return torch.stack(outputs), h, [h_read, k_x, k_h, k_h_alive.contiguous(), z_alive.contiguous()]
 
 
-def _gru_backward(dy: torch.Tensor, dh: torch.Tensor, saved: list[torch.Tensor], alive: Optional[torch.Tensor],
-                  w_hh: torch.Tensor):
-    h_reads, rz_all, n_all, ghn_all = saved[0], saved[1], saved[2], saved[3]
-    steps, hidden = h_reads.shape[0], h_reads.shape[2]
-    dgxs, dghs = [], []
+def _gru_backward(dy: torch.Tensor, dh: torch.Tensor, saved: list[torch.Tensor], w_hh: torch.Tensor):
+    k_h_alive, z_alive, dys = saved[3].unbind(0), saved[4].unbind(0), dy.unbind(0)
+    steps = len(dys)
+    d3s = []
     for i in range(steps):
         t = steps - 1 - i
-        dh = dh + dy[t]
-        rz, n = rz_all[t], n_all[t]
-        z = rz[:, hidden:]
-        dan = dh * (1 - z) * (1 - n * n)
-        da_rz = torch.cat([dan * ghn_all[t], dh * (h_reads[t] - n)], 1) * (rz * (1 - rz))
-        dgxs.append(torch.cat([da_rz, dan], 1))
-        dgh = torch.cat([da_rz, dan * rz[:, :hidden]], 1)
-        dghs.append(dgh)
-        dh = torch.addcmul(dgh @ w_hh, dh, z)
-        if alive is not None:
-            dh = dh * alive[t]
-    dgxs.reverse()
-    dghs.reverse()
-    return torch.stack(dgxs), torch.stack(dghs), dh
+        dh = dh + dys[t]
+        d3 = dh.repeat(1, 3)
+        d3s.append(d3)
+        dh = torch.addmm(dh * z_alive[t], d3 * k_h_alive[t], w_hh)
+    d3s.reverse()
+    d3_all = torch.stack(d3s)
+    return d3_all * saved[1], d3_all * saved[2], dh
 
 
 def _lstm_forward(gx: torch.Tensor, h: torch.Tensor, c: torch.Tensor, alive: Optional[torch.Tensor],
-                  w_t: torch.Tensor, b_hh: torch.Tensor):
+                  w_t: torch.Tensor, for_backward: bool):
     hidden = h.shape[1]
+    gxs = gx.unbind(0)
+    alives = alive.unbind(0) if alive is not None else []
     outputs, h_reads, c_reads, acts, cs = [], [], [], [], []
     for t in range(gx.shape[0]):
         if alive is not None:
-            h = h * alive[t]
-            c = c * alive[t]
-        gates = torch.addmm(b_hh, h, w_t) + gx[t]
-        ifo = torch.sigmoid(torch.cat([gates[:, :2 * hidden], gates[:, 3 * hidden:]], 1))
-        g = torch.tanh(gates[:, 2 * hidden:3 * hidden])
+            h = h * alives[t]
+            c = c * alives[t]
+        i_f, g_pre, o_pre = torch.addmm(gxs[t], h, w_t).split([2 * hidden, hidden, hidden], 1)
+        ifo = torch.sigmoid(torch.cat([i_f, o_pre], 1))
+        i_g, f_g, o_g = ifo.chunk(3, 1)
+        g = torch.tanh(g_pre)
         h_reads.append(h)
         c_reads.append(c)
-        c = torch.addcmul(ifo[:, hidden:2 * hidden] * c, ifo[:, :hidden], g)
-        h = ifo[:, 2 * hidden:] * torch.tanh(c)
+        c = torch.addcmul(f_g * c, i_g, g)
+        h = o_g * torch.tanh(c)
         outputs.append(h)
         acts.append(torch.cat([ifo, g], 1))
         cs.append(c)
-    saved = [torch.stack(h_reads), torch.stack(c_reads), torch.stack(acts), torch.stack(cs)]
+    if not for_backward:
+        return torch.stack(outputs), h, c, [h]
+    h_read, c_read, act, c_all = torch.stack(h_reads), torch.stack(c_reads), torch.stack(acts), torch.stack(cs)
+    # Local derivatives for all steps at once (torch's gate order i, f, g, o):
+    # dc += dh * k_c; dgates = [dc, dc, dc, dh] * k_gates; the state gradients
+    # reaching the previous step are alive * (dgates @ W_hh) and alive * f * dc.
+    i_g, f_g, o_g, g_g = act[:, :, :hidden], act[:, :, hidden:2 * hidden], act[:, :, 2 * hidden:3 * hidden], \
+        act[:, :, 3 * hidden:]
+    tc = torch.tanh(c_all)
+    k_c = o_g * (1 - tc * tc)
+    k_gates = torch.cat([g_g * i_g * (1 - i_g), c_read * f_g * (1 - f_g), i_g * (1 - g_g * g_g),
+                         tc * o_g * (1 - o_g)], 2)
+    if alive is not None:
+        k_gates_alive, f_alive = k_gates * alive, f_g * alive
+    else:
+        k_gates_alive, f_alive = k_gates, f_g
+    saved = [h_read, k_c.contiguous(), k_gates, k_gates_alive.contiguous(), f_alive.contiguous()]
     return torch.stack(outputs), h, c, saved
 
 
 def _lstm_backward(dy: torch.Tensor, dh: torch.Tensor, dc: torch.Tensor, saved: list[torch.Tensor],
-                   alive: Optional[torch.Tensor], w_hh: torch.Tensor):
-    c_reads, acts, cs = saved[1], saved[2], saved[3]
-    steps, hidden = c_reads.shape[0], c_reads.shape[2]
-    dgates_all = []
+                   w_hh: torch.Tensor):
+    k_c, k_gates_alive, f_alive = saved[1].unbind(0), saved[3].unbind(0), saved[4].unbind(0)
+    dys = dy.unbind(0)
+    steps = len(dys)
+    d4s = []
     for i in range(steps):
         t = steps - 1 - i
-        dh = dh + dy[t]
-        a = acts[t]  # [i | f | o | g]
-        ig, fg, og, gg = a[:, :hidden], a[:, hidden:2 * hidden], a[:, 2 * hidden:3 * hidden], a[:, 3 * hidden:]
-        tc = torch.tanh(cs[t])
-        dc = dc + dh * og * (1 - tc * tc)
-        sig = torch.cat([dc * gg, dc * c_reads[t], dh * tc], 1) * (a[:, :3 * hidden] * (1 - a[:, :3 * hidden]))
-        da_g = dc * ig * (1 - gg * gg)
-        dgates = torch.cat([sig[:, :2 * hidden], da_g, sig[:, 2 * hidden:]], 1)  # torch order i, f, g, o
-        dgates_all.append(dgates)
-        dh = dgates @ w_hh
-        dc = dc * fg
-        if alive is not None:
-            dh = dh * alive[t]
-            dc = dc * alive[t]
-    dgates_all.reverse()
-    return torch.stack(dgates_all), dh, dc
+        dh = dh + dys[t]
+        dc = torch.addcmul(dc, dh, k_c[t])
+        d4 = torch.cat([dc, dc, dc, dh], 1)
+        d4s.append(d4)
+        dh = torch.mm(d4 * k_gates_alive[t], w_hh)
+        dc = dc * f_alive[t]
+    d4s.reverse()
+    return torch.stack(d4s) * saved[2], dh, dc
 
 
 @functools.cache
@@ -136,14 +157,14 @@ def _scripted(name: str):
 class _FusedGRU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gx, h, alive, w_hh, b_hh):
-        y, h, saved = _scripted("_gru_forward")(gx, h, alive, w_hh.t(), b_hh)
-        ctx.save_for_backward(alive, w_hh, *saved)
+        y, h, saved = _scripted("_gru_forward")(gx, h, alive, w_hh.t(), b_hh, True)
+        ctx.save_for_backward(w_hh, *saved)
         return y, h
 
     @staticmethod
     def backward(ctx, dy, dh):
-        alive, w_hh, *saved = ctx.saved_tensors
-        dgx, dgh, dh0 = _scripted("_gru_backward")(dy.contiguous(), dh, saved, alive, w_hh)
+        w_hh, *saved = ctx.saved_tensors
+        dgx, dgh, dh0 = _scripted("_gru_backward")(dy.contiguous(), dh, saved, w_hh)
         hidden = w_hh.shape[1]
         dw = dgh.reshape(-1, 3 * hidden).t() @ saved[0].reshape(-1, hidden)
         return dgx, dh0, None, dw, dgh.sum((0, 1))
@@ -152,14 +173,14 @@ class _FusedGRU(torch.autograd.Function):
 class _FusedLSTM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gx, h, c, alive, w_hh, b_hh):
-        y, h, c, saved = _scripted("_lstm_forward")(gx, h, c, alive, w_hh.t(), b_hh)
-        ctx.save_for_backward(alive, w_hh, *saved)
+        y, h, c, saved = _scripted("_lstm_forward")(gx + b_hh, h, c, alive, w_hh.t(), True)
+        ctx.save_for_backward(w_hh, *saved)
         return y, h, c
 
     @staticmethod
     def backward(ctx, dy, dh, dc):
-        alive, w_hh, *saved = ctx.saved_tensors
-        dgates, dh0, dc0 = _scripted("_lstm_backward")(dy.contiguous(), dh, dc, saved, alive, w_hh)
+        w_hh, *saved = ctx.saved_tensors
+        dgates, dh0, dc0 = _scripted("_lstm_backward")(dy.contiguous(), dh, dc, saved, w_hh)
         hidden = w_hh.shape[1]
         dw = dgates.reshape(-1, 4 * hidden).t() @ saved[0].reshape(-1, hidden)
         return dgates, dh0, dc0, None, dw, dgates.sum((0, 1))
@@ -179,6 +200,12 @@ def fused_forward(layer: SparseRecurrent, x: torch.Tensor, state: torch.Tensor,
     alive = None if episode_starts is None else (1.0 - episode_starts.to(x.dtype)).unsqueeze(-1)
     h, c, _ = layer.unpack_state(state)
     h = h.contiguous()
+    if not torch.is_grad_enabled():  # acting: no derivatives to keep
+        if layer.cell == "gru":
+            y, h, _ = _scripted("_gru_forward")(gx, h, alive, w_hh.t(), layer.bias_hh, False)
+            return y, h
+        y, h, c, _ = _scripted("_lstm_forward")(gx + layer.bias_hh, h, c.contiguous(), alive, w_hh.t(), False)
+        return y, torch.cat([h, c], 1)
     if layer.cell == "gru":
         y, h = _FusedGRU.apply(gx, h, alive, w_hh, layer.bias_hh)
         return y, h

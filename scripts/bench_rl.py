@@ -21,9 +21,9 @@ from pathlib import Path
 import torch
 
 from sparsernn.agents import ALGOS, load_config, make_env
-from sparsernn.agents.config import parse_policy_kwargs, parse_ppo_kwargs
+from sparsernn.agents.config import CONFIG_DIR, parse_policy_kwargs, parse_ppo_kwargs
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "agents" / "configs" / "cartpole_novel.yaml"
+DEFAULT_CONFIG = CONFIG_DIR / "cartpole_novel.yaml"
 RECURRENT_KEYS = ("hidden_size", "enable_critic_lstm", "shared_lstm")
 
 # name -> (algo, policy, extra policy kwargs)

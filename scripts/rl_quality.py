@@ -54,6 +54,14 @@ def run(config: dict, variant: str, seed: int, steps: int | None, eval_episodes:
             "success_rate": evaluation.success_rate, "seconds": time.perf_counter() - start}
 
 
+def finished_runs(path: Path) -> set[tuple[str, str, int]]:
+    """``(env_id, variant, seed)`` of the runs already in ``path``."""
+    if not path.exists():
+        return set()
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {(r["env_id"], r["variant"], r["seed"]) for r in rows}
+
+
 def summarize(path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     by_variant = defaultdict(list)
@@ -86,12 +94,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
-    done = set()
-    if out.exists():
-        done = {(r["env_id"], r["variant"], r["seed"]) for r in map(json.loads, out.read_text().splitlines()) if r}
     for variant in args.variants:
         for seed in args.seeds:
-            if (config["env_id"], variant, seed) in done:
+            if (config["env_id"], variant, seed) in finished_runs(out):  # re-read: sweeps may run in parallel
                 continue
             row = run(config, variant, seed, args.steps, args.eval_episodes)
             with out.open("a") as handle:

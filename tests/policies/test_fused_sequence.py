@@ -53,3 +53,15 @@ def test_routed_gated_or_elman_layers_go_to_the_core(kwargs):
     state = core.initial_states(1)
     core(torch.randn(2, 1, 4), state, torch.zeros(2, 1))
     assert core.last_kernel == "core:reference"
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_no_grad_path_matches(cell):
+    layer = SparseRecurrent(3, 6, cell=cell, density_hh=0.5, backend="reference", seed=0)
+    x, starts = torch.randn(4, 2, 3), torch.tensor([[0.0, 1.0], [0.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    state = torch.randn(2, layer.state_size)
+    with torch.no_grad():
+        expected = layer(x, state, starts)
+        got = fused_forward(layer, x, state, starts)
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6)

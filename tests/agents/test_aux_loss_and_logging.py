@@ -1,0 +1,88 @@
+"""The layers' aux loss reaches the optimiser, and the sparsity statistics reach SB3's logger."""
+import copy
+
+import pytest
+import torch
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+
+import sparsernn.envs  # noqa: F401
+from sparsernn.agents import SparseRecurrentPPO, SparsityLoggerCallback
+
+GATED = {"hidden_size": 8, "backend": "reference", "update_gate": "event", "target_update_rate": 0.05,
+         "update_rate_weight": 10.0}
+
+
+def make_model(aux_loss_coef, policy_kwargs=GATED, **kwargs):
+    env = make_vec_env("sparsernn/CartPoleNoVel-v1", n_envs=2, seed=0)
+    return SparseRecurrentPPO("SparseRecurrentPolicy", env, n_steps=8, batch_size=16, n_epochs=1, seed=0,
+                              device="cpu", aux_loss_coef=aux_loss_coef, policy_kwargs=policy_kwargs, **kwargs)
+
+
+class TestAuxLoss:
+    def test_aux_loss_changes_the_update(self):
+        """Same seed, same rollout: only the aux weight differs, so only it can change the gate's update."""
+        without, with_aux = make_model(0.0), make_model(1.0)
+        without.learn(16)
+        with_aux.learn(16)
+        gate_without = without.policy.lstm_actor.layer.gate.state_dict()
+        gate_with = with_aux.policy.lstm_actor.layer.gate.state_dict()
+        assert any(not torch.equal(gate_without[k], gate_with[k]) for k in gate_with)
+
+    def test_aux_loss_pushes_the_update_rate_towards_its_target(self):
+        model = make_model(1.0, learning_rate=1e-2)
+        policy = model.policy
+        obs = torch.randn(32 * 2, 2)
+        starts = torch.zeros(32 * 2)
+        states = policy.lstm_actor.initial_states(2)
+
+        def rate_after(update: bool) -> float:
+            policy._process_sequence(obs, states, starts, policy.lstm_actor)
+            if update:
+                policy.optimizer.zero_grad()
+                (model.aux_loss_coef * policy.lstm_actor.layer.aux_loss()).backward()
+                policy.optimizer.step()
+            return policy.lstm_actor.layer.statistics()["update_rate"]
+
+        before = rate_after(update=False)
+        for _ in range(30):
+            rate_after(update=True)
+        assert rate_after(update=False) < before - 0.05
+
+    def test_train_logs_the_aux_loss(self):
+        model = make_model(1.0)
+        model.set_logger(configure(None, ["csv"]))  # keep name_to_value inspectable
+        recorded = {}
+        original = model.logger.record
+
+        def spy(key, value, exclude=None):
+            recorded[key] = value
+            original(key, value, exclude)
+
+        model.logger.record = spy
+        model.learn(16)
+        assert recorded["train/aux_loss"] > 0
+
+    @pytest.mark.parametrize("coef", [-1.0, "1"])
+    def test_bad_coefficient_fails_early(self, coef):
+        with pytest.raises(ValueError, match="aux_loss_coef"):
+            make_model(coef)
+
+
+def test_callback_logs_sparsity_statistics_to_tensorboard(tmp_path):
+    policy_kwargs = {**GATED, "density_hh": 0.5, "router_keep": 0.5}
+    model = make_model(1.0, policy_kwargs, tensorboard_log=str(tmp_path))
+    model.learn(48, callback=SparsityLoggerCallback(), tb_log_name="run")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next(tmp_path.glob("run_*"))))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for role in ("actor", "critic"):
+        for name in ("density_ih", "density_hh", "hidden_proportion", "active_input_fraction",
+                     "active_hidden_fraction", "update_rate"):
+            assert f"sparsity/{role}/{name}" in tags
+    assert "sparsity/aux_loss" in tags and "train/aux_loss" in tags
+    density = events.Scalars("sparsity/actor/density_hh")[-1].value
+    assert density == pytest.approx(0.5, abs=0.01)
+    assert events.Scalars("sparsity/actor/active_hidden_fraction")[-1].value == pytest.approx(0.5)
