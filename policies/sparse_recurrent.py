@@ -6,12 +6,14 @@ from typing import Any
 import torch
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
 from sparsernn.core import SparseRecurrent
 
 from .core_adapter import RecurrentCore, StatePair
+from .fused_sequence import fused_group_forward, supports_fused
 from .options import LAYER_OPTIONS, resolve_layer_options
 
 
@@ -28,6 +30,9 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
     adapters around :class:`~sparsernn.core.SparseRecurrent`, and
     :meth:`_process_sequence` hands each whole batch of sequences to the core in
     one call, with the episode resets inside it (no per-step Python loop).
+    When the actor and critic layers both run on the fused kernel and read the
+    same features, :meth:`forward` and :meth:`evaluate_actions` run them as one
+    group (one batched step for both), with the same results.
     sb3-contrib's options keep their meaning: ``shared_lstm``,
     ``enable_critic_lstm``, ``net_arch``, ``activation_fn``, ``ortho_init``
     (which, as in sb3-contrib, does not touch the recurrent weights), etc.
@@ -130,6 +135,43 @@ router_balance_weight, backend
         starts = episode_starts.reshape(n_seq, -1).transpose(0, 1)
         y, states = lstm(x, lstm_states, starts)
         return y.transpose(0, 1).reshape(-1, y.shape[-1]), states
+
+    # ------------------------------------------- actor and critic as one group
+    def _groups_cores(self) -> bool:
+        return (self.kernel == "fused" and self.lstm_critic is not None and self.share_features_extractor
+                and supports_fused(self.lstm_actor.layer) and supports_fused(self.lstm_critic.layer))
+
+    def _grouped_latents(self, obs: torch.Tensor, lstm_states: RNNStates, episode_starts: torch.Tensor):
+        """Actor and critic latents and new states, from one fused call over both layers."""
+        features = self.extract_features(obs)
+        n_seq = lstm_states.pi[0].shape[1]
+        x = features.reshape(n_seq, -1, features.shape[-1]).transpose(0, 1)
+        starts = episode_starts.reshape(n_seq, -1).transpose(0, 1)
+        (y_pi, s_pi), (y_vf, s_vf) = fused_group_forward(
+            [self.lstm_actor.layer, self.lstm_critic.layer], x, [lstm_states.pi[0][0], lstm_states.vf[0][0]], starts)
+        self.lstm_actor.last_kernel = self.lstm_critic.last_kernel = "fused-group"
+        s_pi, s_vf = s_pi.unsqueeze(0), s_vf.unsqueeze(0)
+        latent_pi = self.mlp_extractor.forward_actor(y_pi.transpose(0, 1).reshape(-1, y_pi.shape[-1]))
+        latent_vf = self.mlp_extractor.forward_critic(y_vf.transpose(0, 1).reshape(-1, y_vf.shape[-1]))
+        return latent_pi, latent_vf, RNNStates((s_pi, s_pi), (s_vf, s_vf))
+
+    def forward(self, obs: torch.Tensor, lstm_states: RNNStates, episode_starts: torch.Tensor,
+                deterministic: bool = False):
+        if not self._groups_cores():
+            return super().forward(obs, lstm_states, episode_starts, deterministic)
+        latent_pi, latent_vf, states = self._grouped_latents(obs, lstm_states, episode_starts)
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        actions = distribution.get_actions(deterministic=deterministic)
+        log_prob = distribution.log_prob(actions)
+        return actions.reshape((-1, *self.action_space.shape)), self.value_net(latent_vf), log_prob, states
+
+    def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor, lstm_states: RNNStates,
+                         episode_starts: torch.Tensor):
+        if not self._groups_cores():
+            return super().evaluate_actions(obs, actions, lstm_states, episode_starts)
+        latent_pi, latent_vf, _ = self._grouped_latents(obs, lstm_states, episode_starts)
+        distribution = self._get_action_dist_from_latent(latent_pi)
+        return self.value_net(latent_vf), distribution.log_prob(actions), distribution.entropy()
 
     # ----------------------------------------------------------- sparsernn API
     @property

@@ -4,7 +4,7 @@ import torch
 
 from sparsernn.core import SparseRecurrent
 from sparsernn.policies.core_adapter import RecurrentCore
-from sparsernn.policies.fused_sequence import fused_forward, supports_fused
+from sparsernn.policies.fused_sequence import fused_forward, fused_group_forward, supports_fused
 
 PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -65,3 +65,24 @@ def test_no_grad_path_matches(cell):
         got = fused_forward(layer, x, state, starts)
     for e, g in zip(expected, got):
         torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_group_of_layers_matches_each_layer_alone(cell):
+    torch.manual_seed(0)
+    layers = [SparseRecurrent(3, 7, cell=cell, density_hh=d, backend="reference", seed=s, dtype=torch.float64)
+              for s, d in ((0, 0.5), (1, 1.0))]
+    x = torch.randn(9, 4, 3, dtype=torch.float64, requires_grad=True)
+    starts = (torch.rand(9, 4) < 0.3).double()
+    states = [torch.randn(4, layer.state_size, dtype=torch.float64, requires_grad=True) for layer in layers]
+    weights = [torch.randn(9, 4, 7, dtype=torch.float64) for _ in layers]
+    inputs = [x, *states, *(getattr(layer, name) for layer in layers for name in PARAMS)]
+
+    def grads(outputs):
+        loss = sum((y * w).sum() + s.pow(2).sum() for (y, s), w in zip(outputs, weights))
+        return torch.autograd.grad(loss, inputs)
+
+    expected = grads([layer(x, state, starts) for layer, state in zip(layers, states)])
+    got = grads(fused_group_forward(layers, x, states, starts))
+    for e, g in zip(expected, got):
+        torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-10)

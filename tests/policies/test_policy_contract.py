@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from sb3_contrib import RecurrentPPO
+from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.env_util import make_vec_env
 from torch import nn
 
@@ -124,3 +125,26 @@ def test_trains_and_predicts_on_cuda():
     model.learn(32)
     assert model.policy.lstm_actor.layer.weight_hh.is_cuda
     model.predict(env.reset())
+
+
+class TestGroupedActorCritic:
+    @pytest.mark.parametrize("env_id", [CARTPOLE, PENDULUM])
+    def test_grouped_forward_and_evaluation_equal_the_core_path(self, env_id):
+        fused, core = make_model(env_id, cell="lstm", seed=3), make_model(env_id, cell="lstm", seed=3, kernel="core")
+        core.policy.load_state_dict(fused.policy.state_dict())
+        obs = torch.randn(2 * 5, 2)
+        starts = torch.tensor([1.0, 0, 0, 1, 0, 0, 0, 0, 1, 0])
+        state = torch.randn(1, 2, 16)
+        states = RNNStates((state, state), (state * 2, state * 2))
+        actions = torch.zeros(10, *fused.action_space.shape) if fused.action_space.shape else torch.zeros(10)
+        got = fused.policy.evaluate_actions(obs, actions, states, starts)
+        assert fused.policy.lstm_actor.last_kernel == "fused-group"
+        expected = core.policy.evaluate_actions(obs, actions, states, starts)
+        for g, e in zip(got, expected):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+        torch.manual_seed(0)
+        act_got = fused.policy(obs[:2], states, starts[:2], deterministic=True)
+        act_expected = core.policy(obs[:2], states, starts[:2], deterministic=True)
+        for g, e in zip(act_got[:3], act_expected[:3]):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(act_got[3].vf[0], act_expected[3].vf[0], rtol=1e-5, atol=1e-6)
