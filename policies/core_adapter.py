@@ -64,7 +64,8 @@ class RecurrentCore(nn.Module):
         self.hidden_size = layer.state_size
         self.output_size = layer.hidden_size
 
-    def forward(self, x: torch.Tensor, states: StatePair, episode_starts: torch.Tensor) -> tuple[torch.Tensor, StatePair]:
+    def forward(self, x: torch.Tensor, states: StatePair,
+                episode_starts: torch.Tensor) -> tuple[torch.Tensor, StatePair]:
         """Run the layer over ``x (T, B, input_size)`` from ``states`` with resets at ``episode_starts (T, B)``.
 
         Returns ``y (T, B, output_size)`` and the new state pair.

@@ -1,4 +1,5 @@
-"""``SparseRecurrentPolicy``: sb3-contrib's recurrent actor-critic with a :class:`~sparsernn.core.SparseRecurrent` core."""
+"""``SparseRecurrentPolicy``: sb3-contrib's recurrent actor-critic with a
+:class:`~sparsernn.core.SparseRecurrent` core."""
 from __future__ import annotations
 
 from typing import Any
@@ -195,7 +196,8 @@ router_balance_weight, backend
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(hidden_size=self.hidden_size, param_budget=self.param_budget,
-                    hidden_proportion=self.hidden_proportion, seed=self.seed, kernel=self.kernel, shared_lstm=self.shared_lstm,
+                    hidden_proportion=self.hidden_proportion, seed=self.seed, kernel=self.kernel,
+                    shared_lstm=self.shared_lstm,
                     enable_critic_lstm=self.enable_critic_lstm)
         if self.param_budget is not None:  # the budget re-solves the densities
             data.update({k: v for k, v in self.layer_kwargs.items() if not k.startswith("density")})

@@ -64,8 +64,9 @@ def finished_runs(path: Path) -> set[tuple[str, str, int]]:
 
 def summarize(path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    latest = {(r["env_id"], r["variant"], r["seed"]): r for r in rows}  # a repeated run counts once
     by_variant = defaultdict(list)
-    for row in rows:
+    for row in latest.values():
         by_variant[(row["env_id"], row["variant"])].append(row)
     print(f"{'env':>32s} {'variant':>14s} {'seeds':>5s} {'mean return':>12s} {'per seed':>24s} {'success':>8s}")
     for (env_id, variant), group in by_variant.items():

@@ -1,5 +1,4 @@
 """The layers' aux loss reaches the optimiser, and the sparsity statistics reach SB3's logger."""
-import copy
 
 import pytest
 import torch

@@ -86,7 +86,8 @@ class TestCommandLine:
                           "ppo_kwargs: {n_steps: 16, batch_size: 32, n_epochs: 1, learning_rate: lin_1e-3}\n")
         save_dir = tmp_path / "run"
         status = main(["train", "--config", str(config), "--cell", "gru", "--hidden-size", "8", "--density-hh", "0.5",
-                       "--router-keep", "1.0", "0.5", "--total-timesteps", "64", "--seed", "0", "--backend", "reference",
+                       "--router-keep", "1.0", "0.5", "--total-timesteps", "64", "--seed", "0",
+                       "--backend", "reference",
                        "--save-dir", str(save_dir), "--checkpoint-freq", "32", "--tensorboard", str(tmp_path / "tb"),
                        "--eval-episodes", "2", "--no-progress-bar"])
         assert status == 0
