@@ -74,7 +74,7 @@ def summarize(path: Path) -> None:
         success = [r["success_rate"] for r in group if r["success_rate"] is not None]
         success_text = f"{np.mean(success):8.2f}" if success else "       -"
         print(f"{env_id:>32s} {variant:>14s} {len(group):5d} {np.mean(means):12.1f} "
-              f"{' '.join(f'{m:.0f}' for m in means):>24s} {success_text}")
+              f"{' '.join(f'{m:.3g}' for m in means):>24s} {success_text}")
 
 
 def main(argv: list[str] | None = None) -> None:
