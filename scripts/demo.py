@@ -61,7 +61,7 @@ def demo_rl(steps: int) -> None:
 
 
 def demo_detector() -> None:
-    from sparsernn.detectors import SelectiveUpdateDetector, StreamScorer
+    from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, StreamScorer
 
     print("\n== anomaly detection: selective-update forecaster, fitted then streamed ==")
     if (NAB_DIR / "data" / NAB_FILE).exists():
@@ -82,25 +82,26 @@ def demo_detector() -> None:
         print(f"synthetic series: {len(series)} points with a burst at 3000, fitted on the first {head}")
     detector = SelectiveUpdateDetector(hidden_size=32, update_gate="event", n_steps=150, progress=False, seed=0)
     detector.fit(series.iloc[:head])
-    scorer = StreamScorer(detector)
-    scores = []
-    for timestamp, value in series.items():  # one recurrent step per point
-        scores.append(scorer.score_one(value, timestamp=timestamp))
-        scorer.learn_one(value, timestamp=timestamp)
+    # The stream continues where the fitted series ended. AnomalyLikelihood
+    # turns surprise into a score in [0, 1] and alarms (HTM-style).
+    stream = AnomalyLikelihood(StreamScorer(detector))
+    scores, alarms = [0.0] * head, []
+    # Values only, as NAB streams them: this NAB file repeats an hour of
+    # timestamps (2014-01-07 02:00-02:55), which the scorer would reject.
+    for timestamp, value in series.iloc[head:].items():  # one recurrent step per point
+        score = stream.score_one(value)
+        stream.learn_one(value)
+        scores.append(score)
+        if stream.classify(score):
+            alarms.append(timestamp)
     scores = pd.Series(scores, index=series.index)
-    top = scores.iloc[head:].nlargest(3)
-    print("highest surprise after the fit period:")
-    for timestamp, value in top.items():
-        print(f"  {timestamp}  {value:.2f}")
+    print(f"{len(alarms)} alarms; the first: {[str(t) for t in alarms[:3]]}")
+    print(f"highest score {scores.max():.3f} at {scores.idxmax()}")
     if corpus is not None:
-        from sparsernn.detectors import AnomalyLikelihood
-
-        likelihood = AnomalyLikelihood()
-        probability = np.array([likelihood.update(s) for s in scores.to_numpy()])
-        probability[:head] = 0.0
-        frame = pd.DataFrame({"anomaly_score": probability}, index=series.index)
+        frame = pd.DataFrame({"anomaly_score": scores.clip(0, 1)}, index=series.index)
         result = score_corpus({NAB_FILE: frame}, corpus, "standard")
         print(f"NAB standard score on this one file (threshold optimised): {result.score:.1f}")
+        print("labelled anomaly windows:", [(str(a), str(b)) for a, b in corpus[NAB_FILE].windows])
 
 
 def main(argv: list[str] | None = None) -> None:
