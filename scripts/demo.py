@@ -54,7 +54,7 @@ def demo_rl(steps: int) -> None:
         eval_episodes=5, progress_bar=False)
     ev = result.evaluation
     print(f"mean deterministic return over {len(ev.returns)} episodes: {ev.mean_return:.1f} "
-          f"(max 500; a longer run, e.g. --rl-steps 100000, solves it)")
+          "(max 500; short runs vary, docs/rl.md has the 100 k-step sweep)")
     stats = result.model.policy.sparsity_statistics() if hasattr(result.model.policy, "sparsity_statistics") else {}
     for name, value in stats.items():
         print(f"  {name:32s} {value:.3f}")
