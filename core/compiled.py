@@ -26,7 +26,9 @@ import torch._dynamo
 import torch.fx.experimental._config as fx_config
 import torch.nn.functional as F
 
+from .routing import straight_through_scale
 from .statistics import make_trace
+from .update_gates import heaviside_straight_through
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layer import SparseRecurrent
@@ -59,9 +61,7 @@ def make_pointwise(cell: str, gate: str | None) -> Callable:
             return h_new, c_new, None, None
         if gate == "event":
             gate_pre = gate_pre + gate_w_h * h
-        is_open = gate_pre > 0
-        soft = torch.sigmoid(gate_pre)
-        surrogate = soft - soft.detach()
+        is_open, surrogate = heaviside_straight_through(gate_pre)
         h_new = torch.where(is_open, h_new, h) + surrogate * (h_new - h)
         if c_new is not None:
             c_new = torch.where(is_open, c_new, c) + surrogate * (c_new - c)
@@ -103,15 +103,8 @@ def routed_product(values: torch.Tensor, scores: torch.Tensor, k: int, weight_t:
     ``values``, ``scores``: (B, W); ``weight_t``: (W, G*H), contiguous. Returns (B, G*H).
     """
     index = scores.topk(k, dim=1, sorted=False).indices
-    soft = torch.sigmoid(scores.gather(1, index))
-    kept = values.gather(1, index) * (1.0 + (soft - soft.detach()))
+    kept = values.gather(1, index) * straight_through_scale(scores.gather(1, index))
     return F.embedding_bag(index, weight_t, per_sample_weights=kept, mode="sum")
-
-
-def soft_scaled(values: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """A side routed at keep 1.0: every channel kept, the straight-through scale still applies."""
-    soft = torch.sigmoid(scores)
-    return values * (1.0 + (soft - soft.detach()))
 
 
 def _time_indices(time0: torch.Tensor, episode_starts: torch.Tensor | None, T: int) -> torch.Tensor:
@@ -126,11 +119,8 @@ def _time_indices(time0: torch.Tensor, episode_starts: torch.Tensor | None, T: i
 
 
 def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
-                     time: torch.Tensor | None, episode_starts: torch.Tensor | None, compile: bool = True):
-    """Same contract as :func:`~sparsernn.core.reference.reference_forward`.
-
-    ``compile=False`` runs the restructured step without ``torch.compile``.
-    """
+                     time: torch.Tensor | None, episode_starts: torch.Tensor | None):
+    """Same contract as :func:`~sparsernn.core.reference.reference_forward`."""
     T, B, _ = x.shape
     w_ih, w_hh = layer.effective_weights()
     router = layer.router
@@ -149,19 +139,18 @@ def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor,
         unique, inverse = torch.unique(times, return_inverse=True)
         gate_all = layer.gate(unique)[inverse]
         time = times[-1] + 1
-    reset_steps: list[int] = []
+    reset_steps: set[int] = set()
     if episode_starts is not None:
         alive_all = (1.0 - episode_starts.to(x.dtype)).unsqueeze(-1)
-        reset_steps = episode_starts.any(1).nonzero().flatten().tolist()  # one sync per call
+        reset_steps = set(episode_starts.any(1).nonzero().flatten().tolist())  # one sync per call
     want_importance = router is not None and layer.router_balance_weight > 0
 
     config = (layer.cell, layer.update_gate)
-    pointwise = compiled_pointwise(config) if compile else make_pointwise(*config)
+    pointwise = compiled_pointwise(config)
     eager_pointwise = make_pointwise(*config)
     # A zero initial state does not require grad while later states do; run
     # that first step eagerly rather than compiling a second graph for it.
     first_eager = torch.is_grad_enabled() and not h.requires_grad
-    reset_set = set(reset_steps)
     # unbind, not x[t]: indexing's backward writes a zero tensor of the whole
     # sequence per step, unbind's backward stacks all step gradients once.
     xs = x.unbind(0)
@@ -172,7 +161,7 @@ def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor,
     dynamo_settings, fx_settings = _compile_settings()
     with dynamo_settings, fx_settings:
         for t in range(T):
-            if t in reset_set:
+            if t in reset_steps:
                 h = h * alives[t]
                 c = c * alives[t] if c is not None else None
             if router is None:
@@ -185,11 +174,11 @@ def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor,
                 if route_in:
                     gx = routed_product(xs[t], scores[0], layer.keep_count_input, w_ih_t) + layer.bias_ih
                 else:
-                    gx = torch.addmm(layer.bias_ih, soft_scaled(xs[t], scores[0]), w_ih_t)
+                    gx = torch.addmm(layer.bias_ih, xs[t] * straight_through_scale(scores[0]), w_ih_t)
                 if route_h:
                     gh = routed_product(h, scores[1], layer.keep_count_hidden, w_hh_t)
                 else:
-                    gh = torch.mm(soft_scaled(h, scores[1]), w_hh_t)
+                    gh = torch.mm(h * straight_through_scale(scores[1]), w_hh_t)
             step = eager_pointwise if (t == 0 and first_eager) else pointwise
             h, c, n_open, st_sum = step(gx, gh, layer.bias_hh, h, c,
                                         gates[t], gate_w_h)
