@@ -2,11 +2,14 @@
 
 Public API: :class:`SparseRecurrent`, the a-priori specification
 (:class:`LayerSpec`, :func:`solve_layer_spec`, :func:`hidden_proportion`),
-and the backend rule (:data:`BACKENDS`, :func:`choose_backend`).
+the backend rule (:data:`BACKENDS`, :func:`choose_backend`), and the fused
+backend's group call (:func:`fused_group_forward`: several same-shaped
+layers reading one input, e.g. an actor and a critic, as one batched loop).
 """
 from .backends import BACKENDS, choose_backend
+from .fused import fused_group_forward, supports_fused
 from .layer import UPDATE_GATES, SparseRecurrent
 from .spec import GATES_PER_CELL, LayerSpec, hidden_proportion, solve_layer_spec
 
 __all__ = ["SparseRecurrent", "LayerSpec", "solve_layer_spec", "hidden_proportion", "BACKENDS",
-           "choose_backend", "GATES_PER_CELL", "UPDATE_GATES"]
+           "choose_backend", "GATES_PER_CELL", "UPDATE_GATES", "fused_group_forward", "supports_fused"]

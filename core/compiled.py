@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from .routing import straight_through_scale
 from .statistics import make_trace
-from .update_gates import heaviside_straight_through
+from .update_gates import heaviside_straight_through, rhythm_preactivations
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layer import SparseRecurrent
@@ -107,17 +107,6 @@ def routed_product(values: torch.Tensor, scores: torch.Tensor, k: int, weight_t:
     return F.embedding_bag(index, weight_t, per_sample_weights=kept, mode="sum")
 
 
-def _time_indices(time0: torch.Tensor, episode_starts: torch.Tensor | None, T: int) -> torch.Tensor:
-    """Time index of every step, ``(T, B)``: ``time0 + t``, restarting at 0 after a reset."""
-    steps = torch.arange(T, device=time0.device, dtype=time0.dtype).unsqueeze(1)
-    times = time0.unsqueeze(0) + steps
-    if episode_starts is None:
-        return times
-    idx = torch.arange(T, device=time0.device).unsqueeze(1).expand_as(episode_starts)
-    last_reset = torch.where(episode_starts.bool(), idx, torch.full_like(idx, -1)).cummax(0).values
-    return torch.where(last_reset >= 0, (idx - last_reset).to(time0.dtype), times)
-
-
 def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
                      time: torch.Tensor | None, episode_starts: torch.Tensor | None):
     """Same contract as :func:`~sparsernn.core.reference.reference_forward`."""
@@ -135,10 +124,7 @@ def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor,
     if layer.update_gate == "event":
         gate_all, gate_w_h = layer.gate.input_part(x), layer.gate.weight_h
     elif layer.update_gate == "rhythm":
-        times = _time_indices(time, episode_starts, T)
-        unique, inverse = torch.unique(times, return_inverse=True)
-        gate_all = layer.gate(unique)[inverse]
-        time = times[-1] + 1
+        gate_all, time = rhythm_preactivations(layer.gate, time, episode_starts, T)
     reset_steps: set[int] = set()
     if episode_starts is not None:
         alive_all = (1.0 - episode_starts.to(x.dtype)).unsqueeze(-1)

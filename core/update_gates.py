@@ -51,6 +51,26 @@ class RhythmGate(nn.Module):
         return self.offset + (self.amplitude * torch.sin(angle)).sum(-1)
 
 
+def time_indices(time0: torch.Tensor, episode_starts: torch.Tensor | None, steps: int) -> torch.Tensor:
+    """Time index of every step, ``(T, B)``: ``time0 (B,) + t``, restarting at 0 after a reset."""
+    offsets = torch.arange(steps, device=time0.device, dtype=time0.dtype).unsqueeze(1)
+    times = time0.unsqueeze(0) + offsets
+    if episode_starts is None:
+        return times
+    idx = torch.arange(steps, device=time0.device).unsqueeze(1).expand_as(episode_starts)
+    last_reset = torch.where(episode_starts.bool(), idx, torch.full_like(idx, -1)).cummax(0).values
+    return torch.where(last_reset >= 0, (idx - last_reset).to(time0.dtype), times)
+
+
+def rhythm_preactivations(gate: "RhythmGate", time0: torch.Tensor, episode_starts: torch.Tensor | None,
+                          steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rhythm's pre-activations for a whole call, ``(T, B, H)``, evaluated once per
+    distinct time index, and the time index after the call, ``(B,)``."""
+    times = time_indices(time0, episode_starts, steps)
+    unique, inverse = torch.unique(times, return_inverse=True)
+    return gate(unique)[inverse], times[-1] + 1
+
+
 class EventGate(nn.Module):
     """Input-driven switch pre-activation ``a_t = W x_t + w ⊙ h_{t-1} + b``.
 

@@ -9,6 +9,7 @@ Example::
 
     python scripts/bench_core.py --json out/bench_core.json
     python scripts/bench_core.py --hidden 256 --backends compiled --repeats 3   # quick
+    python scripts/bench_core.py --T 32 --B 8 --I 4 --hidden 64 --fractions 1 0.1   # RL's shapes
 """
 from __future__ import annotations
 
@@ -46,8 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--I", type=int, default=64)
     parser.add_argument("--hidden", type=int, nargs="+", default=[256, 1024])
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.1])
-    parser.add_argument("--backends", nargs="+", default=["reference", "compiled"],
-                        choices=["reference", "compiled"])
+    parser.add_argument("--backends", nargs="+", default=["reference", "compiled", "fused"],
+                        choices=["reference", "compiled", "fused"])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
@@ -70,9 +71,11 @@ def main(argv: list[str] | None = None) -> dict:
                 models[f"{backend} gru density={frac:g}"] = SparseRecurrent(
                     args.I, H, cell="gru", density_ih=frac, density_hh=frac, backend=backend, seed=0, device=device)
             for frac in args.fractions:
-                if frac < 1.0:
+                if frac < 1.0 and backend != "fused":  # the fused backend does not route
                     models[f"{backend} gru keep={frac:g}"] = SparseRecurrent(
                         args.I, H, cell="gru", router_keep=frac, backend=backend, seed=0, device=device)
+            models[f"{backend} gru event-gated"] = SparseRecurrent(
+                args.I, H, cell="gru", update_gate="event", backend=backend, seed=0, device=device)
             models[f"{backend} lstm dense"] = SparseRecurrent(args.I, H, cell="lstm", backend=backend, seed=0,
                                                               device=device)
         print(header)

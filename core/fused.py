@@ -1,0 +1,263 @@
+"""The fused backend: a whole sequence as one autograd node with a hand-derived backward.
+
+For short calls on small layers (RL's 32 steps x 8 envs x 64 units, a
+detector's stream) the cost of the reference backend is autograd's per-step
+bookkeeping, not arithmetic. This backend runs the sequence, with the resets
+and the selective-update switches inside, as one ``torch.autograd.Function``:
+
+- input projections (``W_ih x + b_ih``, the event gate's ``W x + b``, the
+  rhythm's schedule) for all steps at once, outside the node (autograd
+  differentiates them and the masks);
+- the recurrent loop and its backward recursion as TorchScript loops
+  (:mod:`~sparsernn.core.fused_loops`), storing only the step values;
+- the local derivative factors for all steps in a few whole-sequence ops,
+  and the gradients of ``W_hh``, ``b_hh`` and the gate as one GEMM / sum.
+
+Closed switches keep the state exactly; their straight-through gradient is
+the one the reference defines (``sigmoid'`` of the pre-activation). Several
+layers of one configuration that read the same input (a policy's actor and
+critic) run as one *group*: every step is one batched GEMM for all of them.
+Routed layers (``router_keep``) are not covered (:func:`supports_fused`); use
+the reference or compiled backend for them.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import torch
+
+from .fused_loops import scripted
+from .statistics import make_trace
+from .update_gates import rhythm_preactivations
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .layer import SparseRecurrent
+
+_GATES = {"elman": 1, "gru": 3, "lstm": 4}
+
+
+def supports_fused(layer: "SparseRecurrent") -> bool:
+    """Whether the fused backend runs ``layer``: every cell, sparsity and update gate, no router."""
+    return layer.router is None
+
+
+def _weight_grads(dgates: torch.Tensor, h_read: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dW_hh (G, k*H, H)`` and ``db_hh (G, 1, k*H)`` from ``dgates (T, G, B, k*H)``, ``h_read (T, G, B, H)``."""
+    steps, groups, batch, width = dgates.shape
+    flat_d = dgates.permute(1, 3, 0, 2).reshape(groups, width, steps * batch)
+    flat_h = h_read.permute(1, 0, 2, 3).reshape(groups, steps * batch, h_read.shape[3])
+    return torch.bmm(flat_d, flat_h), dgates.sum((0, 2)).unsqueeze(1)
+
+
+def _switch_factors(preact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(open, closed, sigmoid'(a))`` of the switch pre-activations, as floats."""
+    is_open = (preact > 0).to(preact.dtype)
+    soft = torch.sigmoid(preact)
+    return is_open, 1 - is_open, soft * (1 - soft)
+
+
+def _times_alive(factor: Optional[torch.Tensor], alive: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    if factor is None:
+        return None
+    return (factor * alive if alive is not None else factor).contiguous()
+
+
+class _FusedSequence(torch.autograd.Function):
+    """``(y, h_T, c_T, a)`` of a group; ``c_T`` and ``a`` are empty when the cell / gate has none."""
+
+    @staticmethod
+    def forward(ctx, cell: str, gx, h, c, alive, w_hh, b_hh, gate_x, gate_w):
+        w_t = w_hh.transpose(1, 2)
+        gated = gate_x is not None
+        if cell == "lstm":
+            out = scripted("lstm_forward")(gx + b_hh, h, c, alive, w_t, gate_x, gate_w, True)
+            y, h_last, c_last, rest = out[0], out[1], out[2], out[3:]
+        else:
+            out = scripted(f"{cell}_forward")(gx, h, alive, w_t, b_hh, gate_x, gate_w, True)
+            y, h_last, c_last, rest = out[0], out[1], h.new_empty(0), out[2:]
+        preact = rest[0] if gated else h.new_empty(0)
+        saved = rest[1:] if gated else rest
+        ctx.cell, ctx.gated = cell, gated
+        ctx.save_for_backward(w_hh, alive, gate_w, preact, *saved)
+        return y, h_last, c_last, preact
+
+    @staticmethod
+    def backward(ctx, dy, dh, dc, da_ext):
+        w_hh, alive, gate_w, preact, *saved = ctx.saved_tensors
+        if ctx.cell == "lstm":
+            dgx, dh0, dc0, da, h_read = _lstm_backward(dy, dh, dc, da_ext, saved, w_hh, alive, gate_w, preact,
+                                                       ctx.gated)
+            dgh = dgx
+        else:
+            dgx, dgh, dh0, da, h_read = _single_state_backward(ctx.cell, dy, dh, da_ext, saved, w_hh, alive,
+                                                               gate_w, preact, ctx.gated)
+            dc0 = None
+        d_w, d_b = _weight_grads(dgh, h_read)
+        d_gate_w = None
+        if da is not None and gate_w is not None:
+            d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
+        return None, dgx, dh0, dc0, None, d_w, d_b, da, d_gate_w
+
+
+def _single_state_backward(cell, dy, dh, da_ext, saved, w_hh, alive, gate_w, preact, gated):
+    """Factors and recursion for GRU / Elman; returns ``(dgx, dgh, dh0, da, h_read)``."""
+    if cell == "gru":
+        h_read, rz, n, ghn = saved
+        hidden = n.shape[-1]
+        r, z = rz[..., :hidden], rz[..., hidden:]
+        k_n = (1 - z) * (1 - n * n)
+        slope = rz * (1 - rz)
+        k_r = k_n * ghn * slope[..., :hidden]
+        k_z = (h_read - n) * slope[..., hidden:]
+        k_x = torch.cat([k_r, k_z, k_n], 3)
+        k_h = torch.cat([k_r, k_z, k_n * r], 3)
+        carry: Optional[torch.Tensor] = z
+        candidate = torch.addcmul(n, z, h_read - n) if gated else None
+    else:
+        h_read, candidate = saved
+        k_x = k_h = 1 - candidate * candidate
+        carry = None
+    n_gates = _GATES[cell]
+    extra = k_a = None
+    if gated:
+        is_open, closed, slope_a = _switch_factors(preact)
+        k_a = (candidate - h_read) * slope_a
+        spread_open = is_open.repeat(1, 1, 1, n_gates) if n_gates > 1 else is_open
+        k_x = k_x * spread_open
+        k_h = k_x if cell == "elman" else k_h * spread_open
+        carry = closed if carry is None else torch.addcmul(closed, is_open, carry)
+        if gate_w is not None:
+            carry = torch.addcmul(carry, gate_w, k_a)
+            extra = gate_w * da_ext
+    dh_all, dh0 = scripted("single_state_backward")(
+        dy.contiguous(), dh.contiguous(), _times_alive(k_h, alive), _times_alive(carry, alive),
+        _times_alive(extra, alive), w_hh, n_gates)
+    spread = dh_all.repeat(1, 1, 1, n_gates) if n_gates > 1 else dh_all
+    dgx = spread * k_x
+    dgh = dgx if cell == "elman" else spread * k_h
+    da = torch.addcmul(da_ext, dh_all, k_a) if gated else None
+    return dgx, dgh, dh0, da, h_read
+
+
+def _lstm_backward(dy, dh, dc, da_ext, saved, w_hh, alive, gate_w, preact, gated):
+    """Factors and recursion for the LSTM; returns ``(dgates, dh0, dc0, da, h_read)``."""
+    h_read, c_read, act, candidate = saved
+    hidden = candidate.shape[-1]
+    i_g, f_g, o_g, g_g = (act[..., j * hidden:(j + 1) * hidden] for j in range(4))
+    tanh_c = torch.tanh(candidate)
+    k_c = o_g * (1 - tanh_c * tanh_c)
+    k_gates = torch.cat([g_g * i_g * (1 - i_g), c_read * f_g * (1 - f_g), i_g * (1 - g_g * g_g),
+                         tanh_c * o_g * (1 - o_g)], 3)
+    c_carry: torch.Tensor = f_g
+    c_keep = h_keep = h_from_c = extra = None
+    k_a_h = k_a_c = None
+    if gated:
+        is_open, closed, slope_a = _switch_factors(preact)
+        k_gates = k_gates * is_open.repeat(1, 1, 1, 4)
+        c_carry = f_g * is_open
+        c_keep = h_keep = closed
+        k_a_h = (o_g * tanh_c - h_read) * slope_a
+        k_a_c = (candidate - c_read) * slope_a
+        if gate_w is not None:
+            h_keep = torch.addcmul(closed, gate_w, k_a_h)
+            h_from_c = gate_w * k_a_c
+            extra = gate_w * da_ext
+    dh_all, e_all, dc_all, dh0, dc0 = scripted("lstm_backward")(
+        dy.contiguous(), dh.contiguous(), dc.contiguous(), k_c.contiguous(), _times_alive(k_gates, alive),
+        _times_alive(c_carry, alive), _times_alive(c_keep, alive), _times_alive(h_keep, alive),
+        _times_alive(h_from_c, alive), _times_alive(extra, alive), w_hh)
+    dgates = torch.cat([e_all, e_all, e_all, dh_all], 3) * k_gates
+    da = torch.addcmul(torch.addcmul(da_ext, dh_all, k_a_h), dc_all, k_a_c) if gated else None
+    return dgates, dh0, dc0, da, h_read
+
+
+def _check_group(layers: list["SparseRecurrent"]) -> None:
+    first = layers[0]
+    for layer in layers:
+        if not supports_fused(layer):
+            raise ValueError(f"the fused backend does not run routed layers (router_keep); got {layer!r}")
+        if (layer.cell, layer.input_size, layer.hidden_size, layer.update_gate) != \
+                (first.cell, first.input_size, first.hidden_size, first.update_gate):
+            raise ValueError(f"a fused group needs layers of one cell, size and update gate; "
+                             f"got {first!r} and {layer!r}")
+
+
+def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[torch.Tensor],
+                    cs: list[Optional[torch.Tensor]], times: list[Optional[torch.Tensor]],
+                    episode_starts: Optional[torch.Tensor]) -> tuple[Any, ...]:
+    """Run same-configuration layers over the same ``x (T, B, I)`` from their own states.
+
+    Returns ``y (T, G, B, H)``, ``h (G, B, H)``, ``c (G, B, H)`` or None, the
+    new time indices (per layer, None without a rhythm) and the traces.
+    """
+    _check_group(layers)
+    first = layers[0]
+    steps, batch, _ = x.shape
+    flat_x = x.reshape(steps * batch, -1)
+    weights = [layer.effective_weights() for layer in layers]
+    gx = torch.stack([torch.addmm(layer.bias_ih, flat_x, w_ih.t()).view(steps, batch, -1)
+                      for layer, (w_ih, _) in zip(layers, weights)], 1)
+    w_hh = torch.stack([w for _, w in weights])
+    b_hh = torch.stack([layer.bias_hh for layer in layers]).unsqueeze(1)
+    alive = None if episode_starts is None else (1.0 - episode_starts.to(x.dtype)).view(steps, 1, batch, 1)
+    h = torch.stack(hs)
+    c = torch.stack(cs) if first.cell == "lstm" else None
+    gate_x = gate_w = None
+    new_times: list[Optional[torch.Tensor]] = [None] * len(layers)
+    if first.update_gate == "event":
+        gate_x = torch.stack([layer.gate.input_part(x) for layer in layers], 1)
+        gate_w = torch.stack([layer.gate.weight_h for layer in layers]).unsqueeze(1)
+    elif first.update_gate == "rhythm":
+        parts = [rhythm_preactivations(layer.gate, time, episode_starts, steps) for layer, time in zip(layers, times)]
+        gate_x = torch.stack([pre for pre, _ in parts], 1)
+        new_times = [time for _, time in parts]
+    if torch.is_grad_enabled():
+        y, h, c_out, preact = _FusedSequence.apply(first.cell, gx, h, c, alive, w_hh, b_hh, gate_x, gate_w)
+        c = c_out if first.cell == "lstm" else None
+    else:  # acting / inference: nothing to keep for a backward pass
+        w_t = w_hh.transpose(1, 2)
+        if first.cell == "lstm":
+            out = scripted("lstm_forward")(gx + b_hh, h, c, alive, w_t, gate_x, gate_w, False)
+            y, h, c, preact = out[0], out[1], out[2], (out[3] if gate_x is not None else None)
+        else:
+            out = scripted(f"{first.cell}_forward")(gx, h, alive, w_t, b_hh, gate_x, gate_w, False)
+            y, h, preact = out[0], out[1], (out[2] if gate_x is not None else None)
+    traces = [_trace(preact[:, g] if gate_x is not None else None, steps * batch * first.hidden_size)
+              for g in range(len(layers))]
+    return y, h, c, new_times, traces
+
+
+def _trace(preact: Optional[torch.Tensor], n_elements: int) -> dict[str, Any]:
+    """The call's trace (:func:`~sparsernn.core.statistics.make_trace`) from the switch pre-activations."""
+    if preact is None:
+        return make_trace([], [], [], [], n_elements)
+    is_open = preact > 0
+    soft = torch.sigmoid(preact)
+    return make_trace([is_open.sum()], [(is_open.to(preact.dtype) + (soft - soft.detach())).sum()], [], [],
+                      n_elements)
+
+
+def fused_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor],
+                  time: Optional[torch.Tensor], episode_starts: Optional[torch.Tensor]):
+    """Same contract as :func:`~sparsernn.core.reference.reference_forward`."""
+    y, h, c, times, traces = run_fused_group([layer], x, [h], [c], [time], episode_starts)
+    return y[:, 0], (h[0], c[0] if c is not None else None, times[0]), traces[0]
+
+
+def fused_group_forward(layers: list["SparseRecurrent"], x: torch.Tensor, states: list[torch.Tensor],
+                        episode_starts: Optional[torch.Tensor] = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Run same-configuration, unrouted layers over the same ``x (T, B, I)``, each from its own
+    packed ``state (B, state_size)``, as one group: ``[(y, state), ...]``, what each
+    ``layer(x, state, episode_starts)`` returns (and the same statistics and ``aux_loss``)."""
+    for layer, state in zip(layers, states):
+        layer._check_inputs(x, state, episode_starts)
+    unpacked = [layer.unpack_state(state) for layer, state in zip(layers, states)]
+    times = [time.detach() if time is not None else None for _, _, time in unpacked]
+    y, h, c, new_times, traces = run_fused_group(layers, x, [u[0] for u in unpacked], [u[1] for u in unpacked],
+                                                 times, episode_starts)
+    results = []
+    for g, layer in enumerate(layers):
+        layer.last_backend, layer._last_trace = "fused", traces[g]
+        state = layer.pack_state(h[g], c[g] if c is not None else None, new_times[g])
+        results.append((y[:, g], state))
+    return results

@@ -1,0 +1,119 @@
+"""The fused backend against the reference oracle: outputs, final state, every
+gradient (aux loss included) and statistics, for every cell x {dense,
+block-sparse, rhythm-gated, event-gated, sparse + gated}; the group call;
+inference without grad; and what it refuses."""
+import pytest
+import torch
+
+from sparsernn.core import SparseRecurrent, choose_backend, fused_group_forward, supports_fused
+
+CONFIGS = {
+    "dense": {},
+    "block_sparse": dict(density_ih=0.5, density_hh=0.1),
+    "rhythm": dict(update_gate="rhythm", target_update_rate=0.3),
+    "event": dict(update_gate="event", target_update_rate=0.6),
+    "sparse_event": dict(density_ih=0.3, density_hh=0.25, update_gate="event", target_update_rate=0.5),
+}
+T, B, I, H = 41, 5, 11, 37
+RTOL = 1e-10  # float64; a wrong derivative factor is off by >1e-3
+
+
+def random_inputs(layer, seed, steps=T, batch=B):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(steps, batch, layer.input_size, generator=gen, dtype=torch.float64)
+    state = torch.randn(batch, layer.state_size, generator=gen, dtype=torch.float64)
+    if layer.update_gate == "rhythm":
+        state[:, -1] = torch.randint(0, 50, (batch,), generator=gen).double()
+    starts = (torch.rand(steps, batch, generator=gen) < 0.08).double()
+    return x, state, starts
+
+
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+def test_fused_matches_reference(cell, config, assert_rel_close, run_with_grads):
+    seed = 7 + len(cell) * 13 + list(CONFIGS).index(config)
+    layer = SparseRecurrent(I, H, cell=cell, seed=seed, dtype=torch.float64, backend="reference", **CONFIGS[config])
+    x, state, starts = random_inputs(layer, seed)
+    ref = run_with_grads(layer, x, state, starts)
+    ref_stats = layer.statistics()
+    layer.backend = "fused"
+    got = run_with_grads(layer, x, state, starts)
+    assert layer.last_backend == "fused"
+    assert_rel_close("y", got[0], ref[0], RTOL)
+    assert_rel_close("final state", got[1], ref[1], RTOL)
+    for name, grad in ref[2].items():
+        assert_rel_close(f"grad {name}", got[2][name], grad, RTOL)
+    assert layer.statistics() == pytest.approx(ref_stats)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_closed_neurons_keep_their_state_exactly(cell):
+    layer = SparseRecurrent(4, 16, cell=cell, update_gate="event", backend="fused", seed=1)
+    with torch.no_grad():
+        layer.gate.bias.fill_(-50.0)  # every switch closed
+        state = torch.randn(3, layer.state_size)
+        y, final = layer(torch.randn(9, 3, 4), state)
+    assert torch.equal(final, state)
+    assert torch.equal(y[-1], state[:, :16])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+def test_fused_without_grad_matches_reference(cell, assert_rel_close):
+    layer = SparseRecurrent(6, 17, cell=cell, update_gate="rhythm", density_hh=0.3, seed=3, dtype=torch.float64)
+    x, state, starts = random_inputs(layer, 5, steps=20, batch=4)
+    with torch.no_grad():
+        layer.backend = "reference"
+        y_ref, s_ref = layer(x, state, starts)
+        stats_ref = layer.statistics()
+        layer.backend = "fused"
+        y, s = layer(x, state, starts)
+    assert_rel_close("y", y, y_ref, RTOL)
+    assert_rel_close("state", s, s_ref, RTOL)
+    assert layer.statistics() == pytest.approx(stats_ref)
+
+
+@pytest.mark.parametrize("gate", [None, "event"])
+def test_group_equals_separate_calls(gate, assert_rel_close):
+    actor = SparseRecurrent(5, 12, cell="gru", update_gate=gate, density_hh=0.5, seed=1, dtype=torch.float64)
+    critic = SparseRecurrent(5, 12, cell="gru", update_gate=gate, density_hh=0.5, seed=2, dtype=torch.float64)
+    x, _, starts = random_inputs(actor, 9, steps=15, batch=3)
+    states = [torch.randn(3, 12, dtype=torch.float64) for _ in range(2)]
+
+    def grads_of(outputs):
+        loss = sum((y * (g + 1)).sum() + s.square().sum() for g, (y, s) in enumerate(outputs))
+        params = list(actor.parameters()) + list(critic.parameters())
+        return outputs, torch.autograd.grad(loss, params, allow_unused=True)
+
+    for layer in (actor, critic):
+        layer.backend = "reference"
+    ref_out, ref_grads = grads_of([layer(x, s, starts) for layer, s in zip((actor, critic), states)])
+    got_out, got_grads = grads_of(fused_group_forward([actor, critic], x, states, starts))
+    assert actor.last_backend == critic.last_backend == "fused"
+    for (y, s), (y_ref, s_ref) in zip(got_out, ref_out):
+        assert_rel_close("y", y, y_ref, RTOL)
+        assert_rel_close("state", s, s_ref, RTOL)
+    for g, g_ref in zip(got_grads, ref_grads):
+        assert (g is None) == (g_ref is None)
+        if g is not None:
+            assert_rel_close("grad", g, g_ref, RTOL)
+
+
+def test_fused_refuses_routed_layers_and_mixed_groups():
+    routed = SparseRecurrent(4, 8, router_keep=0.5, seed=0)
+    assert not supports_fused(routed)
+    with pytest.raises(ValueError, match="backend='fused' does not run routed layers"):
+        SparseRecurrent(4, 8, router_keep=0.5, backend="fused")
+    routed.backend = "fused"
+    with pytest.raises(ValueError, match="does not run routed layers"):
+        routed(torch.randn(3, 2, 4))
+    gru, lstm = SparseRecurrent(4, 8, cell="gru", seed=0), SparseRecurrent(4, 8, cell="lstm", seed=0)
+    with pytest.raises(ValueError, match="one cell, size and update gate"):
+        fused_group_forward([gru, lstm], torch.randn(3, 2, 4), [gru.initial_state(2), lstm.initial_state(2)])
+    with pytest.raises(ValueError, match=r"state must have shape"):
+        fused_group_forward([gru], torch.randn(3, 2, 4), [torch.zeros(3, 8)])
+
+
+def test_auto_picks_fused_for_small_unrouted_calls_on_cpu():
+    layer = SparseRecurrent(4, 64, update_gate="event", seed=0)
+    assert choose_backend(torch.zeros(32, 8, 4), layer) == "fused"
+    assert choose_backend(torch.zeros(32, 256, 4), layer) == "reference"
