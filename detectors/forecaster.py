@@ -12,10 +12,9 @@ its minimum for that forecast, averaged over channels::
     surprise_t = 0.5 * mean_c (u_t,c - mu_t,c)^2 / var_t,c        (>= 0)
 
 :func:`fast_forward` is the inference path (streaming and batch scoring): the
-same mathematics as the layer's ``reference`` backend, with the input
-projections of all steps in one GEMM and about ten tensor operations per step.
-It is tested equal to the layer; layers with routed channels (DS-RNN) use the
-layer itself.
+core's fused loop without gradient bookkeeping (input projections of all
+steps in one GEMM, a few tensor operations per step). It is tested equal to
+the layer; layers with routed channels (DS-RNN) use the layer itself.
 """
 from __future__ import annotations
 
@@ -24,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from ..core import SparseRecurrent
+from ..core import SparseRecurrent, fused_group_forward, supports_fused
 
 LOG_VAR_RANGE = (-12.0, 8.0)
 """Clamp of the predicted log-variance (normalised units)."""
@@ -89,61 +88,17 @@ def gaussian_nll(u: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torc
     return 0.5 * (torch.log(var) + (u - mean).square() / var).mean()
 
 
-def supports_fast_path(layer: SparseRecurrent) -> bool:
-    """Whether :func:`fast_forward` steps ``layer`` itself (True) or calls the layer (routed channels)."""
-    return layer.router is None
-
-
-def _recurrent_steps(layer: SparseRecurrent, u: torch.Tensor, state: torch.Tensor):
-    """The layer's recurrence for ``u (T, B, I)`` from ``state``: ``y (T, B, H)``, final state."""
-    T, B, _ = u.shape
-    H, cell, gate = layer.hidden_size, layer.cell, layer.update_gate
-    w_ih, w_hh = layer.effective_weights()
-    h, c, time = layer.unpack_state(state)
-    gx = torch.addmm(layer.bias_ih, u.reshape(T * B, -1), w_ih.t()).view(T, B, -1)
-    w_hh_t, b_hh = w_hh.t().contiguous(), layer.bias_hh
-    if gate == "event":
-        gate_x = layer.gate.input_part(u)
-        gate_h = layer.gate.weight_h
-    elif gate == "rhythm":
-        steps = torch.arange(T, dtype=u.dtype, device=u.device).unsqueeze(1)
-        gate_x = layer.gate(time.unsqueeze(0) + steps)
-    ys = u.new_empty(T, B, H)
-    for t in range(T):
-        gh = torch.addmm(b_hh, h, w_hh_t)
-        g = gx[t]
-        if cell == "gru":
-            rz = torch.sigmoid(g[:, : 2 * H] + gh[:, : 2 * H])
-            n = torch.tanh(torch.addcmul(g[:, 2 * H:], rz[:, :H], gh[:, 2 * H:]))
-            h_new, c_new = torch.lerp(n, h, rz[:, H:]), None
-        elif cell == "lstm":
-            i, f, gg, o = (g + gh).chunk(4, dim=1)
-            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
-        else:
-            h_new, c_new = torch.tanh(g + gh), None
-        if gate is not None:
-            is_open = (gate_x[t] + gate_h * h > 0) if gate == "event" else gate_x[t] > 0
-            h_new = torch.where(is_open, h_new, h)
-            if c is not None:
-                c_new = torch.where(is_open, c_new, c)
-        h, c = h_new, c_new
-        ys[t] = h
-    if time is not None:
-        time = time + T
-    return ys, layer.pack_state(h, c, time)
-
-
 @torch.inference_mode()
 def fast_forward(model: GaussianForecaster, u: torch.Tensor, state: torch.Tensor):
     """Inference of ``model`` over ``u (T, B, d)`` from ``state (B, state_size)``.
 
     Returns ``mean (T, B, d)``, ``var (T, B, d)`` (forecasts of the step after
     each row) and the final state. Equal to ``model(u, state)`` up to float
-    rounding; routed layers run through the layer itself.
+    rounding: unrouted layers run the core's fused loop (whatever their
+    ``backend``), routed layers the layer itself.
     """
-    if supports_fast_path(model.layer):
-        y, state = _recurrent_steps(model.layer, u, state)
+    if supports_fused(model.layer):
+        (y, state), = fused_group_forward([model.layer], u, [state])
     else:
         y, state = model.layer(u, state)
     mean, var = model.predict(y, u)

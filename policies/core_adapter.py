@@ -16,9 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sparsernn.core import SparseRecurrent
-
-from .fused_sequence import fused_forward, supports_fused
+from sparsernn.core import SparseRecurrent, fused_group_forward, supports_fused
 
 KERNELS = ("fused", "core")
 StatePair = tuple[torch.Tensor, torch.Tensor]
@@ -31,10 +29,10 @@ class RecurrentCore(nn.Module):
     ----------
     layer : SparseRecurrent
     kernel : {"fused", "core"}
-        ``"fused"`` runs GRU/LSTM layers without router or update gate on
-        :mod:`~sparsernn.policies.fused_sequence` (several times faster for RL's
-        small shapes); routed or gated layers, and ``"core"``, call the layer
-        with its own backend. :attr:`last_kernel` tells which ran.
+        ``"fused"`` runs unrouted layers (every cell, sparsity and update gate)
+        on the core's fused backend, whatever the layer's ``backend`` (several
+        times faster for RL's small shapes); routed layers, and ``"core"``,
+        call the layer with its own backend. :attr:`last_kernel` tells which ran.
 
     Attributes
     ----------
@@ -71,7 +69,7 @@ class RecurrentCore(nn.Module):
         Returns ``y (T, B, output_size)`` and the new state pair.
         """
         if self.kernel == "fused" and supports_fused(self.layer):
-            y, state = fused_forward(self.layer, x, states[0][0], episode_starts)
+            (y, state), = fused_group_forward([self.layer], x, [states[0][0]], episode_starts)
             self.last_kernel = "fused"
         else:
             y, state = self.layer(x, states[0][0], episode_starts)

@@ -11,10 +11,9 @@ from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sparsernn.core import SparseRecurrent
+from sparsernn.core import SparseRecurrent, fused_group_forward, supports_fused
 
 from .core_adapter import RecurrentCore, StatePair
-from .fused_sequence import fused_group_forward, supports_fused
 from .options import LAYER_OPTIONS, resolve_layer_options
 
 
@@ -60,8 +59,11 @@ router_balance_weight, backend
         a CPU (see ``docs/rl.md``).
     kernel : {"fused", "core"}
         How the recurrent layers run (see :class:`~sparsernn.policies.RecurrentCore`):
-        ``"fused"`` (default) uses the fused whole-sequence kernel for GRU/LSTM
-        layers without router or update gate, ``"core"`` always calls the layer.
+        ``"fused"`` (default) uses the core's fused backend for unrouted layers,
+        ``"core"`` always calls the layer with its own ``backend``.
+    optimizer_class, optimizer_kwargs
+        As in SB3; Adam/AdamW get ``fused=True`` unless ``fused`` or
+        ``foreach`` is given (one kernel per step for all parameters).
     lstm_hidden_size : int, optional
         sb3-contrib's name for ``hidden_size``, accepted as an alias.
     n_lstm_layers : int
@@ -107,6 +109,10 @@ router_balance_weight, backend
         if self.lstm_critic is not None:
             self.lstm_critic = self._make_core(None if seed is None else seed + 1)
         self.lstm_hidden_state_shape = (1, 1, self.lstm_actor.hidden_size)
+        if self.optimizer_class in (torch.optim.Adam, torch.optim.AdamW) and \
+                not {"fused", "foreach"} & set(self.optimizer_kwargs):
+            # One kernel for all parameters: the same Adam step, ~4x cheaper for a policy this small.
+            self.optimizer_kwargs = {**self.optimizer_kwargs, "fused": True}
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     @staticmethod

@@ -117,6 +117,16 @@ class TestShapesAndResets:
         torch.testing.assert_close(final[0], h, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("options, kernel, expected", [
+    ({"update_gate": "event"}, "fused", "fused"), ({"cell": "elman", "density_hh": 0.5}, "fused", "fused"),
+    ({"router_keep": 0.5}, "fused", "core:reference"), ({}, "core", "core:reference")])
+def test_adapter_runs_unrouted_layers_on_the_fused_backend(options, kernel, expected):
+    layer = SparseRecurrent(4, 8, backend="reference", seed=0, **options)
+    core = RecurrentCore(layer, kernel)
+    core(torch.randn(5, 2, 4), core.initial_states(2), torch.zeros(5, 2))
+    assert core.last_kernel == expected
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_trains_and_predicts_on_cuda():
     env = make_vec_env(CARTPOLE, n_envs=2, seed=0)
@@ -128,13 +138,15 @@ def test_trains_and_predicts_on_cuda():
 
 
 class TestGroupedActorCritic:
-    @pytest.mark.parametrize("env_id", [CARTPOLE, PENDULUM])
-    def test_grouped_forward_and_evaluation_equal_the_core_path(self, env_id):
-        fused, core = make_model(env_id, cell="lstm", seed=3), make_model(env_id, cell="lstm", seed=3, kernel="core")
+    @pytest.mark.parametrize("env_id, options", [(CARTPOLE, {"cell": "lstm"}), (PENDULUM, {"cell": "lstm"}),
+                                                 (CARTPOLE, {"cell": "gru", "update_gate": "event"})])
+    def test_grouped_forward_and_evaluation_equal_the_core_path(self, env_id, options):
+        fused = make_model(env_id, seed=3, **options)
+        core = make_model(env_id, seed=3, kernel="core", **options)
         core.policy.load_state_dict(fused.policy.state_dict())
         obs = torch.randn(2 * 5, 2)
         starts = torch.tensor([1.0, 0, 0, 1, 0, 0, 0, 0, 1, 0])
-        state = torch.randn(1, 2, 16)
+        state = torch.randn(1, 2, fused.policy.lstm_actor.hidden_size)
         states = RNNStates((state, state), (state * 2, state * 2))
         actions = torch.zeros(10, *fused.action_space.shape) if fused.action_space.shape else torch.zeros(10)
         got = fused.policy.evaluate_actions(obs, actions, states, starts)
