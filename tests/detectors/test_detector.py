@@ -8,6 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from sparsernn.detectors import SelectiveUpdateDetector, fast_forward, load_detector, save_detector
 from sparsernn.detectors.numpy_step import NumpyForecasterStep, supports_numpy_step
+from sparsernn.detectors.torch_step import TorchBlockStep
 
 from .conftest import SMALL
 
@@ -107,6 +108,9 @@ def test_fast_path_equals_the_layer(options):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
     if not supports_numpy_step(model):
         return
+    block = TorchBlockStep(model).run(u, state)
+    for name, a, b in zip(("mean", "var", "state"), block, slow):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"block {n}: {m}")
     stepper, np_state = NumpyForecasterStep(model), state.numpy()
     for t in range(u.shape[0]):
         np_state, mean, var = stepper.step(u[t].numpy(), np_state)
@@ -114,6 +118,27 @@ def test_fast_path_equals_the_layer(options):
                                    msg=lambda m, t=t: f"numpy mean at step {t}: {m}")
         torch.testing.assert_close(torch.from_numpy(var), slow[1][t], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(torch.from_numpy(np_state), slow[2], rtol=1e-5, atol=1e-5, msg="numpy state")
+
+
+@pytest.mark.parametrize("options", [dict(cell="gru", update_gate="event"), dict(cell="lstm", update_gate="rhythm")])
+def test_step_paths_equal_the_layer_with_two_channels(options):
+    """The fused-weight NumPy step and the torch block loop on fresh inputs of two channels and 40 streams."""
+    x = np.stack([np.sin(np.arange(80.0)), np.cos(np.arange(80.0) / 3)], axis=1)
+    model = SelectiveUpdateDetector(**{**SMALL, **options, "hidden_size": 11, "n_steps": 1}).fit(x).model_
+    u = torch.randn(9, 40, 2, generator=torch.Generator().manual_seed(2))
+    state = torch.randn(40, model.layer.state_size, generator=torch.Generator().manual_seed(3))
+    if options["update_gate"] == "rhythm":
+        state[:, -1] = torch.arange(40.0) * 5
+    with torch.no_grad():
+        mean, var, final = model(u, state)
+    for name, a, b in zip(("mean", "var", "state"), TorchBlockStep(model).run(u, state), (mean, var, final)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"block {n}: {m}")
+    stepper, np_state = NumpyForecasterStep(model), state.numpy()
+    for t in range(u.shape[0]):
+        np_state, m, v = stepper.step(u[t].numpy(), np_state)
+        torch.testing.assert_close(torch.from_numpy(m), mean[t], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.from_numpy(v), var[t], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(np_state), final, rtol=1e-5, atol=1e-5)
 
 
 def test_save_load_round_trip(fitted, series, tmp_path):
