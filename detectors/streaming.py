@@ -16,6 +16,7 @@ stream exactly as it was.
 from __future__ import annotations
 
 import math
+from functools import partial
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -26,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 from .forecaster import fast_forward
 from .normalization import ew_mean_var, halflife_to_alpha
 from .numpy_step import NUMPY_MAX_STREAMS, NumpyForecasterStep, supports_numpy_step
+from .torch_step import TorchBlockStep, supports_torch_step
 from .series_input import as_series, check_finite
 
 NO_TIME = np.iinfo(np.int64).min
@@ -92,6 +94,10 @@ class StreamScorer:
         self.stream_ids: list = []
         self._rows_of: dict = {}
         self._numpy_step = NumpyForecasterStep(self.model) if supports_numpy_step(self.model) else None
+        self._torch_step = TorchBlockStep(self.model) if supports_torch_step(self.model) else None
+        # constants of the one-point path, read once
+        self._center0, self._scale0 = float(detector.center_[0]), float(detector.scale_[0])
+        self._half = np.float32(0.5 / self.n_channels)
         d, size = self.n_channels, self.model.layer.state_size
         self.state = np.zeros((0, size), dtype=np.float32)
         self.forecast_mean = np.zeros((0, d), dtype=np.float32)
@@ -146,7 +152,8 @@ class StreamScorer:
 
     def _point(self, x) -> np.ndarray:
         """One point (a number, a sequence of n_channels numbers or a dict) as an array (1, d)."""
-        if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, bool) and self.n_channels == 1:
+        if (type(x) is float or isinstance(x, (int, np.floating, np.integer)) and not isinstance(x, bool)) \
+                and self.n_channels == 1:
             if not math.isfinite(x):
                 raise ValueError(f"x must be finite; got {x} (NaN and inf are rejected: drop or fill them first)")
             return np.array([[x]], dtype=np.float64)
@@ -218,8 +225,8 @@ class StreamScorer:
                 for t in range(T):
                     state, mean[t], var[t] = self._numpy_step.step(u[t], state)
             else:
-                mean, var, state = (a.numpy() for a in fast_forward(self.model, torch.from_numpy(u),
-                                                                    torch.from_numpy(state)))
+                run = self._torch_step.run if self._torch_step is not None else partial(fast_forward, self.model)
+                mean, var, state = (a.numpy() for a in run(torch.from_numpy(u), torch.from_numpy(state)))
             prev_mean = np.concatenate([prev_mean, mean[:-1]])
             prev_var = np.concatenate([prev_var, var[:-1]])
         diff = u - prev_mean
@@ -232,7 +239,12 @@ class StreamScorer:
             self.count[rows] += T
         return scores
 
-    # ------------------------------------------------------------ public
+    # ------------------------------------------------------------ one point
+    # score_one / learn_one compute what _advance computes for a block of one
+    # point. With one channel they do it on scalars: the same float64 / float32
+    # operations in the same order, so the same numbers, without the cost of
+    # NumPy calls on arrays of one element (the benchmark's one-stream test is
+    # dominated by that cost).
     def _one(self, x, timestamp, stream) -> tuple[np.ndarray, int, int | None]:
         """Checked point ``(1, d)``, the stream's row and the timestamp in ns (or None)."""
         values = self._point(x)
@@ -247,6 +259,13 @@ class StreamScorer:
 
     def _point_normalized(self, values: np.ndarray, row: int) -> np.ndarray:
         """One point (1, d) normalised with the stream's statistics as they are, as float32 (1, d)."""
+        if self.n_channels == 1:
+            if self.normalizer_halflife is None:
+                center, scale = self._center0, self._scale0
+            else:
+                center = float(self.norm_mean[row, 0])
+                scale = max(math.sqrt(self.norm_var[row, 0]), self.min_scale * self._scale0)
+            return np.array([[(float(values[0, 0]) - center) / scale]], dtype=np.float32)
         det = self.detector
         if self.normalizer_halflife is None:
             return ((values - det.center_) / det.scale_).astype(np.float32)
@@ -257,28 +276,43 @@ class StreamScorer:
         """Surprise of one normalised point ``u`` (1, d) under the stream's forecast."""
         if self.count[row] < self.detector.warmup:
             return 0.0
+        if self.n_channels == 1:
+            diff = u[0, 0] - self.forecast_mean[row, 0]  # float32 scalars
+            return float(diff * diff / self.forecast_var[row, 0] * self._half)
         diff = u[0] - self.forecast_mean[row]
-        return float((diff * diff / self.forecast_var[row]).sum() * np.float32(0.5 / self.n_channels))
+        return float((diff * diff / self.forecast_var[row]).sum() * self._half)
 
-    def _learn_point(self, values: np.ndarray, row: int, time: int | None) -> float:
-        """Advance one stream by one point; returns the point's surprise (what ``score_one`` gave)."""
+    def _update_normalizer(self, values: np.ndarray, row: int) -> None:
+        """Add one point (1, d) to the stream's normaliser (the update of ``ew_mean_var``)."""
+        alpha = halflife_to_alpha(self.normalizer_halflife)
+        if self.n_channels == 1:
+            mean, var = float(self.norm_mean[row, 0]), float(self.norm_var[row, 0])
+            delta = float(values[0, 0]) - mean
+            self.norm_mean[row, 0] = mean + alpha * delta
+            self.norm_var[row, 0] = (1.0 - alpha) * (var + alpha * delta * delta)
+            return
+        delta = values[0] - self.norm_mean[row]
+        self.norm_mean[row] += alpha * delta
+        self.norm_var[row] = (1.0 - alpha) * (self.norm_var[row] + alpha * delta * delta)
+
+    def _learn_point(self, values: np.ndarray, row: int, time: int | None, surprise: bool = True) -> float | None:
+        """Advance one stream by one point; returns the point's surprise (what ``score_one`` gave),
+        or None without ``surprise``."""
         if self._numpy_step is None:
-            surprise = float(self._advance(values[None], np.array([row]), learn=True)[0, 0])
+            result = float(self._advance(values[None], np.array([row]), learn=True)[0, 0])
         else:
             u = self._point_normalized(values, row)
-            surprise = self._point_surprise(u, row)
+            result = self._point_surprise(u, row) if surprise else None
             if self.normalizer_halflife is not None:
-                alpha = halflife_to_alpha(self.normalizer_halflife)
-                delta = values[0] - self.norm_mean[row]
-                self.norm_mean[row] += alpha * delta
-                self.norm_var[row] = (1.0 - alpha) * (self.norm_var[row] + alpha * delta * delta)
+                self._update_normalizer(values, row)
             state, mean, var = self._numpy_step.step(u, self.state[row: row + 1])
             self.state[row], self.forecast_mean[row], self.forecast_var[row] = state[0], mean[0], var[0]
             self.count[row] += 1
         if time is not None:
             self.last_time[row] = time
-        return surprise
+        return result
 
+    # ------------------------------------------------------------ public
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Surprise of point ``x`` for ``stream``; changes no state.
 
@@ -294,7 +328,7 @@ class StreamScorer:
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
         """Advance ``stream`` by point ``x``: one recurrent step, normaliser, next forecast."""
-        self._learn_point(*self._one(x, timestamp, stream))
+        self._learn_point(*self._one(x, timestamp, stream), surprise=False)
 
     def score_many(self, X, streams=None) -> np.ndarray:
         """Surprise of one point per stream, ``X`` (n_streams, n_channels) or (n_streams,); no state changes.

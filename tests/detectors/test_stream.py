@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateNAB, StreamScorer
+from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, SelectiveUpdateNAB, StreamScorer
 
 from .conftest import SMALL
 
@@ -71,6 +71,26 @@ def test_many_streams_in_one_batch_equal_separate_streams(fitted, series):
         np.testing.assert_allclose(got[sid], alone[:, 0], rtol=1e-5, atol=1e-7, err_msg=str(sid))
     singles = batched.score_many(np.array([0.1, 0.2]), streams=["b", "a"])
     assert singles.shape == (2,) and singles[0] == batched.score_one(0.1, stream="b")
+
+
+@pytest.mark.parametrize("halflife", [None, 20.0])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_one_point_path_equals_the_block_path_exactly(fitted, series, halflife, channels):
+    """score_one / learn_one (scalar arithmetic for one channel) give the numbers of process(), bit for bit."""
+    x = series[0][:80]
+    if channels == 2:
+        frame = pd.DataFrame({"a": x, "b": np.cos(np.arange(len(x)) / 5.0)})
+        detector = SelectiveUpdateDetector(**{k: v for k, v in SMALL.items()}, seed=1).fit(frame)
+        points = frame.to_numpy()
+    else:
+        detector, points = fitted, x
+    one, block = StreamScorer(detector, normalizer_halflife=halflife), StreamScorer(detector, normalizer_halflife=halflife)
+    scores = []
+    for p in points:
+        scores.append(one.score_one(p))
+        one.learn_one(p)
+    np.testing.assert_array_equal(scores, block.process(points[:, None])[:, 0])
+    assert_same_state(snapshot(one), snapshot(block))
 
 
 def test_online_normalizer_adapts_to_a_new_level(fitted, series):
