@@ -66,14 +66,14 @@ class _FusedSequence(torch.autograd.Function):
     """``(y, h_T, c_T, a)`` of a group; ``c_T`` and ``a`` are empty when the cell / gate has none."""
 
     @staticmethod
-    def forward(ctx, cell: str, gx, h, c, alive, w_hh, b_hh, gate_x, gate_w):
+    def forward(ctx, cell: str, gx, h, c, alive, resets, w_hh, b_hh, gate_x, gate_w):
         w_t = w_hh.transpose(1, 2)
         gated = gate_x is not None
         if cell == "lstm":
-            out = scripted("lstm_forward")(gx + b_hh, h, c, alive, w_t, gate_x, gate_w, True)
+            out = scripted("lstm_forward")(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, True)
             y, h_last, c_last, rest = out[0], out[1], out[2], out[3:]
         else:
-            out = scripted(f"{cell}_forward")(gx, h, alive, w_t, b_hh, gate_x, gate_w, True)
+            out = scripted(f"{cell}_forward")(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, True)
             y, h_last, c_last, rest = out[0], out[1], h.new_empty(0), out[2:]
         preact = rest[0] if gated else h.new_empty(0)
         saved = rest[1:] if gated else rest
@@ -96,7 +96,7 @@ class _FusedSequence(torch.autograd.Function):
         d_gate_w = None
         if da is not None and gate_w is not None:
             d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
-        return None, dgx, dh0, dc0, None, d_w, d_b, da, d_gate_w
+        return None, dgx, dh0, dc0, None, None, d_w, d_b, da, d_gate_w
 
 
 def _single_state_backward(cell, dy, dh, da_ext, saved, w_hh, alive, gate_w, preact, gated):
@@ -132,9 +132,11 @@ def _single_state_backward(cell, dy, dh, da_ext, saved, w_hh, alive, gate_w, pre
     dh_all, dh0 = scripted("single_state_backward")(
         dy.contiguous(), dh.contiguous(), _times_alive(k_h, alive), _times_alive(carry, alive),
         _times_alive(extra, alive), w_hh, n_gates)
-    spread = dh_all.repeat(1, 1, 1, n_gates) if n_gates > 1 else dh_all
-    dgx = spread * k_x
-    dgh = dgx if cell == "elman" else spread * k_h
+    steps, groups, batch, hidden = dh_all.shape
+    by_gate = (steps, groups, batch, n_gates, hidden)
+    spread = dh_all.unsqueeze(3)
+    dgx = (k_x.reshape(by_gate) * spread).view(steps, groups, batch, -1)
+    dgh = dgx if cell == "elman" else (k_h.reshape(by_gate) * spread).view(steps, groups, batch, -1)
     da = torch.addcmul(da_ext, dh_all, k_a) if gated else None
     return dgx, dgh, dh0, da, h_read
 
@@ -199,7 +201,10 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
                       for layer, (w_ih, _) in zip(layers, weights)], 1)
     w_hh = torch.stack([w for _, w in weights])
     b_hh = torch.stack([layer.bias_hh for layer in layers]).unsqueeze(1)
-    alive = None if episode_starts is None else (1.0 - episode_starts.to(x.dtype)).view(steps, 1, batch, 1)
+    alive, resets = None, [False] * steps
+    if episode_starts is not None:
+        alive = (1.0 - episode_starts.to(x.dtype)).view(steps, 1, batch, 1)
+        resets = episode_starts.bool().any(1).tolist()  # one host sync per call
     h = torch.stack(hs)
     c = torch.stack(cs) if first.cell == "lstm" else None
     gate_x = gate_w = None
@@ -212,15 +217,15 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
         gate_x = torch.stack([pre for pre, _ in parts], 1)
         new_times = [time for _, time in parts]
     if torch.is_grad_enabled():
-        y, h, c_out, preact = _FusedSequence.apply(first.cell, gx, h, c, alive, w_hh, b_hh, gate_x, gate_w)
+        y, h, c_out, preact = _FusedSequence.apply(first.cell, gx, h, c, alive, resets, w_hh, b_hh, gate_x, gate_w)
         c = c_out if first.cell == "lstm" else None
     else:  # acting / inference: nothing to keep for a backward pass
         w_t = w_hh.transpose(1, 2)
         if first.cell == "lstm":
-            out = scripted("lstm_forward")(gx + b_hh, h, c, alive, w_t, gate_x, gate_w, False)
+            out = scripted("lstm_forward")(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, False)
             y, h, c, preact = out[0], out[1], out[2], (out[3] if gate_x is not None else None)
         else:
-            out = scripted(f"{first.cell}_forward")(gx, h, alive, w_t, b_hh, gate_x, gate_w, False)
+            out = scripted(f"{first.cell}_forward")(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, False)
             y, h, preact = out[0], out[1], (out[2] if gate_x is not None else None)
     traces = [_trace(preact[:, g] if gate_x is not None else None, steps * batch * first.hidden_size)
               for g in range(len(layers))]

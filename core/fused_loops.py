@@ -9,8 +9,9 @@ Shapes: ``G`` layers run as one group (same cell and sizes), ``T`` steps,
 
 - ``gx (T, G, B, k*H)``: input projections with their bias (for the LSTM
   also ``b_hh``); ``h``, ``c`` ``(G, B, H)``; ``alive (T, 1, B, 1)``, 0 where
-  the state entering step t is reset; ``w_t (G, H, k*H)`` is ``W_hh^T``,
-  ``b_hh (G, 1, k*H)``.
+  the state entering step t is reset, and ``resets[t]`` whether step t
+  resets any sequence (only those steps multiply); ``w_t (G, H, k*H)`` is
+  ``W_hh^T``, ``b_hh (G, 1, k*H)``.
 - ``gate_x (T, G, B, H)``: the switch pre-activation without its recurrent
   part; ``gate_w (G, 1, H)`` the event gate's ``w`` (``a = gate_x + w ⊙ h``).
   A closed switch (``a <= 0``) keeps the state exactly (``torch.where``).
@@ -28,21 +29,24 @@ from typing import List, Optional
 import torch
 
 
-def gru_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor], w_t: torch.Tensor,
-                b_hh: torch.Tensor, gate_x: Optional[torch.Tensor], gate_w: Optional[torch.Tensor],
-                save: bool) -> List[torch.Tensor]:
+def gru_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor], resets: List[bool],
+                w_t: torch.Tensor, b_hh: torch.Tensor, gate_x: Optional[torch.Tensor],
+                gate_w: Optional[torch.Tensor], save: bool) -> List[torch.Tensor]:
     """Returns ``[y, h]``, then ``a`` (with a gate), then ``h_read, rz, n, ghn`` (with ``save``)."""
     hidden = h.shape[2]
-    gx_rz = gx[..., :2 * hidden].unbind(0)
+    # Per step one baddbmm gives [gx_r + gh_r, gx_z + gh_z, gh_n] (biases included).
+    base = torch.cat([gx[..., :2 * hidden] + b_hh[..., :2 * hidden],
+                      b_hh[..., 2 * hidden:].expand(gx.shape[0], gx.shape[1], gx.shape[2], hidden)], 3).unbind(0)
     gx_n = gx[..., 2 * hidden:].unbind(0)
     alives = alive.unbind(0) if alive is not None else []
     gates = gate_x.unbind(0) if gate_x is not None else []
     outputs, h_reads, rzs, ns, ghns, preacts = [], [], [], [], [], []
     for t in range(gx.shape[0]):
-        if alive is not None:
+        if alive is not None and resets[t]:
             h = h * alives[t]
-        gh_rz, ghn = torch.baddbmm(b_hh, h, w_t).split([2 * hidden, hidden], 2)
-        rz = torch.sigmoid(gx_rz[t] + gh_rz)
+        pre = torch.baddbmm(base[t], h, w_t)
+        rz = torch.sigmoid(pre[..., :2 * hidden])
+        ghn = pre[..., 2 * hidden:]
         r, z = rz.chunk(2, 2)
         n = torch.tanh(torch.addcmul(gx_n[t], r, ghn))
         h_new = torch.addcmul(n, z, h - n)
@@ -65,18 +69,18 @@ def gru_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor]
     return result
 
 
-def elman_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor], w_t: torch.Tensor,
-                  b_hh: torch.Tensor, gate_x: Optional[torch.Tensor], gate_w: Optional[torch.Tensor],
-                  save: bool) -> List[torch.Tensor]:
+def elman_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor], resets: List[bool],
+                  w_t: torch.Tensor, b_hh: torch.Tensor, gate_x: Optional[torch.Tensor],
+                  gate_w: Optional[torch.Tensor], save: bool) -> List[torch.Tensor]:
     """Returns ``[y, h]``, then ``a`` (with a gate), then ``h_read, h_candidate`` (with ``save``)."""
     alives = alive.unbind(0) if alive is not None else []
     gates = gate_x.unbind(0) if gate_x is not None else []
-    gxs = gx.unbind(0)
+    gxs = (gx + b_hh).unbind(0)
     outputs, h_reads, candidates, preacts = [], [], [], []
     for t in range(gx.shape[0]):
-        if alive is not None:
+        if alive is not None and resets[t]:
             h = h * alives[t]
-        h_new = torch.tanh(torch.baddbmm(gxs[t] + b_hh, h, w_t))
+        h_new = torch.tanh(torch.baddbmm(gxs[t], h, w_t))
         if save:
             h_reads.append(h)
             candidates.append(h_new)
@@ -95,8 +99,8 @@ def elman_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tenso
 
 
 def lstm_forward(gx: torch.Tensor, h: torch.Tensor, c: torch.Tensor, alive: Optional[torch.Tensor],
-                 w_t: torch.Tensor, gate_x: Optional[torch.Tensor], gate_w: Optional[torch.Tensor],
-                 save: bool) -> List[torch.Tensor]:
+                 resets: List[bool], w_t: torch.Tensor, gate_x: Optional[torch.Tensor],
+                 gate_w: Optional[torch.Tensor], save: bool) -> List[torch.Tensor]:
     """Returns ``[y, h, c]``, then ``a`` (with a gate), then ``h_read, c_read, act, c_candidate``
     (with ``save``; ``act = [i, f, o, g]``). ``gx`` includes ``b_hh``."""
     hidden = h.shape[2]
@@ -105,7 +109,7 @@ def lstm_forward(gx: torch.Tensor, h: torch.Tensor, c: torch.Tensor, alive: Opti
     gates = gate_x.unbind(0) if gate_x is not None else []
     outputs, h_reads, c_reads, acts, candidates, preacts = [], [], [], [], [], []
     for t in range(gx.shape[0]):
-        if alive is not None:
+        if alive is not None and resets[t]:
             h = h * alives[t]
             c = c * alives[t]
         i_f, g_pre, o_pre = torch.baddbmm(gxs[t], h, w_t).split([2 * hidden, hidden, hidden], 2)
@@ -141,25 +145,26 @@ def single_state_backward(dy: torch.Tensor, dh: torch.Tensor, k_h: torch.Tensor,
 
     With ``dh`` the gradient reaching ``h_t`` (from ``y_t`` and step t+1), the
     gradient reaching ``h_{t-1}`` is
-    ``(repeat(dh, k) * k_h[t]) @ W_hh + dh * carry[t] + extra[t]``
+    ``([dh, ..., dh] * k_h[t]) @ W_hh + dh * carry[t] + extra[t]`` (``k`` copies of ``dh``)
     (reset and switch already folded into the factors). Returns
     ``[dh_all (T, G, B, H), dh_0]``.
     """
     dys = dy.unbind(0)
-    k_hs = k_h.unbind(0)
+    steps, groups, batch, hidden = dy.shape[0], dy.shape[1], dy.shape[2], dy.shape[3]
+    # (G, B, k, H) views: dh broadcasts over the k gate blocks (no repeat copy per step).
+    k_hs = k_h.view(steps, groups, batch, n_gates, hidden).unbind(0)
     carries = carry.unbind(0) if carry is not None else []
     extras = extra.unbind(0) if extra is not None else []
-    steps = len(dys)
     dhs = []
     for i in range(steps):
         t = steps - 1 - i
         dh = dh + dys[t]
         dhs.append(dh)
-        spread = dh.repeat(1, 1, n_gates) if n_gates > 1 else dh
+        dgh = (k_hs[t] * dh.unsqueeze(2)).view(groups, batch, n_gates * hidden)
         if carry is not None:
-            dh = torch.baddbmm(dh * carries[t], spread * k_hs[t], w_hh)
+            dh = torch.baddbmm(dh * carries[t], dgh, w_hh)
         else:
-            dh = torch.bmm(spread * k_hs[t], w_hh)
+            dh = torch.bmm(dgh, w_hh)
         if extra is not None:
             dh = dh + extras[t]
     dhs.reverse()
