@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
+from .fused_factors import GATES, lstm_factors, single_state_factors, weight_grads
 from .fused_loops import scripted
 from .statistics import make_trace
 from .update_gates import rhythm_preactivations
@@ -33,27 +34,9 @@ from .update_gates import rhythm_preactivations
 if TYPE_CHECKING:  # pragma: no cover
     from .layer import SparseRecurrent
 
-_GATES = {"elman": 1, "gru": 3, "lstm": 4}
-
-
 def supports_fused(layer: "SparseRecurrent") -> bool:
     """Whether the fused backend runs ``layer``: every cell, sparsity and update gate, no router."""
     return layer.router is None
-
-
-def _weight_grads(dgates: torch.Tensor, h_read: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``dW_hh (G, k*H, H)`` and ``db_hh (G, 1, k*H)`` from ``dgates (T, G, B, k*H)``, ``h_read (T, G, B, H)``."""
-    steps, groups, batch, width = dgates.shape
-    flat_d = dgates.permute(1, 3, 0, 2).reshape(groups, width, steps * batch)
-    flat_h = h_read.permute(1, 0, 2, 3).reshape(groups, steps * batch, h_read.shape[3])
-    return torch.bmm(flat_d, flat_h), dgates.sum((0, 2)).unsqueeze(1)
-
-
-def _switch_factors(preact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(open, closed, sigmoid'(a))`` of the switch pre-activations, as floats."""
-    is_open = (preact > 0).to(preact.dtype)
-    soft = torch.sigmoid(preact)
-    return is_open, 1 - is_open, soft * (1 - soft)
 
 
 def _times_alive(factor: Optional[torch.Tensor], alive: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
@@ -92,7 +75,7 @@ class _FusedSequence(torch.autograd.Function):
             dgx, dgh, dh0, da, h_read = _single_state_backward(ctx.cell, dy, dh, da_ext, saved, w_hh, alive,
                                                                gate_w, preact, ctx.gated)
             dc0 = None
-        d_w, d_b = _weight_grads(dgh, h_read)
+        d_w, d_b = weight_grads(dgh, h_read)
         d_gate_w = None
         if da is not None and gate_w is not None:
             d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
@@ -101,34 +84,10 @@ class _FusedSequence(torch.autograd.Function):
 
 def _single_state_backward(cell, dy, dh, da_ext, saved, w_hh, alive, gate_w, preact, gated):
     """Factors and recursion for GRU / Elman; returns ``(dgx, dgh, dh0, da, h_read)``."""
-    if cell == "gru":
-        h_read, rz, n, ghn = saved
-        hidden = n.shape[-1]
-        r, z = rz[..., :hidden], rz[..., hidden:]
-        k_n = (1 - z) * (1 - n * n)
-        slope = rz * (1 - rz)
-        k_r = k_n * ghn * slope[..., :hidden]
-        k_z = (h_read - n) * slope[..., hidden:]
-        k_x = torch.cat([k_r, k_z, k_n], 3)
-        k_h = torch.cat([k_r, k_z, k_n * r], 3)
-        carry: Optional[torch.Tensor] = z
-        candidate = torch.addcmul(n, z, h_read - n) if gated else None
-    else:
-        h_read, candidate = saved
-        k_x = k_h = 1 - candidate * candidate
-        carry = None
-    n_gates = _GATES[cell]
-    extra = k_a = None
-    if gated:
-        is_open, closed, slope_a = _switch_factors(preact)
-        k_a = (candidate - h_read) * slope_a
-        spread_open = is_open.repeat(1, 1, 1, n_gates) if n_gates > 1 else is_open
-        k_x = k_x * spread_open
-        k_h = k_x if cell == "elman" else k_h * spread_open
-        carry = closed if carry is None else torch.addcmul(closed, is_open, carry)
-        if gate_w is not None:
-            carry = torch.addcmul(carry, gate_w, k_a)
-            extra = gate_w * da_ext
+    h_read, saved = saved[0], saved[1:]
+    k_x, k_h, carry, k_a = single_state_factors(cell, saved, h_read, preact if gated else None, gate_w)
+    n_gates = GATES[cell]
+    extra = gate_w * da_ext if gated and gate_w is not None else None
     dh_all, dh0 = scripted("single_state_backward")(
         dy.contiguous(), dh.contiguous(), _times_alive(k_h, alive), _times_alive(carry, alive),
         _times_alive(extra, alive), w_hh, n_gates)
@@ -143,33 +102,15 @@ def _single_state_backward(cell, dy, dh, da_ext, saved, w_hh, alive, gate_w, pre
 
 def _lstm_backward(dy, dh, dc, da_ext, saved, w_hh, alive, gate_w, preact, gated):
     """Factors and recursion for the LSTM; returns ``(dgates, dh0, dc0, da, h_read)``."""
-    h_read, c_read, act, candidate = saved
-    hidden = candidate.shape[-1]
-    i_g, f_g, o_g, g_g = (act[..., j * hidden:(j + 1) * hidden] for j in range(4))
-    tanh_c = torch.tanh(candidate)
-    k_c = o_g * (1 - tanh_c * tanh_c)
-    k_gates = torch.cat([g_g * i_g * (1 - i_g), c_read * f_g * (1 - f_g), i_g * (1 - g_g * g_g),
-                         tanh_c * o_g * (1 - o_g)], 3)
-    c_carry: torch.Tensor = f_g
-    c_keep = h_keep = h_from_c = extra = None
-    k_a_h = k_a_c = None
-    if gated:
-        is_open, closed, slope_a = _switch_factors(preact)
-        k_gates = k_gates * is_open.repeat(1, 1, 1, 4)
-        c_carry = f_g * is_open
-        c_keep = h_keep = closed
-        k_a_h = (o_g * tanh_c - h_read) * slope_a
-        k_a_c = (candidate - c_read) * slope_a
-        if gate_w is not None:
-            h_keep = torch.addcmul(closed, gate_w, k_a_h)
-            h_from_c = gate_w * k_a_c
-            extra = gate_w * da_ext
+    h_read = saved[0]
+    f = lstm_factors(saved[1:], h_read, preact if gated else None, gate_w)
+    extra = gate_w * da_ext if gated and gate_w is not None else None
     dh_all, e_all, dc_all, dh0, dc0 = scripted("lstm_backward")(
-        dy.contiguous(), dh.contiguous(), dc.contiguous(), k_c.contiguous(), _times_alive(k_gates, alive),
-        _times_alive(c_carry, alive), _times_alive(c_keep, alive), _times_alive(h_keep, alive),
-        _times_alive(h_from_c, alive), _times_alive(extra, alive), w_hh)
-    dgates = torch.cat([e_all, e_all, e_all, dh_all], 3) * k_gates
-    da = torch.addcmul(torch.addcmul(da_ext, dh_all, k_a_h), dc_all, k_a_c) if gated else None
+        dy.contiguous(), dh.contiguous(), dc.contiguous(), f["k_c"].contiguous(), _times_alive(f["k_gates"], alive),
+        _times_alive(f["c_carry"], alive), _times_alive(f["c_keep"], alive), _times_alive(f["h_keep"], alive),
+        _times_alive(f["h_from_c"], alive), _times_alive(extra, alive), w_hh)
+    dgates = torch.cat([e_all, e_all, e_all, dh_all], 3) * f["k_gates"]
+    da = torch.addcmul(torch.addcmul(da_ext, dh_all, f["k_a_h"]), dc_all, f["k_a_c"]) if gated else None
     return dgates, dh0, dc0, da, h_read
 
 
