@@ -1,27 +1,38 @@
-"""A NumPy copy of the forecaster's inference step, for a handful of streams.
+"""The forecaster's inference step compiled with numba, for a handful of streams.
 
 For one stream, a recurrent step is a few dozen operations on vectors of 32
-numbers; each torch call costs several microseconds of dispatch, a NumPy call
-about one, so the count of calls is what sets the speed. :class:`NumpyForecasterStep`
-takes the forecaster's effective weights once, at construction, and stacks
-every map that reads the step's input ``u`` and the previous hidden state ``h``
-into one float32 matrix, so a step is one GEMM ``[u, h, 1] @ W`` followed by
-the cell's nonlinearities and the head's ``h``-part. It computes the
-mathematics of :func:`~sparsernn.detectors.forecaster.fast_forward` (summed in
-another order) and is tested equal to the core layer; the stream scorer uses it
-for blocks of at most :data:`NUMPY_MAX_STREAMS` streams. Layers with routed
-channels are not supported (:func:`supports_numpy_step`).
+numbers; each torch call costs several microseconds of dispatch and each NumPy
+call about one, so a step written as array calls is dominated by their count.
+:class:`NumpyForecasterStep` takes the forecaster's effective weights once, at
+construction, stacks every map that reads the step's input ``u`` and the
+previous hidden state ``h`` into one float32 matrix (:func:`fused_weights`) and
+runs the step -- the product ``[u, h, 1] @ W``, the cell's nonlinearities, the
+update gate and the head -- in one numba-compiled loop over the streams
+(:func:`_run_block`), in float32. It computes the mathematics of
+:func:`~sparsernn.detectors.forecaster.fast_forward` (summed in another order)
+and is tested equal to the core layer for every cell and update gate; the
+stream scorer uses it for blocks of at most :data:`NUMPY_MAX_STREAMS` streams.
+Layers with routed channels are not supported (:func:`supports_numpy_step`).
+
+The kernels are compiled on first use and cached on disk (``cache=True``, in
+``__pycache__`` next to this file): the first process compiles them once (a few
+seconds), later processes load them (a fraction of a second).
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import torch
-from scipy.special import expit
+from numba import njit
 
 from .forecaster import LOG_VAR_RANGE, GaussianForecaster
 
 NUMPY_MAX_STREAMS = 16
-"""Blocks with at most this many streams step in NumPy; larger ones in torch."""
+"""Blocks with at most this many streams step in :class:`NumpyForecasterStep`; larger ones in torch."""
+
+CELL_CODES = {"gru": 0, "lstm": 1, "elman": 2}
+GATE_CODES = {None: 0, "event": 1, "rhythm": 2}
 
 
 def supports_numpy_step(model: GaussianForecaster) -> bool:
@@ -55,16 +66,138 @@ def fused_weights(model: GaussianForecaster) -> np.ndarray:
         blocks.append((_array(gate.weight_x).T, np.diag(_array(gate.weight_h)), _array(gate.bias)))
     head_w = _array(model.head.weight)
     blocks.append((head_w[:, H:].T, np.zeros((H, 2 * d), np.float32), _array(model.head.bias)))
-    return np.concatenate([np.vstack([w_u, w_h, b[None]]) for w_u, w_h, b in blocks], axis=1)
+    return np.ascontiguousarray(np.concatenate([np.vstack([w_u, w_h, b[None]]) for w_u, w_h, b in blocks], axis=1))
 
 
+# ---------------------------------------------------------------- kernels
+# The kernels' first arguments, the model: ``weights`` from fused_weights; ``head_h`` the
+# head's h-part (H, 2d); ``consts`` float32 [low, high, min_variance] of the
+# variance; ``rhythm`` (H, 3K + 1) = [omega | phase | amplitude | offset] of the
+# rhythm gate (a dummy otherwise); ``cell`` and ``gate`` from CELL_CODES / GATE_CODES.
+
+@njit(cache=True, nogil=True)
+def _sigmoid(x):
+    return np.float32(1.0) / (np.float32(1.0) + np.exp(-x))
+
+
+@njit(cache=True, nogil=True)
+def _step_row(u, state, mean, var, weights, head_h, consts, rhythm, cell, gate, z, h_new, c_new):
+    """One step of one stream: ``u (d,)``; ``state (S,)`` is updated in place; the
+    forecast is written to ``mean (d,)``, ``var (d,)``. ``z``, ``h_new``, ``c_new`` are scratch."""
+    d, H = u.shape[0], head_h.shape[0]
+    n_cols = weights.shape[1]
+    zero = np.float32(0.0)
+    # z = [u, h, 1] @ weights (float32 accumulation, column-vectorised)
+    for j in range(n_cols):
+        z[j] = weights[d + H, j]
+    for i in range(d):
+        x = u[i]
+        for j in range(n_cols):
+            z[j] += x * weights[i, j]
+    for i in range(H):
+        x = state[i]
+        for j in range(n_cols):
+            z[j] += x * weights[d + i, j]
+    if cell == 0:  # GRU: r, z, candidate's u-part, candidate's h-part
+        k = 4 * H
+        for j in range(H):
+            r = _sigmoid(z[j])
+            keep = _sigmoid(z[H + j])
+            n = np.tanh(z[2 * H + j] + r * z[3 * H + j])
+            h_new[j] = n + keep * (state[j] - n)
+    elif cell == 1:  # LSTM: i, f, g, o; state = [h, c, ...]
+        k = 4 * H
+        for j in range(H):
+            c = _sigmoid(z[H + j]) * state[H + j] + _sigmoid(z[j]) * np.tanh(z[2 * H + j])
+            c_new[j] = c
+            h_new[j] = _sigmoid(z[3 * H + j]) * np.tanh(c)
+    else:  # Elman
+        k = H
+        for j in range(H):
+            h_new[j] = np.tanh(z[j])
+    if gate != 0:
+        if gate == 2:
+            time = state[state.shape[0] - 1]
+            n_freq = (rhythm.shape[1] - 1) // 3
+        for j in range(H):
+            if gate == 1:
+                is_open = z[k + j] > zero
+            else:
+                acc = zero
+                for f in range(n_freq):
+                    acc += rhythm[j, 2 * n_freq + f] * np.sin(time * rhythm[j, f] + rhythm[j, n_freq + f])
+                is_open = rhythm[j, 3 * n_freq] + acc > zero
+            if not is_open:
+                h_new[j] = state[j]
+                if cell == 1:
+                    c_new[j] = state[H + j]
+        if gate == 1:
+            k += H
+        else:
+            state[state.shape[0] - 1] = time + np.float32(1.0)
+    for j in range(H):
+        state[j] = h_new[j]
+        if cell == 1:
+            state[H + j] = c_new[j]
+    # head: out = h_new @ head_h + z[k:] (its u-part and bias)
+    low, high, min_variance = consts[0], consts[1], consts[2]
+    for o in range(2 * d):
+        acc = zero
+        for j in range(H):
+            acc += h_new[j] * head_h[j, o]
+        out = acc + z[k + o]
+        if o < d:
+            mean[o] = out
+        else:
+            var[o - d] = np.exp(min(max(out, low), high)) + min_variance
+
+
+@njit(cache=True, nogil=True)
+def _run_block(weights, head_h, consts, rhythm, cell, gate, u, state, mean, var):
+    """Inference over ``u (T, B, d)``: ``state (B, S)`` advances in place; the forecast after
+    each row is written to ``mean (T, B, d)`` and ``var (T, B, d)``."""
+    H = head_h.shape[0]
+    z = np.empty(weights.shape[1], np.float32)
+    h_new, c_new = np.empty(H, np.float32), np.empty(H, np.float32)
+    for t in range(u.shape[0]):
+        for b in range(u.shape[1]):
+            _step_row(u[t, b], state[b], mean[t, b], var[t, b], weights, head_h, consts, rhythm, cell, gate,
+                      z, h_new, c_new)
+
+
+@njit(cache=True, nogil=True)
+def _run_row(weights, head_h, consts, rhythm, cell, gate, u, row, state, mean, var):
+    """One step of the stream in row ``row`` of the arrays ``state (N, S)``, ``mean (N, d)``,
+    ``var (N, d)`` (updated in place) for its point ``u (d,)``."""
+    H = head_h.shape[0]
+    z = np.empty(weights.shape[1], np.float32)
+    h_new, c_new = np.empty(H, np.float32), np.empty(H, np.float32)
+    _step_row(u, state[row], mean[row], var[row], weights, head_h, consts, rhythm, cell, gate, z, h_new, c_new)
+
+
+# ---------------------------------------------------------------- the class
 class NumpyForecasterStep:
-    """The forecaster's step in NumPy (float32).
+    """The forecaster's inference step on float32 NumPy arrays (numba-compiled).
 
     Parameters
     ----------
     model : GaussianForecaster
         Its weights are copied now; later changes to the model are not seen.
+
+    Attributes
+    ----------
+    step_row : callable ``(u, row, state, mean, var) -> None``
+        The stream scorer's one-point path: advance row ``row`` of ``state
+        (N, state_size)`` in place by that stream's point ``u (d,)`` and write
+        its forecast into ``mean[row]`` and ``var[row]`` (``mean``, ``var``:
+        ``(N, d)``; all float32, C-contiguous). No checks: the caller passes
+        arrays of the right shapes. (A partial of the compiled kernel, so a call
+        costs no Python frame.)
+
+    Notes
+    -----
+    The constructor runs the kernels once on zeros, so their compilation (or
+    loading from numba's on-disk cache) happens here, not on the first point.
     """
 
     def __init__(self, model: GaussianForecaster) -> None:
@@ -72,59 +205,49 @@ class NumpyForecasterStep:
         if layer.router is not None:
             raise ValueError("NumpyForecasterStep does not support routed layers (router_keep)")
         self.cell, self.gate, self.hidden_size = layer.cell, layer.update_gate, layer.hidden_size
+        self.n_channels = model.n_channels
+        self.state_size = layer.state_size
         self.weights = fused_weights(model)
-        H = self.hidden_size
-        self.cell_width = {"gru": 4 * H, "lstm": 4 * H}.get(self.cell, H)
+        self.head_h = np.ascontiguousarray(_array(model.head.weight[:, : self.hidden_size].t()))
+        self.consts = np.array([*LOG_VAR_RANGE, model.min_variance], np.float32)
         if self.gate == "rhythm":
             g = layer.gate
-            self.omega, self.phase = _array(g.omega), _array(g.phase)
-            self.amplitude, self.offset = _array(g.amplitude), _array(g.offset)
-        self.head_h_t = _array(model.head.weight[:, :H].t())
-        # constants as 0-d arrays: a NumPy call is cheaper with these than with scalars
-        self.min_variance = np.array(model.min_variance, np.float32)
-        self.log_var_range = tuple(np.array(v, np.float32) for v in LOG_VAR_RANGE)
-        self._zero, self._one = np.zeros((), np.float32), np.ones((), np.float32)
-        self.n_channels = model.n_channels
-        self._ones = np.ones((NUMPY_MAX_STREAMS, 1), np.float32)
+            self.rhythm = np.ascontiguousarray(np.concatenate(
+                [np.broadcast_to(_array(g.omega), g.phase.shape), _array(g.phase), _array(g.amplitude),
+                 _array(g.offset)[:, None]], axis=1))
+        else:
+            self.rhythm = np.zeros((1, 1), np.float32)
+        params = (self.weights, self.head_h, self.consts, self.rhythm, CELL_CODES[self.cell], GATE_CODES[self.gate])
+        self._run_block = partial(_run_block, *params)
+        self.step_row = partial(_run_row, *params)
+        # compile the kernels now (or load them from numba's cache), not on the first point
+        self.run(np.zeros((1, 1, self.n_channels), np.float32), np.zeros((1, self.state_size), np.float32))
+        zeros = np.zeros((1, self.n_channels), np.float32)
+        self.step_row(zeros[0], 0, np.zeros((1, self.state_size), np.float32), zeros.copy(), zeros.copy())
+
+    def run(self, u: np.ndarray, state: np.ndarray):
+        """Inference over ``u (T, B, d)`` float32 from ``state (B, state_size)`` float32.
+
+        Returns ``mean (T, B, d)``, ``var (T, B, d)`` (forecasts of the step after
+        each row) and the final state ``(B, state_size)``, as
+        :func:`~sparsernn.detectors.forecaster.fast_forward` does; ``state`` is not changed.
+        """
+        u = np.ascontiguousarray(u, dtype=np.float32)
+        if u.ndim != 3 or u.shape[2] != self.n_channels:
+            raise ValueError(f"u must have shape (T, B, {self.n_channels}); got {u.shape}")
+        state = np.array(state, dtype=np.float32, order="C")  # a copy, advanced in place
+        if state.shape != (u.shape[1], self.state_size):
+            raise ValueError(f"state must have shape ({u.shape[1]}, {self.state_size}); got {state.shape}")
+        mean, var = np.empty_like(u), np.empty_like(u)
+        self._run_block(u, state, mean, var)
+        return mean, var, state
 
     def step(self, u: np.ndarray, state: np.ndarray):
         """One step for ``u (B, d)`` float32 from ``state (B, state_size)`` float32.
 
         Returns the new state ``(B, state_size)`` and the forecast ``mean, var``
-        (each ``(B, d)``) of the next point.
+        (each ``(B, d)``) of the next point; ``state`` is not changed.
         """
-        H, k, B = self.hidden_size, self.cell_width, u.shape[0]
-        if B > len(self._ones):
-            self._ones = np.ones((B, 1), np.float32)
-        h = state[:, :H]
-        z = np.concatenate([u, h, self._ones[:B]], axis=1) @ self.weights  # (B, cell | gate | head's u-part)
-        cell, gate = self.cell, self.gate
-        if cell == "gru":
-            rz = expit(z[:, : 2 * H])
-            n = np.tanh(z[:, 2 * H: 3 * H] + rz[:, :H] * z[:, 3 * H: k])
-            h_new = n + rz[:, H:] * (h - n)
-        elif cell == "lstm":
-            c = state[:, H: 2 * H]
-            gates = expit(z[:, :k])  # i, f, (g: unused), o
-            c_new = gates[:, H: 2 * H] * c + gates[:, :H] * np.tanh(z[:, 2 * H: 3 * H])
-            h_new = gates[:, 3 * H: k] * np.tanh(c_new)
-        else:
-            h_new = np.tanh(z[:, :k])
-        if gate == "event":
-            is_open = z[:, k: k + H] > self._zero
-            k += H
-        elif gate == "rhythm":
-            time = state[:, -1:]
-            angle = time[:, :, None] * self.omega + self.phase
-            is_open = (self.offset + (self.amplitude * np.sin(angle)).sum(-1)) > self._zero
-        if gate is not None:
-            h_new = np.where(is_open, h_new, h)
-            if cell == "lstm":
-                c_new = np.where(is_open, c_new, c)
-        new_state = h_new
-        if state.shape[1] != H:  # (h, c) for the LSTM, then the rhythm gate's time
-            parts = [h_new] + ([c_new] if cell == "lstm" else []) + ([time + self._one] if gate == "rhythm" else [])
-            new_state = np.concatenate(parts, axis=1)
-        out = h_new @ self.head_h_t + z[:, k:]
-        d, low, high = self.n_channels, *self.log_var_range
-        return new_state, out[:, :d], np.exp(np.minimum(np.maximum(out[:, d:], low), high)) + self.min_variance
+        mean, var, new_state = self.run(np.asarray(u)[None], state)
+        return new_state, mean[0], var[0]
+

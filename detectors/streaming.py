@@ -98,6 +98,9 @@ class StreamScorer:
         # constants of the one-point path, read once
         self._center0, self._scale0 = float(detector.center_[0]), float(detector.scale_[0])
         self._half = np.float32(0.5 / self.n_channels)
+        # the one-channel shortcut of score_one / learn_one (a plain float, a stream seen, no timestamp)
+        self._scalar_path = self.n_channels == 1 and self._numpy_step is not None
+        self._u_one = np.zeros(1, dtype=np.float32)
         d, size = self.n_channels, self.model.layer.state_size
         self.state = np.zeros((0, size), dtype=np.float32)
         self.forecast_mean = np.zeros((0, d), dtype=np.float32)
@@ -221,9 +224,7 @@ class StreamScorer:
         if learn:
             state = self.state[rows]
             if self._numpy_step is not None and B <= NUMPY_MAX_STREAMS:
-                mean, var = np.empty_like(u), np.empty_like(u)
-                for t in range(T):
-                    state, mean[t], var[t] = self._numpy_step.step(u[t], state)
+                mean, var, state = self._numpy_step.run(u, state)
             else:
                 run = self._torch_step.run if self._torch_step is not None else partial(fast_forward, self.model)
                 mean, var, state = (a.numpy() for a in run(torch.from_numpy(u), torch.from_numpy(state)))
@@ -244,7 +245,9 @@ class StreamScorer:
     # point. With one channel they do it on scalars: the same float64 / float32
     # operations in the same order, so the same numbers, without the cost of
     # NumPy calls on arrays of one element (the benchmark's one-stream test is
-    # dominated by that cost).
+    # dominated by that cost). A plain finite float for a stream already seen,
+    # without a timestamp, takes a shortcut past the checks of _one (which it
+    # would pass); anything else goes through them.
     def _one(self, x, timestamp, stream) -> tuple[np.ndarray, int, int | None]:
         """Checked point ``(1, d)``, the stream's row and the timestamp in ns (or None)."""
         values = self._point(x)
@@ -257,15 +260,31 @@ class StreamScorer:
             self._check_times(np.array([row]), np.array([[time]], dtype=np.int64))
         return values, row, time
 
+    def _fast_row(self, x, timestamp, stream) -> int | None:
+        """The stream's row when ``x`` may take the one-channel shortcut, else None."""
+        if self._scalar_path and timestamp is None and type(x) is float and math.isfinite(x):
+            return self._rows_of.get(stream)
+        return None
+
+    def _scalar_normalized(self, value: float, row: int) -> float:
+        """One-channel ``value`` normalised with the stream's statistics as they are (float64)."""
+        if self.normalizer_halflife is None:
+            return (value - self._center0) / self._scale0
+        center = float(self.norm_mean[row, 0])
+        scale = max(math.sqrt(self.norm_var[row, 0]), self.min_scale * self._scale0)
+        return (value - center) / scale
+
+    def _scalar_surprise(self, u: np.float32, row: int) -> float:
+        """Surprise of one normalised one-channel point ``u`` (float32) under the stream's forecast."""
+        if self.count[row] < self.detector.warmup:
+            return 0.0
+        diff = u - self.forecast_mean[row, 0]  # float32 scalars
+        return float(diff * diff / self.forecast_var[row, 0] * self._half)
+
     def _point_normalized(self, values: np.ndarray, row: int) -> np.ndarray:
         """One point (1, d) normalised with the stream's statistics as they are, as float32 (1, d)."""
         if self.n_channels == 1:
-            if self.normalizer_halflife is None:
-                center, scale = self._center0, self._scale0
-            else:
-                center = float(self.norm_mean[row, 0])
-                scale = max(math.sqrt(self.norm_var[row, 0]), self.min_scale * self._scale0)
-            return np.array([[(float(values[0, 0]) - center) / scale]], dtype=np.float32)
+            return np.array([[self._scalar_normalized(float(values[0, 0]), row)]], dtype=np.float32)
         det = self.detector
         if self.normalizer_halflife is None:
             return ((values - det.center_) / det.scale_).astype(np.float32)
@@ -274,26 +293,34 @@ class StreamScorer:
 
     def _point_surprise(self, u: np.ndarray, row: int) -> float:
         """Surprise of one normalised point ``u`` (1, d) under the stream's forecast."""
+        if self.n_channels == 1:
+            return self._scalar_surprise(u[0, 0], row)
         if self.count[row] < self.detector.warmup:
             return 0.0
-        if self.n_channels == 1:
-            diff = u[0, 0] - self.forecast_mean[row, 0]  # float32 scalars
-            return float(diff * diff / self.forecast_var[row, 0] * self._half)
         diff = u[0] - self.forecast_mean[row]
         return float((diff * diff / self.forecast_var[row]).sum() * self._half)
 
     def _update_normalizer(self, values: np.ndarray, row: int) -> None:
         """Add one point (1, d) to the stream's normaliser (the update of ``ew_mean_var``)."""
-        alpha = halflife_to_alpha(self.normalizer_halflife)
         if self.n_channels == 1:
-            mean, var = float(self.norm_mean[row, 0]), float(self.norm_var[row, 0])
-            delta = float(values[0, 0]) - mean
-            self.norm_mean[row, 0] = mean + alpha * delta
-            self.norm_var[row, 0] = (1.0 - alpha) * (var + alpha * delta * delta)
+            self._update_scalar_normalizer(float(values[0, 0]), row)
             return
+        alpha = halflife_to_alpha(self.normalizer_halflife)
         delta = values[0] - self.norm_mean[row]
         self.norm_mean[row] += alpha * delta
         self.norm_var[row] = (1.0 - alpha) * (self.norm_var[row] + alpha * delta * delta)
+
+    def _update_scalar_normalizer(self, value: float, row: int) -> None:
+        alpha = halflife_to_alpha(self.normalizer_halflife)
+        mean, var = float(self.norm_mean[row, 0]), float(self.norm_var[row, 0])
+        delta = value - mean
+        self.norm_mean[row, 0] = mean + alpha * delta
+        self.norm_var[row, 0] = (1.0 - alpha) * (var + alpha * delta * delta)
+
+    def _step_point(self, u: np.ndarray, row: int) -> None:
+        """The recurrent step of one stream for its normalised point ``u (d,)`` float32, in place."""
+        self._numpy_step.step_row(u, row, self.state, self.forecast_mean, self.forecast_var)
+        self.count[row] += 1
 
     def _learn_point(self, values: np.ndarray, row: int, time: int | None, surprise: bool = True) -> float | None:
         """Advance one stream by one point; returns the point's surprise (what ``score_one`` gave),
@@ -305,9 +332,7 @@ class StreamScorer:
             result = self._point_surprise(u, row) if surprise else None
             if self.normalizer_halflife is not None:
                 self._update_normalizer(values, row)
-            state, mean, var = self._numpy_step.step(u, self.state[row: row + 1])
-            self.state[row], self.forecast_mean[row], self.forecast_var[row] = state[0], mean[0], var[0]
-            self.count[row] += 1
+            self._step_point(u[0], row)
         if time is not None:
             self.last_time[row] = time
         return result
@@ -323,12 +348,23 @@ class StreamScorer:
             Checked to come after the stream's last learned timestamp.
         stream : str or int, default 0
         """
+        row = self._fast_row(x, timestamp, stream)
+        if row is not None:
+            return self._scalar_surprise(np.float32(self._scalar_normalized(x, row)), row)
         values, row, _ = self._one(x, timestamp, stream)
         return self._point_surprise(self._point_normalized(values, row), row)
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
         """Advance ``stream`` by point ``x``: one recurrent step, normaliser, next forecast."""
-        self._learn_point(*self._one(x, timestamp, stream), surprise=False)
+        row = self._fast_row(x, timestamp, stream)
+        if row is None:
+            self._learn_point(*self._one(x, timestamp, stream), surprise=False)
+            return
+        u = self._u_one
+        u[0] = self._scalar_normalized(x, row)  # rounded to float32 as np.array(..., dtype=np.float32) rounds
+        if self.normalizer_halflife is not None:
+            self._update_scalar_normalizer(x, row)
+        self._step_point(u, row)
 
     def score_many(self, X, streams=None) -> np.ndarray:
         """Surprise of one point per stream, ``X`` (n_streams, n_channels) or (n_streams,); no state changes.
