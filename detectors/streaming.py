@@ -245,7 +245,7 @@ class StreamScorer:
     # point. With one channel they do it on scalars: the same float64 / float32
     # operations in the same order, so the same numbers, without the cost of
     # NumPy calls on arrays of one element (the benchmark's one-stream test is
-    # dominated by that cost). A plain finite float for a stream already seen,
+    # dominated by that cost). A plain finite float (or np.float64) for a stream already seen,
     # without a timestamp, takes a shortcut past the checks of _one (which it
     # would pass); anything else goes through them.
     def _one(self, x, timestamp, stream) -> tuple[np.ndarray, int, int | None]:
@@ -262,7 +262,8 @@ class StreamScorer:
 
     def _fast_row(self, x, timestamp, stream) -> int | None:
         """The stream's row when ``x`` may take the one-channel shortcut, else None."""
-        if self._scalar_path and timestamp is None and type(x) is float and math.isfinite(x):
+        if self._scalar_path and timestamp is None and (type(x) is float or type(x) is np.float64) \
+                and math.isfinite(x):
             return self._rows_of.get(stream)
         return None
 
@@ -350,7 +351,7 @@ class StreamScorer:
         """
         row = self._fast_row(x, timestamp, stream)
         if row is not None:
-            return self._scalar_surprise(np.float32(self._scalar_normalized(x, row)), row)
+            return self._scalar_surprise(np.float32(self._scalar_normalized(float(x), row)), row)
         values, row, _ = self._one(x, timestamp, stream)
         return self._point_surprise(self._point_normalized(values, row), row)
 
@@ -360,7 +361,7 @@ class StreamScorer:
         if row is None:
             self._learn_point(*self._one(x, timestamp, stream), surprise=False)
             return
-        u = self._u_one
+        x, u = float(x), self._u_one
         u[0] = self._scalar_normalized(x, row)  # rounded to float32 as np.array(..., dtype=np.float32) rounds
         if self.normalizer_halflife is not None:
             self._update_scalar_normalizer(x, row)
