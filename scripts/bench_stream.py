@@ -16,6 +16,10 @@ Three measurements (training is not timed)::
    likelihood wrapper in blocks; resident memory sampled as it goes. Flat
    means the last sample is within a few MiB of the first.
 
+The scorers are built before their timing starts, so the numba compilation
+(or cache loading) of the one-stream step, done when a scorer is built, is not
+timed.
+
 Torch uses one thread here (``torch.set_num_threads``), the fastest setting for
 these small steps on a shared CPU; ``--threads`` changes it.
 """
