@@ -4,8 +4,10 @@
   predict) built on a core :class:`~sparsernn.core.SparseRecurrent` forecaster.
 - :class:`StreamScorer` and the :class:`AnomalyLikelihood` wrapper — river-style
   streaming (``score_one`` / ``learn_one``) over one or many streams, with
-  ``save`` / ``load`` of the complete state; :class:`PeakSuppression`, a
-  wrapper that reports one score per burst of high scores.
+  ``save`` / ``load`` of the complete state; :class:`NumentaLikelihood`, NAB's
+  HTM likelihood estimator; :class:`PeakSuppression`, a wrapper that reports
+  one score per burst of high scores; :class:`SpatialAnomaly`, NAB's rule that
+  a value outside the range seen so far scores 1.0.
 - NAB: the corpus loader, NAB's scorer and threshold sweep, VUS-PR / AUC-PR, and
   causal baseline detectors with a common streaming interface.
 """
@@ -26,13 +28,15 @@ from .nab_sweep import (NO_WINDOW, START_THRESHOLD, FileSweep, ThresholdCurve, T
 from .persistence import load_detector, load_stream, save_detector, save_stream
 from .selective_update import SelectiveUpdateDetector
 from .streaming import StreamScorer
+from .numenta_likelihood import NumentaLikelihood
+from .spatial import SpatialAnomaly
 from .suppression import PeakSuppression
 
 __all__ = [
     # selective-update detector and streaming
     "SelectiveUpdateDetector", "GaussianForecaster", "fast_forward", "StreamScorer", "AnomalyLikelihood",
     "save_detector", "load_detector", "save_stream", "load_stream", "SelectiveUpdateNAB",
-    "PeakSuppression",
+    "PeakSuppression", "SpatialAnomaly", "NumentaLikelihood",
     # baselines
     "BASELINES", "NABStreamDetector", "CalibratedStreamDetector", "IForestDetector", "LSTMDetector",
     "HalfSpaceTreesDetector", "anomaly_likelihood", "check_series", "lagged_windows", "run_corpus",

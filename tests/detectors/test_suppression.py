@@ -73,7 +73,7 @@ def test_nab_adapter_suppression_can_be_turned_off(series):
     x = series[0][:300]
     params = {k: v for k, v in SMALL.items() if k != "progress"}
     off = SelectiveUpdateNAB(seed=0, suppression=None, **params).run(x, probationary=100)
-    on = SelectiveUpdateNAB(seed=0, **params).run(x, probationary=100)
+    on = SelectiveUpdateNAB(seed=0, suppression=1.0, **params).run(x, probationary=100)
     assert ((on == off) | (on == 0)).all() and (on == 0).sum() > (off == 0).sum()
     with pytest.raises(ValueError, match="suppression"):
         SelectiveUpdateNAB(suppression=0)

@@ -1,0 +1,132 @@
+"""``SpatialAnomaly``: score 1.0 where a value leaves the range seen so far.
+
+A wrapper in the river sense around a stream of scores (typically an
+:class:`~sparsernn.detectors.AnomalyLikelihood`): same protocol, one added
+behaviour. It is the *spatial anomaly* rule of NAB's own HTM detector
+(``nab/detectors/numenta/numenta_detector.py``, numenta/NAB v1.1): per stream,
+keep the minimum and maximum of every value seen so far; a value more than
+``tolerance * (max - min)`` above the maximum or below the minimum gets the
+score 1.0, whatever the wrapped scorer said. The range is then widened to
+include the value. Nothing fires before two distinct values have been seen.
+
+Why: a forecaster that adapts to a level shift only sees a short burst of
+surprise, and a slow drift to unseen values none at all, yet values never seen
+before are what a person labelling the series marks ("the human labelling
+bias for spatial values larger than what has been seen so far", NAB's
+comment). ``tolerance`` defaults to NAB's ``SPATIAL_TOLERANCE = 0.05``.
+With several channels, the rule fires where any channel leaves its range.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+
+SPATIAL_TOLERANCE = 0.05
+"""NAB's published tolerance: the fraction of the seen range a value may exceed it by."""
+
+
+class SpatialAnomaly:
+    """Score 1.0 where a value leaves the range seen so far by more than ``tolerance`` of it.
+
+    Parameters
+    ----------
+    stream : AnomalyLikelihood, PeakSuppression or StreamScorer
+        The wrapped scorer (``score_one``, ``learn_one``, ``score_many``,
+        ``process``, ``stream_ids``); its scores should be in [0, 1].
+    tolerance : float, default 0.05
+        NAB's ``SPATIAL_TOLERANCE``.
+
+    Attributes
+    ----------
+    low, high : arrays of shape (n_streams, n_channels)
+        The smallest and largest value seen per stream and channel (NaN before the first).
+
+    Examples
+    --------
+    >>> stream = SpatialAnomaly(AnomalyLikelihood(StreamScorer(detector)))  # doctest: +SKIP
+    >>> scores = stream.process(block)                                     # doctest: +SKIP
+    """
+
+    def __init__(self, stream, tolerance: float = SPATIAL_TOLERANCE) -> None:
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
+            raise ValueError(f"tolerance must be a number >= 0; got {tolerance!r}")
+        self.stream = stream
+        self.tolerance = float(tolerance)
+        n_channels = self._scorer.n_channels
+        self.low = np.zeros((0, n_channels))
+        self.high = np.zeros((0, n_channels))
+
+    @property
+    def stream_ids(self) -> list:
+        return self.stream.stream_ids
+
+    @property
+    def _scorer(self):
+        """The innermost :class:`StreamScorer` (through any chain of wrappers)."""
+        inner = self.stream
+        while not hasattr(inner, "n_channels"):
+            inner = inner.stream if hasattr(inner, "stream") else inner.scorer
+        return inner
+
+    def _rows(self, streams) -> np.ndarray:
+        n = len(self.stream_ids) - len(self.low)
+        if n > 0:
+            fresh = np.full((n, self.low.shape[1]), np.nan)
+            self.low, self.high = np.concatenate([self.low, fresh]), np.concatenate([self.high, fresh])
+        return np.asarray(self._scorer._rows(streams), dtype=np.int64)
+
+    def _point(self, x) -> np.ndarray:
+        """One point (number, sequence or dict) as values (1, 1, n_channels)."""
+        return self._scorer._point(x)[None]
+
+    def _block(self, X) -> np.ndarray:
+        """A block (T, B[, n_channels]) as values (T, B, n_channels)."""
+        return self._scorer._block(X, "X")
+
+    def _flag(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """Boolean (T, B): where ``values`` (T, B, C) leave the range seen before them."""
+        low, high = self.low[rows], self.high[rows]  # (B, C) copies
+        flags = np.zeros(values.shape[:2], dtype=bool)
+        for t, value in enumerate(values):
+            margin = self.tolerance * (high - low)
+            outside = (high != low) & ((value > high + margin) | (value < low - margin))  # NaN: False
+            flags[t] = outside.any(-1)
+            low, high = np.fmin(low, value), np.fmax(high, value)
+        if learn:
+            self.low[rows], self.high[rows] = low, high
+        return flags
+
+    # ------------------------------------------------------------ protocol
+    def classify(self, score: float) -> bool:
+        """The wrapped stream's alarm rule (if it has one: ``score >= alarm_threshold``)."""
+        return self.stream.classify(score)
+
+    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
+        """Score of ``x`` for ``stream`` (1.0 if it leaves the range); changes no state."""
+        score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
+        flag = self._flag(self._point(x), self._rows([stream]), learn=False)[0, 0]
+        return 1.0 if flag else float(score)
+
+    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
+        """Advance ``stream`` by ``x`` (the wrapped stream, then the range)."""
+        self.stream.learn_one(x, timestamp=timestamp, stream=stream)
+        self._flag(self._point(x), self._rows([stream]), learn=True)
+
+    def score_many(self, X, streams=None) -> np.ndarray:
+        """Scores (n_streams,) of one point per stream; changes no state."""
+        scores = np.asarray(self.stream.score_many(X, streams), dtype=float)
+        rows = self._rows(self._scorer._streams(streams, len(scores)))
+        flags = self._flag(self._block(np.asarray(X)[None]), rows, learn=False)[0]
+        return np.where(flags, 1.0, scores)
+
+    def learn_many(self, X, streams=None, timestamps=None) -> None:
+        """Advance each stream by its point in ``X`` (n_streams, n_channels)."""
+        self.process(np.asarray(X)[None], streams, None if timestamps is None else [timestamps])
+
+    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
+        """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
+        scores = np.asarray(self.stream.process(X, streams, timestamps), dtype=float)
+        rows = self._rows(self._scorer._streams(streams, scores.shape[1]))
+        flags = self._flag(self._block(X), rows, learn=True)
+        return np.where(flags, 1.0, scores)
