@@ -14,7 +14,7 @@ BACKENDS = ("auto", "reference", "compiled", "fused")
 AUTO_MIN_STEPS_CPU = 16
 #: ... and only for layers that route hidden channels of at least this width.
 AUTO_MIN_ROUTED_HIDDEN_CPU = 512
-#: ``auto`` on a CPU uses ``fused`` for unrouted layers while ``batch * hidden_size`` is at most this.
+#: ``auto`` on a CPU uses ``fused`` while ``batch * hidden_size`` is at most this.
 AUTO_MAX_FUSED_WIDTH_CPU = 4096
 
 
@@ -23,21 +23,20 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
 
     - CUDA: ``compiled``: fused element-wise kernels; eager launches a kernel
       per operation and step.
-    - CPU, unrouted layer: ``fused`` while ``batch * hidden_size <=
-      AUTO_MAX_FUSED_WIDTH_CPU`` (small steps, where autograd's per-step
-      bookkeeping is the cost: RL policies, detectors), else ``reference``.
-    - CPU, routed layer: ``compiled`` when it routes hidden channels of width
-      ``>= AUTO_MIN_ROUTED_HIDDEN_CPU`` on calls of at least
-      ``AUTO_MIN_STEPS_CPU`` steps (the gathered product skips most of
+    - CPU: ``fused`` while ``batch * hidden_size <= AUTO_MAX_FUSED_WIDTH_CPU``
+      (small steps, where autograd's per-step bookkeeping is the cost: RL
+      policies, detectors). Above that, ``compiled`` for a layer that routes
+      hidden channels of width ``>= AUTO_MIN_ROUTED_HIDDEN_CPU`` on calls of at
+      least ``AUTO_MIN_STEPS_CPU`` steps (the gathered product skips most of
       ``W_hh``), else ``reference``. On a CPU the compiled element-wise step
       costs as much as eager, so it gains nothing elsewhere
       (``docs/benchmarks.md``).
     """
     if x.device.type == "cuda":
         return "compiled"
-    if layer.router is None:
-        return "fused" if x.shape[1] * layer.hidden_size <= AUTO_MAX_FUSED_WIDTH_CPU else "reference"
-    routes_hidden = layer.keep_count_hidden < layer.hidden_size
+    if x.shape[1] * layer.hidden_size <= AUTO_MAX_FUSED_WIDTH_CPU:
+        return "fused"
+    routes_hidden = layer.router is not None and layer.keep_count_hidden < layer.hidden_size
     if routes_hidden and layer.hidden_size >= AUTO_MIN_ROUTED_HIDDEN_CPU and x.shape[0] >= AUTO_MIN_STEPS_CPU:
         return "compiled"
     return "reference"

@@ -17,8 +17,7 @@ Closed switches keep the state exactly; their straight-through gradient is
 the one the reference defines (``sigmoid'`` of the pre-activation). Several
 layers of one configuration that read the same input (a policy's actor and
 critic) run as one *group*: every step is one batched GEMM for all of them.
-Routed layers (``router_keep``) are not covered (:func:`supports_fused`); use
-the reference or compiled backend for them.
+Routed layers run the router inside the loop (:mod:`~sparsernn.core.fused_routed`).
 """
 from __future__ import annotations
 
@@ -28,16 +27,12 @@ import torch
 
 from .fused_factors import GATES, lstm_factors, single_state_factors, weight_grads
 from .fused_loops import scripted
+from .fused_routed import routed_group
 from .statistics import make_trace
 from .update_gates import rhythm_preactivations
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layer import SparseRecurrent
-
-def supports_fused(layer: "SparseRecurrent") -> bool:
-    """Whether the fused backend runs ``layer``: every cell, sparsity and update gate, no router."""
-    return layer.router is None
-
 
 def _times_alive(factor: Optional[torch.Tensor], alive: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     if factor is None:
@@ -117,11 +112,11 @@ def _lstm_backward(dy, dh, dc, da_ext, saved, w_hh, alive, gate_w, preact, gated
 def _check_group(layers: list["SparseRecurrent"]) -> None:
     first = layers[0]
     for layer in layers:
-        if not supports_fused(layer):
-            raise ValueError(f"the fused backend does not run routed layers (router_keep); got {layer!r}")
-        if (layer.cell, layer.input_size, layer.hidden_size, layer.update_gate) != \
-                (first.cell, first.input_size, first.hidden_size, first.update_gate):
-            raise ValueError(f"a fused group needs layers of one cell, size and update gate; "
+        key = (layer.cell, layer.input_size, layer.hidden_size, layer.update_gate, layer.router_keep,
+               None if layer.router is None else layer.router.down.shape[0])
+        if key != (first.cell, first.input_size, first.hidden_size, first.update_gate, first.router_keep,
+                   None if first.router is None else first.router.down.shape[0]):
+            raise ValueError(f"a fused group needs layers of one cell, size, update gate and router; "
                              f"got {first!r} and {layer!r}")
 
 
@@ -136,12 +131,6 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
     _check_group(layers)
     first = layers[0]
     steps, batch, _ = x.shape
-    flat_x = x.reshape(steps * batch, -1)
-    weights = [layer.effective_weights() for layer in layers]
-    gx = torch.stack([torch.addmm(layer.bias_ih, flat_x, w_ih.t()).view(steps, batch, -1)
-                      for layer, (w_ih, _) in zip(layers, weights)], 1)
-    w_hh = torch.stack([w for _, w in weights])
-    b_hh = torch.stack([layer.bias_hh for layer in layers]).unsqueeze(1)
     alive, resets = None, [False] * steps
     if episode_starts is not None:
         alive = (1.0 - episode_starts.to(x.dtype)).view(steps, 1, batch, 1)
@@ -157,30 +146,54 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
         parts = [rhythm_preactivations(layer.gate, time, episode_starts, steps) for layer, time in zip(layers, times)]
         gate_x = torch.stack([pre for pre, _ in parts], 1)
         new_times = [time for _, time in parts]
-    if torch.is_grad_enabled():
-        y, h, c_out, preact = _FusedSequence.apply(first.cell, gx, h, c, alive, resets, w_hh, b_hh, gate_x, gate_w)
-        c = c_out if first.cell == "lstm" else None
-    else:  # acting / inference: nothing to keep for a backward pass
-        w_t = w_hh.transpose(1, 2)
-        if first.cell == "lstm":
-            out = scripted("lstm_forward")(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, False)
-            y, h, c, preact = out[0], out[1], out[2], (out[3] if gate_x is not None else None)
-        else:
-            out = scripted(f"{first.cell}_forward")(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, False)
-            y, h, preact = out[0], out[1], (out[2] if gate_x is not None else None)
-    traces = [_trace(preact[:, g] if gate_x is not None else None, steps * batch * first.hidden_size)
+    scores = None
+    if first.router is not None:
+        y, h, c, scores, preact = routed_group(layers, x, h, c, alive, resets, gate_x, gate_w)
+    else:
+        y, h, c, preact = _static_group(layers, x, h, c, alive, resets, gate_x, gate_w)
+    n_in = first.input_size
+    traces = [_trace(preact[:, g] if preact is not None else None,
+                     scores[:, g] if scores is not None else None, n_in, steps * batch * first.hidden_size)
               for g in range(len(layers))]
     return y, h, c, new_times, traces
 
 
-def _trace(preact: Optional[torch.Tensor], n_elements: int) -> dict[str, Any]:
-    """The call's trace (:func:`~sparsernn.core.statistics.make_trace`) from the switch pre-activations."""
-    if preact is None:
-        return make_trace([], [], [], [], n_elements)
-    is_open = preact > 0
-    soft = torch.sigmoid(preact)
-    return make_trace([is_open.sum()], [(is_open.to(preact.dtype) + (soft - soft.detach())).sum()], [], [],
-                      n_elements)
+def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
+    """An unrouted group: input projections hoisted; returns ``y, h, c (or None), a (or None)``."""
+    first = layers[0]
+    steps, batch, _ = x.shape
+    flat_x = x.reshape(steps * batch, -1)
+    weights = [layer.effective_weights() for layer in layers]
+    gx = torch.stack([torch.addmm(layer.bias_ih, flat_x, w_ih.t()).view(steps, batch, -1)
+                      for layer, (w_ih, _) in zip(layers, weights)], 1)
+    w_hh = torch.stack([w for _, w in weights])
+    b_hh = torch.stack([layer.bias_hh for layer in layers]).unsqueeze(1)
+    if torch.is_grad_enabled():
+        y, h, c_out, preact = _FusedSequence.apply(first.cell, gx, h, c, alive, resets, w_hh, b_hh, gate_x, gate_w)
+        return y, h, (c_out if first.cell == "lstm" else None), (preact if gate_x is not None else None)
+    w_t = w_hh.transpose(1, 2)  # acting / inference: nothing to keep for a backward pass
+    if first.cell == "lstm":
+        out = scripted("lstm_forward")(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, False)
+        return out[0], out[1], out[2], (out[3] if gate_x is not None else None)
+    out = scripted(f"{first.cell}_forward")(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, False)
+    return out[0], out[1], None, (out[2] if gate_x is not None else None)
+
+
+def _trace(preact: Optional[torch.Tensor], scores: Optional[torch.Tensor], n_in: int,
+           n_elements: int) -> dict[str, Any]:
+    """The call's trace (:func:`~sparsernn.core.statistics.make_trace`) from the switch
+    pre-activations and the router scores of one layer (``(T, B, .)`` each)."""
+    opens, open_st, importance_in, importance_h = [], [], [], []
+    if preact is not None:
+        is_open = preact > 0
+        soft = torch.sigmoid(preact)
+        opens.append(is_open.sum())
+        open_st.append((is_open.to(preact.dtype) + (soft - soft.detach())).sum())
+    if scores is not None:
+        importance = torch.sigmoid(scores).sum((0, 1))
+        importance_in.append(importance[:n_in])
+        importance_h.append(importance[n_in:])
+    return make_trace(opens, open_st, importance_in, importance_h, n_elements)
 
 
 def fused_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor],

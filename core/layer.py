@@ -50,7 +50,7 @@ class SparseRecurrent(nn.Module):
     backend : {"auto", "reference", "compiled", "fused"}
         ``reference``: the plain loop (the oracle); ``compiled``: hoisted GEMMs
         and ``torch.compile``-d steps; ``fused``: the whole sequence as one
-        autograd node with a hand-derived backward (not for routed layers).
+        autograd node with a hand-derived backward.
         ``auto`` applies :func:`~sparsernn.core.choose_backend`'s rule per call;
         :attr:`last_backend` tells which one ran.
     seed : int, optional
@@ -96,9 +96,6 @@ class SparseRecurrent(nn.Module):
         self.update_rate_weight = check_non_negative("update_rate_weight", update_rate_weight)
         self.router_balance_weight = check_non_negative("router_balance_weight", router_balance_weight)
         self.backend = backend
-        if backend == "fused" and router_keep is not None:
-            raise ValueError("backend='fused' does not run routed layers (router_keep); "
-                             "use 'auto', 'reference' or 'compiled'")
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -202,9 +199,6 @@ class SparseRecurrent(nn.Module):
         if time is not None:
             time = time.detach()  # a counter: the time index carries no gradient
         backend = self.backend if self.backend != "auto" else choose_backend(x, self)
-        if backend == "fused" and self.router is not None:
-            raise ValueError("backend='fused' does not run routed layers (router_keep); "
-                             "use 'auto', 'reference' or 'compiled'")
         y, (h, c, time), trace = run_backend(backend, self, x, h, c, time, episode_starts)
         self.last_backend = backend
         self._last_trace = trace

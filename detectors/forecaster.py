@@ -14,7 +14,7 @@ its minimum for that forecast, averaged over channels::
 :func:`fast_forward` is the inference path (streaming and batch scoring): the
 core's fused loop without gradient bookkeeping (input projections of all
 steps in one GEMM, a few tensor operations per step). It is tested equal to
-the layer; layers with routed channels (DS-RNN) use the layer itself.
+the layer.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from ..core import SparseRecurrent, fused_group_forward, supports_fused
+from ..core import SparseRecurrent, fused_group_forward
 
 LOG_VAR_RANGE = (-12.0, 8.0)
 """Clamp of the predicted log-variance (normalised units)."""
@@ -94,12 +94,8 @@ def fast_forward(model: GaussianForecaster, u: torch.Tensor, state: torch.Tensor
 
     Returns ``mean (T, B, d)``, ``var (T, B, d)`` (forecasts of the step after
     each row) and the final state. Equal to ``model(u, state)`` up to float
-    rounding: unrouted layers run the core's fused loop (whatever their
-    ``backend``), routed layers the layer itself.
+    rounding: the layer runs the core's fused loop (whatever its ``backend``).
     """
-    if supports_fused(model.layer):
-        (y, state), = fused_group_forward([model.layer], u, [state])
-    else:
-        y, state = model.layer(u, state)
+    (y, state), = fused_group_forward([model.layer], u, [state])
     mean, var = model.predict(y, u)
     return mean, var, state

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sparsernn.core import SparseRecurrent, fused_group_forward, supports_fused
+from sparsernn.core import SparseRecurrent, fused_group_forward
 
 KERNELS = ("fused", "core")
 StatePair = tuple[torch.Tensor, torch.Tensor]
@@ -29,10 +29,9 @@ class RecurrentCore(nn.Module):
     ----------
     layer : SparseRecurrent
     kernel : {"fused", "core"}
-        ``"fused"`` runs unrouted layers (every cell, sparsity and update gate)
-        on the core's fused backend, whatever the layer's ``backend`` (several
-        times faster for RL's small shapes); routed layers, and ``"core"``,
-        call the layer with its own backend. :attr:`last_kernel` tells which ran.
+        ``"fused"`` runs the layer on the core's fused backend, whatever its
+        ``backend`` (several times faster for RL's small shapes); ``"core"``
+        calls the layer with its own backend. :attr:`last_kernel` tells which ran.
 
     Attributes
     ----------
@@ -68,7 +67,7 @@ class RecurrentCore(nn.Module):
 
         Returns ``y (T, B, output_size)`` and the new state pair.
         """
-        if self.kernel == "fused" and supports_fused(self.layer):
+        if self.kernel == "fused":
             (y, state), = fused_group_forward([self.layer], x, [states[0][0]], episode_starts)
             self.last_kernel = "fused"
         else:

@@ -11,7 +11,7 @@ from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sparsernn.core import SparseRecurrent, fused_group_forward, supports_fused
+from sparsernn.core import SparseRecurrent, fused_group_forward
 
 from .core_adapter import RecurrentCore, StatePair
 from .options import LAYER_OPTIONS, resolve_layer_options
@@ -30,7 +30,7 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
     adapters around :class:`~sparsernn.core.SparseRecurrent`, and
     :meth:`_process_sequence` hands each whole batch of sequences to the core in
     one call, with the episode resets inside it (no per-step Python loop).
-    When the actor and critic layers both run on the fused kernel and read the
+    When the actor and critic layers both run on the fused backend and read the
     same features, :meth:`forward` and :meth:`evaluate_actions` run them as one
     group (one batched step for both), with the same results.
     sb3-contrib's options keep their meaning: ``shared_lstm``,
@@ -59,8 +59,8 @@ router_balance_weight, backend
         a CPU (see ``docs/rl.md``).
     kernel : {"fused", "core"}
         How the recurrent layers run (see :class:`~sparsernn.policies.RecurrentCore`):
-        ``"fused"`` (default) uses the core's fused backend for unrouted layers,
-        ``"core"`` always calls the layer with its own ``backend``.
+        ``"fused"`` (default) runs the layers on the core's fused backend,
+        ``"core"`` calls them with their own ``backend``.
     optimizer_class, optimizer_kwargs
         As in SB3; Adam/AdamW get ``fused=True`` unless ``fused`` or
         ``foreach`` is given (one kernel per step for all parameters).
@@ -145,8 +145,7 @@ router_balance_weight, backend
 
     # ------------------------------------------- actor and critic as one group
     def _groups_cores(self) -> bool:
-        return (self.kernel == "fused" and self.lstm_critic is not None and self.share_features_extractor
-                and supports_fused(self.lstm_actor.layer) and supports_fused(self.lstm_critic.layer))
+        return self.kernel == "fused" and self.lstm_critic is not None and self.share_features_extractor
 
     def _grouped_latents(self, obs: torch.Tensor, lstm_states: RNNStates, episode_starts: torch.Tensor):
         """Actor and critic latents and new states, from one fused call over both layers."""

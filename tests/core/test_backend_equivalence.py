@@ -62,6 +62,8 @@ def test_auto_backend_rule_is_visible():
         dense(torch.randn(32, 2, 3))
         assert dense.last_backend == "fused"  # CPU, small unrouted call: the fused backend
         routed(torch.randn(1, 2, 3))
-        assert routed.last_backend == "reference"  # acting: one step
-        routed(torch.randn(16, 2, 3))
-        assert routed.last_backend == "compiled"  # a long routed sequence: gathered products pay off
+        assert routed.last_backend == "fused"  # a small call: the fused loop
+        routed(torch.randn(1, 16, 3))
+        assert routed.last_backend == "reference"  # wide, one step
+        routed(torch.randn(16, 16, 3))
+        assert routed.last_backend == "compiled"  # wide and long: gathered products pay off

@@ -1,11 +1,11 @@
 """The fused backend against the reference oracle: outputs, final state, every
 gradient (aux loss included) and statistics, for every cell x {dense,
-block-sparse, rhythm-gated, event-gated, sparse + gated}; the group call;
-inference without grad; and what it refuses."""
+block-sparse, rhythm-gated, event-gated, sparse + gated, routed, all three};
+the group call; inference without grad; and what it refuses."""
 import pytest
 import torch
 
-from sparsernn.core import SparseRecurrent, choose_backend, fused_group_forward, supports_fused
+from sparsernn.core import SparseRecurrent, choose_backend, fused_group_forward
 
 CONFIGS = {
     "dense": {},
@@ -13,6 +13,10 @@ CONFIGS = {
     "rhythm": dict(update_gate="rhythm", target_update_rate=0.3),
     "event": dict(update_gate="event", target_update_rate=0.6),
     "sparse_event": dict(density_ih=0.3, density_hh=0.25, update_gate="event", target_update_rate=0.5),
+    "routed": dict(router_keep=(0.4, 0.1), router_balance_weight=0.1),
+    "routed_hidden_only": dict(router_keep=(1.0, 0.3), router_balance_weight=0.1),
+    "all_three": dict(density_ih=0.3, density_hh=0.25, router_keep=0.25, update_gate="rhythm",
+                      target_update_rate=0.5, router_balance_weight=0.05),
 }
 T, B, I, H = 41, 5, 11, 37
 RTOL = 1e-10  # float64; a wrong derivative factor is off by >1e-3
@@ -33,6 +37,9 @@ def random_inputs(layer, seed, steps=T, batch=B):
 def test_fused_matches_reference(cell, config, assert_rel_close, run_with_grads):
     seed = 7 + len(cell) * 13 + list(CONFIGS).index(config)
     layer = SparseRecurrent(I, H, cell=cell, seed=seed, dtype=torch.float64, backend="reference", **CONFIGS[config])
+    if layer.router is not None:
+        with torch.no_grad():  # a live context term (it starts at zero)
+            layer.router.up.normal_(generator=torch.Generator().manual_seed(seed))
     x, state, starts = random_inputs(layer, seed)
     ref = run_with_grads(layer, x, state, starts)
     ref_stats = layer.statistics()
@@ -72,12 +79,12 @@ def test_fused_without_grad_matches_reference(cell, assert_rel_close):
     assert layer.statistics() == pytest.approx(stats_ref)
 
 
-@pytest.mark.parametrize("gate", [None, "event"])
-def test_group_equals_separate_calls(gate, assert_rel_close):
-    actor = SparseRecurrent(5, 12, cell="gru", update_gate=gate, density_hh=0.5, seed=1, dtype=torch.float64)
-    critic = SparseRecurrent(5, 12, cell="gru", update_gate=gate, density_hh=0.5, seed=2, dtype=torch.float64)
+@pytest.mark.parametrize("options", [{}, {"update_gate": "event"}, {"router_keep": 0.5, "cell": "lstm"}])
+def test_group_equals_separate_calls(options, assert_rel_close):
+    actor = SparseRecurrent(5, 12, density_hh=0.5, seed=1, dtype=torch.float64, **options)
+    critic = SparseRecurrent(5, 12, density_hh=0.5, seed=2, dtype=torch.float64, **options)
     x, _, starts = random_inputs(actor, 9, steps=15, batch=3)
-    states = [torch.randn(3, 12, dtype=torch.float64) for _ in range(2)]
+    states = [torch.randn(3, actor.state_size, dtype=torch.float64) for _ in range(2)]
 
     def grads_of(outputs):
         loss = sum((y * (g + 1)).sum() + s.square().sum() for g, (y, s) in enumerate(outputs))
@@ -98,22 +105,31 @@ def test_group_equals_separate_calls(gate, assert_rel_close):
             assert_rel_close("grad", g, g_ref, RTOL)
 
 
-def test_fused_refuses_routed_layers_and_mixed_groups():
-    routed = SparseRecurrent(4, 8, router_keep=0.5, seed=0)
-    assert not supports_fused(routed)
-    with pytest.raises(ValueError, match="backend='fused' does not run routed layers"):
-        SparseRecurrent(4, 8, router_keep=0.5, backend="fused")
-    routed.backend = "fused"
-    with pytest.raises(ValueError, match="does not run routed layers"):
-        routed(torch.randn(3, 2, 4))
+def test_fused_router_mask_keeps_exactly_the_top_k():
+    from sparsernn.core.fused_loops import _topk_mask
+
+    scores = torch.randn(2, 4, 20)
+    mask = _topk_mask(scores, 5)
+    assert torch.equal(mask.sum(2), torch.full((2, 4), 5.0))
+    threshold = scores.topk(5, 2).values[..., -1:]
+    assert torch.equal(mask.bool(), scores >= threshold)
+    assert torch.equal(_topk_mask(scores, 20), torch.ones_like(scores))
+
+
+def test_fused_refuses_mixed_groups():
     gru, lstm = SparseRecurrent(4, 8, cell="gru", seed=0), SparseRecurrent(4, 8, cell="lstm", seed=0)
-    with pytest.raises(ValueError, match="one cell, size and update gate"):
+    with pytest.raises(ValueError, match="one cell, size, update gate and router"):
         fused_group_forward([gru, lstm], torch.randn(3, 2, 4), [gru.initial_state(2), lstm.initial_state(2)])
+    routed = SparseRecurrent(4, 8, cell="gru", router_keep=0.5, seed=0)
+    with pytest.raises(ValueError, match="one cell, size, update gate and router"):
+        fused_group_forward([gru, routed], torch.randn(3, 2, 4), [gru.initial_state(2), routed.initial_state(2)])
     with pytest.raises(ValueError, match=r"state must have shape"):
         fused_group_forward([gru], torch.randn(3, 2, 4), [torch.zeros(3, 8)])
 
 
-def test_auto_picks_fused_for_small_unrouted_calls_on_cpu():
+def test_auto_picks_fused_for_small_calls_on_cpu():
     layer = SparseRecurrent(4, 64, update_gate="event", seed=0)
     assert choose_backend(torch.zeros(32, 8, 4), layer) == "fused"
     assert choose_backend(torch.zeros(32, 256, 4), layer) == "reference"
+    routed = SparseRecurrent(4, 64, router_keep=0.1, seed=0)
+    assert choose_backend(torch.zeros(32, 8, 4), routed) == "fused"

@@ -119,8 +119,9 @@ class TestShapesAndResets:
 
 @pytest.mark.parametrize("options, kernel, expected", [
     ({"update_gate": "event"}, "fused", "fused"), ({"cell": "elman", "density_hh": 0.5}, "fused", "fused"),
-    ({"router_keep": 0.5}, "fused", "core:reference"), ({}, "core", "core:reference")])
-def test_adapter_runs_unrouted_layers_on_the_fused_backend(options, kernel, expected):
+    ({"router_keep": 0.5}, "fused", "fused"), ({}, "core", "core:reference"),
+    ({"router_keep": 0.5}, "core", "core:reference")])
+def test_adapter_runs_layers_on_the_fused_backend(options, kernel, expected):
     layer = SparseRecurrent(4, 8, backend="reference", seed=0, **options)
     core = RecurrentCore(layer, kernel)
     core(torch.randn(5, 2, 4), core.initial_states(2), torch.zeros(5, 2))
