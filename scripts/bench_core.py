@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
                 models[f"{backend} gru density={frac:g}"] = SparseRecurrent(
                     args.I, H, cell="gru", density_ih=frac, density_hh=frac, backend=backend, seed=0, device=device)
             for frac in args.fractions:
-                if frac < 1.0 and backend != "fused":  # the fused backend does not route
+                if frac < 1.0:
                     models[f"{backend} gru keep={frac:g}"] = SparseRecurrent(
                         args.I, H, cell="gru", router_keep=frac, backend=backend, seed=0, device=device)
             models[f"{backend} gru event-gated"] = SparseRecurrent(
