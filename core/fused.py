@@ -34,7 +34,9 @@ from .update_gates import rhythm_preactivations
 if TYPE_CHECKING:  # pragma: no cover
     from .layer import SparseRecurrent
 
+
 def _times_alive(factor: Optional[torch.Tensor], alive: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """``factor * alive`` (the reset folded into a backward factor), contiguous; None stays None."""
     if factor is None:
         return None
     return (factor * alive if alive is not None else factor).contiguous()
