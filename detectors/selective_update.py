@@ -220,12 +220,24 @@ class SelectiveUpdateDetector(BaseDetector):
     def predict(self, X, return_confidence: bool = False):
         """0/1 labels: 1 where the score exceeds ``threshold_``.
 
+        Returns an array of shape (n_timestamps,), or a pandas Series on X's index;
+        with ``return_confidence``, also :meth:`predict_confidence`'s values.
+        """
+        series = self._checked(X)
+        labels = series.wrap((self._scores(series) > self.threshold_).astype(int), name="label")
+        if return_confidence:
+            return labels, self.predict_confidence(X)
+        return labels
+
+    def predict_confidence(self, X):
+        """PyOD's confidence in each label (Perini et al., 2020): how consistently the
+        label would come out if the training scores were resampled, in [0, 1].
+
         Returns an array of shape (n_timestamps,), or a pandas Series on X's index.
         """
-        if return_confidence:
-            raise ValueError("return_confidence=True is not supported by SelectiveUpdateDetector")
         series = self._checked(X)
-        return series.wrap((self._scores(series) > self.threshold_).astype(int), name="label")
+        confidence = super().predict_confidence(series.values)  # PyOD's estimate, on the array
+        return series.wrap(np.asarray(confidence, dtype=float), name="confidence")
 
     def predict_proba(self, X, method: str = "linear", return_confidence: bool = False):
         """Probability of being an anomaly, as PyOD computes it from the training scores.
@@ -237,13 +249,14 @@ class SelectiveUpdateDetector(BaseDetector):
             ``linear``: min-max scaling by the training scores, clipped to [0, 1];
             ``unify``: the Gaussian scaling of Kriegel et al. (2011).
 
+        return_confidence : bool
+            Also return :meth:`predict_confidence`'s values.
+
         Returns
         -------
         probs : array of shape (n_timestamps, 2) — columns (normal, anomaly) —
             or a DataFrame on X's index with columns ``normal`` and ``anomaly``.
         """
-        if return_confidence:
-            raise ValueError("return_confidence=True is not supported by SelectiveUpdateDetector")
         series = self._checked(X)
         scores, train = self._scores(series), self.decision_scores_
         if method == "linear":
@@ -255,6 +268,8 @@ class SelectiveUpdateDetector(BaseDetector):
         else:
             raise ValueError(f"method must be 'linear' or 'unify'; got {method!r}")
         probs = np.stack([1.0 - anomaly, anomaly], axis=1)
-        if series.index is None:
-            return probs
-        return pd.DataFrame(probs, index=series.index, columns=["normal", "anomaly"])
+        if series.index is not None:
+            probs = pd.DataFrame(probs, index=series.index, columns=["normal", "anomaly"])
+        if return_confidence:
+            return probs, self.predict_confidence(X)
+        return probs

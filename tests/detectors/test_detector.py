@@ -186,3 +186,20 @@ def test_unfitted_detector_refuses_to_score(series):
 
     with pytest.raises(NotFittedError):
         SelectiveUpdateDetector().decision_function(series[0])
+
+
+def test_predict_with_confidence_follows_pyod(fitted, series):
+    series = pd.Series(series[0], index=pd.date_range("2024-01-01", periods=len(series[0]), freq="5min"))
+    labels, confidence = fitted.predict(series, return_confidence=True)
+    pd.testing.assert_series_equal(labels, fitted.predict(series))
+    assert isinstance(confidence, pd.Series) and confidence.index.equals(series.index)
+    assert ((confidence >= 0) & (confidence <= 1)).all()
+    # PyOD's own estimate on the same scores (BaseDetector.predict_confidence on the array).
+    expected = super(SelectiveUpdateDetector, fitted).predict_confidence(series.to_numpy())
+    np.testing.assert_allclose(confidence.to_numpy(), expected)
+    scores = fitted.decision_function(series)
+    top = scores.to_numpy().argmax()
+    assert labels.iloc[top] == 1 and confidence.iloc[top] > 0.9  # far above the threshold: confident
+    probs, confidence_p = fitted.predict_proba(series, return_confidence=True)
+    assert list(probs.columns) == ["normal", "anomaly"]
+    pd.testing.assert_series_equal(confidence_p, confidence)
