@@ -4,10 +4,12 @@
   predict) built on a core :class:`~sparsernn.core.SparseRecurrent` forecaster.
 - :class:`StreamScorer` and the :class:`AnomalyLikelihood` wrapper — river-style
   streaming (``score_one`` / ``learn_one``) over one or many streams, with
-  ``save`` / ``load`` of the complete state; :class:`NumentaLikelihood`, NAB's
-  HTM likelihood estimator; :class:`PeakSuppression`, a wrapper that reports
-  one score per burst of high scores; :class:`SpatialAnomaly`, NAB's rule that
-  a value outside the range seen so far scores 1.0.
+  ``save`` / ``load`` of the complete state (the likelihood is NAB's HTM
+  estimator, also behind the baselines' calibration); :class:`SeasonalSurprise`,
+  which adds the surprise of the residual against one day earlier;
+  :class:`PeakSuppression`, a wrapper that reports one score per burst of high
+  scores; :class:`SpatialAnomaly`, NAB's rule that a value outside the range
+  seen so far scores 1.0. All wrappers nest and save / load as one chain.
 - NAB: the corpus loader, NAB's scorer and threshold sweep, VUS-PR / AUC-PR, and
   causal baseline detectors with a common streaming interface.
 """
@@ -15,7 +17,7 @@ from .baselines import (BASELINES, CalibratedStreamDetector, HalfSpaceTreesDetec
                         LSTMDetector, NABStreamDetector, anomaly_likelihood, check_series, lagged_windows,
                         run_corpus)
 from .forecaster import GaussianForecaster, fast_forward
-from .likelihood import AnomalyLikelihood
+from .likelihood import AnomalyLikelihood, LikelihoodEstimator, likelihood_scores
 from .metrics import anomaly_ranges, auc_pr, vus_pr
 from .nab_adapter import SelectiveUpdateNAB
 from .nab_data import (PROBATIONARY_PERCENT, PROFILE_NAMES, CostProfile, NABCorpus, NABDataFile,
@@ -28,7 +30,7 @@ from .nab_sweep import (NO_WINDOW, START_THRESHOLD, FileSweep, ThresholdCurve, T
 from .persistence import load_detector, load_stream, save_detector, save_stream
 from .selective_update import SelectiveUpdateDetector
 from .streaming import StreamScorer
-from .numenta_likelihood import NumentaLikelihood
+from .seasonal import SeasonalSurprise, rows_per_season
 from .spatial import SpatialAnomaly
 from .suppression import PeakSuppression
 
@@ -36,7 +38,8 @@ __all__ = [
     # selective-update detector and streaming
     "SelectiveUpdateDetector", "GaussianForecaster", "fast_forward", "StreamScorer", "AnomalyLikelihood",
     "save_detector", "load_detector", "save_stream", "load_stream", "SelectiveUpdateNAB",
-    "PeakSuppression", "SpatialAnomaly", "NumentaLikelihood",
+    "PeakSuppression", "SpatialAnomaly", "SeasonalSurprise", "rows_per_season", "LikelihoodEstimator",
+    "likelihood_scores",
     # baselines
     "BASELINES", "NABStreamDetector", "CalibratedStreamDetector", "IForestDetector", "LSTMDetector",
     "HalfSpaceTreesDetector", "anomaly_likelihood", "check_series", "lagged_windows", "run_corpus",

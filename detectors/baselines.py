@@ -4,8 +4,9 @@ Every detector implements `NABStreamDetector.run(values, probationary)`: it may
 fit on the probationary rows ``values[:probationary]`` and must give every row
 a score in [0, 1] that uses only ``values[:t + 1]`` (no look-ahead). NAB's
 threshold sweep works on [0, 1], with one threshold shared by all files, so
-raw scores are calibrated per file by `anomaly_likelihood`, a causal,
-NAB/HTM-style anomaly likelihood. Rows of the probationary period score 0.
+raw scores are calibrated per file by `anomaly_likelihood`: robust z-units,
+then the package's one anomaly likelihood (NAB's HTM estimator). Rows of the
+probationary period score about 0.03 (probability 0.5).
 
 Baselines (`BASELINES`, name -> factory(seed)):
 
@@ -24,14 +25,14 @@ registry of ``scripts/run_nab.py``.
 """
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
-from scipy.stats import norm
-
+from .likelihood import likelihood_scores
 from .nab_data import NABCorpus
 
 
@@ -61,54 +62,39 @@ def lagged_windows(values: np.ndarray, window: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, window).copy()
 
 
-_LOG_FLOOR = float(np.log(1e-10))
-
-
 def anomaly_likelihood(
     raw: np.ndarray,
     probationary: int,
     warmup: int = 0,
     averaging_window: int = 10,
-    history: int = 8640,
+    historic_window: int = 8640,
     reestimation_period: int = 100,
-    min_std: float = 0.1,
 ) -> np.ndarray:
-    """Turn causal raw scores into NAB-ready scores in [0, 1], causally.
+    """Turn causal raw scores (n,) into NAB-ready scores (n,) in [0, 1], causally.
 
-    In the spirit of the anomaly likelihood that NAB's HTM detector uses
-    (Ahmad et al., 2017; same defaults): raw scores are put in robust
-    z-units (median and 1.4826 x MAD of the probationary raw scores after
-    ``warmup``), averaged over the last ``averaging_window`` rows, and compared
-    with a Gaussian fitted to those averages over the trailing ``history``
-    rows, re-fitted every ``reestimation_period`` rows (standard deviation at
-    least ``min_std``). The upper tail probability ``p`` becomes
-    ``log(p + 1e-10) / log(1e-10)``, NAB's log-likelihood scaling: about 0 for
-    ordinary rows, 1 for rows more surprising than one in 10^10.
-
-    Rows before ``probationary`` score 0 (the detector is still learning).
-    Row t >= probationary depends on ``raw[:t + 1]`` only.
+    Raw scores are put in robust z-units (median and 1.4826 x MAD of the
+    probationary raw scores after ``warmup``), then scored by the package's one
+    anomaly likelihood (:func:`~sparsernn.detectors.likelihood.likelihood_scores`,
+    NAB's HTM estimator, the one :class:`AnomalyLikelihood` streams): the
+    leading ``warmup`` rows are the learning period, the rest of the
+    probationary rows the estimation samples. Probationary rows score the
+    log-score of probability 0.5 (about 0.03); row t depends on ``raw[:t + 1]``
+    only (and the probationary rows, for the z-units).
     """
     raw = np.asarray(raw, dtype=float)
     n = len(raw)
+    if raw.ndim != 1:
+        raise ValueError(f"raw must be a 1-D array of shape (n,); got shape {raw.shape}")
     if not 1 <= probationary <= n:
         raise ValueError(f"probationary must be in [1, len(raw)={n}], got {probationary}")
     first = warmup if probationary - warmup >= 10 else 0
     reference = raw[first:probationary]
     center = float(np.median(reference))
     scale = 1.4826 * float(np.median(np.abs(reference - center))) or float(np.std(reference)) or 1.0
-    cumulative = np.r_[0.0, np.cumsum((raw - center) / scale)]
-    rows = np.arange(n)
-    lower = np.maximum(rows - averaging_window + 1, 0)
-    averaged = (cumulative[rows + 1] - cumulative[lower]) / (rows + 1 - lower)
-
-    scores = np.zeros(n)
-    for begin in range(probationary, n, reestimation_period):
-        fitted = averaged[max(first, begin - history) : begin]
-        std = max(float(fitted.std()), min_std)
-        block = slice(begin, begin + reestimation_period)
-        log_tail = norm.logsf((averaged[block] - float(fitted.mean())) / std)
-        scores[block] = np.logaddexp(log_tail, _LOG_FLOOR) / _LOG_FLOOR
-    return np.clip(scores, 0.0, 1.0)
+    return likelihood_scores((raw - center) / scale, learning_period=first,
+                             estimation_samples=probationary - first, averaging_window=averaging_window,
+                             historic_window=max(historic_window, probationary - first),
+                             reestimation_period=reestimation_period)
 
 
 class NABStreamDetector(ABC):
@@ -117,7 +103,7 @@ class NABStreamDetector(ABC):
     name: ClassVar[str] = "detector"
 
     @abstractmethod
-    def run(self, values: np.ndarray, probationary: int) -> np.ndarray:
+    def run(self, values: np.ndarray, probationary: int, timestamps=None) -> np.ndarray:
         """Score every row of a series.
 
         Parameters
@@ -126,6 +112,9 @@ class NABStreamDetector(ABC):
             The series.
         probationary : int
             Rows ``[0, probationary)`` may be used for fitting; they are not scored.
+        timestamps : DatetimeIndex or array of shape (n,), optional
+            The rows' timestamps (NAB's may repeat or go back around
+            daylight-saving changes); detectors that do not use them ignore them.
 
         Returns
         -------
@@ -151,7 +140,7 @@ class CalibratedStreamDetector(NABStreamDetector):
     def _raw_scores(self, values: np.ndarray, probationary: int) -> np.ndarray:
         """Causal raw scores of shape (n,), higher is more anomalous."""
 
-    def run(self, values: np.ndarray, probationary: int) -> np.ndarray:
+    def run(self, values: np.ndarray, probationary: int, timestamps=None) -> np.ndarray:
         values = check_series(values, probationary, self.min_probationary)
         raw = np.asarray(self._raw_scores(values, probationary), dtype=float)
         return self.calibrate(raw, probationary)
@@ -312,6 +301,12 @@ BASELINES: Mapping[str, Callable[[int], NABStreamDetector]] = MappingProxyType(
 """Baseline factories: name -> factory(seed) -> NABStreamDetector."""
 
 
+def _takes_timestamps(detector) -> bool:
+    """Whether ``detector.run`` accepts ``timestamps=`` (detectors written before it was added do not)."""
+    parameters = inspect.signature(detector.run).parameters
+    return "timestamps" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+
 def run_corpus(
     factory: Callable[[int], NABStreamDetector],
     corpus: NABCorpus,
@@ -320,7 +315,9 @@ def run_corpus(
 ) -> dict[str, np.ndarray]:
     """Stream every file of ``corpus`` through a fresh detector ``factory(seed)``.
 
-    Returns ``{name: scores}``, each of shape (n_rows,) in [0, 1]. ``progress``
+    Detectors whose ``run`` takes ``timestamps=`` get the file's timestamps
+    (a DatetimeIndex of shape (n_rows,)). Returns ``{name: scores}``, each of
+    shape (n_rows,) in [0, 1]. ``progress``
     wraps the iteration over file names (e.g. ``tqdm``).
     """
     names: Iterable[str] = list(corpus)
@@ -330,7 +327,9 @@ def run_corpus(
     for name in names:
         data_file = corpus[name]
         detector = factory(seed)
-        scores = np.asarray(detector.run(data_file.values.to_numpy(), data_file.probationary_length), dtype=float)
+        extra = {"timestamps": data_file.timestamps} if _takes_timestamps(detector) else {}
+        scores = np.asarray(detector.run(data_file.values.to_numpy(), data_file.probationary_length, **extra),
+                            dtype=float)
         label = getattr(detector, "name", type(detector).__name__)
         if scores.shape != (len(data_file),):
             raise ValueError(f"{label} returned shape {scores.shape} for {name!r}, expected ({len(data_file)},)")

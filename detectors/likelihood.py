@@ -1,23 +1,36 @@
-"""``AnomalyLikelihood``: turns a stream scorer's surprises into calibrated scores and alarms.
+"""``AnomalyLikelihood``: surprises -> calibrated scores in [0, 1] and alarms, as NAB's HTM detector does it.
 
-A wrapper in the river sense: it has the scorer's protocol (``score_one``,
-``learn_one``, ``score``, ``score_many``, ``learn_many``, ``process``) and adds
-one behaviour. It follows the anomaly likelihood of Numenta's HTM detector
-(Ahmad et al., 2017), per stream:
+The one implementation of the anomaly likelihood in this package, used by the
+stream wrapper :class:`AnomalyLikelihood` (river protocol, many streams,
+pandas chunks, save / load) and by :func:`likelihood_scores` (one whole series,
+which calibrates the baselines' raw scores). It re-implements, from its
+description, the estimator of NAB's ``numenta`` detector
+(``nab/detectors/numenta/numenta_detector.py`` with nupic's
+``anomaly_likelihood.AnomalyLikelihood``), per stream:
 
-1. ``a_t`` — the mean of the last ``short_window`` surprises (``t`` included);
-2. ``m, s`` — the running mean and standard deviation of ``a`` before ``t``
-   (a plain mean over the first ``long_window`` points, then exponentially
-   weighted with weight ``1 / long_window``), starting from the averaged
-   surprises of the detector's training series; ``s`` is floored at ``min_std``;
-3. ``q_t = P(Z > (a_t - m) / s)``, the Gaussian tail probability; the
-   likelihood is ``1 - q_t``;
-4. the score is ``L / (L + log(1e5))`` with ``L = -log q_t``, in [0, 1): a
-   monotone map of the tail probability that, unlike HTM's log-score, never
-   saturates, so the most surprising points stay ranked among themselves
-   (tuned on NAB; see docs/detectors.md). 0.5 is a tail probability of 1e-5
-   (HTM's alarm level); an alarm is raised where the score reaches
-   ``alarm_threshold``.
+1. ``a_t`` — the mean of the last ``averaging_window`` (10) surprises;
+2. nothing is judged during a probation of ``learning_period +
+   estimation_samples`` points (NAB: half the probationary period each); the
+   score there is the log-score of probability 0.5;
+3. then, at the first point and every ``reestimation_period`` (100) points,
+   the Gaussian ``(m, s)`` of ``a`` is re-estimated from the stream's last
+   ``historic_window`` (8640) averages, leaving out its first
+   ``learning_period`` points (while the model settles), with nupic's floors
+   ``m >= 0.03`` and ``s**2 >= 0.0003``;
+4. ``q_t = P(Z > (a_t - m) / s)``; where ``q_t`` and ``q_{t-1}`` are both in
+   the red zone (``<= 1e-5``), ``q_t`` is reported as ``1e-3`` (nupic's
+   ``_filterLikelihoods``: only the entry into the red zone is a red alarm);
+5. the score is NAB's ``computeLogLikelihood``: ``log(q + 1e-10) / log(1e-10)``
+   in [0, 1]; 0.5 is ``q = 1e-5``.
+
+Differences from nupic, on purpose: the tail is one-sided (nupic also calls a
+surprise far *below* the mean unlikely, which for a forecast error means
+"unusually predictable"); the averages are the online ones (nupic recomputes
+them inside the window at each re-estimation, so the window's first nine
+differ); nupic's special case for a flat metric (a null distribution when the
+values' variance is below 1.5e-5) is left out. The statistics come from the
+streamed, out-of-sample surprises, and the red-zone filter reports a sustained
+anomaly once (see docs/detectors.md for the NAB scores).
 """
 from __future__ import annotations
 
@@ -25,32 +38,157 @@ import math
 from collections.abc import Hashable
 
 import numpy as np
-from scipy.special import log_ndtr
 
-from .series_input import as_series
+from .wrappers import StreamWrapper
 
-SCORE_HALF = math.log(1e5)
-"""``-log q`` at which the score is 0.5 (a tail probability of 1e-5)."""
+LOG_EPSILON = math.log(1e-10)
+"""``log(1 - 0.9999999999)``: NAB's log-score is 1.0 at a tail probability of 1e-10."""
+
+RED_ZONE, YELLOW_ZONE = 1e-5, 1e-3
+"""nupic's ``redThreshold`` and ``yellowThreshold`` as tail probabilities."""
+
+MEAN_FLOOR, VAR_FLOOR = 0.03, 0.0003
+"""nupic's floors of the estimated mean and variance of the averaged surprises."""
 
 
-def tail_score(z: np.ndarray) -> np.ndarray:
-    """``L / (L + log 1e5)`` with ``L = -log P(Z > z)``, computed without underflow; in [0, 1)."""
-    surprise = -log_ndtr(-np.asarray(z, dtype=float))
-    return surprise / (surprise + SCORE_HALF)
+def log_score(q: float) -> float:
+    """NAB's ``computeLogLikelihood`` of the likelihood ``1 - q``: ``log(q + 1e-10) / log(1e-10)``."""
+    return min(1.0, max(0.0, math.log(q + 1e-10) / LOG_EPSILON))
 
 
-class AnomalyLikelihood:
-    """Anomaly-likelihood scores and alarms around a :class:`StreamScorer`.
+def tail_probability(x: float, mean: float, std: float) -> float:
+    """One-sided Gaussian tail ``P(X > x)`` for ``X ~ N(mean, std**2)``."""
+    return 0.5 * math.erfc((x - mean) / (std * math.sqrt(2.0)))
+
+
+def _check_int(name: str, value, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int; got {value!r}")
+    if value < least:
+        raise ValueError(f"{name} must be >= {least}; got {value!r}")
+    return int(value)
+
+
+class LikelihoodEstimator:
+    """NAB's anomaly likelihood for any number of independent streams (rows); see the module doc.
 
     Parameters
     ----------
-    scorer : StreamScorer
-    short_window : int, default 1
-        Surprises averaged into ``a_t``.
-    long_window : int, default 5000
-        Memory (in points) of the running mean and spread of ``a``.
-    min_std : float, default 0.05
-        Floor of that spread.
+    learning_period : int, default 288
+        Leading points of each stream never used for the estimate (NAB: half its probationary period).
+    estimation_samples : int, default 100
+        Points after ``learning_period`` before the first estimate (NAB: the other half).
+    averaging_window, historic_window, reestimation_period : int, default 10, 8640, 100
+
+    Attributes (first axis: the stream row)
+    ---------------------------------------
+    recent : (n_streams, averaging_window) the last raw surprises, a ring indexed by ``seen``
+    history : (n_streams, historic_window) the last averages, a ring indexed by ``seen``
+    seen : (n_streams,) int64, points learned
+    mean, std : (n_streams,) the current Gaussian (NaN before the first estimate)
+    last_q : (n_streams,) the previous point's unfiltered tail probability
+    """
+
+    STATE = ("recent", "history", "seen", "mean", "std", "last_q")
+
+    def __init__(self, learning_period: int = 288, estimation_samples: int = 100, averaging_window: int = 10,
+                 historic_window: int = 8640, reestimation_period: int = 100) -> None:
+        self.learning_period = _check_int("learning_period", learning_period, 0)
+        self.estimation_samples = _check_int("estimation_samples", estimation_samples, 1)
+        self.averaging_window = _check_int("averaging_window", averaging_window, 1)
+        self.historic_window = _check_int("historic_window", historic_window, 1)
+        self.reestimation_period = _check_int("reestimation_period", reestimation_period, 1)
+        if self.historic_window < self.estimation_samples:
+            raise ValueError(f"historic_window ({historic_window}) must be >= estimation_samples "
+                             f"({estimation_samples})")
+        self.recent = np.zeros((0, self.averaging_window))
+        self.history = np.zeros((0, self.historic_window))
+        self.seen = np.zeros(0, dtype=np.int64)
+        self.mean = np.zeros(0)
+        self.std = np.zeros(0)
+        self.last_q = np.zeros(0)
+
+    @property
+    def probation(self) -> int:
+        """Points of each stream scored as probability 0.5, before the first estimate."""
+        return self.learning_period + self.estimation_samples
+
+    def _estimator_settings(self) -> dict:
+        return dict(learning_period=self.learning_period, estimation_samples=self.estimation_samples,
+                    averaging_window=self.averaging_window, historic_window=self.historic_window,
+                    reestimation_period=self.reestimation_period)
+
+    def _grow(self, n: int) -> None:
+        """Append an empty state for ``n`` new streams."""
+        self.recent = np.concatenate([self.recent, np.zeros((n, self.averaging_window))])
+        self.history = np.concatenate([self.history, np.zeros((n, self.historic_window))])
+        self.seen = np.concatenate([self.seen, np.zeros(n, dtype=np.int64)])
+        self.mean = np.concatenate([self.mean, np.full(n, np.nan)])
+        self.std = np.concatenate([self.std, np.full(n, np.nan)])
+        self.last_q = np.concatenate([self.last_q, np.ones(n)])
+
+    def _estimate(self, row: int, seen: int) -> tuple[float, float]:
+        """The Gaussian of stream ``row``'s averages ``[max(learning_period, seen - historic_window), seen)``."""
+        first = max(self.learning_period, seen - self.historic_window)
+        values = self.history[row, np.arange(first, seen) % self.historic_window]
+        return max(float(values.mean()), MEAN_FLOOR), math.sqrt(max(float(values.var()), VAR_FLOOR))
+
+    def _point(self, surprise: float, row: int, learn: bool) -> float:
+        """Score in [0, 1] of one surprise of stream ``row``; with ``learn``, the stream's state advances."""
+        seen, k = int(self.seen[row]), self.averaging_window
+        window = self.recent[row, np.arange(max(0, seen - k + 1), seen) % k]
+        average = (float(window.sum()) + surprise) / (len(window) + 1)
+        mean, std, last_q = float(self.mean[row]), float(self.std[row]), float(self.last_q[row])
+        if seen < self.probation:
+            q = reported = 0.5
+        else:
+            if math.isnan(mean) or seen % self.reestimation_period == 0:
+                mean, std = self._estimate(row, seen)
+                # nupic re-scores the previous point under the new estimate
+                last_q = tail_probability(float(self.history[row, (seen - 1) % self.historic_window]), mean, std)
+            q = tail_probability(average, mean, std)
+            reported = YELLOW_ZONE if q <= RED_ZONE and last_q <= RED_ZONE else q
+        if learn:
+            self.recent[row, seen % k] = surprise
+            self.history[row, seen % self.historic_window] = average
+            self.seen[row] = seen + 1
+            self.mean[row], self.std[row], self.last_q[row] = mean, std, q
+        return log_score(reported)
+
+    def _block(self, surprises: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """Scores (T, B) of surprises (T, B) of streams ``rows`` (B,), in time order."""
+        scores = np.empty(surprises.shape)
+        rows = [int(r) for r in rows]
+        for t, step in enumerate(surprises.tolist()):
+            for b, (s, r) in enumerate(zip(step, rows)):
+                scores[t, b] = self._point(s, r, learn)
+        return scores
+
+
+def likelihood_scores(surprises, learning_period: int, estimation_samples: int, **settings) -> np.ndarray:
+    """The likelihood scores (n,) in [0, 1] of one whole series of surprises (n,), causally.
+
+    Same computation as streaming the surprises through :class:`AnomalyLikelihood`;
+    ``settings`` are the other :class:`LikelihoodEstimator` parameters.
+    """
+    surprises = np.asarray(surprises, dtype=float)
+    if surprises.ndim != 1 or not np.all(np.isfinite(surprises)):
+        raise ValueError(f"surprises must be a finite 1-D array of shape (n,); got shape {surprises.shape}")
+    estimator = LikelihoodEstimator(learning_period, estimation_samples, **settings)
+    estimator._grow(1)
+    return estimator._block(surprises[:, None], np.zeros(1, dtype=np.int64), learn=True)[:, 0]
+
+
+class AnomalyLikelihood(LikelihoodEstimator, StreamWrapper):
+    """NAB's anomaly likelihood around a scorer of surprises (see the module doc).
+
+    Parameters
+    ----------
+    scorer : StreamScorer or SeasonalSurprise
+        Gives a surprise (>= 0) per point, with the river protocol.
+    learning_period, estimation_samples, averaging_window, historic_window, reestimation_period : int
+        See :class:`LikelihoodEstimator` (nupic's defaults 288, 100, 10, 8640, 100; for a series
+        whose first ``n`` points fitted the detector, NAB uses ``n // 2`` and ``n - n // 2``).
     alarm_threshold : float in (0, 1], default 0.5
         Scores at or above it are alarms (0.5: a tail probability of 1e-5).
 
@@ -63,153 +201,70 @@ class AnomalyLikelihood:
     ...     if stream.classify(score): print("alarm")
     """
 
-    def __init__(self, scorer, short_window: int = 1, long_window: int = 5000, min_std: float = 0.05,
+    INNER = "scorer"
+
+    def __init__(self, scorer, learning_period: int = 288, estimation_samples: int = 100,
+                 averaging_window: int = 10, historic_window: int = 8640, reestimation_period: int = 100,
                  alarm_threshold: float = 0.5) -> None:
-        for name, value in (("short_window", short_window), ("long_window", long_window)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-        if not (isinstance(min_std, (int, float)) and min_std > 0):
-            raise ValueError(f"min_std must be a number > 0; got {min_std!r}")
-        if not (isinstance(alarm_threshold, (int, float)) and 0 < alarm_threshold <= 1):
-            raise ValueError(f"alarm_threshold must be in (0, 1]; got {alarm_threshold!r}")
+        super().__init__(learning_period, estimation_samples, averaging_window, historic_window,
+                         reestimation_period)
+        if isinstance(alarm_threshold, bool) or not isinstance(alarm_threshold, (int, float)) \
+                or not 0 < alarm_threshold <= 1:
+            raise ValueError(f"alarm_threshold must be a number in (0, 1]; got {alarm_threshold!r}")
         self.scorer = scorer
-        self.short_window = int(short_window)
-        self.long_window = int(long_window)
-        self.min_std = float(min_std)
         self.alarm_threshold = float(alarm_threshold)
-        self.prior_mean, self.prior_var, self.prior_count = self._prior()
-        self.recent = np.zeros((0, self.short_window - 1))
-        self.seen = np.zeros(0, dtype=np.int64)
-        self.mean = np.zeros(0)
-        self.var = np.zeros(0)
-        self.count = np.zeros(0, dtype=np.int64)
 
-    def _prior(self) -> tuple[float, float, int]:
-        """Mean, variance and count of the averaged training surprises (after the warm-up)."""
-        det = self.scorer.detector
-        raw = det.decision_scores_[det.warmup:]
-        if len(raw) < self.short_window:
-            return 0.0, 1.0, 0
-        averaged = np.convolve(raw, np.full(self.short_window, 1.0 / self.short_window), mode="valid")
-        return float(averaged.mean()), float(averaged.var()), min(len(averaged), self.long_window)
+    def _settings(self) -> dict:
+        return {**self._estimator_settings(), "alarm_threshold": self.alarm_threshold}
 
-    def _sync(self) -> None:
-        """Give streams the scorer allocated since the last call their prior statistics."""
-        n = len(self.scorer.stream_ids) - len(self.mean)
-        if n > 0:
-            self.recent = np.concatenate([self.recent, np.zeros((n, self.short_window - 1))])
-            self.seen = np.concatenate([self.seen, np.zeros(n, dtype=np.int64)])
-            self.mean = np.concatenate([self.mean, np.full(n, self.prior_mean)])
-            self.var = np.concatenate([self.var, np.full(n, self.prior_var)])
-            self.count = np.concatenate([self.count, np.full(n, self.prior_count, dtype=np.int64)])
-
-    @property
-    def stream_ids(self) -> list:
-        return self.scorer.stream_ids
-
-    def _likelihood(self, surprises: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
-        """Log-likelihood scores (T, B) of surprises (T, B) for streams ``rows``."""
-        self._sync()
-        T, B = surprises.shape
-        k = self.short_window
-        # the last k - 1 surprises of each stream (oldest first; zeros before the first)
-        history = np.concatenate([self.recent[rows].T, surprises])  # (k - 1 + T, B)
-        sums = np.lib.stride_tricks.sliding_window_view(history, k, axis=0).sum(-1)  # (T, B)
-        available = np.minimum(self.seen[rows][None, :] + np.arange(1, T + 1)[:, None], k)
-        averages = sums / available
-        mean, var, count = self.mean[rows], self.var[rows], self.count[rows]
-        means, variances = np.empty((T, B)), np.empty((T, B))
-        for t in range(T):
-            means[t], variances[t] = mean, var
-            weight = 1.0 / np.minimum(count + 1 + t, self.long_window)
-            delta = averages[t] - mean
-            mean = mean + weight * delta
-            var = (1.0 - weight) * (var + weight * delta * delta)
-        scores = tail_score((averages - means) / np.maximum(np.sqrt(variances), self.min_std))
-        if learn:
-            self.recent[rows] = history[T:].T if k > 1 else self.recent[rows]
-            self.seen[rows] += T
-            self.mean[rows], self.var[rows], self.count[rows] = mean, var, count + T
-        return scores
+    def _row(self, stream: Hashable) -> int:
+        """Row of a stream the scorer has already seen (this call's point was checked by it)."""
+        row = self._scorer._rows_of.get(stream)
+        if row is None:
+            row = int(self._scorer._rows([stream])[0])
+        if row >= len(self.seen):
+            self._sync()
+        return row
 
     # ------------------------------------------------------------ protocol
     def classify(self, score: float) -> bool:
         """Whether ``score`` is an alarm (``score >= alarm_threshold``)."""
         return score >= self.alarm_threshold
 
-    def _point_score(self, surprise: float, row: int, learn: bool) -> float:
-        """The block computation of :meth:`_likelihood` for one point, in scalars."""
-        k, raw = self.short_window, surprise
-        recent = self.recent[row]
-        average = (float(recent.sum()) + raw) / min(int(self.seen[row]) + 1, k)
-        mean, var, count = float(self.mean[row]), float(self.var[row]), int(self.count[row])
-        z = (average - mean) / max(math.sqrt(var), self.min_std)
-        score = float(tail_score(z))
-        if learn:
-            if k > 1:
-                recent[:-1] = recent[1:]
-                recent[-1] = raw
-            weight = 1.0 / min(count + 1, self.long_window)
-            delta = average - mean
-            self.mean[row] = mean + weight * delta
-            self.var[row] = (1.0 - weight) * (var + weight * delta * delta)
-            self.count[row] += 1
-            self.seen[row] += 1
-        return score
-
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
-        """Likelihood score in [0, 1] of point ``x`` for ``stream``; changes no state."""
-        values, row, _ = self.scorer._one(x, timestamp, stream)
-        self._sync()
-        surprise = self.scorer._point_surprise(self.scorer._point_normalized(values, row), row)
-        return self._point_score(surprise, row, learn=False)
+        """Score in [0, 1] of point ``x`` for ``stream``; changes no state."""
+        surprise = self.scorer.score_one(x, timestamp=timestamp, stream=stream)
+        return self._point(float(surprise), self._row(stream), learn=False)
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
-        """Advance ``stream`` by ``x``: the scorer, then the likelihood statistics."""
-        values, row, time = self.scorer._one(x, timestamp, stream)
-        self._sync()
-        self._point_score(self.scorer._learn_point(values, row, time), row, learn=True)
+        """Advance ``stream`` by ``x``: the scorer, then the likelihood state."""
+        surprise = self.scorer.score_one(x, timestamp=timestamp, stream=stream)
+        self.scorer.learn_one(x, timestamp=timestamp, stream=stream)
+        self._point(float(surprise), self._row(stream), learn=True)
 
     def score_many(self, X, streams=None) -> np.ndarray:
-        """Scores (n_streams,) of one point per stream; changes no state."""
-        surprises = self.scorer.score_many(X, streams)
-        rows = self.scorer._rows(self.scorer._streams(streams, len(surprises)))
-        return self._likelihood(surprises[None], rows, learn=False)[0]
-
-    def learn_many(self, X, streams=None, timestamps=None) -> None:
-        """Advance each stream by its point in ``X`` (n_streams, n_channels): one batched step."""
-        self.process(np.asarray(X)[None], streams, None if timestamps is None else [timestamps])
+        """Scores (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); changes no state."""
+        surprises = np.asarray(self.scorer.score_many(X, streams), dtype=float)
+        rows = self._rows(self._streams(streams, len(surprises)))
+        return self._block(surprises[None], rows, learn=False)[0]
 
     def process(self, X, streams=None, timestamps=None) -> np.ndarray:
         """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
-        surprises = self.scorer.process(X, streams, timestamps)
-        rows = self.scorer._rows(self.scorer._streams(streams, surprises.shape[1]))
-        return self._likelihood(surprises, rows, learn=True)
+        surprises = np.asarray(self.scorer.process(X, streams, timestamps), dtype=float)
+        rows = self._rows(self._streams(streams, surprises.shape[1]))
+        return self._block(surprises, rows, learn=True)
 
     def score(self, chunk, stream: Hashable = 0):
-        """Score, then learn, each row of a chunk of one stream.
+        """Score, then learn, each row of a chunk of one stream (Series, DataFrame or array (n[, d])).
 
         Returns a DataFrame on the chunk's index (a RangeIndex for arrays) with
         columns ``surprise``, ``score`` (in [0, 1]) and ``alarm`` (bool).
         """
         import pandas as pd
 
-        series = as_series(chunk, "chunk", n_channels=self.scorer.n_channels)
-        surprises = np.asarray(self.scorer.score(chunk, stream), dtype=float)
-        scores = self._likelihood(surprises[:, None], self.scorer._rows([stream]), learn=True)[:, 0]
-        index = series.index if series.index is not None else pd.RangeIndex(len(scores))
+        surprises = self.scorer.score(chunk, stream)
+        index = surprises.index if isinstance(surprises, pd.Series) else pd.RangeIndex(len(surprises))
+        surprises = np.asarray(surprises, dtype=float)
+        scores = self._block(surprises[:, None], self._rows([stream]), learn=True)[:, 0]
         return pd.DataFrame({"surprise": surprises, "score": scores, "alarm": scores >= self.alarm_threshold},
                             index=index)
-
-    def save(self, path) -> None:
-        """Write the complete state (scorer included) to ``path``."""
-        from .persistence import save_stream
-
-        save_stream(self, path)
-
-    @classmethod
-    def load(cls, path) -> "AnomalyLikelihood":
-        """Read a wrapper written by :meth:`save`."""
-        from .persistence import load_stream
-
-        return load_stream(path, expect=cls)

@@ -5,7 +5,7 @@ import numpy as np
 
 from .baselines import NABStreamDetector, check_series
 from .likelihood import AnomalyLikelihood
-from .numenta_likelihood import NumentaLikelihood
+from .seasonal import SeasonalSurprise, rows_per_season
 from .selective_update import SelectiveUpdateDetector
 from .streaming import StreamScorer
 from .spatial import SPATIAL_TOLERANCE, SpatialAnomaly
@@ -16,39 +16,43 @@ NAB_DETECTOR_DEFAULTS = dict(hidden_size=32, n_steps=40, window=32, burn_in=8, b
 
 
 class SelectiveUpdateNAB(NABStreamDetector):
-    """``SelectiveUpdateDetector`` + ``StreamScorer`` + a likelihood (+ suppression, + spatial rule) for NAB.
+    """``SelectiveUpdateDetector`` + ``StreamScorer`` (+ seasonal surprise) + likelihood (+ suppression) + spatial rule.
 
     The detector is fitted on the probationary rows only (as NAB allows); then
-    the whole file is streamed through the scorer (score, then learn, every
-    row) and the anomaly likelihood (:class:`NumentaLikelihood`, NAB's own
-    estimator, by default), whose log-score in [0, 1] is the NAB score, then,
-    optionally, :class:`PeakSuppression` (a score is kept only where it beats
-    every score of the previous ``suppression * probationary`` rows: one
-    detection per burst, whatever the threshold), and last NAB's spatial rule
-    (:class:`SpatialAnomaly`: 1.0 where a value leaves the range seen so far by
-    more than 5 % of it). The defaults are NAB's own post-processing of its
-    HTM detector, with NAB's constants. Row t uses rows up to t only.
+    the whole file is streamed (score, then learn, every row) through the chain
+    ``SpatialAnomaly(PeakSuppression(AnomalyLikelihood(SeasonalSurprise(StreamScorer))))``:
+    optionally :class:`SeasonalSurprise` adds the surprise of the residual
+    against one day earlier (the period from the probationary rows'
+    timestamps); :class:`AnomalyLikelihood` (NAB's estimator: learning period
+    and estimation samples half the probationary period each) turns surprises
+    into NAB's log-score in [0, 1]; optionally :class:`PeakSuppression` keeps a
+    score only where it beats every score of the previous ``suppression *
+    probationary`` rows; last NAB's spatial rule (:class:`SpatialAnomaly`:
+    1.0 where a value leaves the range seen so far by more than 5 % of it).
+    Row t uses rows up to t only (and the probationary rows' timestamps).
 
     Parameters
     ----------
     seed : int, default 0
     normalizer_halflife : float, optional
         Online normalisation half-life (points); None keeps the probationary scaling.
-    estimator : {"numenta", "running"}, default "numenta"
-        :class:`NumentaLikelihood` with NAB's settings (learning period and
-        estimation samples half the probationary period each), or
-        :class:`AnomalyLikelihood` (running statistics from the training fit).
     likelihood : dict, optional
-        Keyword arguments of the estimator's class, over those defaults.
+        Keyword arguments of :class:`AnomalyLikelihood`, over NAB's learning
+        period / estimation samples.
+    seasonal : bool, default True
+        Add :class:`SeasonalSurprise` (period: rows per day from the median
+        step of the probationary rows' timestamps, or ``seasonal_period``;
+        ``memory``: the probationary length). On by default: +6 NAB standard on
+        the 35 files (docs/detectors.md), a knob chosen on those files.
+    seasonal_period : int, optional
+        Rows per season for every file (instead of the timestamps).
     spatial_tolerance : float or None, default 0.05
         :class:`SpatialAnomaly`'s tolerance (NAB's ``SPATIAL_TOLERANCE``);
         None turns the spatial rule off. It is applied last, as in NAB.
     suppression : float or None, default None
-        Suppression period as a multiple of the probationary length (NAB's
-        probationary period, 15 % of the file, at most 750 rows, is the scale
-        of a file's regular behaviour); None turns suppression off (the
-        default since the ``numenta`` estimator, whose red-zone filter already
-        reports a sustained anomaly once; 1.0 helped the ``running`` one).
+        Suppression period as a multiple of the probationary length; None
+        turns suppression off (the default: the likelihood's red-zone filter
+        already reports a sustained anomaly once).
     **detector_params
         Keyword arguments of :class:`SelectiveUpdateDetector`, over
         :data:`NAB_DETECTOR_DEFAULTS`.
@@ -56,39 +60,55 @@ class SelectiveUpdateNAB(NABStreamDetector):
 
     name = "surnn"
 
-    def __init__(self, seed: int = 0, normalizer_halflife: float | None = None, estimator: str = "numenta",
-                 likelihood: dict | None = None, suppression: float | None = None,
+    def __init__(self, seed: int = 0, normalizer_halflife: float | None = None, likelihood: dict | None = None,
+                 seasonal: bool = True, seasonal_period: int | None = None, suppression: float | None = None,
                  spatial_tolerance: float | None = SPATIAL_TOLERANCE, **detector_params) -> None:
-        if estimator not in ("numenta", "running"):
-            raise ValueError(f"estimator must be 'numenta' or 'running'; got {estimator!r}")
-        self.seed = seed
-        self.normalizer_halflife = normalizer_halflife
-        self.estimator = estimator
-        self.likelihood = likelihood
-        self.spatial_tolerance = spatial_tolerance
+        if not isinstance(seasonal, bool):
+            raise TypeError(f"seasonal must be a bool; got {seasonal!r}")
+        if seasonal_period is not None:
+            SeasonalSurprise._check_period(seasonal_period)
         if suppression is not None and not (isinstance(suppression, (int, float)) and suppression > 0):
             raise ValueError(f"suppression must be a number > 0 or None; got {suppression!r}")
+        self.seed = seed
+        self.normalizer_halflife = normalizer_halflife
+        self.likelihood = likelihood
+        self.seasonal = seasonal
+        self.seasonal_period = seasonal_period
+        self.spatial_tolerance = spatial_tolerance
         self.suppression = suppression
         self.detector_params = {**NAB_DETECTOR_DEFAULTS, **detector_params}
 
-    def stream(self, values: np.ndarray, probationary: int) -> AnomalyLikelihood | NumentaLikelihood:
-        """The fitted streaming pipeline for one file (before any row is streamed)."""
+    def pipeline(self, values: np.ndarray, probationary: int, timestamps=None):
+        """The fitted streaming chain for one file (before any row is streamed).
+
+        ``timestamps`` (n,) datetime-likes are used only for the seasonal
+        period (from the probationary rows); they may repeat or go back (NAB's
+        files do around daylight-saving changes), since they are not streamed.
+        """
         values = check_series(values, probationary, min_probationary=2)
         detector = SelectiveUpdateDetector(**{**self.detector_params, "progress": False, "seed": self.seed})
         detector.fit(values[:probationary])
-        scorer = StreamScorer(detector, normalizer_halflife=self.normalizer_halflife)
-        if self.estimator == "running":
-            return AnomalyLikelihood(scorer, **(self.likelihood or {}))
+        stream = StreamScorer(detector, normalizer_halflife=self.normalizer_halflife)
+        if self.seasonal:
+            period = self.seasonal_period
+            if period is None:
+                if timestamps is None:
+                    raise ValueError("timestamps are needed for the seasonal period (or pass seasonal_period= "
+                                     "or seasonal=False)")
+                if len(timestamps) != len(values):
+                    raise ValueError(f"timestamps has {len(timestamps)} entries for {len(values)} values")
+                period = rows_per_season(timestamps[:probationary])
+            stream = SeasonalSurprise(stream, period=period, memory=probationary)
         learning = probationary // 2  # NAB's numenta detector: floor(probationary / 2)
         defaults = dict(learning_period=learning, estimation_samples=probationary - learning)
-        return NumentaLikelihood(scorer, **{**defaults, **(self.likelihood or {})})
-
-    def run(self, values: np.ndarray, probationary: int) -> np.ndarray:
-        """Scores of shape (n,) in [0, 1]; row t depends on ``values[:t + 1]`` only."""
-        values = check_series(values, probationary, min_probationary=2)
-        stream = self.stream(values, probationary)
+        stream = AnomalyLikelihood(stream, **{**defaults, **(self.likelihood or {})})
         if self.suppression is not None:
             stream = PeakSuppression(stream, period=max(1, round(self.suppression * probationary)))
         if self.spatial_tolerance is not None:
             stream = SpatialAnomaly(stream, tolerance=self.spatial_tolerance)
-        return stream.process(values[:, None])[:, 0]
+        return stream
+
+    def run(self, values: np.ndarray, probationary: int, timestamps=None) -> np.ndarray:
+        """Scores of shape (n,) in [0, 1]; row t depends on ``values[:t + 1]`` only."""
+        values = check_series(values, probationary, min_probationary=2)
+        return self.pipeline(values, probationary, timestamps).process(values[:, None])[:, 0]

@@ -13,20 +13,24 @@ only tensors and plain containers, so loading a file runs no code from it.
 
 ``config`` (JSON) holds:
 
-- ``kind``: ``"detector"``, ``"StreamScorer"`` or ``"AnomalyLikelihood"``;
+- ``kind``: ``"detector"``, ``"StreamScorer"`` or the class of the outermost
+  wrapper (``"AnomalyLikelihood"``, ``"SpatialAnomaly"``, ...);
 - ``detector``: ``class``, ``params`` (``get_params()``), ``n_channels``,
   ``feature_names``;
 - ``scorer``: ``normalizer_halflife``, ``min_scale``, ``stream_ids``;
-- ``likelihood``: its four parameters and the prior ``(mean, var, count)``;
+- ``wrappers``: the chain of wrappers around the scorer, innermost first, each
+  ``{"class": name, "settings": {constructor keyword arguments}}``;
 - ``versions``: of sparsernn, torch and numpy that wrote the file.
 
 ``tensors`` holds ``model.<name>`` (the forecaster's ``state_dict``: weights,
 masks), ``detector.<attr>`` (``center_``, ``scale_``, ``decision_scores_``,
 ``labels_``, ``threshold_``, ``training_losses_``), ``scorer.<attr>``
 (recurrent ``state``, ``forecast_mean``, ``forecast_var``, ``norm_mean``,
-``norm_var``, ``count``, ``last_time``) and ``likelihood.<attr>`` (``recent``,
-``seen``, ``mean``, ``var``, ``count``). Every array keeps its dtype, so a loaded stream
-continues with bit-identical scores.
+``norm_var``, ``count``, ``last_time``) and ``wrapper<i>.<attr>``, the
+per-stream arrays of the i-th wrapper (its ``STATE``: e.g. the likelihood's
+``recent``, ``history``, ``seen``, ``mean``, ``std``, ``last_q``). Every array
+keeps its dtype, so a loaded stream continues with bit-identical scores.
+Version 1 files (the earlier likelihood) are refused with an error.
 """
 from __future__ import annotations
 
@@ -38,10 +42,9 @@ import numpy as np
 import torch
 
 FORMAT = "sparsernn.detectors/stream"
-VERSION = 1
+VERSION = 2
 DETECTOR_ARRAYS = ("center_", "scale_", "decision_scores_", "labels_", "threshold_", "training_losses_")
 SCORER_ARRAYS = ("state", "forecast_mean", "forecast_var", "norm_mean", "norm_var", "count", "last_time")
-LIKELIHOOD_ARRAYS = ("recent", "seen", "mean", "var", "count")
 
 
 def _versions() -> dict:
@@ -112,52 +115,62 @@ def load_detector(path):
     return _detector_from(config["detector"], tensors)
 
 
-def save_stream(stream, path) -> None:
-    """Write a :class:`StreamScorer` or :class:`AnomalyLikelihood` (with its scorer) to ``path``."""
+def _wrapper_classes() -> dict:
     from .likelihood import AnomalyLikelihood
+    from .seasonal import SeasonalSurprise
+    from .spatial import SpatialAnomaly
+    from .suppression import PeakSuppression
 
-    wrapper = stream if isinstance(stream, AnomalyLikelihood) else None
-    scorer = wrapper.scorer if wrapper is not None else stream
+    return {cls.__name__: cls for cls in (SeasonalSurprise, AnomalyLikelihood, PeakSuppression, SpatialAnomaly)}
+
+
+def save_stream(stream, path) -> None:
+    """Write a :class:`StreamScorer`, or any chain of wrappers around one, to ``path``."""
+    from .wrappers import StreamWrapper
+
+    chain = []
+    scorer = stream
+    while isinstance(scorer, StreamWrapper):
+        chain.append(scorer)
+        scorer = scorer.inner
+    chain.reverse()  # innermost first
+    known = _wrapper_classes()
     det_config, tensors = _detector_parts(scorer.detector)
     config = {"detector": det_config,
               "scorer": {"normalizer_halflife": scorer.normalizer_halflife, "min_scale": scorer.min_scale,
-                         "stream_ids": scorer.stream_ids}}
+                         "stream_ids": scorer.stream_ids},
+              "wrappers": []}
     for attr in SCORER_ARRAYS:
         tensors[f"scorer.{attr}"] = torch.from_numpy(getattr(scorer, attr).copy())
-    if wrapper is not None:
-        wrapper._sync()
-        config["likelihood"] = {"short_window": wrapper.short_window, "long_window": wrapper.long_window,
-                                "min_std": wrapper.min_std, "alarm_threshold": wrapper.alarm_threshold,
-                                "prior": [wrapper.prior_mean, wrapper.prior_var, wrapper.prior_count]}
-        for attr in LIKELIHOOD_ARRAYS:
-            tensors[f"likelihood.{attr}"] = torch.from_numpy(getattr(wrapper, attr).copy())
+    for i, wrapper in enumerate(chain):
+        name = type(wrapper).__name__
+        if known.get(name) is not type(wrapper):
+            raise TypeError(f"stream: cannot save a {name} (known wrappers: {sorted(known)})")
+        config["wrappers"].append({"class": name, "settings": wrapper._settings()})
+        for attr, array in wrapper._state().items():
+            tensors[f"wrapper{i}.{attr}"] = torch.from_numpy(np.ascontiguousarray(array))
     _write(path, type(stream).__name__, config, tensors)
 
 
 def load_stream(path, expect: type | None = None):
-    """Read a stream written by :func:`save_stream`; ``expect`` checks its class."""
-    from .likelihood import AnomalyLikelihood
+    """Read a stream written by :func:`save_stream`; ``expect`` checks the outermost class."""
     from .streaming import StreamScorer
 
     config, tensors = _read(path)
-    kinds = {"StreamScorer": StreamScorer, "AnomalyLikelihood": AnomalyLikelihood}
+    kinds = {"StreamScorer": StreamScorer, **_wrapper_classes()}
     if config["kind"] not in kinds:
         raise ValueError(f"{path} holds a {config['kind']!r}, not a stream")
     if expect is not None and kinds[config["kind"]] is not expect:
         raise ValueError(f"{path} holds a {config['kind']}, not a {expect.__name__}")
     detector = _detector_from(config["detector"], tensors)
     settings = config["scorer"]
-    scorer = StreamScorer(detector, settings["normalizer_halflife"], settings["min_scale"])
-    scorer.stream_ids = list(settings["stream_ids"])
-    scorer._rows_of = {sid: row for row, sid in enumerate(scorer.stream_ids)}
+    stream = StreamScorer(detector, settings["normalizer_halflife"], settings["min_scale"])
+    stream.stream_ids = list(settings["stream_ids"])
+    stream._rows_of = {sid: row for row, sid in enumerate(stream.stream_ids)}
     for attr in SCORER_ARRAYS:
-        setattr(scorer, attr, tensors[f"scorer.{attr}"].numpy().copy())
-    if config["kind"] == "StreamScorer":
-        return scorer
-    settings = config["likelihood"]
-    wrapper = AnomalyLikelihood(scorer, settings["short_window"], settings["long_window"], settings["min_std"],
-                                settings["alarm_threshold"])
-    wrapper.prior_mean, wrapper.prior_var, wrapper.prior_count = settings["prior"]
-    for attr in LIKELIHOOD_ARRAYS:
-        setattr(wrapper, attr, tensors[f"likelihood.{attr}"].numpy().copy())
-    return wrapper
+        setattr(stream, attr, tensors[f"scorer.{attr}"].numpy().copy())
+    for i, part in enumerate(config["wrappers"]):
+        cls = kinds[part["class"]]
+        stream = cls(stream, **part["settings"])
+        stream._load_state({attr: tensors[f"wrapper{i}.{attr}"].numpy() for attr in cls.STATE})
+    return stream

@@ -22,18 +22,21 @@ from collections.abc import Hashable
 
 import numpy as np
 
+from .wrappers import StreamWrapper
+
 SPATIAL_TOLERANCE = 0.05
 """NAB's published tolerance: the fraction of the seen range a value may exceed it by."""
 
 
-class SpatialAnomaly:
+class SpatialAnomaly(StreamWrapper):
     """Score 1.0 where a value leaves the range seen so far by more than ``tolerance`` of it.
 
     Parameters
     ----------
     stream : AnomalyLikelihood, PeakSuppression or StreamScorer
         The wrapped scorer (``score_one``, ``learn_one``, ``score_many``,
-        ``process``, ``stream_ids``); its scores should be in [0, 1].
+        ``process``, ``stream_ids``); its scores should be in [0, 1]. The
+        values checked are the raw points given to this wrapper.
     tolerance : float, default 0.05
         NAB's ``SPATIAL_TOLERANCE``.
 
@@ -48,33 +51,25 @@ class SpatialAnomaly:
     >>> scores = stream.process(block)                                     # doctest: +SKIP
     """
 
+    STATE = ("low", "high")
+
     def __init__(self, stream, tolerance: float = SPATIAL_TOLERANCE) -> None:
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance < 0:
-            raise ValueError(f"tolerance must be a number >= 0; got {tolerance!r}")
+        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
+            raise TypeError(f"tolerance must be a number; got {tolerance!r}")
+        if not tolerance >= 0:
+            raise ValueError(f"tolerance must be >= 0; got {tolerance!r}")
         self.stream = stream
         self.tolerance = float(tolerance)
         n_channels = self._scorer.n_channels
         self.low = np.zeros((0, n_channels))
         self.high = np.zeros((0, n_channels))
 
-    @property
-    def stream_ids(self) -> list:
-        return self.stream.stream_ids
+    def _settings(self) -> dict:
+        return {"tolerance": self.tolerance}
 
-    @property
-    def _scorer(self):
-        """The innermost :class:`StreamScorer` (through any chain of wrappers)."""
-        inner = self.stream
-        while not hasattr(inner, "n_channels"):
-            inner = inner.stream if hasattr(inner, "stream") else inner.scorer
-        return inner
-
-    def _rows(self, streams) -> np.ndarray:
-        n = len(self.stream_ids) - len(self.low)
-        if n > 0:
-            fresh = np.full((n, self.low.shape[1]), np.nan)
-            self.low, self.high = np.concatenate([self.low, fresh]), np.concatenate([self.high, fresh])
-        return np.asarray(self._scorer._rows(streams), dtype=np.int64)
+    def _grow(self, n: int) -> None:
+        fresh = np.full((n, self.low.shape[1]), np.nan)
+        self.low, self.high = np.concatenate([self.low, fresh]), np.concatenate([self.high, fresh])
 
     def _point(self, x) -> np.ndarray:
         """One point (number, sequence or dict) as values (1, 1, n_channels)."""
@@ -98,10 +93,6 @@ class SpatialAnomaly:
         return flags
 
     # ------------------------------------------------------------ protocol
-    def classify(self, score: float) -> bool:
-        """The wrapped stream's alarm rule (if it has one: ``score >= alarm_threshold``)."""
-        return self.stream.classify(score)
-
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Score of ``x`` for ``stream`` (1.0 if it leaves the range); changes no state."""
         score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
@@ -116,17 +107,13 @@ class SpatialAnomaly:
     def score_many(self, X, streams=None) -> np.ndarray:
         """Scores (n_streams,) of one point per stream; changes no state."""
         scores = np.asarray(self.stream.score_many(X, streams), dtype=float)
-        rows = self._rows(self._scorer._streams(streams, len(scores)))
+        rows = self._rows(self._streams(streams, len(scores)))
         flags = self._flag(self._block(np.asarray(X)[None]), rows, learn=False)[0]
         return np.where(flags, 1.0, scores)
-
-    def learn_many(self, X, streams=None, timestamps=None) -> None:
-        """Advance each stream by its point in ``X`` (n_streams, n_channels)."""
-        self.process(np.asarray(X)[None], streams, None if timestamps is None else [timestamps])
 
     def process(self, X, streams=None, timestamps=None) -> np.ndarray:
         """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
         scores = np.asarray(self.stream.process(X, streams, timestamps), dtype=float)
-        rows = self._rows(self._scorer._streams(streams, scores.shape[1]))
+        rows = self._rows(self._streams(streams, scores.shape[1]))
         flags = self._flag(self._block(X), rows, learn=True)
         return np.where(flags, 1.0, scores)

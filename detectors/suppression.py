@@ -22,8 +22,10 @@ from collections.abc import Hashable
 
 import numpy as np
 
+from .wrappers import StreamWrapper
 
-class PeakSuppression:
+
+class PeakSuppression(StreamWrapper):
     """Keep a stream's score only where it beats the last ``period`` scores.
 
     Parameters
@@ -41,26 +43,22 @@ class PeakSuppression:
     >>> scores = stream.process(block)                                                   # doctest: +SKIP
     """
 
+    STATE = ("recent",)
+
     def __init__(self, stream, period: int) -> None:
-        if isinstance(period, bool) or not isinstance(period, (int, np.integer)) or period < 1:
-            raise ValueError(f"period must be an int >= 1; got {period!r}")
+        if isinstance(period, bool) or not isinstance(period, (int, np.integer)):
+            raise TypeError(f"period must be an int; got {period!r}")
+        if period < 1:
+            raise ValueError(f"period must be >= 1; got {period!r}")
         self.stream = stream
         self.period = int(period)
         self.recent = np.zeros((0, self.period))  # the last `period` raw scores of each stream, oldest first
 
-    @property
-    def stream_ids(self) -> list:
-        return self.stream.stream_ids
+    def _settings(self) -> dict:
+        return {"period": self.period}
 
-    @property
-    def _scorer(self):
-        return getattr(self.stream, "scorer", self.stream)
-
-    def _rows(self, streams) -> np.ndarray:
-        n = len(self.stream_ids) - len(self.recent)
-        if n > 0:
-            self.recent = np.concatenate([self.recent, np.zeros((n, self.period))])
-        return np.asarray(self._scorer._rows(streams), dtype=np.int64)
+    def _grow(self, n: int) -> None:
+        self.recent = np.concatenate([self.recent, np.zeros((n, self.period))])
 
     def _suppress(self, raw: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
         """Suppressed scores (T, B) of raw scores (T, B) of streams ``rows``."""
@@ -69,10 +67,6 @@ class PeakSuppression:
         if learn:
             self.recent[rows] = history[-self.period:].T
         return np.where(raw > previous, raw, 0.0)
-
-    def classify(self, score: float) -> bool:
-        """The wrapped stream's alarm rule (if it has one: ``score >= alarm_threshold``)."""
-        return self.stream.classify(score)
 
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Suppressed score of ``x`` for ``stream``; changes no state."""
@@ -88,15 +82,11 @@ class PeakSuppression:
     def score_many(self, X, streams=None) -> np.ndarray:
         """Suppressed scores (n_streams,) of one point per stream; changes no state."""
         raw = np.asarray(self.stream.score_many(X, streams), dtype=float)
-        rows = self._rows(self._scorer._streams(streams, len(raw)))
+        rows = self._rows(self._streams(streams, len(raw)))
         return self._suppress(raw[None], rows, learn=False)[0]
-
-    def learn_many(self, X, streams=None, timestamps=None) -> None:
-        """Advance each stream by its point in ``X`` (n_streams, n_channels)."""
-        self.process(np.asarray(X)[None], streams, None if timestamps is None else [timestamps])
 
     def process(self, X, streams=None, timestamps=None) -> np.ndarray:
         """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
         raw = np.asarray(self.stream.process(X, streams, timestamps), dtype=float)
-        rows = self._rows(self._scorer._streams(streams, raw.shape[1]))
+        rows = self._rows(self._streams(streams, raw.shape[1]))
         return self._suppress(raw, rows, learn=True)

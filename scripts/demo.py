@@ -82,13 +82,14 @@ def demo_detector() -> None:
         print(f"synthetic series: {len(series)} points with a burst at 3000, fitted on the first {head}")
     detector = SelectiveUpdateDetector(hidden_size=32, update_gate="event", n_steps=150, progress=False, seed=0)
     detector.fit(series.iloc[:head])
-    # The stream continues where the fitted series ended. AnomalyLikelihood
-    # turns surprise into a score in [0, 1] and alarms (HTM-style).
-    stream = AnomalyLikelihood(StreamScorer(detector))
-    scores, alarms = [0.0] * head, []
+    # The whole series is streamed, as NAB does. AnomalyLikelihood (NAB's HTM
+    # estimator) turns surprise into a score in [0, 1] and alarms; the fitted
+    # rows are its probation (half learning period, half estimation samples).
+    stream = AnomalyLikelihood(StreamScorer(detector), learning_period=head // 2, estimation_samples=head - head // 2)
+    scores, alarms = [], []
     # Values only, as NAB streams them: this NAB file repeats an hour of
     # timestamps (2014-01-07 02:00-02:55), which the scorer would reject.
-    for timestamp, value in series.iloc[head:].items():  # one recurrent step per point
+    for timestamp, value in series.items():  # one recurrent step per point
         score = stream.score_one(value)
         stream.learn_one(value)
         scores.append(score)

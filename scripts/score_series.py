@@ -97,7 +97,9 @@ def main(argv: list[str] | None = None) -> int:
                                        seed=args.seed, log_dir=args.log_dir)
     try:
         detector.fit(frame.iloc[:n_fit])
+        # the whole frame is streamed; as NAB does, the fitted rows are the likelihood's probation
         stream = AnomalyLikelihood(StreamScorer(detector, normalizer_halflife=args.halflife),
+                                   learning_period=n_fit // 2, estimation_samples=n_fit - n_fit // 2,
                                    alarm_threshold=args.alarm_threshold)
         scored = stream.score(frame)
     except (TypeError, ValueError) as error:

@@ -98,9 +98,11 @@ def test_anomaly_likelihood_flags_a_surprising_burst_and_stays_quiet_otherwise()
     raw = rng.normal(0.0, 1.0, 1000)
     raw[700:720] += 8.0
     scores = anomaly_likelihood(raw, probationary=150)
-    assert np.all(scores[:150] == 0.0)  # still learning
+    assert np.allclose(scores[:150], np.log(0.5 + 1e-10) / np.log(1e-10))  # still learning: probability 0.5
     assert 0.0 <= scores.min() and scores.max() <= 1.0
-    assert scores[705:720].min() > 0.9
+    red = np.flatnonzero(scores >= 0.5)
+    assert 700 <= red[0] <= 703 and scores[red[0]] > 0.75  # the entry into the red zone (q < 1e-8)
+    assert (scores[701:720] < 0.5).sum() >= 15  # then mostly yellow: one report per sustained anomaly
     assert np.quantile(scores[150:700], 0.99) < 0.5
 
 

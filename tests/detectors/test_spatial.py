@@ -61,16 +61,15 @@ def test_streams_keep_their_own_ranges(fitted):
 
 @pytest.mark.parametrize("tolerance", [-0.1, True, None, "5%"])
 def test_bad_tolerance_is_rejected(likelihood, tolerance):
-    with pytest.raises(ValueError, match="tolerance"):
+    with pytest.raises((ValueError, TypeError), match="tolerance"):
         SpatialAnomaly(likelihood, tolerance=tolerance)
 
 
 def test_nab_adapter_spatial_rule_can_be_turned_off(series):
     x = series[0][:300].copy()
-    x[250] = 40.0  # far outside the range seen so far
+    x[200:] += np.linspace(0.0, 3.0, 100)  # a slow drift to values never seen: little forecast surprise
     params = {k: v for k, v in SMALL.items() if k != "progress"}
-    params["estimator"] = "running"  # its scores stay below 1.0 (NAB's log-score saturates)
-    on = SelectiveUpdateNAB(seed=0, **params).run(x, probationary=100)
-    off = SelectiveUpdateNAB(seed=0, spatial_tolerance=None, **params).run(x, probationary=100)
-    assert on[250] == 1.0 and off[250] < 1.0
-    np.testing.assert_array_equal(on[on < 1.0], off[on < 1.0])
+    on = SelectiveUpdateNAB(seed=0, seasonal=False, **params).run(x, probationary=100)
+    off = SelectiveUpdateNAB(seed=0, seasonal=False, spatial_tolerance=None, **params).run(x, probationary=100)
+    assert ((on == off) | (on == 1.0)).all()
+    assert (on == 1.0).sum() > (off == 1.0).sum() + 10

@@ -15,7 +15,7 @@ def snapshot(stream) -> dict:
     names = ("state", "forecast_mean", "forecast_var", "norm_mean", "norm_var", "count", "last_time")
     parts = {k: getattr(scorer, k).copy() for k in names}
     if isinstance(stream, AnomalyLikelihood):
-        parts.update({f"lik_{k}": getattr(stream, k).copy() for k in ("recent", "seen", "mean", "var", "count")})
+        parts.update({f"lik_{k}": getattr(stream, k).copy() for k in stream.STATE})
     parts["ids"] = list(scorer.stream_ids)
     return parts
 
@@ -106,7 +106,7 @@ def test_save_load_continues_bit_identical(fitted, series, tmp_path, kind):
 
     def make():
         scorer = StreamScorer(fitted, normalizer_halflife=100.0)
-        return scorer if kind == "scorer" else AnomalyLikelihood(scorer, long_window=200)
+        return scorer if kind == "scorer" else AnomalyLikelihood(scorer, learning_period=50, estimation_samples=50)
 
     block = np.stack([x, x[::-1]], axis=1)
     stream = make()
@@ -164,7 +164,8 @@ def test_bad_timestamps_and_chunks_are_rejected_without_change(fitted, series):
 
 def test_likelihood_scores_are_in_unit_interval_and_alarm_on_spikes(fitted, series):
     x, labels = series
-    stream = AnomalyLikelihood(StreamScorer(fitted), short_window=1, alarm_threshold=0.5)
+    stream = AnomalyLikelihood(StreamScorer(fitted), learning_period=50, estimation_samples=50,
+                               averaging_window=1, alarm_threshold=0.5)  # NAB averages 10: one-point spikes dilute
     frame = stream.score(pd.Series(x, index=pd.date_range("2024-01-01", periods=len(x), freq="h")))
     assert list(frame.columns) == ["surprise", "score", "alarm"]
     assert frame["score"].between(0, 1).all()
@@ -178,8 +179,13 @@ def test_likelihood_scores_are_in_unit_interval_and_alarm_on_spikes(fitted, seri
 def test_nab_adapter_is_causal_and_in_unit_interval(series):
     x = series[0][:300]
     nab = SelectiveUpdateNAB(seed=0, **{k: v for k, v in SMALL.items() if k != "progress"})
-    scores = nab.run(x, probationary=100)
+    stamps = pd.date_range("2024-01-01", periods=len(x), freq="h")
+    scores = nab.run(x, probationary=100, timestamps=stamps)
     assert scores.shape == x.shape and (scores >= 0).all() and (scores <= 1).all()
     changed = x.copy()
     changed[200:] += 3.0
-    np.testing.assert_array_equal(nab.run(changed, probationary=100)[:200], scores[:200])
+    np.testing.assert_array_equal(nab.run(changed, probationary=100, timestamps=stamps)[:200], scores[:200])
+    with pytest.raises(ValueError, match="timestamps"):
+        nab.run(x, probationary=100)  # the seasonal period needs them (or seasonal_period=, seasonal=False)
+    np.testing.assert_array_equal(SelectiveUpdateNAB(seed=0, seasonal_period=24, **{
+        k: v for k, v in SMALL.items() if k != "progress"}).run(x, probationary=100), scores)

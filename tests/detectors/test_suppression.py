@@ -65,15 +65,15 @@ def test_suppression_is_causal(fitted, series):
 
 @pytest.mark.parametrize("period", [0, -3, 2.5, True, None])
 def test_bad_period_is_rejected(likelihood, period):
-    with pytest.raises(ValueError, match="period"):
+    with pytest.raises((ValueError, TypeError), match="period"):
         PeakSuppression(likelihood, period=period)
 
 
 def test_nab_adapter_suppression_can_be_turned_off(series):
     x = series[0][:300]
     params = {k: v for k, v in SMALL.items() if k != "progress"}
-    off = SelectiveUpdateNAB(seed=0, suppression=None, **params).run(x, probationary=100)
-    on = SelectiveUpdateNAB(seed=0, suppression=1.0, **params).run(x, probationary=100)
+    off = SelectiveUpdateNAB(seed=0, suppression=None, seasonal_period=40, **params).run(x, probationary=100)
+    on = SelectiveUpdateNAB(seed=0, suppression=1.0, seasonal_period=40, **params).run(x, probationary=100)
     assert ((on == off) | (on == 0)).all() and (on == 0).sum() > (off == 0).sum()
     with pytest.raises(ValueError, match="suppression"):
         SelectiveUpdateNAB(suppression=0)

@@ -1,11 +1,14 @@
-"""NumentaLikelihood: NAB's estimator (probation, windowed re-estimation, red-zone filter, log-score)."""
+"""AnomalyLikelihood: NAB's estimator (probation, windowed re-estimation, red-zone filter, log-score),
+the same code for a whole series (likelihood_scores, anomaly_likelihood) and for streams."""
 import math
 
 import numpy as np
 import pytest
 from scipy.stats import norm
 
-from sparsernn.detectors import NumentaLikelihood, StreamScorer
+import pandas as pd
+
+from sparsernn.detectors import AnomalyLikelihood, StreamScorer, anomaly_likelihood, likelihood_scores
 
 
 class Surprises:
@@ -50,15 +53,26 @@ def test_matches_the_plain_loop_with_a_sliding_window():
     rng = np.random.default_rng(0)
     s = rng.gamma(1.0, 0.5, 1500)
     s[900:905] += 30.0  # a burst
-    ours = NumentaLikelihood(Surprises(s), learning_period=50, estimation_samples=70, historic_window=400,
+    ours = AnomalyLikelihood(Surprises(s), learning_period=50, estimation_samples=70, historic_window=400,
                              reestimation_period=37).process(None)[:, 0]
     np.testing.assert_allclose(ours, reference(s, 50, 70, window=400, every=37), rtol=1e-9, atol=1e-12)
+    whole = likelihood_scores(s, 50, 70, historic_window=400, reestimation_period=37)
+    np.testing.assert_array_equal(whole, ours)  # one implementation
+
+
+def test_baselines_calibration_is_the_same_likelihood_on_robust_z_units():
+    rng = np.random.default_rng(1)
+    raw = rng.normal(5.0, 2.0, 800)
+    raw[600] += 40.0
+    z = (raw - np.median(raw[20:200])) / (1.4826 * np.median(np.abs(raw[20:200] - np.median(raw[20:200]))))
+    np.testing.assert_array_equal(anomaly_likelihood(raw, probationary=200, warmup=20),
+                                  likelihood_scores(z, learning_period=20, estimation_samples=180))
 
 
 def test_probation_then_one_red_score_per_sustained_anomaly():
     s = np.full(600, 0.5) + 0.1 * np.sin(np.arange(600))
     s[400:460] = 50.0  # a sustained anomaly
-    scores = NumentaLikelihood(Surprises(s), learning_period=100, estimation_samples=100).process(None)[:, 0]
+    scores = AnomalyLikelihood(Surprises(s), learning_period=100, estimation_samples=100).process(None)[:, 0]
     assert np.allclose(scores[:200], math.log(0.5 + 1e-10) / math.log(1e-10))  # probation: probability 0.5
     red = np.flatnonzero(scores >= 0.5)
     assert red[0] == 400 and scores[400] == 1.0  # the entry into the red zone
@@ -69,9 +83,9 @@ def test_probation_then_one_red_score_per_sustained_anomaly():
 
 def test_block_equals_point_by_point_and_score_one_changes_nothing(fitted, series):
     x = series[0][:400]
-    block = NumentaLikelihood(StreamScorer(fitted), learning_period=40, estimation_samples=60, reestimation_period=25)
+    block = AnomalyLikelihood(StreamScorer(fitted), learning_period=40, estimation_samples=60, reestimation_period=25)
     blocks = np.concatenate([block.process(part[:, None])[:, 0] for part in np.array_split(x, 7)])
-    point = NumentaLikelihood(StreamScorer(fitted), learning_period=40, estimation_samples=60, reestimation_period=25)
+    point = AnomalyLikelihood(StreamScorer(fitted), learning_period=40, estimation_samples=60, reestimation_period=25)
     singles = []
     for value in x:
         score = point.score_one(value)
@@ -85,16 +99,29 @@ def test_block_equals_point_by_point_and_score_one_changes_nothing(fitted, serie
 
 def test_streams_are_independent(fitted, series):
     x = np.stack([series[0][:300], series[0][:300][::-1]], axis=1)
-    both = NumentaLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30)
+    both = AnomalyLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30)
     scores = both.process(x, streams=["a", "b"])
     for column in range(2):
-        alone = NumentaLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30)
+        alone = AnomalyLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30)
         np.testing.assert_allclose(scores[:, column], alone.process(x[:, column:column + 1])[:, 0], rtol=1e-9)
 
 
-@pytest.mark.parametrize("kwargs", [dict(learning_period=-1), dict(estimation_samples=0), dict(averaging_window=0),
-                                    dict(reestimation_period=1.5), dict(historic_window=10, estimation_samples=20),
-                                    dict(alarm_threshold=0.0)])
-def test_bad_settings_are_rejected(fitted, kwargs):
-    with pytest.raises(ValueError):
-        NumentaLikelihood(StreamScorer(fitted), **kwargs)
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(learning_period=-1), ValueError, "learning_period"), (dict(estimation_samples=0), ValueError, "estimation"),
+    (dict(averaging_window=0), ValueError, "averaging_window"), (dict(reestimation_period=1.5), TypeError, "reest"),
+    (dict(historic_window=10, estimation_samples=20), ValueError, "historic_window"),
+    (dict(alarm_threshold=0.0), ValueError, "alarm_threshold")])
+def test_bad_settings_are_rejected(fitted, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        AnomalyLikelihood(StreamScorer(fitted), **kwargs)
+
+
+def test_pandas_chunks_give_a_frame_on_the_index_and_equal_the_block(fitted, series):
+    x = series[0][:300]
+    index = pd.date_range("2024-01-01", periods=len(x), freq="h")
+    stream = AnomalyLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30)
+    frame = pd.concat([stream.score(pd.Series(x[:120], index=index[:120])),
+                       stream.score(pd.Series(x[120:], index=index[120:]))])
+    assert list(frame.columns) == ["surprise", "score", "alarm"] and frame.index.equals(index)
+    block = AnomalyLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30).process(x[:, None])
+    np.testing.assert_array_equal(frame["score"].to_numpy(), block[:, 0])

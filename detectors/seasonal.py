@@ -1,0 +1,222 @@
+"""``SeasonalSurprise``: add the surprise of a point against the same time one season (a day) earlier.
+
+A wrapper in the river sense around a :class:`StreamScorer` (same protocol:
+``score_one``, ``learn_one``, ``score_many``, ``learn_many``, ``process``,
+``score``; per-stream state; ``save`` / ``load``). Its surprise is the
+scorer's plus a seasonal one, per stream and channel ``c``:
+
+- ``r_t = x_t - x_{t-P}``, the residual against the point one period ``P``
+  (rows) earlier, on the raw values;
+- ``seasonal_t = 0.5 * mean_c r_t,c**2 / v_c``, where ``v`` is the mean of
+  ``r**2`` over the stream's residuals *before* ``t`` (a plain mean over the
+  first ``memory`` residuals, then exponentially weighted with weight
+  ``1 / memory``), floored at ``min_var`` and capped at ``max_surprise``;
+- 0 while there is no residual yet (``t < P``) or no variance (the first one).
+
+It is causal: the point at ``t`` is judged with state from points before
+``t`` only. The period is an explicit ``period=`` (rows, for every stream, or
+per stream with :meth:`set_period`), or, for a stream without one, is derived
+from the timestamps of the first call that brings at least two of them (a
+pandas chunk's DatetimeIndex, or ``process(..., timestamps=)``) by
+:func:`rows_per_season`: the season (``"1D"``) over the median step.
+
+Why: a one-step forecaster adapts within a few points, so a change of the
+daily pattern (a missing peak, a peak at the wrong hour, a level that is
+normal for the day but not for the hour) surprises it only briefly; the
+residual against yesterday keeps the change visible for as long as it lasts.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+import pandas as pd
+
+from .series_input import as_series
+from .wrappers import StreamWrapper
+
+
+def rows_per_season(timestamps, season="1D") -> int:
+    """Rows per ``season`` (a Timedelta-like) from the median step of ``timestamps`` (n >= 2,)."""
+    stamps = np.asarray(pd.DatetimeIndex(timestamps).as_unit("ns").asi8, dtype=np.int64)
+    if len(stamps) < 2:
+        raise ValueError(f"timestamps must hold at least 2 timestamps to find a period; got {len(stamps)}")
+    step = float(np.median(np.diff(stamps)))
+    if not step > 0:
+        raise ValueError(f"timestamps must increase (median step {step} ns) to find a period")
+    return max(1, int(round(pd.Timedelta(season).value / step)))
+
+
+class SeasonalSurprise(StreamWrapper):
+    """The scorer's surprise plus the surprise of the residual against one period earlier (see the module doc).
+
+    Parameters
+    ----------
+    scorer : StreamScorer
+    period : int, optional
+        Rows per season for every stream. None: per stream from :meth:`set_period` or from timestamps.
+    season : Timedelta-like, default "1D"
+        The season whose length in rows is derived from timestamps.
+    memory : int, default 1000
+        Residuals averaged plainly into the variance, then its exponential memory.
+    min_var : float, default 1e-12
+        Floor of the variance (a series that repeats exactly has ``v = 0``).
+    max_surprise : float, default 1e6
+        Cap of the seasonal surprise.
+
+    Attributes (first axis: the stream row)
+    ---------------------------------------
+    period : (n_streams,) int64, rows per season (0: not known yet)
+    values : (n_streams, max period, n_channels) the last period of points, a ring indexed by ``seen``
+    seen : (n_streams,) int64, points learned
+    var : (n_streams, n_channels) the mean squared residual
+    residuals : (n_streams,) int64, residuals learned
+    """
+
+    INNER = "scorer"
+    STATE = ("period", "values", "seen", "var", "residuals")
+
+    def __init__(self, scorer, period: int | None = None, season="1D", memory: int = 1000,
+                 min_var: float = 1e-12, max_surprise: float = 1e6) -> None:
+        self.scorer = scorer
+        self.default_period = None if period is None else self._check_period(period)
+        try:
+            self.season = str(pd.Timedelta(season))
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"season must be a Timedelta-like (e.g. '1D'); got {season!r}") from error
+        if pd.Timedelta(season) <= pd.Timedelta(0):
+            raise ValueError(f"season must be positive; got {season!r}")
+        if isinstance(memory, bool) or not isinstance(memory, (int, np.integer)):
+            raise TypeError(f"memory must be an int; got {memory!r}")
+        if memory < 1:
+            raise ValueError(f"memory must be >= 1; got {memory!r}")
+        for name, value in (("min_var", min_var), ("max_surprise", max_surprise)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number; got {value!r}")
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0; got {value!r}")
+        self.memory, self.min_var, self.max_surprise = int(memory), float(min_var), float(max_surprise)
+        d = self._scorer.n_channels
+        self.period = np.zeros(0, dtype=np.int64)
+        self.values = np.zeros((0, self.default_period or 1, d))
+        self.seen = np.zeros(0, dtype=np.int64)
+        self.var = np.zeros((0, d))
+        self.residuals = np.zeros(0, dtype=np.int64)
+
+    @staticmethod
+    def _check_period(period) -> int:
+        if isinstance(period, bool) or not isinstance(period, (int, np.integer)):
+            raise TypeError(f"period must be an int (rows per season); got {period!r}")
+        if period < 1:
+            raise ValueError(f"period must be >= 1; got {period!r}")
+        return int(period)
+
+    def _settings(self) -> dict:
+        return {"period": self.default_period, "season": self.season, "memory": self.memory,
+                "min_var": self.min_var, "max_surprise": self.max_surprise}
+
+    def _grow(self, n: int) -> None:
+        d = self.var.shape[1]
+        self.period = np.concatenate([self.period, np.full(n, self.default_period or 0, dtype=np.int64)])
+        self.values = np.concatenate([self.values, np.zeros((n,) + self.values.shape[1:])])
+        self.seen = np.concatenate([self.seen, np.zeros(n, dtype=np.int64)])
+        self.var = np.concatenate([self.var, np.zeros((n, d))])
+        self.residuals = np.concatenate([self.residuals, np.zeros(n, dtype=np.int64)])
+
+    def set_period(self, stream: Hashable, period: int) -> None:
+        """Give ``stream`` its period (rows per season) before its first point."""
+        period = self._check_period(period)
+        self._commit_periods(self._rows([stream]), np.array([period]), [stream])
+
+    def _commit_periods(self, rows: np.ndarray, periods: np.ndarray, streams: list) -> None:
+        """Set the periods (B,) of streams ``rows`` (B,), widening the ring of values if needed."""
+        for b, (row, period) in enumerate(zip(rows.tolist(), periods.tolist())):
+            if self.seen[row] > 0 and self.period[row] != period:
+                raise ValueError(f"stream {streams[b]!r} has learned points with period {self.period[row]}; "
+                                 f"cannot change it to {period}")
+            self.period[row] = period
+        width = int(periods.max())
+        if width > self.values.shape[1]:
+            pad = np.zeros((len(self.values), width - self.values.shape[1], self.values.shape[2]))
+            self.values = np.concatenate([self.values, pad], axis=1)
+
+    def _periods(self, streams: list, rows: np.ndarray, times: np.ndarray | None) -> np.ndarray:
+        """Periods (B,) of streams ``rows``: theirs, or (not stored yet) from ``times`` (T, B) int64 ns."""
+        periods = self.period[rows].copy()
+        for b in np.flatnonzero(periods == 0):
+            if times is None or len(times) < 2:
+                raise ValueError(f"stream {streams[b]!r} has no period: pass period= (rows per season), call "
+                                 f"set_period, or give at least 2 timestamps in its first call")
+            periods[b] = rows_per_season(times[:, b], self.season)
+        return periods
+
+    def _seasonal(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """Seasonal surprises (T, B) of ``values`` (T, B, C) of streams ``rows`` (B,), whose periods are set."""
+        period, seen, var = self.period[rows], self.seen[rows].copy(), self.var[rows].copy()
+        residuals = self.residuals[rows].copy()
+        ring = self.values[rows]  # (B, width, C) copy
+        lanes = np.arange(len(rows))
+        out = np.zeros(values.shape[:2])
+        for t, x in enumerate(values):
+            position = seen % period
+            has = seen >= period  # a point one period back exists
+            r = x - ring[lanes, position]
+            judged = has & (residuals > 0)
+            z = 0.5 * (r * r / np.maximum(var, self.min_var)).mean(-1)
+            out[t] = np.where(judged, np.minimum(z, self.max_surprise), 0.0)
+            weight = 1.0 / np.minimum(residuals + 1, self.memory)
+            var = np.where(has[:, None], (1.0 - weight[:, None]) * var + weight[:, None] * (r * r), var)
+            residuals = residuals + has
+            ring[lanes, position] = x
+            seen = seen + 1
+        if learn:
+            self.values[rows], self.seen[rows], self.var[rows], self.residuals[rows] = ring, seen, var, residuals
+        return out
+
+    # ------------------------------------------------------------ protocol
+    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
+        """Surprise (scorer's + seasonal) of ``x`` for ``stream``; changes no state."""
+        surprise = self.scorer.score_one(x, timestamp=timestamp, stream=stream)
+        rows = self._rows([stream])
+        self._periods([stream], rows, None)
+        return float(surprise) + float(self._seasonal(self._scorer._point(x)[None], rows, learn=False)[0, 0])
+
+    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
+        """Advance ``stream`` by ``x``: the scorer, then the seasonal state."""
+        values = self._scorer._point(x)[None]
+        rows = self._rows([stream])
+        self._periods([stream], rows, None)
+        self.scorer.learn_one(x, timestamp=timestamp, stream=stream)
+        self._seasonal(values, rows, learn=True)
+
+    def score_many(self, X, streams=None) -> np.ndarray:
+        """Surprises (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); no state changes."""
+        surprises = np.asarray(self.scorer.score_many(X, streams), dtype=float)
+        names = self._streams(streams, len(surprises))
+        rows = self._rows(names)
+        self._periods(names, rows, None)
+        return surprises + self._seasonal(self._scorer._block(np.asarray(X)[None], "X"), rows, learn=False)[0]
+
+    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
+        """Score, then learn, a block (T, n_streams[, n_channels]); returns surprises (T, n_streams)."""
+        values = self._scorer._block(X, "X")
+        names = self._streams(streams, values.shape[1])
+        times = None if timestamps is None else self._scorer._times(timestamps, values.shape[:2])
+        rows = self._rows(names)
+        periods = self._periods(names, rows, times)
+        surprises = np.asarray(self.scorer.process(X, streams, timestamps), dtype=float)
+        self._commit_periods(rows, periods, names)
+        return surprises + self._seasonal(values, rows, learn=True)
+
+    def score(self, chunk, stream: Hashable = 0):
+        """Score, then learn, each row of a chunk of one stream; surprises (n,) or a Series on its index."""
+        series = as_series(chunk, "chunk", n_channels=self.n_channels)
+        times = None
+        if isinstance(series.index, pd.DatetimeIndex):
+            times = series.index.as_unit("ns").asi8.reshape(-1, 1)
+        rows = self._rows([stream])
+        periods = self._periods([stream], rows, times)
+        surprises = np.asarray(self.scorer.score(chunk, stream), dtype=float)
+        self._commit_periods(rows, periods, [stream])
+        total = surprises + self._seasonal(series.values[:, None, :], rows, learn=True)[:, 0]
+        return series.wrap(total, name="surprise")

@@ -1,0 +1,111 @@
+"""``StreamWrapper``: what every river-style wrapper around a :class:`StreamScorer` shares.
+
+A wrapper (:class:`SeasonalSurprise`, :class:`AnomalyLikelihood`,
+:class:`PeakSuppression`, :class:`SpatialAnomaly`) has the scorer's protocol
+(``score_one``, ``learn_one``, ``score_many``, ``learn_many``, ``process``,
+``stream_ids``) and adds one behaviour. Wrappers nest; the innermost object is
+always a :class:`StreamScorer`, which owns the stream ids: a stream's row in
+every wrapper's per-stream arrays is its row in the scorer.
+
+Each wrapper keeps its per-stream state in NumPy arrays whose first axis is
+the stream row (the names in ``STATE``) and its settings in JSON-able values
+(:meth:`_settings`, the keyword arguments of its constructor), so a whole
+chain is saved as arrays + JSON by :func:`~sparsernn.detectors.persistence.save_stream`
+and continues bit-identically after :meth:`load`.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+
+class StreamWrapper:
+    """Base class of the stream wrappers (see the module doc).
+
+    Subclasses set ``STATE`` (names of per-stream arrays, first axis = stream
+    row), implement :meth:`_grow` (append state for ``n`` new streams) and
+    :meth:`_settings`, and keep the wrapped object in ``self.stream`` (or
+    ``self.scorer``, see ``INNER``).
+    """
+
+    STATE: ClassVar[tuple[str, ...]] = ()
+    INNER: ClassVar[str] = "stream"
+
+    @property
+    def inner(self):
+        """The wrapped object (a wrapper or the :class:`StreamScorer`)."""
+        return getattr(self, self.INNER)
+
+    @property
+    def stream_ids(self) -> list:
+        return self.inner.stream_ids
+
+    @property
+    def _scorer(self):
+        """The innermost :class:`StreamScorer`."""
+        inner = self.inner
+        while isinstance(inner, StreamWrapper):
+            inner = inner.inner
+        return inner
+
+    @property
+    def n_channels(self) -> int:
+        return self._scorer.n_channels
+
+    def _n_rows(self) -> int:
+        return len(getattr(self, self.STATE[0]))
+
+    def _grow(self, n: int) -> None:  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def _sync(self) -> None:
+        """Give the streams the scorer allocated since the last call their fresh state."""
+        n = len(self.stream_ids) - self._n_rows()
+        if n > 0:
+            self._grow(n)
+
+    def _rows(self, streams) -> np.ndarray:
+        """Rows (B,) of stream ids ``streams`` (allocating new ones in the scorer and here)."""
+        rows = np.asarray(self._scorer._rows(streams), dtype=np.int64)
+        self._sync()
+        return rows
+
+    def _streams(self, streams, n: int) -> list:
+        return self._scorer._streams(streams, n)
+
+    def classify(self, score: float) -> bool:
+        """The wrapped stream's alarm rule (``score >= alarm_threshold`` where there is one)."""
+        return self.inner.classify(score)
+
+    def learn_many(self, X, streams=None, timestamps=None) -> None:
+        """Advance each stream by its point in ``X`` (n_streams[, n_channels]): one batched step."""
+        self.process(np.asarray(X)[None], streams, None if timestamps is None else [timestamps])
+
+    # ------------------------------------------------------------ persistence
+    def _settings(self) -> dict:  # pragma: no cover - every subclass overrides
+        """JSON-able constructor keyword arguments (the wrapped stream excluded)."""
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, np.ndarray]:
+        """Per-stream arrays by name (copies)."""
+        self._sync()
+        return {name: np.array(getattr(self, name), copy=True) for name in self.STATE}
+
+    def _load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        """Set the per-stream arrays written by :meth:`_state`."""
+        for name in self.STATE:
+            setattr(self, name, np.array(arrays[name], copy=True))
+
+    def save(self, path) -> None:
+        """Write the whole chain (scorer, detector and every wrapper) to ``path``."""
+        from .persistence import save_stream
+
+        save_stream(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """Read a chain written by :meth:`save` whose outermost wrapper is this class."""
+        from .persistence import load_stream
+
+        return load_stream(path, expect=cls)
