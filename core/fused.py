@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import torch
 
 from .fused_factors import GATES, lstm_factors, single_state_factors, weight_grads
-from .fused_loops import scripted
+from .fused_loops import loop
 from .fused_routed import routed_group
 from .statistics import make_trace
 from .update_gates import rhythm_preactivations
@@ -49,11 +49,12 @@ class _FusedSequence(torch.autograd.Function):
     def forward(ctx, cell: str, gx, h, c, alive, resets, w_hh, b_hh, gate_x, gate_w):
         w_t = w_hh.transpose(1, 2)
         gated = gate_x is not None
+        on_cpu = gx.device.type == "cpu"
         if cell == "lstm":
-            out = scripted("lstm_forward")(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, True)
+            out = loop("lstm_forward", on_cpu)(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, True)
             y, h_last, c_last, rest = out[0], out[1], out[2], out[3:]
         else:
-            out = scripted(f"{cell}_forward")(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, True)
+            out = loop(f"{cell}_forward", on_cpu)(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, True)
             y, h_last, c_last, rest = out[0], out[1], h.new_empty(0), out[2:]
         preact = rest[0] if gated else h.new_empty(0)
         saved = rest[1:] if gated else rest
@@ -85,7 +86,7 @@ def _single_state_backward(cell, dy, dh, da_ext, saved, w_hh, alive, gate_w, pre
     k_x, k_h, carry, k_a = single_state_factors(cell, saved, h_read, preact if gated else None, gate_w)
     n_gates = GATES[cell]
     extra = gate_w * da_ext if gated and gate_w is not None else None
-    dh_all, dh0 = scripted("single_state_backward")(
+    dh_all, dh0 = loop("single_state_backward", dy.device.type == "cpu")(
         dy.contiguous(), dh.contiguous(), _times_alive(k_h, alive), _times_alive(carry, alive),
         _times_alive(extra, alive), w_hh, n_gates)
     steps, groups, batch, hidden = dh_all.shape
@@ -102,7 +103,7 @@ def _lstm_backward(dy, dh, dc, da_ext, saved, w_hh, alive, gate_w, preact, gated
     h_read = saved[0]
     f = lstm_factors(saved[1:], h_read, preact if gated else None, gate_w)
     extra = gate_w * da_ext if gated and gate_w is not None else None
-    dh_all, e_all, dc_all, dh0, dc0 = scripted("lstm_backward")(
+    dh_all, e_all, dc_all, dh0, dc0 = loop("lstm_backward", dy.device.type == "cpu")(
         dy.contiguous(), dh.contiguous(), dc.contiguous(), f["k_c"].contiguous(), _times_alive(f["k_gates"], alive),
         _times_alive(f["c_carry"], alive), _times_alive(f["c_keep"], alive), _times_alive(f["h_keep"], alive),
         _times_alive(f["h_from_c"], alive), _times_alive(extra, alive), w_hh)
@@ -174,10 +175,11 @@ def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
         y, h, c_out, preact = _FusedSequence.apply(first.cell, gx, h, c, alive, resets, w_hh, b_hh, gate_x, gate_w)
         return y, h, (c_out if first.cell == "lstm" else None), (preact if gate_x is not None else None)
     w_t = w_hh.transpose(1, 2)  # acting / inference: nothing to keep for a backward pass
+    on_cpu = x.device.type == "cpu"
     if first.cell == "lstm":
-        out = scripted("lstm_forward")(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, False)
+        out = loop("lstm_forward", on_cpu)(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, False)
         return out[0], out[1], out[2], (out[3] if gate_x is not None else None)
-    out = scripted(f"{first.cell}_forward")(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, False)
+    out = loop(f"{first.cell}_forward", on_cpu)(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, False)
     return out[0], out[1], None, (out[2] if gate_x is not None else None)
 
 

@@ -1,7 +1,9 @@
 """The time loops of the fused backend: forward steps and the hand-derived backward recursion.
 
-These functions are TorchScript-compiled on first use (:func:`scripted`); the
-autograd wiring, the derivative factors and the weight gradients live in
+These functions are TorchScript-compiled on first use (:func:`scripted`); on a
+CPU, :func:`loop` hands out C++ versions of the unrouted ones instead
+(:mod:`~sparsernn.core.native`, same arguments and results). The autograd
+wiring, the derivative factors and the weight gradients live in
 :mod:`~sparsernn.core.fused`. Only what must run step by step is here.
 
 Shapes: ``G`` layers run as one group (same cell and sizes), ``T`` steps,
@@ -27,6 +29,8 @@ import warnings
 from typing import List, Optional
 
 import torch
+
+from .native import NATIVE_FUNCTIONS, native_enabled, native_loops
 
 
 def gru_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor], resets: List[bool],
@@ -378,6 +382,16 @@ def routed_backward(cell: str, dy: torch.Tensor, dh: torch.Tensor, dc: torch.Ten
         records.reverse()
     return [torch.stack(dhs), torch.stack(dcs), torch.stack(dgxs), torch.stack(dghs), torch.stack(dss),
             torch.stack(dpres), torch.stack(dxs), dh, dc]
+
+
+def loop(name: str, on_cpu: bool):
+    """The loop ``name`` to run: the C++ one (:mod:`~sparsernn.core.native`) for CPU tensors
+    when it exists and was built, else the TorchScript one."""
+    if on_cpu and name in NATIVE_FUNCTIONS and native_enabled():
+        native = native_loops()
+        if native is not None:
+            return getattr(native, name)
+    return scripted(name)
 
 
 @functools.cache

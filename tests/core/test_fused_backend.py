@@ -22,6 +22,13 @@ T, B, I, H = 41, 5, 11, 37
 RTOL = 1e-10  # float64; a wrong derivative factor is off by >1e-3
 
 
+@pytest.fixture(params=["native", "torchscript"])
+def loops(request, monkeypatch):
+    """Run a test with the C++ loops (core/csrc) and again with the TorchScript ones."""
+    monkeypatch.setenv("SPARSERNN_NATIVE", "1" if request.param == "native" else "0")
+    return request.param
+
+
 def random_inputs(layer, seed, steps=T, batch=B):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(steps, batch, layer.input_size, generator=gen, dtype=torch.float64)
@@ -34,7 +41,7 @@ def random_inputs(layer, seed, steps=T, batch=B):
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
-def test_fused_matches_reference(cell, config, assert_rel_close, run_with_grads):
+def test_fused_matches_reference(cell, config, loops, assert_rel_close, run_with_grads):
     seed = 7 + len(cell) * 13 + list(CONFIGS).index(config)
     layer = SparseRecurrent(I, H, cell=cell, seed=seed, dtype=torch.float64, backend="reference", **CONFIGS[config])
     if layer.router is not None:
@@ -54,7 +61,7 @@ def test_fused_matches_reference(cell, config, assert_rel_close, run_with_grads)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_closed_neurons_keep_their_state_exactly(cell):
+def test_closed_neurons_keep_their_state_exactly(cell, loops):
     layer = SparseRecurrent(4, 16, cell=cell, update_gate="event", backend="fused", seed=1)
     with torch.no_grad():
         layer.gate.bias.fill_(-50.0)  # every switch closed
@@ -65,7 +72,7 @@ def test_closed_neurons_keep_their_state_exactly(cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
-def test_fused_without_grad_matches_reference(cell, assert_rel_close):
+def test_fused_without_grad_matches_reference(cell, loops, assert_rel_close):
     layer = SparseRecurrent(6, 17, cell=cell, update_gate="rhythm", density_hh=0.3, seed=3, dtype=torch.float64)
     x, state, starts = random_inputs(layer, 5, steps=20, batch=4)
     with torch.no_grad():
@@ -80,7 +87,7 @@ def test_fused_without_grad_matches_reference(cell, assert_rel_close):
 
 
 @pytest.mark.parametrize("options", [{}, {"update_gate": "event"}, {"router_keep": 0.5, "cell": "lstm"}])
-def test_group_equals_separate_calls(options, assert_rel_close):
+def test_group_equals_separate_calls(options, loops, assert_rel_close):
     actor = SparseRecurrent(5, 12, density_hh=0.5, seed=1, dtype=torch.float64, **options)
     critic = SparseRecurrent(5, 12, density_hh=0.5, seed=2, dtype=torch.float64, **options)
     x, _, starts = random_inputs(actor, 9, steps=15, batch=3)
@@ -133,3 +140,17 @@ def test_auto_picks_fused_for_small_calls_on_cpu():
     assert choose_backend(torch.zeros(32, 256, 4), layer) == "reference"
     routed = SparseRecurrent(4, 64, router_keep=0.1, seed=0)
     assert choose_backend(torch.zeros(32, 8, 4), routed) == "fused"
+
+
+def test_native_loops_are_built_and_used():
+    """The C++ loops must build wherever the tests run (CI has a compiler); a failed build
+    would silently fall back to the slower TorchScript loops."""
+    from sparsernn.core.fused_loops import loop, scripted
+    from sparsernn.core.native import NATIVE_FUNCTIONS, native_loops
+
+    native = native_loops()
+    assert native is not None, "building core/csrc/fused_cpu.cpp failed (see the RuntimeWarning)"
+    for name in NATIVE_FUNCTIONS:
+        assert loop(name, on_cpu=True) is getattr(native, name)
+        assert loop(name, on_cpu=False) is scripted(name)
+    assert loop("elman_forward", on_cpu=True) is scripted("elman_forward")

@@ -1,0 +1,50 @@
+"""The fused backend's C++ CPU loops (``core/csrc/fused_cpu.cpp``), built on first use.
+
+:func:`native_loops` compiles the extension with ``torch.utils.cpp_extension``
+the first time a process asks for it (about a minute; the build is cached in
+torch's extension directory, ``$TORCH_EXTENSIONS_DIR`` or
+``~/.cache/torch_extensions``, so later processes load it in a second). It
+needs a C++ compiler. If the build fails, or ``SPARSERNN_NATIVE=0`` is set,
+the fused backend runs its TorchScript loops instead (same results, slower),
+after one warning.
+
+The C++ loops cover the unrouted cells on a CPU: ``gru_forward``,
+``lstm_forward``, ``single_state_backward`` (GRU and Elman) and
+``lstm_backward``, with the arguments and results of their TorchScript
+namesakes in :mod:`~sparsernn.core.fused_loops`.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from pathlib import Path
+from types import ModuleType
+from typing import Optional
+
+SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_cpu.cpp"
+NATIVE_FUNCTIONS = ("gru_forward", "lstm_forward", "single_state_backward", "lstm_backward")
+# -ffast-math lets GCC vectorise exp/tanh (glibc's libmvec); -march=native: the build is for this machine.
+CFLAGS = ["-O3", "-ffast-math", "-march=native", "-fopenmp-simd"]
+
+
+def native_enabled() -> bool:
+    """False when ``SPARSERNN_NATIVE=0`` asks for the TorchScript loops (read at every call)."""
+    return os.environ.get("SPARSERNN_NATIVE", "1") != "0"
+
+
+@functools.cache
+def native_loops() -> Optional[ModuleType]:
+    """The compiled extension, or None (disabled, or the build failed: then one warning)."""
+    if not native_enabled():
+        return None
+    try:
+        from torch.utils.cpp_extension import load
+
+        return load(name="sparsernn_fused_cpu", sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=False)
+    except Exception as error:  # noqa: BLE001 - any build failure means: use the TorchScript loops
+        warnings.warn(f"sparsernn: building the fused backend's C++ loops failed ({type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''}); using the TorchScript loops "
+                      f"(same results, slower). Set SPARSERNN_NATIVE=0 to skip the build.", RuntimeWarning,
+                      stacklevel=2)
+        return None
