@@ -27,6 +27,7 @@ import torch
 
 from .fused_factors import GATES, lstm_factors, single_state_factors, weight_grads
 from .fused_loops import loop
+from .native import native_enabled, native_loops
 from .fused_routed import routed_group
 from .statistics import make_trace
 from .update_gates import rhythm_preactivations
@@ -58,14 +59,25 @@ class _FusedSequence(torch.autograd.Function):
             y, h_last, c_last, rest = out[0], out[1], h.new_empty(0), out[2:]
         preact = rest[0] if gated else h.new_empty(0)
         saved = rest[1:] if gated else rest
-        ctx.cell, ctx.gated = cell, gated
+        ctx.cell, ctx.gated, ctx.resets = cell, gated, resets
         ctx.save_for_backward(w_hh, alive, gate_w, preact, *saved)
         return y, h_last, c_last, preact
 
     @staticmethod
     def backward(ctx, dy, dh, dc, da_ext):
         w_hh, alive, gate_w, preact, *saved = ctx.saved_tensors
-        if ctx.cell == "lstm":
+        native = _native_cell_backward(ctx.cell, dy)
+        if native is not None:  # C++: the cell's factors computed inside each step
+            gated = ctx.gated
+            preact, da_ext, h_read = (preact if gated else None), (da_ext if gated else None), saved[0]
+            if ctx.cell == "lstm":
+                dgx, dh0, dc0, da = native(dy, dh, dc, da_ext, *saved, preact, gate_w, alive, ctx.resets, w_hh)
+                dgh = dgx
+            else:
+                dgx, dgh, dh0, da = native(dy, dh, da_ext, *saved, preact, gate_w, alive, ctx.resets, w_hh)
+                dc0 = None
+            da = da if gated else None
+        elif ctx.cell == "lstm":
             dgx, dh0, dc0, da, h_read = _lstm_backward(dy, dh, dc, da_ext, saved, w_hh, alive, gate_w, preact,
                                                        ctx.gated)
             dgh = dgx
@@ -78,6 +90,14 @@ class _FusedSequence(torch.autograd.Function):
         if da is not None and gate_w is not None:
             d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
         return None, dgx, dh0, dc0, None, None, d_w, d_b, da, d_gate_w
+
+
+def _native_cell_backward(cell: str, dy: torch.Tensor):
+    """The C++ GRU / LSTM backward (:mod:`~sparsernn.core.native`) when it applies, else None."""
+    if cell == "elman" or dy.device.type != "cpu" or not native_enabled():
+        return None
+    native = native_loops()
+    return None if native is None else getattr(native, f"{cell}_cell_backward")
 
 
 def _single_state_backward(cell, dy, dh, da_ext, saved, w_hh, alive, gate_w, preact, gated):
@@ -154,10 +174,12 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
         y, h, c, scores, preact = routed_group(layers, x, h, c, alive, resets, gate_x, gate_w)
     else:
         y, h, c, preact = _static_group(layers, x, h, c, alive, resets, gate_x, gate_w)
-    n_in = first.input_size
-    traces = [_trace(preact[:, g] if preact is not None else None,
-                     scores[:, g] if scores is not None else None, n_in, steps * batch * first.hidden_size)
-              for g in range(len(layers))]
+    n_in, n_elements = first.input_size, steps * batch * first.hidden_size
+    if preact is None and scores is None:
+        traces = [make_trace([], [], [], [], n_elements) for _ in layers]
+    else:
+        traces = [_trace(preact[:, g] if preact is not None else None,
+                         scores[:, g] if scores is not None else None, n_in, n_elements) for g in range(len(layers))]
     return y, h, c, new_times, traces
 
 
@@ -165,10 +187,13 @@ def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
     """An unrouted group: input projections hoisted; returns ``y, h, c (or None), a (or None)``."""
     first = layers[0]
     steps, batch, _ = x.shape
-    flat_x = x.reshape(steps * batch, -1)
     weights = [layer.effective_weights() for layer in layers]
-    gx = torch.stack([torch.addmm(layer.bias_ih, flat_x, w_ih.t()).view(steps, batch, -1)
-                      for layer, (w_ih, _) in zip(layers, weights)], 1)
+    groups = len(layers)
+    # All layers' input projections of all steps in one batched GEMM: (G, T*B, k*H) -> (T, G, B, k*H).
+    w_ih = torch.stack([w for w, _ in weights])
+    b_ih = torch.stack([layer.bias_ih for layer in layers]).unsqueeze(1)
+    flat_x = x.reshape(1, steps * batch, -1).expand(groups, -1, -1)
+    gx = torch.baddbmm(b_ih, flat_x, w_ih.transpose(1, 2)).view(groups, steps, batch, -1).transpose(0, 1)
     w_hh = torch.stack([w for _, w in weights])
     b_hh = torch.stack([layer.bias_hh for layer in layers]).unsqueeze(1)
     if torch.is_grad_enabled():

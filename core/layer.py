@@ -165,7 +165,7 @@ class SparseRecurrent(nn.Module):
             parts.append(c if c is not None else torch.zeros_like(h))
         if self.update_gate == "rhythm":
             parts.append((time if time is not None else h.new_zeros(h.shape[0])).unsqueeze(1))
-        return torch.cat(parts, dim=1)
+        return torch.cat(parts, dim=1) if len(parts) > 1 else h
 
     def unpack_state(self, state: torch.Tensor):
         """``(B, state_size)`` → ``(h, c, time)``; ``c``/``time`` are None when unused."""

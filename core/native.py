@@ -1,4 +1,4 @@
-"""The fused backend's C++ CPU loops (``core/csrc/fused_cpu.cpp``), built on first use.
+"""The fused backend's C++ CPU loops (``core/csrc/``), built on first use.
 
 :func:`native_loops` compiles the extension with ``torch.utils.cpp_extension``
 the first time a process asks for it (about a minute; the build is cached in
@@ -8,10 +8,12 @@ needs a C++ compiler. If the build fails, or ``SPARSERNN_NATIVE=0`` is set,
 the fused backend runs its TorchScript loops instead (same results, slower),
 after one warning.
 
-The C++ loops cover the unrouted cells on a CPU: ``gru_forward``,
-``lstm_forward``, ``single_state_backward`` (GRU and Elman) and
-``lstm_backward``, with the arguments and results of their TorchScript
-namesakes in :mod:`~sparsernn.core.fused_loops`.
+The C++ loops cover the unrouted cells on a CPU. ``gru_forward``,
+``lstm_forward`` and ``single_state_backward`` (Elman) take the arguments and
+give the results of their TorchScript namesakes in
+:mod:`~sparsernn.core.fused_loops`; ``gru_cell_backward`` and
+``lstm_cell_backward`` also compute the cell's derivative factors inside the
+step (see :mod:`~sparsernn.core.fused`).
 """
 from __future__ import annotations
 
@@ -22,8 +24,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
-SOURCE = Path(__file__).resolve().parent / "csrc" / "fused_cpu.cpp"
-NATIVE_FUNCTIONS = ("gru_forward", "lstm_forward", "single_state_backward", "lstm_backward")
+SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
+SOURCES = ("module.cpp", "fused_forward.cpp", "fused_backward.cpp")
+#: Drop-in replacements of the TorchScript loops of the same name.
+NATIVE_FUNCTIONS = ("gru_forward", "lstm_forward", "single_state_backward")
 # -ffast-math lets GCC vectorise exp/tanh (glibc's libmvec); -march=native: the build is for this machine.
 CFLAGS = ["-O3", "-ffast-math", "-march=native", "-fopenmp-simd"]
 
@@ -41,7 +45,8 @@ def native_loops() -> Optional[ModuleType]:
     try:
         from torch.utils.cpp_extension import load
 
-        return load(name="sparsernn_fused_cpu", sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=False)
+        return load(name="sparsernn_fused_cpu", sources=[str(SOURCE_DIR / name) for name in SOURCES],
+                    extra_cflags=CFLAGS, extra_include_paths=[str(SOURCE_DIR)], verbose=False)
     except Exception as error:  # noqa: BLE001 - any build failure means: use the TorchScript loops
         warnings.warn(f"sparsernn: building the fused backend's C++ loops failed ({type(error).__name__}: "
                       f"{str(error).splitlines()[0] if str(error) else ''}); using the TorchScript loops "

@@ -1,38 +1,11 @@
-// CPU versions of the fused backend's unrouted time loops (sparsernn/core/fused_loops.py).
-//
-// Same arguments and results as the TorchScript loops of the same names; the
-// per-step GEMM goes to ATen (MKL / oneDNN), the element-wise part of a step is
-// one vectorised loop here instead of ~10 dispatched tensor ops. Built on first
-// use by sparsernn/core/native.py; tested against the reference backend.
-//
-// Shapes: G layers, T steps, B sequences, H units, k gates; every tensor is made
-// contiguous; rows r = g * B + b of a (G, B, .) tensor.
-#include <torch/extension.h>
+// Forward loops of the fused backend on a CPU (the TorchScript twins are in
+// sparsernn/core/fused_loops.py; same arguments and results). Per step: one GEMM
+// (ATen: MKL / oneDNN) and one vectorised element-wise pass, instead of ~10
+// dispatched tensor ops. Built on first use by sparsernn/core/native.py.
+#include "fused_cpu.h"
 
-#include <algorithm>
-#include <cmath>
-#include <vector>
-
+namespace sparsernn {
 namespace {
-
-using at::Tensor;
-using OptTensor = c10::optional<Tensor>;
-
-template <typename T>
-inline T sigmoid(T v) { return T(1) / (T(1) + std::exp(-v)); }
-
-const Tensor* opt(const OptTensor& t) { return t.has_value() && t->defined() ? &*t : nullptr; }
-
-// h[r, :] *= alive[t, 0, b, 0] for the rows of a step that resets.
-template <typename T>
-void apply_reset(T* __restrict__ state, const T* __restrict__ alive_t, int64_t G, int64_t B, int64_t H) {
-  for (int64_t g = 0; g < G; ++g)
-    for (int64_t b = 0; b < B; ++b) {
-      const T a = alive_t[b];
-      T* row = state + (g * B + b) * H;
-      for (int64_t j = 0; j < H; ++j) row[j] *= a;
-    }
-}
 
 // Selective update of one step: a = gate_x + w * h_old (w may be absent); where a <= 0 the new
 // state (h_new, and c_new for the LSTM) is replaced by the old one, exactly. Stores a.
@@ -212,137 +185,7 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
   return out;
 }
 
-template <typename T>
-std::vector<Tensor> single_state_backward_impl(Tensor dy, Tensor dh0, Tensor k_h, OptTensor carry_o,
-                                               OptTensor extra_o, Tensor w_hh, int64_t n_gates) {
-  dy = dy.contiguous();
-  k_h = k_h.contiguous();
-  const int64_t steps = dy.size(0), G = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
-  const int64_t K = n_gates * H;
-  auto opts = dy.options();
-  const Tensor* carry = opt(carry_o);
-  const Tensor* extra = opt(extra_o);
-  Tensor carry_c = carry ? carry->contiguous() : Tensor();
-  Tensor extra_c = extra ? extra->contiguous() : Tensor();
-  Tensor dh_all = at::empty({steps, G, B, H}, opts);
-  Tensor dh = dh0.contiguous().clone();
-  Tensor base = at::empty({G, B, H}, opts);
-  Tensor dgh = at::empty({G, B, K}, opts);
-  const T* dyp = dy.data_ptr<T>();
-  const T* khp = k_h.data_ptr<T>();
-  T* dallp = dh_all.data_ptr<T>();
-  T* basep = base.data_ptr<T>();
-  T* dghp = dgh.data_ptr<T>();
-  for (int64_t i = 0; i < steps; ++i) {
-    const int64_t t = steps - 1 - i;
-    T* __restrict__ dhp = dh.data_ptr<T>();
-    const T* __restrict__ cr = carry ? carry_c.data_ptr<T>() + t * R * H : nullptr;
-    for (int64_t r = 0; r < R; ++r) {
-      T* __restrict__ d = dhp + r * H;
-      const T* __restrict__ yv = dyp + (t * R + r) * H;
-      T* __restrict__ rec = dallp + (t * R + r) * H;
-      T* __restrict__ bs = basep + r * H;
-      const T* __restrict__ k = khp + (t * R + r) * K;
-      T* __restrict__ out = dghp + r * K;
-#pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const T v = d[j] + yv[j];
-        d[j] = v;
-        rec[j] = v;
-        bs[j] = cr ? v * cr[r * H + j] : T(0);
-      }
-      for (int64_t q = 0; q < n_gates; ++q) {
-#pragma omp simd
-        for (int64_t j = 0; j < H; ++j) out[q * H + j] = k[q * H + j] * d[j];
-      }
-    }
-    at::bmm_out(dh, dgh, w_hh);
-    T* __restrict__ nd = dh.data_ptr<T>();
-    const T* __restrict__ ex = extra ? extra_c.data_ptr<T>() + t * R * H : nullptr;
-    for (int64_t x = 0; x < R * H; ++x) nd[x] += basep[x] + (ex ? ex[x] : T(0));
-  }
-  return {dh_all, dh};
-}
-
-template <typename T>
-std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, Tensor k_c, Tensor k_gates, Tensor c_carry,
-                                       OptTensor c_keep_o, OptTensor h_keep_o, OptTensor h_from_c_o,
-                                       OptTensor extra_o, Tensor w_hh) {
-  dy = dy.contiguous();
-  k_c = k_c.contiguous();
-  k_gates = k_gates.contiguous();
-  c_carry = c_carry.contiguous();
-  const int64_t steps = dy.size(0), G = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
-  auto opts = dy.options();
-  const Tensor* c_keep = opt(c_keep_o);
-  const Tensor* h_keep = opt(h_keep_o);
-  const Tensor* h_from_c = opt(h_from_c_o);
-  const Tensor* extra = opt(extra_o);
-  Tensor c_keep_c = c_keep ? c_keep->contiguous() : Tensor();
-  Tensor h_keep_c = h_keep ? h_keep->contiguous() : Tensor();
-  Tensor h_from_c_c = h_from_c ? h_from_c->contiguous() : Tensor();
-  Tensor extra_c = extra ? extra->contiguous() : Tensor();
-  Tensor dh_all = at::empty({steps, G, B, H}, opts);
-  Tensor e_all = at::empty({steps, G, B, H}, opts);
-  Tensor dc_all = at::empty({steps, G, B, H}, opts);
-  Tensor dh = dh0.contiguous().clone();
-  Tensor dc = dc0.contiguous().clone();
-  Tensor base = at::empty({G, B, H}, opts);
-  Tensor d4 = at::empty({G, B, 4 * H}, opts);
-  for (int64_t i = 0; i < steps; ++i) {
-    const int64_t t = steps - 1 - i;
-    const int64_t off = t * R * H;
-    T* __restrict__ dhp = dh.data_ptr<T>();
-    T* __restrict__ dcp = dc.data_ptr<T>();
-    const T* __restrict__ dyp = dy.data_ptr<T>() + off;
-    const T* __restrict__ kc = k_c.data_ptr<T>() + off;
-    const T* __restrict__ kg = k_gates.data_ptr<T>() + off * 4;
-    const T* __restrict__ cc = c_carry.data_ptr<T>() + off;
-    const T* __restrict__ ck = c_keep ? c_keep_c.data_ptr<T>() + off : nullptr;
-    const T* __restrict__ hk = h_keep ? h_keep_c.data_ptr<T>() + off : nullptr;
-    const T* __restrict__ hc = h_from_c ? h_from_c_c.data_ptr<T>() + off : nullptr;
-    T* __restrict__ rdh = dh_all.data_ptr<T>() + off;
-    T* __restrict__ re = e_all.data_ptr<T>() + off;
-    T* __restrict__ rdc = dc_all.data_ptr<T>() + off;
-    T* __restrict__ bs = base.data_ptr<T>();
-    T* __restrict__ d4p = d4.data_ptr<T>();
-    for (int64_t r = 0; r < R; ++r) {
-#pragma omp simd
-      for (int64_t j = 0; j < H; ++j) {
-        const int64_t x = r * H + j;
-        const T vh = dhp[x] + dyp[x];
-        const T vc = dcp[x];
-        const T e = vc + vh * kc[x];
-        rdh[x] = vh;
-        re[x] = e;
-        rdc[x] = vc;
-        const T* k = kg + r * 4 * H;
-        T* o = d4p + r * 4 * H;
-        o[j] = e * k[j];
-        o[H + j] = e * k[H + j];
-        o[2 * H + j] = e * k[2 * H + j];
-        o[3 * H + j] = vh * k[3 * H + j];
-        T b = T(0);
-        if (hk) b += vh * hk[x];
-        if (hc) b += vc * hc[x];
-        bs[x] = b;
-        T ncd = e * cc[x];
-        if (ck) ncd += vc * ck[x];
-        dcp[x] = ncd;
-      }
-    }
-    at::bmm_out(dh, d4, w_hh);
-    T* __restrict__ nd = dh.data_ptr<T>();
-    const T* __restrict__ ex = extra ? extra_c.data_ptr<T>() + off : nullptr;
-    for (int64_t x = 0; x < R * H; ++x) nd[x] += bs[x] + (ex ? ex[x] : T(0));
-  }
-  return {dh_all, e_all, dc_all, dh, dc};
-}
-
-#define DISPATCH(tensor, call)                                                     \
-  if ((tensor).scalar_type() == at::kFloat) { using scalar = float; return call; } \
-  if ((tensor).scalar_type() == at::kDouble) { using scalar = double; return call; } \
-  TORCH_CHECK(false, "sparsernn fused CPU loops take float32 or float64, got ", (tensor).scalar_type());
+}  // namespace
 
 std::vector<Tensor> gru_forward(Tensor gx, Tensor h, OptTensor alive, std::vector<bool> resets, Tensor w_t,
                                 Tensor b_hh, OptTensor gate_x, OptTensor gate_w, bool save) {
@@ -354,22 +197,4 @@ std::vector<Tensor> lstm_forward(Tensor gx, Tensor h, Tensor c, OptTensor alive,
   DISPATCH(h, lstm_forward_impl<scalar>(gx, h, c, alive, resets, w_t, gate_x, gate_w, save))
 }
 
-std::vector<Tensor> single_state_backward(Tensor dy, Tensor dh, Tensor k_h, OptTensor carry, OptTensor extra,
-                                          Tensor w_hh, int64_t n_gates) {
-  DISPATCH(dy, single_state_backward_impl<scalar>(dy, dh, k_h, carry, extra, w_hh, n_gates))
-}
-
-std::vector<Tensor> lstm_backward(Tensor dy, Tensor dh, Tensor dc, Tensor k_c, Tensor k_gates, Tensor c_carry,
-                                  OptTensor c_keep, OptTensor h_keep, OptTensor h_from_c, OptTensor extra,
-                                  Tensor w_hh) {
-  DISPATCH(dy, lstm_backward_impl<scalar>(dy, dh, dc, k_c, k_gates, c_carry, c_keep, h_keep, h_from_c, extra, w_hh))
-}
-
-}  // namespace
-
-PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("gru_forward", &gru_forward);
-  m.def("lstm_forward", &lstm_forward);
-  m.def("single_state_backward", &single_state_backward);
-  m.def("lstm_backward", &lstm_backward);
-}
+}  // namespace sparsernn

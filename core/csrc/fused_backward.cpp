@@ -1,0 +1,241 @@
+// Backward recursions of the fused backend on a CPU.
+//
+// single_state_backward: the generic recursion of sparsernn/core/fused_loops.py
+// (Elman), with the factors computed in Python (core/fused_factors.py).
+// gru_backward / lstm_backward: the same recursion with the cell's local factors
+// (core/fused_factors.py, written out per element) computed inside the step, and
+// the gate-input gradients written out directly, so the Python side only adds the
+// weight gradients. Every gradient is tested against the reference backend.
+#include "fused_cpu.h"
+
+namespace sparsernn {
+namespace {
+
+template <typename T>
+std::vector<Tensor> single_state_backward_impl(Tensor dy, Tensor dh0, Tensor k_h, OptTensor carry_o,
+                                               OptTensor extra_o, Tensor w_hh, int64_t n_gates) {
+  dy = dy.contiguous();
+  k_h = k_h.contiguous();
+  const int64_t steps = dy.size(0), G = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
+  const int64_t K = n_gates * H;
+  auto opts = dy.options();
+  const Tensor* carry = opt(carry_o);
+  const Tensor* extra = opt(extra_o);
+  Tensor carry_c = carry ? carry->contiguous() : Tensor();
+  Tensor extra_c = extra ? extra->contiguous() : Tensor();
+  Tensor dh_all = at::empty({steps, G, B, H}, opts);
+  Tensor dh = dh0.contiguous().clone();
+  Tensor base = at::empty({G, B, H}, opts);
+  Tensor dgh = at::empty({G, B, K}, opts);
+  const T* dyp = dy.data_ptr<T>();
+  const T* khp = k_h.data_ptr<T>();
+  T* dallp = dh_all.data_ptr<T>();
+  T* basep = base.data_ptr<T>();
+  T* dghp = dgh.data_ptr<T>();
+  for (int64_t i = 0; i < steps; ++i) {
+    const int64_t t = steps - 1 - i;
+    T* __restrict__ dhp = dh.data_ptr<T>();
+    const T* __restrict__ cr = carry ? carry_c.data_ptr<T>() + t * R * H : nullptr;
+    for (int64_t r = 0; r < R; ++r) {
+      T* __restrict__ d = dhp + r * H;
+      const T* __restrict__ yv = dyp + (t * R + r) * H;
+      T* __restrict__ rec = dallp + (t * R + r) * H;
+      T* __restrict__ bs = basep + r * H;
+      const T* __restrict__ k = khp + (t * R + r) * K;
+      T* __restrict__ out = dghp + r * K;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const T v = d[j] + yv[j];
+        d[j] = v;
+        rec[j] = v;
+        bs[j] = cr ? v * cr[r * H + j] : T(0);
+      }
+      for (int64_t q = 0; q < n_gates; ++q) {
+#pragma omp simd
+        for (int64_t j = 0; j < H; ++j) out[q * H + j] = k[q * H + j] * d[j];
+      }
+    }
+    at::bmm_out(dh, dgh, w_hh);
+    T* __restrict__ nd = dh.data_ptr<T>();
+    const T* __restrict__ ex = extra ? extra_c.data_ptr<T>() + t * R * H : nullptr;
+    for (int64_t x = 0; x < R * H; ++x) nd[x] += basep[x] + (ex ? ex[x] : T(0));
+  }
+  return {dh_all, dh};
+}
+
+template <typename T>
+std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o, Tensor h_read, Tensor rz, Tensor n,
+                                      Tensor ghn, OptTensor preact_o, OptTensor gate_w_o, OptTensor alive_o,
+                                      const std::vector<bool>& resets, Tensor w_hh) {
+  dy = dy.contiguous(); h_read = h_read.contiguous(); rz = rz.contiguous(); n = n.contiguous(); ghn = ghn.contiguous();
+  const int64_t steps = dy.size(0), G = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
+  auto opts = dy.options();
+  const Tensor* preact = opt(preact_o);
+  const Tensor* gate_w = opt(gate_w_o);
+  const Tensor* da_ext = opt(da_ext_o);
+  const Tensor* alive = opt(alive_o);
+  Tensor pre_c = preact ? preact->contiguous() : Tensor();
+  Tensor gw_c = gate_w ? gate_w->contiguous() : Tensor();
+  Tensor dae_c = da_ext ? da_ext->contiguous() : Tensor();
+  Tensor alive_c = alive ? alive->contiguous() : Tensor();
+  Tensor dgx = at::empty({steps, G, B, 3 * H}, opts);
+  Tensor dgh = at::empty({steps, G, B, 3 * H}, opts);
+  Tensor da = preact ? at::empty({steps, G, B, H}, opts) : at::empty({0}, opts);
+  Tensor dh = dh0.contiguous().clone();
+  Tensor base = at::empty({G, B, H}, opts);
+  for (int64_t i = 0; i < steps; ++i) {
+    const int64_t t = steps - 1 - i;
+    const int64_t off = t * R * H;
+    T* __restrict__ dhp = dh.data_ptr<T>();
+    T* __restrict__ bs = base.data_ptr<T>();
+    const T* __restrict__ dyp = dy.data_ptr<T>() + off;
+    const T* __restrict__ hr = h_read.data_ptr<T>() + off;
+    const T* __restrict__ rzp = rz.data_ptr<T>() + 2 * off;
+    const T* __restrict__ np_ = n.data_ptr<T>() + off;
+    const T* __restrict__ gp = ghn.data_ptr<T>() + off;
+    const T* __restrict__ ap = preact ? pre_c.data_ptr<T>() + off : nullptr;
+    const T* __restrict__ ep = da_ext ? dae_c.data_ptr<T>() + off : nullptr;
+    T* __restrict__ dap = preact ? da.data_ptr<T>() + off : nullptr;
+    T* __restrict__ dxp = dgx.data_ptr<T>() + 3 * off;
+    T* __restrict__ dhg = dgh.data_ptr<T>() + 3 * off;
+    for (int64_t r = 0; r < R; ++r) {
+      const T* __restrict__ w = gate_w ? gw_c.data_ptr<T>() + (r / B) * H : nullptr;
+      const int64_t o = r * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const int64_t x = o + j;
+        const T v = dhp[x] + dyp[x];
+        const T rr = rzp[2 * o + j], zz = rzp[2 * o + H + j], nn = np_[x], h0 = hr[x];
+        const T k_n = (T(1) - zz) * (T(1) - nn * nn);
+        const T k_r = k_n * gp[x] * rr * (T(1) - rr);
+        const T k_z = (h0 - nn) * zz * (T(1) - zz);
+        T u = T(1), carry = zz, b = T(0);
+        if (ap) {
+          const T a = ap[x];
+          u = a > T(0) ? T(1) : T(0);
+          const T s = sigmoid<T>(a);
+          const T k_a = (nn + zz * (h0 - nn) - h0) * s * (T(1) - s);
+          const T e = ep ? ep[x] : T(0);
+          dap[x] = e + v * k_a;
+          carry = u * zz + (T(1) - u);
+          if (w) { carry += w[j] * k_a; b = w[j] * e; }
+        }
+        const T vu = v * u;
+        dxp[3 * o + j] = vu * k_r;
+        dxp[3 * o + H + j] = vu * k_z;
+        dxp[3 * o + 2 * H + j] = vu * k_n;
+        dhg[3 * o + j] = vu * k_r;
+        dhg[3 * o + H + j] = vu * k_z;
+        dhg[3 * o + 2 * H + j] = vu * k_n * rr;
+        bs[x] = v * carry + b;
+      }
+    }
+    at::bmm_out(dh, dgh[t], w_hh);
+    T* __restrict__ nd = dh.data_ptr<T>();
+    for (int64_t x = 0; x < R * H; ++x) nd[x] += bs[x];
+    if (alive && resets[t]) apply_reset<T>(nd, alive_c.data_ptr<T>() + t * B, G, B, H);
+  }
+  return {dgx, dgh, dh, da};
+}
+
+template <typename T>
+std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTensor da_ext_o, Tensor h_read,
+                                       Tensor c_read, Tensor act, Tensor cand, OptTensor preact_o, OptTensor gate_w_o,
+                                       OptTensor alive_o, const std::vector<bool>& resets, Tensor w_hh) {
+  dy = dy.contiguous(); h_read = h_read.contiguous(); c_read = c_read.contiguous(); act = act.contiguous();
+  cand = cand.contiguous();
+  const int64_t steps = dy.size(0), G = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
+  auto opts = dy.options();
+  const Tensor* preact = opt(preact_o);
+  const Tensor* gate_w = opt(gate_w_o);
+  const Tensor* da_ext = opt(da_ext_o);
+  const Tensor* alive = opt(alive_o);
+  Tensor pre_c = preact ? preact->contiguous() : Tensor();
+  Tensor gw_c = gate_w ? gate_w->contiguous() : Tensor();
+  Tensor dae_c = da_ext ? da_ext->contiguous() : Tensor();
+  Tensor alive_c = alive ? alive->contiguous() : Tensor();
+  Tensor dgates = at::empty({steps, G, B, 4 * H}, opts);
+  Tensor da = preact ? at::empty({steps, G, B, H}, opts) : at::empty({0}, opts);
+  Tensor dh = dh0.contiguous().clone();
+  Tensor dc = dc0.contiguous().clone();
+  Tensor base = at::empty({G, B, H}, opts);
+  for (int64_t i = 0; i < steps; ++i) {
+    const int64_t t = steps - 1 - i;
+    const int64_t off = t * R * H;
+    T* __restrict__ dhp = dh.data_ptr<T>();
+    T* __restrict__ dcp = dc.data_ptr<T>();
+    T* __restrict__ bs = base.data_ptr<T>();
+    const T* __restrict__ dyp = dy.data_ptr<T>() + off;
+    const T* __restrict__ hr = h_read.data_ptr<T>() + off;
+    const T* __restrict__ cr = c_read.data_ptr<T>() + off;
+    const T* __restrict__ acp = act.data_ptr<T>() + 4 * off;
+    const T* __restrict__ cn = cand.data_ptr<T>() + off;
+    const T* __restrict__ ap = preact ? pre_c.data_ptr<T>() + off : nullptr;
+    const T* __restrict__ ep = da_ext ? dae_c.data_ptr<T>() + off : nullptr;
+    T* __restrict__ dap = preact ? da.data_ptr<T>() + off : nullptr;
+    T* __restrict__ dg = dgates.data_ptr<T>() + 4 * off;
+    for (int64_t r = 0; r < R; ++r) {
+      const T* __restrict__ w = gate_w ? gw_c.data_ptr<T>() + (r / B) * H : nullptr;
+      const int64_t o = r * H;
+#pragma omp simd
+      for (int64_t j = 0; j < H; ++j) {
+        const int64_t x = o + j;
+        const T vh = dhp[x] + dyp[x];
+        const T vc = dcp[x];
+        const T ig = acp[4 * o + j], fg = acp[4 * o + H + j], og = acp[4 * o + 2 * H + j], gg = acp[4 * o + 3 * H + j];
+        const T tc = std::tanh(cn[x]);
+        const T e = vc + vh * og * (T(1) - tc * tc);
+        T u = T(1), b = T(0);
+        if (ap) {
+          const T a = ap[x];
+          u = a > T(0) ? T(1) : T(0);
+          const T s = sigmoid<T>(a);
+          const T slope = s * (T(1) - s);
+          const T k_ah = (og * tc - hr[x]) * slope;
+          const T k_ac = (cn[x] - cr[x]) * slope;
+          const T ex = ep ? ep[x] : T(0);
+          dap[x] = ex + vh * k_ah + vc * k_ac;
+          b = (T(1) - u) * vh;
+          if (w) b += w[j] * (vh * k_ah + vc * k_ac + ex);
+        }
+        const T eu = e * u;
+        dg[4 * o + j] = eu * gg * ig * (T(1) - ig);
+        dg[4 * o + H + j] = eu * cr[x] * fg * (T(1) - fg);
+        dg[4 * o + 2 * H + j] = eu * ig * (T(1) - gg * gg);
+        dg[4 * o + 3 * H + j] = vh * u * tc * og * (T(1) - og);
+        bs[x] = b;
+        dcp[x] = eu * fg + (T(1) - u) * vc;
+      }
+    }
+    at::bmm_out(dh, dgates[t], w_hh);
+    T* __restrict__ nd = dh.data_ptr<T>();
+    for (int64_t x = 0; x < R * H; ++x) nd[x] += bs[x];
+    if (alive && resets[t]) {
+      apply_reset<T>(nd, alive_c.data_ptr<T>() + t * B, G, B, H);
+      apply_reset<T>(dc.data_ptr<T>(), alive_c.data_ptr<T>() + t * B, G, B, H);
+    }
+  }
+  return {dgates, dh, dc, da};
+}
+
+}  // namespace
+
+std::vector<Tensor> single_state_backward(Tensor dy, Tensor dh, Tensor k_h, OptTensor carry, OptTensor extra,
+                                          Tensor w_hh, int64_t n_gates) {
+  DISPATCH(dy, single_state_backward_impl<scalar>(dy, dh, k_h, carry, extra, w_hh, n_gates))
+}
+
+std::vector<Tensor> gru_cell_backward(Tensor dy, Tensor dh, OptTensor da_ext, Tensor h_read, Tensor rz, Tensor n,
+                                 Tensor ghn, OptTensor preact, OptTensor gate_w, OptTensor alive,
+                                 std::vector<bool> resets, Tensor w_hh) {
+  DISPATCH(dy, gru_backward_impl<scalar>(dy, dh, da_ext, h_read, rz, n, ghn, preact, gate_w, alive, resets, w_hh))
+}
+
+std::vector<Tensor> lstm_cell_backward(Tensor dy, Tensor dh, Tensor dc, OptTensor da_ext, Tensor h_read, Tensor c_read,
+                                  Tensor act, Tensor cand, OptTensor preact, OptTensor gate_w, OptTensor alive,
+                                  std::vector<bool> resets, Tensor w_hh) {
+  DISPATCH(dy, lstm_backward_impl<scalar>(dy, dh, dc, da_ext, h_read, c_read, act, cand, preact, gate_w, alive,
+                                          resets, w_hh))
+}
+
+}  // namespace sparsernn

@@ -1,0 +1,56 @@
+// Shared helpers of the fused backend's C++ CPU loops (see fused_forward.cpp, fused_backward.cpp).
+//
+// Shapes: G layers, T steps, B sequences, H units, k gates; every tensor is made
+// contiguous; rows r = g * B + b of a (G, B, .) tensor.
+#pragma once
+
+#include <torch/extension.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace sparsernn {
+
+using at::Tensor;
+using OptTensor = c10::optional<Tensor>;
+
+template <typename T>
+inline T sigmoid(T v) { return T(1) / (T(1) + std::exp(-v)); }
+
+inline const Tensor* opt(const OptTensor& t) { return t.has_value() && t->defined() ? &*t : nullptr; }
+
+// h[r, :] *= alive[t, 0, b, 0] for the rows of a step that resets.
+template <typename T>
+inline void apply_reset(T* __restrict__ state, const T* __restrict__ alive_t, int64_t G, int64_t B, int64_t H) {
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t b = 0; b < B; ++b) {
+      const T a = alive_t[b];
+      T* row = state + (g * B + b) * H;
+      for (int64_t j = 0; j < H; ++j) row[j] *= a;
+    }
+}
+
+template <typename T>
+inline T step_alive(const T* alive_t, int64_t r, int64_t B) { return alive_t[r % B]; }
+
+#define DISPATCH(tensor, call)                                                     \
+  if ((tensor).scalar_type() == at::kFloat) { using scalar = float; return call; } \
+  if ((tensor).scalar_type() == at::kDouble) { using scalar = double; return call; } \
+  TORCH_CHECK(false, "sparsernn fused CPU loops take float32 or float64, got ", (tensor).scalar_type());
+
+
+std::vector<Tensor> gru_forward(Tensor gx, Tensor h, OptTensor alive, std::vector<bool> resets, Tensor w_t,
+                                Tensor b_hh, OptTensor gate_x, OptTensor gate_w, bool save);
+std::vector<Tensor> lstm_forward(Tensor gx, Tensor h, Tensor c, OptTensor alive, std::vector<bool> resets,
+                                 Tensor w_t, OptTensor gate_x, OptTensor gate_w, bool save);
+std::vector<Tensor> single_state_backward(Tensor dy, Tensor dh, Tensor k_h, OptTensor carry, OptTensor extra,
+                                          Tensor w_hh, int64_t n_gates);
+std::vector<Tensor> gru_cell_backward(Tensor dy, Tensor dh, OptTensor da_ext, Tensor h_read, Tensor rz, Tensor n,
+                                 Tensor ghn, OptTensor preact, OptTensor gate_w, OptTensor alive,
+                                 std::vector<bool> resets, Tensor w_hh);
+std::vector<Tensor> lstm_cell_backward(Tensor dy, Tensor dh, Tensor dc, OptTensor da_ext, Tensor h_read, Tensor c_read,
+                                  Tensor act, Tensor cand, OptTensor preact, OptTensor gate_w, OptTensor alive,
+                                  std::vector<bool> resets, Tensor w_hh);
+
+}  // namespace sparsernn

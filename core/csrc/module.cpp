@@ -1,0 +1,10 @@
+// Python bindings of the fused backend's C++ CPU loops (built by sparsernn/core/native.py).
+#include "fused_cpu.h"
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("gru_forward", &sparsernn::gru_forward);
+  m.def("lstm_forward", &sparsernn::lstm_forward);
+  m.def("single_state_backward", &sparsernn::single_state_backward);
+  m.def("gru_cell_backward", &sparsernn::gru_cell_backward);
+  m.def("lstm_cell_backward", &sparsernn::lstm_cell_backward);
+}
