@@ -4,9 +4,9 @@
 the first time a process asks for it (about a minute; the build is cached in
 torch's extension directory, ``$TORCH_EXTENSIONS_DIR`` or
 ``~/.cache/torch_extensions``, so later processes load it in a second). It
-needs a C++ compiler. If the build fails, or ``SPARSERNN_NATIVE=0`` is set,
-the fused backend runs its TorchScript loops instead (same results, slower),
-after one warning.
+needs a C++ compiler (and ninja, a dependency). If the build fails, or
+``SPARSERNN_NATIVE=0`` is set, the fused backend runs its TorchScript loops
+instead (same results, slower), after one warning.
 
 The C++ loops cover the unrouted cells on a CPU. ``gru_forward``,
 ``lstm_forward`` and ``single_state_backward`` (Elman) take the arguments and
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import warnings
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +38,15 @@ def native_enabled() -> bool:
     return os.environ.get("SPARSERNN_NATIVE", "1") != "0"
 
 
+def _put_ninja_on_path() -> None:
+    """torch builds with the ``ninja`` found on PATH; the pip package's binary sits in the
+    environment's ``bin``, which is not on PATH when ``.venv/bin/python`` runs directly."""
+    if shutil.which("ninja") is None:
+        import ninja
+
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+
+
 @functools.cache
 def native_loops() -> Optional[ModuleType]:
     """The compiled extension, or None (disabled, or the build failed: then one warning)."""
@@ -45,6 +55,7 @@ def native_loops() -> Optional[ModuleType]:
     try:
         from torch.utils.cpp_extension import load
 
+        _put_ninja_on_path()
         return load(name="sparsernn_fused_cpu", sources=[str(SOURCE_DIR / name) for name in SOURCES],
                     extra_cflags=CFLAGS, extra_include_paths=[str(SOURCE_DIR)], verbose=False)
     except Exception as error:  # noqa: BLE001 - any build failure means: use the TorchScript loops
