@@ -67,56 +67,57 @@ template <typename T>
 std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o, Tensor h_read, Tensor rz, Tensor n,
                                       Tensor ghn, OptTensor preact_o, OptTensor gate_w_o, OptTensor alive_o,
                                       const std::vector<bool>& resets, Tensor w_hh) {
-  dy = dy.contiguous(); h_read = h_read.contiguous(); rz = rz.contiguous(); n = n.contiguous(); ghn = ghn.contiguous();
-  const int64_t steps = dy.size(0), G = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
+  // Sequence tensors group-major (see fused_forward.cpp); the saved ones already are.
+  dy = group_major(dy); h_read = group_major(h_read); rz = group_major(rz); n = group_major(n);
+  ghn = group_major(ghn);
+  const int64_t G = dy.size(0), steps = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   auto opts = dy.options();
   const Tensor* preact = opt(preact_o);
   const Tensor* gate_w = opt(gate_w_o);
   const Tensor* da_ext = opt(da_ext_o);
   const Tensor* alive = opt(alive_o);
-  Tensor pre_c = preact ? preact->contiguous() : Tensor();
+  Tensor pre_c = preact ? group_major(*preact) : Tensor();
   Tensor gw_c = gate_w ? gate_w->contiguous() : Tensor();
-  Tensor dae_c = da_ext ? da_ext->contiguous() : Tensor();
+  Tensor dae_c = da_ext ? group_major(*da_ext) : Tensor();
   Tensor alive_c = alive ? alive->contiguous() : Tensor();
-  Tensor dgx = at::empty({steps, G, B, 3 * H}, opts);
-  Tensor dgh = at::empty({steps, G, B, 3 * H}, opts);
-  Tensor da = preact ? at::empty({steps, G, B, H}, opts) : at::empty({0}, opts);
+  Tensor dgx = at::empty({G, steps, B, 3 * H}, opts);
+  Tensor dgh = at::empty({G, steps, B, 3 * H}, opts);
+  Tensor da = preact ? at::empty({G, steps, B, H}, opts) : at::empty({0}, opts);
   Tensor dh = dh0.contiguous().clone();
   Tensor base = at::empty({G, B, H}, opts);
+  const T* dyp = dy.data_ptr<T>();
+  const T* hrp = h_read.data_ptr<T>();
+  const T* rzp = rz.data_ptr<T>();
+  const T* np_ = n.data_ptr<T>();
+  const T* gp = ghn.data_ptr<T>();
+  const T* ap = preact ? pre_c.data_ptr<T>() : nullptr;
+  const T* ep = da_ext ? dae_c.data_ptr<T>() : nullptr;
+  T* dap = preact ? da.data_ptr<T>() : nullptr;
+  T* dxp = dgx.data_ptr<T>();
+  T* dhg = dgh.data_ptr<T>();
   for (int64_t i = 0; i < steps; ++i) {
     const int64_t t = steps - 1 - i;
-    const int64_t off = t * R * H;
     T* __restrict__ dhp = dh.data_ptr<T>();
     T* __restrict__ bs = base.data_ptr<T>();
-    const T* __restrict__ dyp = dy.data_ptr<T>() + off;
-    const T* __restrict__ hr = h_read.data_ptr<T>() + off;
-    const T* __restrict__ rzp = rz.data_ptr<T>() + 2 * off;
-    const T* __restrict__ np_ = n.data_ptr<T>() + off;
-    const T* __restrict__ gp = ghn.data_ptr<T>() + off;
-    const T* __restrict__ ap = preact ? pre_c.data_ptr<T>() + off : nullptr;
-    const T* __restrict__ ep = da_ext ? dae_c.data_ptr<T>() + off : nullptr;
-    T* __restrict__ dap = preact ? da.data_ptr<T>() + off : nullptr;
-    T* __restrict__ dxp = dgx.data_ptr<T>() + 3 * off;
-    T* __restrict__ dhg = dgh.data_ptr<T>() + 3 * off;
     for (int64_t r = 0; r < R; ++r) {
       const T* __restrict__ w = gate_w ? gw_c.data_ptr<T>() + (r / B) * H : nullptr;
-      const int64_t o = r * H;
+      const int64_t o = group_major_row(t, r, steps, B) * H;  // this step's row in sequence tensors
+      const int64_t s = r * H;                                 // the row in state tensors
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
-        const int64_t x = o + j;
-        const T v = dhp[x] + dyp[x];
-        const T rr = rzp[2 * o + j], zz = rzp[2 * o + H + j], nn = np_[x], h0 = hr[x];
+        const T v = dhp[s + j] + dyp[o + j];
+        const T rr = rzp[2 * o + j], zz = rzp[2 * o + H + j], nn = np_[o + j], h0 = hrp[o + j];
         const T k_n = (T(1) - zz) * (T(1) - nn * nn);
-        const T k_r = k_n * gp[x] * rr * (T(1) - rr);
+        const T k_r = k_n * gp[o + j] * rr * (T(1) - rr);
         const T k_z = (h0 - nn) * zz * (T(1) - zz);
         T u = T(1), carry = zz, b = T(0);
         if (ap) {
-          const T a = ap[x];
+          const T a = ap[o + j];
           u = a > T(0) ? T(1) : T(0);
-          const T s = sigmoid<T>(a);
-          const T k_a = (nn + zz * (h0 - nn) - h0) * s * (T(1) - s);
-          const T e = ep ? ep[x] : T(0);
-          dap[x] = e + v * k_a;
+          const T sg = sigmoid<T>(a);
+          const T k_a = (nn + zz * (h0 - nn) - h0) * sg * (T(1) - sg);
+          const T e = ep ? ep[o + j] : T(0);
+          dap[o + j] = e + v * k_a;
           carry = u * zz + (T(1) - u);
           if (w) { carry += w[j] * k_a; b = w[j] * e; }
         }
@@ -127,87 +128,87 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
         dhg[3 * o + j] = vu * k_r;
         dhg[3 * o + H + j] = vu * k_z;
         dhg[3 * o + 2 * H + j] = vu * k_n * rr;
-        bs[x] = v * carry + b;
+        bs[s + j] = v * carry + b;
       }
     }
-    at::bmm_out(dh, dgh[t], w_hh);
+    at::bmm_out(dh, dgh.select(1, t), w_hh);
     T* __restrict__ nd = dh.data_ptr<T>();
     for (int64_t x = 0; x < R * H; ++x) nd[x] += bs[x];
     if (alive && resets[t]) apply_reset<T>(nd, alive_c.data_ptr<T>() + t * B, G, B, H);
   }
-  return {dgx, dgh, dh, da};
+  return {dgx.transpose(0, 1), dgh.transpose(0, 1), dh, preact ? da.transpose(0, 1) : da};
 }
 
 template <typename T>
 std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTensor da_ext_o, Tensor h_read,
                                        Tensor c_read, Tensor act, Tensor cand, OptTensor preact_o, OptTensor gate_w_o,
                                        OptTensor alive_o, const std::vector<bool>& resets, Tensor w_hh) {
-  dy = dy.contiguous(); h_read = h_read.contiguous(); c_read = c_read.contiguous(); act = act.contiguous();
-  cand = cand.contiguous();
-  const int64_t steps = dy.size(0), G = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
+  dy = group_major(dy); h_read = group_major(h_read); c_read = group_major(c_read); act = group_major(act);
+  cand = group_major(cand);
+  const int64_t G = dy.size(0), steps = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   auto opts = dy.options();
   const Tensor* preact = opt(preact_o);
   const Tensor* gate_w = opt(gate_w_o);
   const Tensor* da_ext = opt(da_ext_o);
   const Tensor* alive = opt(alive_o);
-  Tensor pre_c = preact ? preact->contiguous() : Tensor();
+  Tensor pre_c = preact ? group_major(*preact) : Tensor();
   Tensor gw_c = gate_w ? gate_w->contiguous() : Tensor();
-  Tensor dae_c = da_ext ? da_ext->contiguous() : Tensor();
+  Tensor dae_c = da_ext ? group_major(*da_ext) : Tensor();
   Tensor alive_c = alive ? alive->contiguous() : Tensor();
-  Tensor dgates = at::empty({steps, G, B, 4 * H}, opts);
-  Tensor da = preact ? at::empty({steps, G, B, H}, opts) : at::empty({0}, opts);
+  Tensor dgates = at::empty({G, steps, B, 4 * H}, opts);
+  Tensor da = preact ? at::empty({G, steps, B, H}, opts) : at::empty({0}, opts);
   Tensor dh = dh0.contiguous().clone();
   Tensor dc = dc0.contiguous().clone();
   Tensor base = at::empty({G, B, H}, opts);
+  const T* dyp = dy.data_ptr<T>();
+  const T* hrp = h_read.data_ptr<T>();
+  const T* crp = c_read.data_ptr<T>();
+  const T* acp = act.data_ptr<T>();
+  const T* cnp = cand.data_ptr<T>();
+  const T* ap = preact ? pre_c.data_ptr<T>() : nullptr;
+  const T* ep = da_ext ? dae_c.data_ptr<T>() : nullptr;
+  T* dap = preact ? da.data_ptr<T>() : nullptr;
+  T* dg = dgates.data_ptr<T>();
   for (int64_t i = 0; i < steps; ++i) {
     const int64_t t = steps - 1 - i;
-    const int64_t off = t * R * H;
     T* __restrict__ dhp = dh.data_ptr<T>();
     T* __restrict__ dcp = dc.data_ptr<T>();
     T* __restrict__ bs = base.data_ptr<T>();
-    const T* __restrict__ dyp = dy.data_ptr<T>() + off;
-    const T* __restrict__ hr = h_read.data_ptr<T>() + off;
-    const T* __restrict__ cr = c_read.data_ptr<T>() + off;
-    const T* __restrict__ acp = act.data_ptr<T>() + 4 * off;
-    const T* __restrict__ cn = cand.data_ptr<T>() + off;
-    const T* __restrict__ ap = preact ? pre_c.data_ptr<T>() + off : nullptr;
-    const T* __restrict__ ep = da_ext ? dae_c.data_ptr<T>() + off : nullptr;
-    T* __restrict__ dap = preact ? da.data_ptr<T>() + off : nullptr;
-    T* __restrict__ dg = dgates.data_ptr<T>() + 4 * off;
     for (int64_t r = 0; r < R; ++r) {
       const T* __restrict__ w = gate_w ? gw_c.data_ptr<T>() + (r / B) * H : nullptr;
-      const int64_t o = r * H;
+      const int64_t o = group_major_row(t, r, steps, B) * H;
+      const int64_t s = r * H;
 #pragma omp simd
       for (int64_t j = 0; j < H; ++j) {
-        const int64_t x = o + j;
-        const T vh = dhp[x] + dyp[x];
-        const T vc = dcp[x];
+        const T vh = dhp[s + j] + dyp[o + j];
+        const T vc = dcp[s + j];
         const T ig = acp[4 * o + j], fg = acp[4 * o + H + j], og = acp[4 * o + 2 * H + j], gg = acp[4 * o + 3 * H + j];
-        const T tc = std::tanh(cn[x]);
+        const T cn = cnp[o + j], cr = crp[o + j];
+        const T tc = std::tanh(cn);
         const T e = vc + vh * og * (T(1) - tc * tc);
         T u = T(1), b = T(0);
         if (ap) {
-          const T a = ap[x];
+          const T a = ap[o + j];
           u = a > T(0) ? T(1) : T(0);
-          const T s = sigmoid<T>(a);
-          const T slope = s * (T(1) - s);
-          const T k_ah = (og * tc - hr[x]) * slope;
-          const T k_ac = (cn[x] - cr[x]) * slope;
-          const T ex = ep ? ep[x] : T(0);
-          dap[x] = ex + vh * k_ah + vc * k_ac;
+          const T sg = sigmoid<T>(a);
+          const T slope = sg * (T(1) - sg);
+          const T k_ah = (og * tc - hrp[o + j]) * slope;
+          const T k_ac = (cn - cr) * slope;
+          const T ex = ep ? ep[o + j] : T(0);
+          dap[o + j] = ex + vh * k_ah + vc * k_ac;
           b = (T(1) - u) * vh;
           if (w) b += w[j] * (vh * k_ah + vc * k_ac + ex);
         }
         const T eu = e * u;
         dg[4 * o + j] = eu * gg * ig * (T(1) - ig);
-        dg[4 * o + H + j] = eu * cr[x] * fg * (T(1) - fg);
+        dg[4 * o + H + j] = eu * cr * fg * (T(1) - fg);
         dg[4 * o + 2 * H + j] = eu * ig * (T(1) - gg * gg);
         dg[4 * o + 3 * H + j] = vh * u * tc * og * (T(1) - og);
-        bs[x] = b;
-        dcp[x] = eu * fg + (T(1) - u) * vc;
+        bs[s + j] = b;
+        dcp[s + j] = eu * fg + (T(1) - u) * vc;
       }
     }
-    at::bmm_out(dh, dgates[t], w_hh);
+    at::bmm_out(dh, dgates.select(1, t), w_hh);
     T* __restrict__ nd = dh.data_ptr<T>();
     for (int64_t x = 0; x < R * H; ++x) nd[x] += bs[x];
     if (alive && resets[t]) {
@@ -215,7 +216,7 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
       apply_reset<T>(dc.data_ptr<T>(), alive_c.data_ptr<T>() + t * B, G, B, H);
     }
   }
-  return {dgates, dh, dc, da};
+  return {dgates.transpose(0, 1), dh, dc, preact ? da.transpose(0, 1) : da};
 }
 
 }  // namespace

@@ -31,8 +31,14 @@ inline void apply_reset(T* __restrict__ state, const T* __restrict__ alive_t, in
     }
 }
 
-template <typename T>
-inline T step_alive(const T* alive_t, int64_t r, int64_t B) { return alive_t[r % B]; }
+// A (T, G, B, .) sequence tensor as contiguous group-major (G, T, B, .) memory; no copy when it
+// already is (a transposed view of such memory, e.g. what the loops here return).
+inline Tensor group_major(const Tensor& x) { return x.transpose(0, 1).contiguous(); }
+
+// Index of row r = g * B + b of step t in group-major (G, T, B, .) memory.
+inline int64_t group_major_row(int64_t t, int64_t r, int64_t steps, int64_t B) {
+  return ((r / B) * steps + t) * B + (r % B);
+}
 
 #define DISPATCH(tensor, call)                                                     \
   if ((tensor).scalar_type() == at::kFloat) { using scalar = float; return call; } \
