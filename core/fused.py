@@ -156,8 +156,9 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
     steps, batch, _ = x.shape
     alive, resets = None, [False] * steps
     if episode_starts is not None:
-        alive = (1.0 - episode_starts.to(x.dtype)).view(steps, 1, batch, 1)
         resets = episode_starts.bool().any(1).tolist()  # one host sync per call
+        if any(resets):
+            alive = (1.0 - episode_starts.to(x.dtype)).view(steps, 1, batch, 1)
     h = torch.stack(hs)
     c = torch.stack(cs) if first.cell == "lstm" else None
     gate_x = gate_w = None
@@ -245,7 +246,7 @@ def fused_group_forward(layers: list["SparseRecurrent"], x: torch.Tensor, states
                                                  times, episode_starts)
     results = []
     for g, layer in enumerate(layers):
-        layer.last_backend, layer._last_trace = "fused", traces[g]
+        layer._record_call("fused", traces[g])
         state = layer.pack_state(h[g], c[g] if c is not None else None, new_times[g])
         results.append((y[:, g], state))
     return results

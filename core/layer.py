@@ -200,9 +200,16 @@ class SparseRecurrent(nn.Module):
             time = time.detach()  # a counter: the time index carries no gradient
         backend = self.backend if self.backend != "auto" else choose_backend(x, self)
         y, (h, c, time), trace = run_backend(backend, self, x, h, c, time, episode_starts)
-        self.last_backend = backend
-        self._last_trace = trace
+        self._record_call(backend, trace)
         return y, self.pack_state(h, c, time)
+
+    def _record_call(self, backend: str, trace: dict[str, Any]) -> None:
+        """Remember which backend ran and the call's trace (for :meth:`statistics`, :meth:`aux_loss`).
+
+        Written to ``__dict__`` directly: ``nn.Module.__setattr__`` costs microseconds per
+        attribute, which adds up for RL's one-step calls."""
+        self.__dict__["last_backend"] = backend
+        self.__dict__["_last_trace"] = trace
 
     def _check_inputs(self, x, state, episode_starts) -> None:
         if not isinstance(x, torch.Tensor):
