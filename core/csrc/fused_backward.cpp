@@ -11,6 +11,17 @@
 namespace sparsernn {
 namespace {
 
+// The gradient reaching the previous step's state: dh = (dgates_t @ W_hh + base), times the
+// reset multiplier on a step that resets (alive_t, or nullptr when nothing resets here).
+template <typename T>
+void to_previous_step(Tensor& dh, const Tensor& dgates_t, const Tensor& w_hh, const T* __restrict__ base,
+                      const T* alive_t, int64_t G, int64_t B, int64_t H) {
+  at::bmm_out(dh, dgates_t, w_hh);
+  T* __restrict__ nd = dh.data_ptr<T>();
+  for (int64_t x = 0; x < G * B * H; ++x) nd[x] += base[x];
+  if (alive_t) apply_reset<T>(nd, alive_t, G, B, H);
+}
+
 template <typename T>
 std::vector<Tensor> single_state_backward_impl(Tensor dy, Tensor dh0, Tensor k_h, OptTensor carry_o,
                                                OptTensor extra_o, Tensor w_hh, int64_t n_gates) {
@@ -72,14 +83,11 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
   ghn = group_major(ghn);
   const int64_t G = dy.size(0), steps = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   auto opts = dy.options();
-  const Tensor* preact = opt(preact_o);
-  const Tensor* gate_w = opt(gate_w_o);
-  const Tensor* da_ext = opt(da_ext_o);
-  const Tensor* alive = opt(alive_o);
-  Tensor pre_c = preact ? group_major(*preact) : Tensor();
-  Tensor gw_c = gate_w ? gate_w->contiguous() : Tensor();
-  Tensor dae_c = da_ext ? group_major(*da_ext) : Tensor();
-  Tensor alive_c = alive ? alive->contiguous() : Tensor();
+  Tensor pre_c = group_major_or_none(preact_o);
+  Tensor gw_c = contiguous_or_none(gate_w_o);
+  Tensor dae_c = group_major_or_none(da_ext_o);
+  Tensor alive_c = contiguous_or_none(alive_o);
+  const bool preact = pre_c.defined(), gate_w = gw_c.defined(), da_ext = dae_c.defined(), alive = alive_c.defined();
   Tensor dgx = at::empty({G, steps, B, 3 * H}, opts);
   Tensor dgh = at::empty({G, steps, B, 3 * H}, opts);
   Tensor da = preact ? at::empty({G, steps, B, H}, opts) : at::empty({0}, opts);
@@ -131,10 +139,8 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
         bs[s + j] = v * carry + b;
       }
     }
-    at::bmm_out(dh, dgh.select(1, t), w_hh);
-    T* __restrict__ nd = dh.data_ptr<T>();
-    for (int64_t x = 0; x < R * H; ++x) nd[x] += bs[x];
-    if (alive && resets[t]) apply_reset<T>(nd, alive_c.data_ptr<T>() + t * B, G, B, H);
+    to_previous_step<T>(dh, dgh.select(1, t), w_hh, bs, alive && resets[t] ? alive_c.data_ptr<T>() + t * B : nullptr,
+                        G, B, H);
   }
   return {dgx.transpose(0, 1), dgh.transpose(0, 1), dh, preact ? da.transpose(0, 1) : da};
 }
@@ -147,14 +153,11 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
   cand = group_major(cand);
   const int64_t G = dy.size(0), steps = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   auto opts = dy.options();
-  const Tensor* preact = opt(preact_o);
-  const Tensor* gate_w = opt(gate_w_o);
-  const Tensor* da_ext = opt(da_ext_o);
-  const Tensor* alive = opt(alive_o);
-  Tensor pre_c = preact ? group_major(*preact) : Tensor();
-  Tensor gw_c = gate_w ? gate_w->contiguous() : Tensor();
-  Tensor dae_c = da_ext ? group_major(*da_ext) : Tensor();
-  Tensor alive_c = alive ? alive->contiguous() : Tensor();
+  Tensor pre_c = group_major_or_none(preact_o);
+  Tensor gw_c = contiguous_or_none(gate_w_o);
+  Tensor dae_c = group_major_or_none(da_ext_o);
+  Tensor alive_c = contiguous_or_none(alive_o);
+  const bool preact = pre_c.defined(), gate_w = gw_c.defined(), da_ext = dae_c.defined(), alive = alive_c.defined();
   Tensor dgates = at::empty({G, steps, B, 4 * H}, opts);
   Tensor da = preact ? at::empty({G, steps, B, H}, opts) : at::empty({0}, opts);
   Tensor dh = dh0.contiguous().clone();
@@ -208,13 +211,9 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
         dcp[s + j] = eu * fg + (T(1) - u) * vc;
       }
     }
-    at::bmm_out(dh, dgates.select(1, t), w_hh);
-    T* __restrict__ nd = dh.data_ptr<T>();
-    for (int64_t x = 0; x < R * H; ++x) nd[x] += bs[x];
-    if (alive && resets[t]) {
-      apply_reset<T>(nd, alive_c.data_ptr<T>() + t * B, G, B, H);
-      apply_reset<T>(dc.data_ptr<T>(), alive_c.data_ptr<T>() + t * B, G, B, H);
-    }
+    const T* alive_t = alive && resets[t] ? alive_c.data_ptr<T>() + t * B : nullptr;
+    to_previous_step<T>(dh, dgates.select(1, t), w_hh, bs, alive_t, G, B, H);
+    if (alive_t) apply_reset<T>(dc.data_ptr<T>(), alive_t, G, B, H);
   }
   return {dgates.transpose(0, 1), dh, dc, preact ? da.transpose(0, 1) : da};
 }

@@ -35,6 +35,18 @@ inline void apply_reset(T* __restrict__ state, const T* __restrict__ alive_t, in
 // already is (a transposed view of such memory, e.g. what the loops here return).
 inline Tensor group_major(const Tensor& x) { return x.transpose(0, 1).contiguous(); }
 
+// An optional sequence tensor as contiguous group-major memory; undefined when absent.
+inline Tensor group_major_or_none(const OptTensor& t) {
+  const Tensor* p = opt(t);
+  return p ? group_major(*p) : Tensor();
+}
+
+// An optional tensor made contiguous; undefined when absent.
+inline Tensor contiguous_or_none(const OptTensor& t) {
+  const Tensor* p = opt(t);
+  return p ? p->contiguous() : Tensor();
+}
+
 // Index of row r = g * B + b of step t in group-major (G, T, B, .) memory.
 inline int64_t group_major_row(int64_t t, int64_t r, int64_t steps, int64_t B) {
   return ((r / B) * steps + t) * B + (r % B);

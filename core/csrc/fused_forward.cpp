@@ -37,12 +37,10 @@ std::vector<Tensor> gru_forward_impl(Tensor gx, Tensor h0, OptTensor alive_o, co
   Tensor h = h0.contiguous().clone();
   Tensor y = at::empty({G, steps, B, H}, opts);
   Tensor gh = at::empty({G, B, 3 * H}, opts);
-  const Tensor* alive = opt(alive_o);
-  Tensor alive_c = alive ? alive->contiguous() : Tensor();
-  const Tensor* gate_x = opt(gate_x_o);
-  const Tensor* gate_w = opt(gate_w_o);
-  Tensor gate_xc = gate_x ? group_major(*gate_x) : Tensor();
-  Tensor gate_wc = gate_w ? gate_w->contiguous() : Tensor();
+  Tensor alive_c = contiguous_or_none(alive_o);
+  Tensor gate_xc = group_major_or_none(gate_x_o);
+  Tensor gate_wc = contiguous_or_none(gate_w_o);
+  const bool alive = alive_c.defined(), gate_x = gate_xc.defined(), gate_w = gate_wc.defined();
   Tensor a_all = gate_x ? at::empty({G, steps, B, H}, opts) : Tensor();
   Tensor h_read, rz, n_all, ghn;
   if (save) {
@@ -116,12 +114,10 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
   Tensor h = h0.contiguous().clone(), c = c0.contiguous().clone();
   Tensor y = at::empty({G, steps, B, H}, opts);
   Tensor pre = at::empty({G, B, 4 * H}, opts);
-  const Tensor* alive = opt(alive_o);
-  Tensor alive_c = alive ? alive->contiguous() : Tensor();
-  const Tensor* gate_x = opt(gate_x_o);
-  const Tensor* gate_w = opt(gate_w_o);
-  Tensor gate_xc = gate_x ? group_major(*gate_x) : Tensor();
-  Tensor gate_wc = gate_w ? gate_w->contiguous() : Tensor();
+  Tensor alive_c = contiguous_or_none(alive_o);
+  Tensor gate_xc = group_major_or_none(gate_x_o);
+  Tensor gate_wc = contiguous_or_none(gate_w_o);
+  const bool alive = alive_c.defined(), gate_x = gate_xc.defined(), gate_w = gate_wc.defined();
   Tensor a_all = gate_x ? at::empty({G, steps, B, H}, opts) : Tensor();
   Tensor h_read, c_read, act, cand;
   if (save) {
