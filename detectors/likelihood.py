@@ -38,6 +38,7 @@ import math
 from collections.abc import Hashable
 
 import numpy as np
+from scipy import special
 
 from .wrappers import StreamWrapper
 
@@ -59,6 +60,17 @@ def log_score(q: float) -> float:
 def tail_probability(x: float, mean: float, std: float) -> float:
     """One-sided Gaussian tail ``P(X > x)`` for ``X ~ N(mean, std**2)``."""
     return 0.5 * math.erfc((x - mean) / (std * math.sqrt(2.0)))
+
+
+def tail_probabilities(x: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """:func:`tail_probability` elementwise (NaN where ``mean`` is NaN)."""
+    with np.errstate(invalid="ignore"):
+        return 0.5 * special.erfc((x - mean) / (std * math.sqrt(2.0)))
+
+
+def log_scores(q: np.ndarray) -> np.ndarray:
+    """:func:`log_score` elementwise."""
+    return np.clip(np.log(q + 1e-10) / LOG_EPSILON, 0.0, 1.0)
 
 
 def _check_int(name: str, value, least: int) -> int:
@@ -156,13 +168,55 @@ class LikelihoodEstimator:
         return log_score(reported)
 
     def _block(self, surprises: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
-        """Scores (T, B) of surprises (T, B) of streams ``rows`` (B,), in time order."""
+        """Scores (T, B) of surprises (T, B) of distinct streams ``rows`` (B,), in time order.
+
+        The same steps as :meth:`_point`, for all B streams at once per time step
+        (numpy over the streams; the time loop stays, the state is sequential).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        k, window = self.averaging_window, self.historic_window
+        seen = self.seen[rows].copy()
+        mean, std, last_q = self.mean[rows].copy(), self.std[rows].copy(), self.last_q[rows].copy()
+        lags = np.arange(1, k)
         scores = np.empty(surprises.shape)
-        rows = [int(r) for r in rows]
-        for t, step in enumerate(surprises.tolist()):
-            for b, (s, r) in enumerate(zip(step, rows)):
-                scores[t, b] = self._point(s, r, learn)
+        for t, surprise in enumerate(surprises):
+            # 1. the average of this surprise and the stream's previous (up to k - 1) ones
+            valid = lags[None, :] <= seen[:, None]
+            previous = self.recent[rows[:, None], (seen[:, None] - lags[None, :]) % k]
+            average = (np.where(valid, previous, 0.0).sum(1) + surprise) / (valid.sum(1) + 1)
+            # 2-3. (re-)estimate the Gaussian where due
+            judged = seen >= self.probation
+            due = np.flatnonzero(judged & (np.isnan(mean) | (seen % self.reestimation_period == 0)))
+            if len(due):
+                mean[due], std[due] = self._estimates(rows[due], seen[due])
+                # nupic re-scores the previous point under the new estimate
+                previous_average = self.history[rows[due], (seen[due] - 1) % window]
+                last_q[due] = tail_probabilities(previous_average, mean[due], std[due])
+            # 4-5. tail probability, red-zone filter, log-score
+            q = np.where(judged, tail_probabilities(average, mean, std), 0.5)
+            reported = np.where(judged & (q <= RED_ZONE) & (last_q <= RED_ZONE), YELLOW_ZONE, q)
+            scores[t] = log_scores(reported)
+            if learn:  # in place: the (streams, historic_window) history is never copied
+                self.recent[rows, seen % k] = surprise
+                self.history[rows, seen % window] = average
+                seen += 1
+                last_q = q
+        if learn:
+            self.seen[rows] = seen
+            self.mean[rows], self.std[rows], self.last_q[rows] = mean, std, last_q
         return scores
+
+    def _estimates(self, rows: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`_estimate` for several streams: one gather per distinct ``seen`` (streams fed in
+        lockstep share it)."""
+        mean, std = np.empty(len(rows)), np.empty(len(rows))
+        for count in np.unique(seen):
+            members = np.flatnonzero(seen == count)
+            first = max(self.learning_period, int(count) - self.historic_window)
+            values = self.history[rows[members][:, None], np.arange(first, count) % self.historic_window]
+            mean[members] = np.maximum(values.mean(1), MEAN_FLOOR)
+            std[members] = np.sqrt(np.maximum(values.var(1), VAR_FLOOR))
+        return mean, std
 
 
 def likelihood_scores(surprises, learning_period: int, estimation_samples: int, **settings) -> np.ndarray:
