@@ -172,6 +172,8 @@ class LikelihoodEstimator:
 
         The same steps as :meth:`_point`, for all B streams at once per time step
         (numpy over the streams; the time loop stays, the state is sequential).
+        :meth:`_point` is the plain one-point version (and the fast path for one
+        point of one stream); tests hold the two equal.
         """
         rows = np.asarray(rows, dtype=np.int64)
         k, window = self.averaging_window, self.historic_window
