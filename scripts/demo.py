@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sparsernn.core import SparseRecurrent, hidden_proportion, solve_layer_spec
+from sparsernn.core import hidden_proportion, solve_layer_spec
 
 NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 NAB_FILE = "realKnownCause/machine_temperature_system_failure.csv"
