@@ -54,9 +54,9 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
 rhythm_frequencies, rhythm_max_period, target_update_rate, update_rate_weight, \
 router_balance_weight, backend
         :class:`~sparsernn.core.SparseRecurrent` options (see
-        :data:`~sparsernn.policies.LAYER_OPTIONS` for the defaults). The policy's
-        default backend is ``"reference"``, the fastest for RL's short calls on
-        a CPU (see ``docs/rl.md``).
+        :data:`~sparsernn.policies.LAYER_OPTIONS` for the defaults). ``backend``
+        (default ``"reference"``) applies with ``kernel="core"``; the default
+        ``kernel="fused"`` runs the core's fused backend whatever it says.
     kernel : {"fused", "core"}
         How the recurrent layers run (see :class:`~sparsernn.policies.RecurrentCore`):
         ``"fused"`` (default) runs the layers on the core's fused backend,
