@@ -40,7 +40,7 @@ from collections.abc import Hashable
 import numpy as np
 from scipy import special
 
-from .wrappers import StreamWrapper
+from .wrappers import ScoreTransform
 
 LOG_EPSILON = math.log(1e-10)
 """``log(1 - 0.9999999999)``: NAB's log-score is 1.0 at a tail probability of 1e-10."""
@@ -235,7 +235,7 @@ def likelihood_scores(surprises, learning_period: int, estimation_samples: int, 
     return estimator._block(surprises[:, None], np.zeros(1, dtype=np.int64), learn=True)[:, 0]
 
 
-class AnomalyLikelihood(LikelihoodEstimator, StreamWrapper):
+class AnomalyLikelihood(LikelihoodEstimator, ScoreTransform):
     """NAB's anomaly likelihood around a scorer of surprises (see the module doc).
 
     Parameters
@@ -273,42 +273,18 @@ class AnomalyLikelihood(LikelihoodEstimator, StreamWrapper):
     def _settings(self) -> dict:
         return {**self._estimator_settings(), "alarm_threshold": self.alarm_threshold}
 
-    def _row(self, stream: Hashable) -> int:
-        """Row of a stream the scorer has already seen (this call's point was checked by it)."""
-        row = self._scorer._rows_of.get(stream)
-        if row is None:
-            row = int(self._scorer._rows([stream])[0])
-        if row >= len(self.seen):
-            self._sync()
-        return row
+    def _transform(self, scores: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """Likelihood scores of a block of surprises: :meth:`_block`."""
+        return self._block(scores, rows, learn)
+
+    def _transform_one(self, score: float, row: int, learn: bool) -> float:
+        """The one-point path: :meth:`_point`."""
+        return self._point(score, row, learn)
 
     # ------------------------------------------------------------ protocol
     def classify(self, score: float) -> bool:
         """Whether ``score`` is an alarm (``score >= alarm_threshold``)."""
         return score >= self.alarm_threshold
-
-    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
-        """Score in [0, 1] of point ``x`` for ``stream``; changes no state."""
-        surprise = self.scorer.score_one(x, timestamp=timestamp, stream=stream)
-        return self._point(float(surprise), self._row(stream), learn=False)
-
-    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
-        """Advance ``stream`` by ``x``: the scorer, then the likelihood state."""
-        surprise = self.scorer.score_one(x, timestamp=timestamp, stream=stream)
-        self.scorer.learn_one(x, timestamp=timestamp, stream=stream)
-        self._point(float(surprise), self._row(stream), learn=True)
-
-    def score_many(self, X, streams=None) -> np.ndarray:
-        """Scores (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); changes no state."""
-        surprises = np.asarray(self.scorer.score_many(X, streams), dtype=float)
-        rows = self._rows(self._streams(streams, len(surprises)))
-        return self._block(surprises[None], rows, learn=False)[0]
-
-    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
-        """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
-        surprises = np.asarray(self.scorer.process(X, streams, timestamps), dtype=float)
-        rows = self._rows(self._streams(streams, surprises.shape[1]))
-        return self._block(surprises, rows, learn=True)
 
     def score(self, chunk, stream: Hashable = 0):
         """Score, then learn, each row of a chunk of one stream (Series, DataFrame or array (n[, d])).

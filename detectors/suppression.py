@@ -18,14 +18,12 @@ the anomaly got stronger.
 """
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 import numpy as np
 
-from .wrappers import StreamWrapper
+from .wrappers import ScoreTransform
 
 
-class PeakSuppression(StreamWrapper):
+class PeakSuppression(ScoreTransform):
     """Keep a stream's score only where it beats the last ``period`` scores.
 
     Parameters
@@ -60,33 +58,10 @@ class PeakSuppression(StreamWrapper):
     def _grow(self, n: int) -> None:
         self.recent = np.concatenate([self.recent, np.zeros((n, self.period))])
 
-    def _suppress(self, raw: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+    def _transform(self, raw: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
         """Suppressed scores (T, B) of raw scores (T, B) of streams ``rows``."""
         history = np.concatenate([self.recent[rows].T, raw])  # (period + T, B)
         previous = np.lib.stride_tricks.sliding_window_view(history[:-1], self.period, axis=0).max(-1)
         if learn:
             self.recent[rows] = history[-self.period:].T
         return np.where(raw > previous, raw, 0.0)
-
-    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
-        """Suppressed score of ``x`` for ``stream``; changes no state."""
-        raw = self.stream.score_one(x, timestamp=timestamp, stream=stream)
-        return float(self._suppress(np.array([[raw]]), self._rows([stream]), learn=False)[0, 0])
-
-    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
-        """Advance ``stream`` by ``x`` (the wrapped stream, then the score history)."""
-        raw = self.stream.score_one(x, timestamp=timestamp, stream=stream)
-        self.stream.learn_one(x, timestamp=timestamp, stream=stream)
-        self._suppress(np.array([[raw]]), self._rows([stream]), learn=True)
-
-    def score_many(self, X, streams=None) -> np.ndarray:
-        """Suppressed scores (n_streams,) of one point per stream; changes no state."""
-        raw = np.asarray(self.stream.score_many(X, streams), dtype=float)
-        rows = self._rows(self._streams(streams, len(raw)))
-        return self._suppress(raw[None], rows, learn=False)[0]
-
-    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
-        """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
-        raw = np.asarray(self.stream.process(X, streams, timestamps), dtype=float)
-        rows = self._rows(self._streams(streams, raw.shape[1]))
-        return self._suppress(raw, rows, learn=True)

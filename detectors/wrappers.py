@@ -15,6 +15,7 @@ and continues bit-identically after :meth:`load`.
 """
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import ClassVar
 
 import numpy as np
@@ -71,6 +72,15 @@ class StreamWrapper:
         self._sync()
         return rows
 
+    def _row(self, stream: Hashable) -> int:
+        """:meth:`_rows` of one stream, without building arrays for a known one (one-point calls)."""
+        row = self._scorer._rows_of.get(stream)
+        if row is None:
+            row = int(self._scorer._rows([stream])[0])
+        if row >= self._n_rows():
+            self._sync()
+        return row
+
     def _streams(self, streams, n: int) -> list:
         return self._scorer._streams(streams, n)
 
@@ -109,3 +119,45 @@ class StreamWrapper:
         from .persistence import load_stream
 
         return load_stream(path, expect=cls)
+
+
+class ScoreTransform(StreamWrapper):
+    """A wrapper whose score is a function of the wrapped stream's score and its own
+    per-stream state (:class:`AnomalyLikelihood`, :class:`PeakSuppression`).
+
+    Subclasses implement :meth:`_transform` (a block of scores, all streams at
+    once); :meth:`_transform_one` may give a faster one-point path. The river
+    protocol is written once here: the wrapped stream scores (and checks) the
+    point first, then the transform runs; ``learn`` advances both.
+    """
+
+    def _transform(self, scores: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:  # pragma: no cover
+        """Transformed scores (T, B) of the wrapped stream's scores (T, B) of streams ``rows`` (B,)."""
+        raise NotImplementedError
+
+    def _transform_one(self, score: float, row: int, learn: bool) -> float:
+        """:meth:`_transform` of one score of one stream."""
+        return float(self._transform(np.array([[score]]), np.array([row]), learn)[0, 0])
+
+    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
+        """Score of point ``x`` for ``stream``; changes no state."""
+        score = self.inner.score_one(x, timestamp=timestamp, stream=stream)
+        return self._transform_one(float(score), self._row(stream), learn=False)
+
+    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
+        """Advance ``stream`` by ``x``: the wrapped stream, then this wrapper's state."""
+        score = self.inner.score_one(x, timestamp=timestamp, stream=stream)
+        self.inner.learn_one(x, timestamp=timestamp, stream=stream)
+        self._transform_one(float(score), self._row(stream), learn=True)
+
+    def score_many(self, X, streams=None) -> np.ndarray:
+        """Scores (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); changes no state."""
+        scores = np.asarray(self.inner.score_many(X, streams), dtype=float)
+        rows = self._rows(self._streams(streams, len(scores)))
+        return self._transform(scores[None], rows, learn=False)[0]
+
+    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
+        """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
+        scores = np.asarray(self.inner.process(X, streams, timestamps), dtype=float)
+        rows = self._rows(self._streams(streams, scores.shape[1]))
+        return self._transform(scores, rows, learn=True)
