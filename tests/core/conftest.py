@@ -47,3 +47,36 @@ def _run_with_grads(layer, x, state, episode_starts):
     grads = {"x": x.grad, "state": state.grad if state is not None else None}
     grads.update({name: p.grad for name, p in layer.named_parameters()})
     return y.detach(), final.detach(), grads
+
+
+def random_sequence(layer, seed: int, steps: int, batch: int, reset_rate: float):
+    """Fresh float64 ``x (T, B, I)``, ``state (B, state_size)`` (rhythm time indices in [0, 50))
+    and 0/1 ``episode_starts (T, B)`` for ``layer``."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(steps, batch, layer.input_size, generator=gen, dtype=torch.float64)
+    state = torch.randn(batch, layer.state_size, generator=gen, dtype=torch.float64)
+    if layer.update_gate == "rhythm":
+        state[:, -1] = torch.randint(0, 50, (batch,), generator=gen).double()
+    starts = (torch.rand(steps, batch, generator=gen) < reset_rate).double()
+    return x, state, starts
+
+
+@pytest.fixture
+def assert_backend_matches_reference(assert_rel_close):
+    """``check(layer, backend, x, state, starts, rtol)``: the layer on ``backend`` against its
+    reference backend: outputs, final state, every gradient (aux loss included), statistics."""
+
+    def check(layer, backend, x, state, starts, rtol):
+        layer.backend = "reference"
+        ref = _run_with_grads(layer, x, state, starts)
+        ref_stats = layer.statistics()
+        layer.backend = backend
+        got = _run_with_grads(layer, x, state, starts)
+        assert layer.last_backend == backend
+        assert_rel_close("y", got[0], ref[0], rtol)
+        assert_rel_close("final state", got[1], ref[1], rtol)
+        for name, grad in ref[2].items():
+            assert_rel_close(f"grad {name}", got[2][name], grad, rtol)
+        assert layer.statistics() == pytest.approx(ref_stats)
+
+    return check

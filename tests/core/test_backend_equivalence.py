@@ -6,6 +6,8 @@ import torch
 
 from sparsernn.core import SparseRecurrent
 
+from .conftest import random_sequence
+
 CONFIGS = {
     "dense": {},
     "block_sparse": dict(density_ih=0.5, density_hh=0.1),
@@ -20,27 +22,11 @@ RTOL = 1e-9  # float64; a wrong kernel is off by >1e-3
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
-def test_compiled_matches_reference(cell, config, assert_rel_close, run_with_grads):
+def test_compiled_matches_reference(cell, config, assert_backend_matches_reference):
     seed = hash((cell, config)) % 10_000
     layer = SparseRecurrent(I, H, cell=cell, seed=seed, dtype=torch.float64, backend="reference", **CONFIGS[config])
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(T, B, I, generator=gen, dtype=torch.float64)
-    state = torch.randn(B, layer.state_size, generator=gen, dtype=torch.float64)
-    if layer.update_gate == "rhythm":
-        state[:, -1] = torch.randint(0, 50, (B,), generator=gen).double()
-    starts = (torch.rand(T, B, generator=gen) < 0.05).double()
-
-    ref = run_with_grads(layer, x, state, starts)
-    ref_stats = layer.statistics()
-    layer.backend = "compiled"
-    fast = run_with_grads(layer, x, state, starts)
-    assert layer.last_backend == "compiled"
-
-    assert_rel_close("y", fast[0], ref[0], RTOL)
-    assert_rel_close("final state", fast[1], ref[1], RTOL)
-    for name, grad in ref[2].items():
-        assert_rel_close(f"grad {name}", fast[2][name], grad, RTOL)
-    assert layer.statistics() == pytest.approx(ref_stats)
+    x, state, starts = random_sequence(layer, seed, T, B, reset_rate=0.05)
+    assert_backend_matches_reference(layer, "compiled", x, state, starts, RTOL)
 
 
 def test_compiled_without_grad_and_without_state_matches_reference(assert_rel_close):

@@ -7,6 +7,8 @@ import torch
 
 from sparsernn.core import SparseRecurrent, choose_backend, fused_group_forward
 
+from .conftest import random_sequence
+
 CONFIGS = {
     "dense": {},
     "block_sparse": dict(density_ih=0.5, density_hh=0.1),
@@ -30,34 +32,19 @@ def loops(request, monkeypatch):
 
 
 def random_inputs(layer, seed, steps=T, batch=B):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(steps, batch, layer.input_size, generator=gen, dtype=torch.float64)
-    state = torch.randn(batch, layer.state_size, generator=gen, dtype=torch.float64)
-    if layer.update_gate == "rhythm":
-        state[:, -1] = torch.randint(0, 50, (batch,), generator=gen).double()
-    starts = (torch.rand(steps, batch, generator=gen) < 0.08).double()
-    return x, state, starts
+    return random_sequence(layer, seed, steps, batch, reset_rate=0.08)
 
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
-def test_fused_matches_reference(cell, config, loops, assert_rel_close, run_with_grads):
+def test_fused_matches_reference(cell, config, loops, assert_backend_matches_reference):
     seed = 7 + len(cell) * 13 + list(CONFIGS).index(config)
     layer = SparseRecurrent(I, H, cell=cell, seed=seed, dtype=torch.float64, backend="reference", **CONFIGS[config])
     if layer.router is not None:
         with torch.no_grad():  # a live context term (it starts at zero)
             layer.router.up.normal_(generator=torch.Generator().manual_seed(seed))
     x, state, starts = random_inputs(layer, seed)
-    ref = run_with_grads(layer, x, state, starts)
-    ref_stats = layer.statistics()
-    layer.backend = "fused"
-    got = run_with_grads(layer, x, state, starts)
-    assert layer.last_backend == "fused"
-    assert_rel_close("y", got[0], ref[0], RTOL)
-    assert_rel_close("final state", got[1], ref[1], RTOL)
-    for name, grad in ref[2].items():
-        assert_rel_close(f"grad {name}", got[2][name], grad, RTOL)
-    assert layer.statistics() == pytest.approx(ref_stats)
+    assert_backend_matches_reference(layer, "fused", x, state, starts, RTOL)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
