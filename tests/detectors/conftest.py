@@ -30,3 +30,19 @@ def series() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def fitted(series) -> SelectiveUpdateDetector:
     return SelectiveUpdateDetector(**SMALL, seed=3).fit(series[0])
+
+
+def blocks_and_points(make_stream, x: np.ndarray, parts: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (n,) of a one-channel series ``x`` (n,) from two fresh ``make_stream()``: one fed
+    ``parts`` blocks through ``process``, one fed point by point through ``score_one`` /
+    ``learn_one`` (asserting that ``score_one`` changes no state). Returns ``(blocks, singles)``."""
+    block = make_stream()
+    blocks = np.concatenate([block.process(part[:, None])[:, 0] for part in np.array_split(x, parts)])
+    point = make_stream()
+    singles = []
+    for value in x:
+        score = point.score_one(value)
+        assert point.score_one(value) == score  # no state change
+        singles.append(score)
+        point.learn_one(value)
+    return blocks, np.array(singles)

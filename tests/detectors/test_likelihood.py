@@ -10,6 +10,8 @@ import pandas as pd
 
 from sparsernn.detectors import AnomalyLikelihood, StreamScorer, anomaly_likelihood, likelihood_scores
 
+from .conftest import blocks_and_points
+
 
 class Surprises:
     """A stand-in scorer whose surprises are given (one stream)."""
@@ -83,15 +85,8 @@ def test_probation_then_one_red_score_per_sustained_anomaly():
 
 def test_block_equals_point_by_point_and_score_one_changes_nothing(fitted, series):
     x = series[0][:400]
-    block = AnomalyLikelihood(StreamScorer(fitted), learning_period=40, estimation_samples=60, reestimation_period=25)
-    blocks = np.concatenate([block.process(part[:, None])[:, 0] for part in np.array_split(x, 7)])
-    point = AnomalyLikelihood(StreamScorer(fitted), learning_period=40, estimation_samples=60, reestimation_period=25)
-    singles = []
-    for value in x:
-        score = point.score_one(value)
-        assert point.score_one(value) == score
-        singles.append(score)
-        point.learn_one(value)
+    blocks, singles = blocks_and_points(lambda: AnomalyLikelihood(
+        StreamScorer(fitted), learning_period=40, estimation_samples=60, reestimation_period=25), x)
     np.testing.assert_allclose(blocks, singles, rtol=1e-9, atol=1e-12)
     surprises = StreamScorer(fitted).process(x[:, None])[:, 0]
     np.testing.assert_allclose(blocks, reference(surprises, 40, 60, every=25), rtol=1e-9, atol=1e-12)

@@ -4,7 +4,7 @@ import pytest
 
 from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateNAB, SpatialAnomaly, StreamScorer
 
-from .conftest import SMALL
+from .conftest import SMALL, blocks_and_points
 
 
 def reference(values, tolerance=0.05):
@@ -35,15 +35,8 @@ def test_fires_outside_the_range_by_more_than_the_tolerance_only(likelihood):
 
 def test_matches_nab_loop_and_block_equals_point_by_point(fitted, series):
     x = series[0][:300] * np.linspace(1.0, 3.0, 300)  # a growing range: many firings
-    block = SpatialAnomaly(AnomalyLikelihood(StreamScorer(fitted)), tolerance=0.05)
-    blocks = np.concatenate([block.process(part[:, None])[:, 0] for part in np.array_split(x, 7)])
-    point = SpatialAnomaly(AnomalyLikelihood(StreamScorer(fitted)), tolerance=0.05)
-    singles = []
-    for value in x:
-        score = point.score_one(value)
-        assert point.score_one(value) == score  # no state change
-        singles.append(score)
-        point.learn_one(value)
+    blocks, singles = blocks_and_points(
+        lambda: SpatialAnomaly(AnomalyLikelihood(StreamScorer(fitted)), tolerance=0.05), x)
     np.testing.assert_allclose(blocks, singles, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(blocks == 1.0, reference(x))
     assert 5 < reference(x).sum() < 100

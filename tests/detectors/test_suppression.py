@@ -4,7 +4,7 @@ import pytest
 
 from sparsernn.detectors import AnomalyLikelihood, PeakSuppression, SelectiveUpdateNAB, StreamScorer
 
-from .conftest import SMALL
+from .conftest import SMALL, blocks_and_points
 
 
 def reference(raw, period):
@@ -30,15 +30,8 @@ def test_scores_after_a_peak_are_zero_until_beaten_or_the_period_ends(likelihood
 
 def test_block_equals_point_by_point_and_score_one_changes_nothing(fitted, series):
     x = series[0][:200]
-    block = PeakSuppression(AnomalyLikelihood(StreamScorer(fitted)), period=15)
-    blocks = np.concatenate([block.process(part[:, None])[:, 0] for part in np.array_split(x, 7)])
-    point = PeakSuppression(AnomalyLikelihood(StreamScorer(fitted)), period=15)
-    singles = []
-    for value in x:
-        score = point.score_one(value)
-        assert point.score_one(value) == score  # no state change
-        singles.append(score)
-        point.learn_one(value)
+    blocks, singles = blocks_and_points(
+        lambda: PeakSuppression(AnomalyLikelihood(StreamScorer(fitted)), period=15), x)
     np.testing.assert_allclose(blocks, singles, rtol=1e-12, atol=1e-12)
 
 
