@@ -3,8 +3,8 @@
 :func:`native_loops` compiles the extension with ``torch.utils.cpp_extension``
 the first time a process asks for it (about a minute; the build is cached in
 torch's extension directory, ``$TORCH_EXTENSIONS_DIR`` or
-``~/.cache/torch_extensions``, so later processes load it in a second). It
-needs a C++ compiler (and ninja, a dependency). If the build fails, or
+``~/.cache/torch_extensions``, under a name that carries a hash of the sources,
+so later processes load it in a second). It needs a C++ compiler (and ninja, a dependency). If the build fails, or
 ``SPARSERNN_NATIVE=0`` is set, the fused backend runs its TorchScript loops
 instead (same results, slower), after one warning.
 
@@ -13,11 +13,15 @@ The C++ loops cover the unrouted cells on a CPU. ``gru_forward``,
 give the results of their TorchScript namesakes in
 :mod:`~sparsernn.core.fused_loops`; ``gru_cell_backward`` and
 ``lstm_cell_backward`` also compute the cell's derivative factors inside the
-step (see :mod:`~sparsernn.core.fused`).
+step (see :mod:`~sparsernn.core.fused`). ``gru_group_forward`` and
+``lstm_group_forward`` run the same loops from a group's per-layer parameters
+(they compute the input projections themselves). Every step's GEMM is
+``core/csrc/small_gemm.h``.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import warnings
@@ -47,6 +51,16 @@ def _put_ninja_on_path() -> None:
         os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
 
 
+def extension_name() -> str:
+    """``sparsernn_fused_cpu_<hash>``: the hash of the C++ sources and flags, so two checkouts (or
+    versions) never overwrite each other's build in torch's shared extension directory."""
+    digest = hashlib.sha256(" ".join(CFLAGS).encode())
+    for path in sorted(SOURCE_DIR.iterdir()):
+        if path.suffix in (".cpp", ".h"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return f"sparsernn_fused_cpu_{digest.hexdigest()[:12]}"
+
+
 @functools.cache
 def native_loops() -> Optional[ModuleType]:
     """The compiled extension, or None (disabled, or the build failed: then one warning)."""
@@ -56,7 +70,7 @@ def native_loops() -> Optional[ModuleType]:
         from torch.utils.cpp_extension import load
 
         _put_ninja_on_path()
-        return load(name="sparsernn_fused_cpu", sources=[str(SOURCE_DIR / name) for name in SOURCES],
+        return load(name=extension_name(), sources=[str(SOURCE_DIR / name) for name in SOURCES],
                     extra_cflags=CFLAGS, extra_include_paths=[str(SOURCE_DIR)], verbose=False)
     except Exception as error:  # noqa: BLE001 - any build failure means: use the TorchScript loops
         warnings.warn(f"sparsernn: building the fused backend's C++ loops failed ({type(error).__name__}: "

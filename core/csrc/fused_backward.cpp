@@ -13,13 +13,22 @@ namespace {
 
 // The gradient reaching the previous step's state: dh = (dgates_t @ W_hh + base), times the
 // reset multiplier on a step that resets (alive_t, or nullptr when nothing resets here).
+// dgates_t: step t of group-major (G, T, B, K) gate gradients (groups `steps * B * K` apart).
 template <typename T>
-void to_previous_step(Tensor& dh, const Tensor& dgates_t, const Tensor& w_hh, const T* __restrict__ base,
+void to_previous_step(Tensor& dh, const T* dgates_t, int64_t steps, const Tensor& w_hh, const T* __restrict__ base,
                       const T* alive_t, int64_t G, int64_t B, int64_t H) {
-  at::bmm_out(dh, dgates_t, w_hh);
+  const int64_t K = w_hh.size(1);
+  group_gemm<T>(dgates_t, steps * B * K, K, w_hh.data_ptr<T>(), dh.data_ptr<T>(), G, B, K, H);
   T* __restrict__ nd = dh.data_ptr<T>();
   for (int64_t x = 0; x < G * B * H; ++x) nd[x] += base[x];
   if (alive_t) apply_reset<T>(nd, alive_t, G, B, H);
+}
+
+// A gated layer's optional inputs as dense tensors: absent gate weights (G, 1, H) and external
+// gradients of the switch pre-activations (like preact) become zeros, which change no result.
+inline void zeros_if_absent(Tensor& gate_w, Tensor& da_ext, const Tensor& preact, int64_t G, int64_t H) {
+  if (!gate_w.defined()) gate_w = at::zeros({G, 1, H}, preact.options());
+  if (!da_ext.defined()) da_ext = at::zeros_like(preact);
 }
 
 template <typename T>
@@ -27,6 +36,7 @@ std::vector<Tensor> single_state_backward_impl(Tensor dy, Tensor dh0, Tensor k_h
                                                OptTensor extra_o, Tensor w_hh, int64_t n_gates) {
   dy = dy.contiguous();
   k_h = k_h.contiguous();
+  w_hh = w_hh.contiguous();
   const int64_t steps = dy.size(0), G = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   const int64_t K = n_gates * H;
   auto opts = dy.options();
@@ -66,7 +76,7 @@ std::vector<Tensor> single_state_backward_impl(Tensor dy, Tensor dh0, Tensor k_h
         for (int64_t j = 0; j < H; ++j) out[q * H + j] = k[q * H + j] * d[j];
       }
     }
-    at::bmm_out(dh, dgh, w_hh);
+    group_gemm<T>(dghp, B * K, K, w_hh.data_ptr<T>(), dh.data_ptr<T>(), G, B, K, H);
     T* __restrict__ nd = dh.data_ptr<T>();
     const T* __restrict__ ex = extra ? extra_c.data_ptr<T>() + t * R * H : nullptr;
     for (int64_t x = 0; x < R * H; ++x) nd[x] += basep[x] + (ex ? ex[x] : T(0));
@@ -74,23 +84,27 @@ std::vector<Tensor> single_state_backward_impl(Tensor dy, Tensor dh0, Tensor k_h
   return {dh_all, dh};
 }
 
-template <typename T>
+// GATED (a compile-time switch, so the element loops vectorise): the layer has an update gate;
+// then absent gate weights / external gate gradients read as zeros.
+template <typename T, bool GATED>
 std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o, Tensor h_read, Tensor rz, Tensor n,
                                       Tensor ghn, OptTensor preact_o, OptTensor gate_w_o, OptTensor alive_o,
                                       const std::vector<bool>& resets, Tensor w_hh) {
   // Sequence tensors group-major (see fused_forward.cpp); the saved ones already are.
   dy = group_major(dy); h_read = group_major(h_read); rz = group_major(rz); n = group_major(n);
   ghn = group_major(ghn);
+  w_hh = w_hh.contiguous();
   const int64_t G = dy.size(0), steps = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   auto opts = dy.options();
   Tensor pre_c = group_major_or_none(preact_o);
   Tensor gw_c = contiguous_or_none(gate_w_o);
   Tensor dae_c = group_major_or_none(da_ext_o);
   Tensor alive_c = contiguous_or_none(alive_o);
-  const bool preact = pre_c.defined(), gate_w = gw_c.defined(), da_ext = dae_c.defined(), alive = alive_c.defined();
+  const bool alive = alive_c.defined();
+  if (GATED) zeros_if_absent(gw_c, dae_c, pre_c, G, H);
   Tensor dgx = at::empty({G, steps, B, 3 * H}, opts);
   Tensor dgh = at::empty({G, steps, B, 3 * H}, opts);
-  Tensor da = preact ? at::empty({G, steps, B, H}, opts) : at::empty({0}, opts);
+  Tensor da = GATED ? at::empty({G, steps, B, H}, opts) : at::empty({0}, opts);
   Tensor dh = dh0.contiguous().clone();
   Tensor base = at::empty({G, B, H}, opts);
   const T* dyp = dy.data_ptr<T>();
@@ -98,9 +112,10 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
   const T* rzp = rz.data_ptr<T>();
   const T* np_ = n.data_ptr<T>();
   const T* gp = ghn.data_ptr<T>();
-  const T* ap = preact ? pre_c.data_ptr<T>() : nullptr;
-  const T* ep = da_ext ? dae_c.data_ptr<T>() : nullptr;
-  T* dap = preact ? da.data_ptr<T>() : nullptr;
+  const T* ap = GATED ? pre_c.data_ptr<T>() : nullptr;
+  const T* ep = GATED ? dae_c.data_ptr<T>() : nullptr;
+  const T* gwp = GATED ? gw_c.data_ptr<T>() : nullptr;
+  T* dap = GATED ? da.data_ptr<T>() : nullptr;
   T* dxp = dgx.data_ptr<T>();
   T* dhg = dgh.data_ptr<T>();
   for (int64_t i = 0; i < steps; ++i) {
@@ -108,7 +123,7 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
     T* __restrict__ dhp = dh.data_ptr<T>();
     T* __restrict__ bs = base.data_ptr<T>();
     for (int64_t r = 0; r < R; ++r) {
-      const T* __restrict__ w = gate_w ? gw_c.data_ptr<T>() + (r / B) * H : nullptr;
+      const T* __restrict__ w = GATED ? gwp + (r / B) * H : nullptr;
       const int64_t o = group_major_row(t, r, steps, B) * H;  // this step's row in sequence tensors
       const int64_t s = r * H;                                 // the row in state tensors
 #pragma omp simd
@@ -119,15 +134,15 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
         const T k_r = k_n * gp[o + j] * rr * (T(1) - rr);
         const T k_z = (h0 - nn) * zz * (T(1) - zz);
         T u = T(1), carry = zz, b = T(0);
-        if (ap) {
+        if constexpr (GATED) {
           const T a = ap[o + j];
           u = a > T(0) ? T(1) : T(0);
           const T sg = sigmoid<T>(a);
           const T k_a = (nn + zz * (h0 - nn) - h0) * sg * (T(1) - sg);
-          const T e = ep ? ep[o + j] : T(0);
+          const T e = ep[o + j];
           dap[o + j] = e + v * k_a;
-          carry = u * zz + (T(1) - u);
-          if (w) { carry += w[j] * k_a; b = w[j] * e; }
+          carry = u * zz + (T(1) - u) + w[j] * k_a;
+          b = w[j] * e;
         }
         const T vu = v * u;
         dxp[3 * o + j] = vu * k_r;
@@ -139,27 +154,29 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
         bs[s + j] = v * carry + b;
       }
     }
-    to_previous_step<T>(dh, dgh.select(1, t), w_hh, bs, alive && resets[t] ? alive_c.data_ptr<T>() + t * B : nullptr,
+    to_previous_step<T>(dh, dhg + t * B * 3 * H, steps, w_hh, bs, alive && resets[t] ? alive_c.data_ptr<T>() + t * B : nullptr,
                         G, B, H);
   }
-  return {dgx.transpose(0, 1), dgh.transpose(0, 1), dh, preact ? da.transpose(0, 1) : da};
+  return {dgx.transpose(0, 1), dgh.transpose(0, 1), dh, GATED ? da.transpose(0, 1) : da};
 }
 
-template <typename T>
+template <typename T, bool GATED>  // GATED: as for gru_backward_impl
 std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTensor da_ext_o, Tensor h_read,
                                        Tensor c_read, Tensor act, Tensor cand, OptTensor preact_o, OptTensor gate_w_o,
                                        OptTensor alive_o, const std::vector<bool>& resets, Tensor w_hh) {
   dy = group_major(dy); h_read = group_major(h_read); c_read = group_major(c_read); act = group_major(act);
   cand = group_major(cand);
+  w_hh = w_hh.contiguous();
   const int64_t G = dy.size(0), steps = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   auto opts = dy.options();
   Tensor pre_c = group_major_or_none(preact_o);
   Tensor gw_c = contiguous_or_none(gate_w_o);
   Tensor dae_c = group_major_or_none(da_ext_o);
   Tensor alive_c = contiguous_or_none(alive_o);
-  const bool preact = pre_c.defined(), gate_w = gw_c.defined(), da_ext = dae_c.defined(), alive = alive_c.defined();
+  const bool alive = alive_c.defined();
+  if (GATED) zeros_if_absent(gw_c, dae_c, pre_c, G, H);
   Tensor dgates = at::empty({G, steps, B, 4 * H}, opts);
-  Tensor da = preact ? at::empty({G, steps, B, H}, opts) : at::empty({0}, opts);
+  Tensor da = GATED ? at::empty({G, steps, B, H}, opts) : at::empty({0}, opts);
   Tensor dh = dh0.contiguous().clone();
   Tensor dc = dc0.contiguous().clone();
   Tensor base = at::empty({G, B, H}, opts);
@@ -168,9 +185,10 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
   const T* crp = c_read.data_ptr<T>();
   const T* acp = act.data_ptr<T>();
   const T* cnp = cand.data_ptr<T>();
-  const T* ap = preact ? pre_c.data_ptr<T>() : nullptr;
-  const T* ep = da_ext ? dae_c.data_ptr<T>() : nullptr;
-  T* dap = preact ? da.data_ptr<T>() : nullptr;
+  const T* ap = GATED ? pre_c.data_ptr<T>() : nullptr;
+  const T* ep = GATED ? dae_c.data_ptr<T>() : nullptr;
+  const T* gwp = GATED ? gw_c.data_ptr<T>() : nullptr;
+  T* dap = GATED ? da.data_ptr<T>() : nullptr;
   T* dg = dgates.data_ptr<T>();
   for (int64_t i = 0; i < steps; ++i) {
     const int64_t t = steps - 1 - i;
@@ -178,7 +196,7 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
     T* __restrict__ dcp = dc.data_ptr<T>();
     T* __restrict__ bs = base.data_ptr<T>();
     for (int64_t r = 0; r < R; ++r) {
-      const T* __restrict__ w = gate_w ? gw_c.data_ptr<T>() + (r / B) * H : nullptr;
+      const T* __restrict__ w = GATED ? gwp + (r / B) * H : nullptr;
       const int64_t o = group_major_row(t, r, steps, B) * H;
       const int64_t s = r * H;
 #pragma omp simd
@@ -190,17 +208,16 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
         const T tc = std::tanh(cn);
         const T e = vc + vh * og * (T(1) - tc * tc);
         T u = T(1), b = T(0);
-        if (ap) {
+        if constexpr (GATED) {
           const T a = ap[o + j];
           u = a > T(0) ? T(1) : T(0);
           const T sg = sigmoid<T>(a);
           const T slope = sg * (T(1) - sg);
           const T k_ah = (og * tc - hrp[o + j]) * slope;
           const T k_ac = (cn - cr) * slope;
-          const T ex = ep ? ep[o + j] : T(0);
+          const T ex = ep[o + j];
           dap[o + j] = ex + vh * k_ah + vc * k_ac;
-          b = (T(1) - u) * vh;
-          if (w) b += w[j] * (vh * k_ah + vc * k_ac + ex);
+          b = (T(1) - u) * vh + w[j] * (vh * k_ah + vc * k_ac + ex);
         }
         const T eu = e * u;
         dg[4 * o + j] = eu * gg * ig * (T(1) - ig);
@@ -212,10 +229,10 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
       }
     }
     const T* alive_t = alive && resets[t] ? alive_c.data_ptr<T>() + t * B : nullptr;
-    to_previous_step<T>(dh, dgates.select(1, t), w_hh, bs, alive_t, G, B, H);
+    to_previous_step<T>(dh, dg + t * B * 4 * H, steps, w_hh, bs, alive_t, G, B, H);
     if (alive_t) apply_reset<T>(dc.data_ptr<T>(), alive_t, G, B, H);
   }
-  return {dgates.transpose(0, 1), dh, dc, preact ? da.transpose(0, 1) : da};
+  return {dgates.transpose(0, 1), dh, dc, GATED ? da.transpose(0, 1) : da};
 }
 
 }  // namespace
@@ -228,14 +245,23 @@ std::vector<Tensor> single_state_backward(Tensor dy, Tensor dh, Tensor k_h, OptT
 std::vector<Tensor> gru_cell_backward(Tensor dy, Tensor dh, OptTensor da_ext, Tensor h_read, Tensor rz, Tensor n,
                                  Tensor ghn, OptTensor preact, OptTensor gate_w, OptTensor alive,
                                  std::vector<bool> resets, Tensor w_hh) {
-  DISPATCH(dy, gru_backward_impl<scalar>(dy, dh, da_ext, h_read, rz, n, ghn, preact, gate_w, alive, resets, w_hh))
+  if (opt(preact)) {
+    DISPATCH(dy, gru_backward_impl<scalar, true>(dy, dh, da_ext, h_read, rz, n, ghn, preact, gate_w, alive, resets,
+                                                 w_hh))
+  }
+  DISPATCH(dy, gru_backward_impl<scalar, false>(dy, dh, da_ext, h_read, rz, n, ghn, preact, gate_w, alive, resets,
+                                                w_hh))
 }
 
 std::vector<Tensor> lstm_cell_backward(Tensor dy, Tensor dh, Tensor dc, OptTensor da_ext, Tensor h_read, Tensor c_read,
                                   Tensor act, Tensor cand, OptTensor preact, OptTensor gate_w, OptTensor alive,
                                   std::vector<bool> resets, Tensor w_hh) {
-  DISPATCH(dy, lstm_backward_impl<scalar>(dy, dh, dc, da_ext, h_read, c_read, act, cand, preact, gate_w, alive,
-                                          resets, w_hh))
+  if (opt(preact)) {
+    DISPATCH(dy, lstm_backward_impl<scalar, true>(dy, dh, dc, da_ext, h_read, c_read, act, cand, preact, gate_w,
+                                                  alive, resets, w_hh))
+  }
+  DISPATCH(dy, lstm_backward_impl<scalar, false>(dy, dh, dc, da_ext, h_read, c_read, act, cand, preact, gate_w,
+                                                 alive, resets, w_hh))
 }
 
 }  // namespace sparsernn

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <vector>
 
+#include "small_gemm.h"
+
 namespace sparsernn {
 
 using at::Tensor;
@@ -52,9 +54,10 @@ inline int64_t group_major_row(int64_t t, int64_t r, int64_t steps, int64_t B) {
   return ((r / B) * steps + t) * B + (r % B);
 }
 
-#define DISPATCH(tensor, call)                                                     \
-  if ((tensor).scalar_type() == at::kFloat) { using scalar = float; return call; } \
-  if ((tensor).scalar_type() == at::kDouble) { using scalar = double; return call; } \
+// DISPATCH(tensor, call): `call` (which may name `scalar`) for float32 or float64 tensors.
+#define DISPATCH(tensor, ...)                                                             \
+  if ((tensor).scalar_type() == at::kFloat) { using scalar = float; return __VA_ARGS__; }   \
+  if ((tensor).scalar_type() == at::kDouble) { using scalar = double; return __VA_ARGS__; } \
   TORCH_CHECK(false, "sparsernn fused CPU loops take float32 or float64, got ", (tensor).scalar_type());
 
 
@@ -62,6 +65,15 @@ std::vector<Tensor> gru_forward(Tensor gx, Tensor h, OptTensor alive, std::vecto
                                 Tensor b_hh, OptTensor gate_x, OptTensor gate_w, bool save);
 std::vector<Tensor> lstm_forward(Tensor gx, Tensor h, Tensor c, OptTensor alive, std::vector<bool> resets,
                                  Tensor w_t, OptTensor gate_x, OptTensor gate_w, bool save);
+// The same loops from a group's per-layer tensors: x (T, B, I), then per layer W_ih (kH, I),
+// b_ih (kH), W_hh (kH, H), b_hh (kH); the input projections are computed here.
+std::vector<Tensor> gru_group_forward(Tensor x, Tensor h, std::vector<Tensor> w_ih, std::vector<Tensor> b_ih,
+                                      std::vector<Tensor> w_hh, std::vector<Tensor> b_hh, OptTensor alive,
+                                      std::vector<bool> resets, OptTensor gate_x, OptTensor gate_w, bool save);
+std::vector<Tensor> lstm_group_forward(Tensor x, Tensor h, Tensor c, std::vector<Tensor> w_ih,
+                                       std::vector<Tensor> b_ih, std::vector<Tensor> w_hh, std::vector<Tensor> b_hh,
+                                       OptTensor alive, std::vector<bool> resets, OptTensor gate_x, OptTensor gate_w,
+                                       bool save);
 std::vector<Tensor> single_state_backward(Tensor dy, Tensor dh, Tensor k_h, OptTensor carry, OptTensor extra,
                                           Tensor w_hh, int64_t n_gates);
 std::vector<Tensor> gru_cell_backward(Tensor dy, Tensor dh, OptTensor da_ext, Tensor h_read, Tensor rz, Tensor n,

@@ -1,6 +1,6 @@
 // Forward loops of the fused backend on a CPU (the TorchScript twins are in
 // sparsernn/core/fused_loops.py; same arguments and results). Per step: one GEMM
-// (ATen: MKL / oneDNN) and one vectorised element-wise pass, instead of ~10
+// (small_gemm.h) and one vectorised element-wise pass, instead of ~10
 // dispatched tensor ops. Built on first use by sparsernn/core/native.py.
 //
 // Sequence tensors are stored group-major, (G, T, B, .), and handed back as
@@ -37,6 +37,8 @@ std::vector<Tensor> gru_forward_impl(Tensor gx, Tensor h0, OptTensor alive_o, co
   Tensor h = h0.contiguous().clone();
   Tensor y = at::empty({G, steps, B, H}, opts);
   Tensor gh = at::empty({G, B, 3 * H}, opts);
+  const Tensor wt = w_t.contiguous();  // (G, H, 3H): the step GEMM's right-hand side, row-major
+  const T* wtp = wt.data_ptr<T>();
   Tensor alive_c = contiguous_or_none(alive_o);
   Tensor gate_xc = group_major_or_none(gate_x_o);
   Tensor gate_wc = contiguous_or_none(gate_w_o);
@@ -63,7 +65,7 @@ std::vector<Tensor> gru_forward_impl(Tensor gx, Tensor h0, OptTensor alive_o, co
   T* sgp = save ? ghn.data_ptr<T>() : scratch.data_ptr<T>() + 4 * R * H;
   for (int64_t t = 0; t < steps; ++t) {
     if (alive && resets[t]) apply_reset<T>(hp, alive_c.data_ptr<T>() + t * B, G, B, H);
-    at::bmm_out(gh, h, w_t);  // b_hh is added below (baddbmm_out would first copy it into gh)
+    group_gemm<T>(hp, B * H, H, wtp, ghp, G, B, H, 3 * H);  // gh = h @ W_hh^T; b_hh is added below
     for (int64_t r = 0; r < R; ++r) {
       const int64_t row = group_major_row(t, r, steps, B);
       const int64_t kept = save ? row : r;
@@ -114,6 +116,8 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
   Tensor h = h0.contiguous().clone(), c = c0.contiguous().clone();
   Tensor y = at::empty({G, steps, B, H}, opts);
   Tensor pre = at::empty({G, B, 4 * H}, opts);
+  const Tensor wt = w_t.contiguous();  // (G, H, 4H): the step GEMM's right-hand side, row-major
+  const T* wtp = wt.data_ptr<T>();
   Tensor alive_c = contiguous_or_none(alive_o);
   Tensor gate_xc = group_major_or_none(gate_x_o);
   Tensor gate_wc = contiguous_or_none(gate_w_o);
@@ -143,7 +147,7 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
       apply_reset<T>(hp, alive_c.data_ptr<T>() + t * B, G, B, H);
       apply_reset<T>(cp, alive_c.data_ptr<T>() + t * B, G, B, H);
     }
-    at::bmm_out(pre, h, w_t);  // gx[t] is added below (baddbmm_out would first copy it into pre)
+    group_gemm<T>(hp, B * H, H, wtp, prep, G, B, H, 4 * H);  // pre = h @ W_hh^T; gx[t] is added below
     for (int64_t r = 0; r < R; ++r) {
       const int64_t row = group_major_row(t, r, steps, B);
       const int64_t kept = save ? row : r;
@@ -190,7 +194,43 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
   return out;
 }
 
+// A group's loop inputs from per-layer tensors (what Python would otherwise stack): the input
+// projections of all steps, gx (T, G, B, kH) = x @ W_ih^T + b_ih (+ extra_bias), as a view of
+// group-major memory (one GEMM per layer, written in place), and W_hh^T (G, H, kH), row-major.
+std::pair<Tensor, Tensor> group_inputs(const Tensor& x, const std::vector<Tensor>& w_ih,
+                                       const std::vector<Tensor>& b_ih, const std::vector<Tensor>& w_hh,
+                                       const std::vector<Tensor>* extra_bias) {
+  const int64_t G = static_cast<int64_t>(w_ih.size()), steps = x.size(0), B = x.size(1);
+  const int64_t K = w_ih[0].size(0), H = w_hh[0].size(1);
+  const Tensor x_flat = x.reshape({steps * B, x.size(2)});
+  Tensor gx = at::empty({G, steps * B, K}, x.options());
+  Tensor w_t = at::empty({G, H, K}, x.options());
+  for (int64_t g = 0; g < G; ++g) {
+    const Tensor bias = extra_bias ? b_ih[g] + (*extra_bias)[g] : b_ih[g];
+    Tensor out = gx.select(0, g);
+    at::addmm_out(out, bias, x_flat, w_ih[g].t());
+    w_t.select(0, g).copy_(w_hh[g].t());
+  }
+  return {gx.view({G, steps, B, K}).transpose(0, 1), w_t};
+}
+
 }  // namespace
+
+std::vector<Tensor> gru_group_forward(Tensor x, Tensor h, std::vector<Tensor> w_ih, std::vector<Tensor> b_ih,
+                                      std::vector<Tensor> w_hh, std::vector<Tensor> b_hh, OptTensor alive,
+                                      std::vector<bool> resets, OptTensor gate_x, OptTensor gate_w, bool save) {
+  auto [gx, w_t] = group_inputs(x, w_ih, b_ih, w_hh, nullptr);
+  const Tensor b = at::stack(b_hh).unsqueeze(1);
+  DISPATCH(h, gru_forward_impl<scalar>(gx, h, alive, resets, w_t, b, gate_x, gate_w, save))
+}
+
+std::vector<Tensor> lstm_group_forward(Tensor x, Tensor h, Tensor c, std::vector<Tensor> w_ih,
+                                       std::vector<Tensor> b_ih, std::vector<Tensor> w_hh, std::vector<Tensor> b_hh,
+                                       OptTensor alive, std::vector<bool> resets, OptTensor gate_x, OptTensor gate_w,
+                                       bool save) {
+  auto [gx, w_t] = group_inputs(x, w_ih, b_ih, w_hh, &b_hh);  // the LSTM adds b_hh to gx
+  DISPATCH(h, lstm_forward_impl<scalar>(gx, h, c, alive, resets, w_t, gate_x, gate_w, save))
+}
 
 std::vector<Tensor> gru_forward(Tensor gx, Tensor h, OptTensor alive, std::vector<bool> resets, Tensor w_t,
                                 Tensor b_hh, OptTensor gate_x, OptTensor gate_w, bool save) {
