@@ -43,29 +43,81 @@ def _times_alive(factor: Optional[torch.Tensor], alive: Optional[torch.Tensor]) 
     return (factor * alive if alive is not None else factor).contiguous()
 
 
-class _FusedSequence(torch.autograd.Function):
-    """``(y, h_T, c_T, a)`` of a group; ``c_T`` and ``a`` are empty when the cell / gate has none."""
+def _stacked_parameters(groups: int, params: tuple) -> tuple[torch.Tensor, ...]:
+    """``(w_ih, b_ih, w_hh, b_hh)``, each stacked over the group, from ``params`` = the layers'
+    ``w_ih``, then their ``b_ih``, ``w_hh`` and ``b_hh`` (``4 * groups`` tensors)."""
+    return tuple(torch.stack(params[i * groups:(i + 1) * groups]) for i in range(4))
 
-    @staticmethod
-    def forward(ctx, cell: str, gx, h, c, alive, resets, w_hh, b_hh, gate_x, gate_w):
-        w_t = w_hh.transpose(1, 2)
-        gated = gate_x is not None
-        on_cpu = gx.device.type == "cpu"
+
+def _run_loop(cell: str, x, h, c, alive, resets, gate_x, gate_w, params: tuple, save: bool):
+    """Input projections of all steps, then the recurrent loop, for a group whose per-layer
+    parameters are ``params`` (see :func:`_stacked_parameters`).
+
+    Returns ``y (T, G, B, H), h_T, c_T (empty unless lstm), a (empty unless gated)`` and the
+    step values a backward pass needs (only with ``save``). The C++ loops take the per-layer
+    tensors as they are; otherwise they are stacked here and the TorchScript loops run."""
+    groups = h.shape[0]
+    native = _native_group_forward(cell, x)
+    if native is not None:
+        w_ih, b_ih, w_hh, b_hh = (list(params[i * groups:(i + 1) * groups]) for i in range(4))
         if cell == "lstm":
-            out = loop("lstm_forward", on_cpu)(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, True)
-            y, h_last, c_last, rest = out[0], out[1], out[2], out[3:]
+            out = native(x, h, c, w_ih, b_ih, w_hh, b_hh, alive, resets, gate_x, gate_w, save)
         else:
-            out = loop(f"{cell}_forward", on_cpu)(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, True)
-            y, h_last, c_last, rest = out[0], out[1], h.new_empty(0), out[2:]
-        preact = rest[0] if gated else h.new_empty(0)
-        saved = rest[1:] if gated else rest
-        ctx.cell, ctx.gated, ctx.resets = cell, gated, resets
-        ctx.save_for_backward(w_hh, alive, gate_w, preact, *saved)
-        return y, h_last, c_last, preact
+            out = native(x, h, w_ih, b_ih, w_hh, b_hh, alive, resets, gate_x, gate_w, save)
+    else:
+        w_ih, b_ih, w_hh, b_hh = _stacked_parameters(groups, params)
+        steps, batch, _ = x.shape
+        flat_x = x.reshape(1, steps * batch, -1).expand(groups, -1, -1)
+        gx = torch.baddbmm(b_ih.unsqueeze(1), flat_x, w_ih.transpose(1, 2))
+        gx = gx.view(groups, steps, batch, -1).transpose(0, 1)
+        w_t, b_hh = w_hh.transpose(1, 2), b_hh.unsqueeze(1)
+        on_cpu = x.device.type == "cpu"
+        if cell == "lstm":
+            out = loop("lstm_forward", on_cpu)(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, save)
+        else:
+            out = loop(f"{cell}_forward", on_cpu)(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, save)
+    if cell == "lstm":
+        y, h_last, c_last, rest = out[0], out[1], out[2], out[3:]
+    else:
+        y, h_last, c_last, rest = out[0], out[1], h.new_empty(0), out[2:]
+    gated = gate_x is not None
+    preact = rest[0] if gated else h.new_empty(0)
+    return y, h_last, c_last, preact, (rest[1:] if gated else rest)
+
+
+def _native_group_forward(cell: str, x: torch.Tensor):
+    """The C++ ``gru_group_forward`` / ``lstm_group_forward`` when they apply, else None."""
+    if cell == "elman" or x.device.type != "cpu" or not native_enabled():
+        return None
+    native = native_loops()
+    return None if native is None else getattr(native, f"{cell}_group_forward")
+
+
+class _FusedSequence(torch.autograd.Function):
+    """``(y_1, ..., y_G, h_T, c_T, a)`` of a group of ``G`` layers; ``c_T`` and ``a`` are empty
+    when the cell / gate has none.
+
+    Inputs: ``cell, G, x (T, B, I), h, c (G, B, H), alive, resets, gate_x (T, G, B, H),
+    gate_w (G, 1, H)``, then each layer's ``w_ih``, each ``b_ih``, each ``w_hh``, each ``b_hh``.
+    The parameters come in per layer and the outputs go out per layer, so the group costs
+    autograd one node (no stacking or selecting nodes around it).
+    """
 
     @staticmethod
-    def backward(ctx, dy, dh, dc, da_ext):
-        w_hh, alive, gate_w, preact, *saved = ctx.saved_tensors
+    def forward(ctx, cell: str, groups: int, x, h, c, alive, resets, gate_x, gate_w, *params):
+        y, h_last, c_last, preact, saved = _run_loop(cell, x, h, c, alive, resets, gate_x, gate_w, params, True)
+        ctx.cell, ctx.gated, ctx.resets, ctx.groups = cell, gate_x is not None, resets, groups
+        ctx.save_for_backward(x, alive, gate_w, preact, *params, *saved)
+        return (*y.unbind(1), h_last, c_last, preact)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        groups = ctx.groups
+        dh, dc, da_ext = grads[groups:]
+        dy = torch.stack(grads[:groups]).transpose(0, 1)  # (T, G, B, H), group-major memory as the C++ loops keep it
+        x, alive, gate_w, preact, *rest = ctx.saved_tensors
+        params, saved = rest[:4 * groups], rest[4 * groups:]
+        w_hh = torch.stack(params[2 * groups:3 * groups])
         native = _native_cell_backward(ctx.cell, dy)
         if native is not None:  # C++: the cell's factors computed inside each step
             gated = ctx.gated
@@ -85,11 +137,18 @@ class _FusedSequence(torch.autograd.Function):
             dgx, dgh, dh0, da, h_read = _single_state_backward(ctx.cell, dy, dh, da_ext, saved, w_hh, alive,
                                                                gate_w, preact, ctx.gated)
             dc0 = None
-        d_w, d_b = weight_grads(dgh, h_read)
+        d_w_hh, d_b_hh = weight_grads(dgh, h_read)
+        d_w_ih, d_b_ih = weight_grads(dgx, x.unsqueeze(1).expand(-1, groups, -1, -1))
+        dx = None
+        if ctx.needs_input_grad[2]:  # (G, T*B, k*H) @ (G, k*H, I), summed over the group
+            steps, batch = x.shape[:2]
+            flat = dgx.transpose(0, 1).reshape(groups, steps * batch, -1)
+            dx = torch.bmm(flat, torch.stack(params[:groups])).sum(0).view_as(x)
         d_gate_w = None
         if da is not None and gate_w is not None:
             d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
-        return None, dgx, dh0, dc0, None, None, d_w, d_b, da, d_gate_w
+        return (None, None, dx, dh0, dc0, None, None, da, d_gate_w, *d_w_ih.unbind(0), *d_b_ih[:, 0].unbind(0),
+                *d_w_hh.unbind(0), *d_b_hh[:, 0].unbind(0))
 
 
 def _native_cell_backward(cell: str, dy: torch.Tensor):
@@ -148,8 +207,9 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
                     episode_starts: Optional[torch.Tensor]) -> tuple[Any, ...]:
     """Run same-configuration layers over the same ``x (T, B, I)`` from their own states.
 
-    Returns ``y (T, G, B, H)``, ``h (G, B, H)``, ``c (G, B, H)`` or None, the
-    new time indices (per layer, None without a rhythm) and the traces.
+    Returns the outputs (a sequence of ``G`` tensors ``(T, B, H)``), ``h (G, B, H)``,
+    ``c (G, B, H)`` or None, the new time indices (per layer, None without a rhythm)
+    and the traces.
     """
     _check_group(layers)
     first = layers[0]
@@ -173,40 +233,32 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
     scores = None
     if first.router is not None:
         y, h, c, scores, preact = routed_group(layers, x, h, c, alive, resets, gate_x, gate_w)
+        ys = y.unbind(1)
     else:
-        y, h, c, preact = _static_group(layers, x, h, c, alive, resets, gate_x, gate_w)
+        ys, h, c, preact = _static_group(layers, x, h, c, alive, resets, gate_x, gate_w)
     n_in, n_elements = first.input_size, steps * batch * first.hidden_size
     if preact is None and scores is None:
         traces = [make_trace([], [], [], [], n_elements) for _ in layers]
     else:
         traces = [_trace(preact[:, g] if preact is not None else None,
                          scores[:, g] if scores is not None else None, n_in, n_elements) for g in range(len(layers))]
-    return y, h, c, new_times, traces
+    return ys, h, c, new_times, traces
 
 
 def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
-    """An unrouted group: input projections hoisted; returns ``y, h, c (or None), a (or None)``."""
-    first = layers[0]
-    steps, batch, _ = x.shape
+    """An unrouted group: returns ``y (T, G, B, H)`` (or, with gradients, a list of ``G``
+    ``(T, B, H)``), ``h``, ``c`` (or None), ``a`` (or None)."""
+    cell = layers[0].cell
     weights = [layer.effective_weights() for layer in layers]
-    groups = len(layers)
-    # All layers' input projections of all steps in one batched GEMM: (G, T*B, k*H) -> (T, G, B, k*H).
-    w_ih = torch.stack([w for w, _ in weights])
-    b_ih = torch.stack([layer.bias_ih for layer in layers]).unsqueeze(1)
-    flat_x = x.reshape(1, steps * batch, -1).expand(groups, -1, -1)
-    gx = torch.baddbmm(b_ih, flat_x, w_ih.transpose(1, 2)).view(groups, steps, batch, -1).transpose(0, 1)
-    w_hh = torch.stack([w for _, w in weights])
-    b_hh = torch.stack([layer.bias_hh for layer in layers]).unsqueeze(1)
+    params = (*[w for w, _ in weights], *[layer.bias_ih for layer in layers], *[w for _, w in weights],
+              *[layer.bias_hh for layer in layers])
     if torch.is_grad_enabled():
-        y, h, c_out, preact = _FusedSequence.apply(first.cell, gx, h, c, alive, resets, w_hh, b_hh, gate_x, gate_w)
-        return y, h, (c_out if first.cell == "lstm" else None), (preact if gate_x is not None else None)
-    w_t = w_hh.transpose(1, 2)  # acting / inference: nothing to keep for a backward pass
-    on_cpu = x.device.type == "cpu"
-    if first.cell == "lstm":
-        out = loop("lstm_forward", on_cpu)(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, False)
-        return out[0], out[1], out[2], (out[3] if gate_x is not None else None)
-    out = loop(f"{first.cell}_forward", on_cpu)(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, False)
-    return out[0], out[1], None, (out[2] if gate_x is not None else None)
+        *ys, h, c_out, preact = _FusedSequence.apply(cell, len(layers), x, h, c, alive, resets, gate_x, gate_w,
+                                                     *params)
+    else:  # acting / inference: nothing to keep for a backward pass
+        y, h, c_out, preact, _ = _run_loop(cell, x, h, c, alive, resets, gate_x, gate_w, params, False)
+        ys = y.unbind(1)
+    return ys, h, (c_out if cell == "lstm" else None), (preact if gate_x is not None else None)
 
 
 def _trace(preact: Optional[torch.Tensor], scores: Optional[torch.Tensor], n_in: int,
@@ -229,8 +281,8 @@ def _trace(preact: Optional[torch.Tensor], scores: Optional[torch.Tensor], n_in:
 def fused_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor],
                   time: Optional[torch.Tensor], episode_starts: Optional[torch.Tensor]):
     """Same contract as :func:`~sparsernn.core.reference.reference_forward`."""
-    y, h, c, times, traces = run_fused_group([layer], x, [h], [c], [time], episode_starts)
-    return y[:, 0], (h[0], c[0] if c is not None else None, times[0]), traces[0]
+    ys, h, c, times, traces = run_fused_group([layer], x, [h], [c], [time], episode_starts)
+    return ys[0], (h[0], c[0] if c is not None else None, times[0]), traces[0]
 
 
 def fused_group_forward(layers: list["SparseRecurrent"], x: torch.Tensor, states: list[torch.Tensor],
@@ -242,11 +294,11 @@ def fused_group_forward(layers: list["SparseRecurrent"], x: torch.Tensor, states
         layer._check_inputs(x, state, episode_starts)
     unpacked = [layer.unpack_state(state) for layer, state in zip(layers, states)]
     times = [time.detach() if time is not None else None for _, _, time in unpacked]
-    y, h, c, new_times, traces = run_fused_group(layers, x, [u[0] for u in unpacked], [u[1] for u in unpacked],
+    ys, h, c, new_times, traces = run_fused_group(layers, x, [u[0] for u in unpacked], [u[1] for u in unpacked],
                                                  times, episode_starts)
     results = []
     for g, layer in enumerate(layers):
         layer._record_call("fused", traces[g])
         state = layer.pack_state(h[g], c[g] if c is not None else None, new_times[g])
-        results.append((y[:, g], state))
+        results.append((ys[g], state))
     return results
