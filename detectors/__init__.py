@@ -20,6 +20,7 @@ from .forecaster import GaussianForecaster, fast_forward
 from .likelihood import AnomalyLikelihood, LikelihoodEstimator, likelihood_scores
 from .metrics import anomaly_ranges, auc_pr, vus_pr
 from .nab_adapter import SelectiveUpdateNAB
+from .novelty import WindowNovelty
 from .nab_data import (PROBATIONARY_PERCENT, PROFILE_NAMES, CostProfile, NABCorpus, NABDataFile,
                        list_result_detectors, load_nab_corpus, load_profiles, load_reference_scores,
                        probationary_length, read_results, read_series, results_path, write_results)
@@ -38,7 +39,7 @@ __all__ = [
     # selective-update detector and streaming
     "SelectiveUpdateDetector", "GaussianForecaster", "fast_forward", "StreamScorer", "AnomalyLikelihood",
     "save_detector", "load_detector", "save_stream", "load_stream", "SelectiveUpdateNAB",
-    "PeakSuppression", "SpatialAnomaly", "SeasonalSurprise", "rows_per_season", "LikelihoodEstimator",
+    "PeakSuppression", "SpatialAnomaly", "SeasonalSurprise", "WindowNovelty", "rows_per_season", "LikelihoodEstimator",
     "likelihood_scores",
     # baselines
     "BASELINES", "NABStreamDetector", "CalibratedStreamDetector", "IForestDetector", "LSTMDetector",
