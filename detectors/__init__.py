@@ -7,6 +7,8 @@
   ``save`` / ``load`` of the complete state (the likelihood is NAB's HTM
   estimator, also behind the baselines' calibration); :class:`SeasonalSurprise`,
   which adds the surprise of the residual against one day earlier;
+  :class:`WindowNovelty`, the maximum with a likelihood of how far the recent
+  window is from every earlier one;
   :class:`PeakSuppression`, a wrapper that reports one score per burst of high
   scores; :class:`SpatialAnomaly`, NAB's rule that a value outside the range
   seen so far scores 1.0. All wrappers nest and save / load as one chain.
