@@ -7,6 +7,8 @@
   ``save`` / ``load`` of the complete state (the likelihood is NAB's HTM
   estimator, also behind the baselines' calibration); :class:`SeasonalSurprise`,
   which adds the surprise of the residual against one day earlier;
+  :class:`WindowNovelty`, the maximum with a likelihood of how far the recent
+  window is from every earlier one;
   :class:`PeakSuppression`, a wrapper that reports one score per burst of high
   scores; :class:`SpatialAnomaly`, NAB's rule that a value outside the range
   seen so far scores 1.0. All wrappers nest and save / load as one chain.
@@ -20,6 +22,7 @@ from .forecaster import GaussianForecaster, fast_forward
 from .likelihood import AnomalyLikelihood, LikelihoodEstimator, likelihood_scores
 from .metrics import anomaly_ranges, auc_pr, vus_pr
 from .nab_adapter import SelectiveUpdateNAB
+from .novelty import WindowNovelty
 from .nab_data import (PROBATIONARY_PERCENT, PROFILE_NAMES, CostProfile, NABCorpus, NABDataFile,
                        list_result_detectors, load_nab_corpus, load_profiles, load_reference_scores,
                        probationary_length, read_results, read_series, results_path, write_results)
@@ -38,7 +41,7 @@ __all__ = [
     # selective-update detector and streaming
     "SelectiveUpdateDetector", "GaussianForecaster", "fast_forward", "StreamScorer", "AnomalyLikelihood",
     "save_detector", "load_detector", "save_stream", "load_stream", "SelectiveUpdateNAB",
-    "PeakSuppression", "SpatialAnomaly", "SeasonalSurprise", "rows_per_season", "LikelihoodEstimator",
+    "PeakSuppression", "SpatialAnomaly", "SeasonalSurprise", "WindowNovelty", "rows_per_season", "LikelihoodEstimator",
     "likelihood_scores",
     # baselines
     "BASELINES", "NABStreamDetector", "CalibratedStreamDetector", "IForestDetector", "LSTMDetector",

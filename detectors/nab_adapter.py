@@ -5,6 +5,7 @@ import numpy as np
 
 from .baselines import NABStreamDetector, check_series
 from .likelihood import AnomalyLikelihood
+from .novelty import WindowNovelty
 from .seasonal import SeasonalSurprise, rows_per_season
 from .selective_update import SelectiveUpdateDetector
 from .streaming import StreamScorer
@@ -16,16 +17,20 @@ NAB_DETECTOR_DEFAULTS = dict(hidden_size=32, n_steps=40, window=32, burn_in=8, b
 
 
 class SelectiveUpdateNAB(NABStreamDetector):
-    """``SelectiveUpdateDetector`` + ``StreamScorer`` (+ seasonal surprise) + likelihood (+ suppression) + spatial rule.
+    """``SelectiveUpdateDetector`` + ``StreamScorer`` (+ seasonal surprise) + likelihood (+ window novelty)
+    (+ suppression) + spatial rule.
 
     The detector is fitted on the probationary rows only (as NAB allows); then
     the whole file is streamed (score, then learn, every row) through the chain
-    ``SpatialAnomaly(PeakSuppression(AnomalyLikelihood(SeasonalSurprise(StreamScorer))))``:
+    ``SpatialAnomaly(PeakSuppression(WindowNovelty(AnomalyLikelihood(SeasonalSurprise(StreamScorer)))))``:
     optionally :class:`SeasonalSurprise` adds the surprise of the residual
     against one day earlier (the period from the probationary rows'
     timestamps); :class:`AnomalyLikelihood` (NAB's estimator: learning period
     and estimation samples half the probationary period each) turns surprises
-    into NAB's log-score in [0, 1]; optionally :class:`PeakSuppression` keeps a
+    into NAB's log-score in [0, 1]; optionally (on by default)
+    :class:`WindowNovelty` takes the maximum of that score and a second
+    likelihood (same settings), of the distance from the recent window
+    (``novelty_window`` blocks) to its nearest earlier window; optionally :class:`PeakSuppression` keeps a
     score only where it beats every score of the previous ``suppression *
     probationary`` rows; last NAB's spatial rule (:class:`SpatialAnomaly`:
     1.0 where a value leaves the range seen so far by more than 5 % of it).
@@ -49,6 +54,16 @@ class SelectiveUpdateNAB(NABStreamDetector):
     spatial_tolerance : float or None, default 0.05
         :class:`SpatialAnomaly`'s tolerance (NAB's ``SPATIAL_TOLERANCE``);
         None turns the spatial rule off. It is applied last, as in NAB.
+    novelty : bool, default True
+        Add :class:`WindowNovelty` after the likelihood: the score becomes the
+        maximum of the likelihood score and the likelihood (same NAB
+        settings) of the distance from the recent window to its nearest
+        earlier window. On by default: chosen on the 35 files (docs/detectors.md).
+    novelty_window : int, default 8
+        Blocks per window embedding.
+    novelty_blocks : int, default 208
+        Blocks per probationary period: the block is
+        ``max(1, round(probationary / novelty_blocks))`` rows.
     suppression : float or None, default None
         Suppression period as a multiple of the probationary length; None
         turns suppression off (the default: the likelihood's red-zone filter
@@ -62,9 +77,17 @@ class SelectiveUpdateNAB(NABStreamDetector):
 
     def __init__(self, seed: int = 0, normalizer_halflife: float | None = None, likelihood: dict | None = None,
                  seasonal: bool = True, seasonal_period: int | None = None, suppression: float | None = None,
-                 spatial_tolerance: float | None = SPATIAL_TOLERANCE, **detector_params) -> None:
+                 spatial_tolerance: float | None = SPATIAL_TOLERANCE, novelty: bool = True,
+                 novelty_window: int = 8, novelty_blocks: int = 208, **detector_params) -> None:
         if not isinstance(seasonal, bool):
             raise TypeError(f"seasonal must be a bool; got {seasonal!r}")
+        if not isinstance(novelty, bool):
+            raise TypeError(f"novelty must be a bool; got {novelty!r}")
+        for name, value in (("novelty_window", novelty_window), ("novelty_blocks", novelty_blocks)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"{name} must be an int; got {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1; got {value!r}")
         if seasonal_period is not None:
             SeasonalSurprise._check_period(seasonal_period)
         if suppression is not None and not (isinstance(suppression, (int, float)) and suppression > 0):
@@ -76,6 +99,9 @@ class SelectiveUpdateNAB(NABStreamDetector):
         self.seasonal_period = seasonal_period
         self.spatial_tolerance = spatial_tolerance
         self.suppression = suppression
+        self.novelty = novelty
+        self.novelty_window = novelty_window
+        self.novelty_blocks = novelty_blocks
         self.detector_params = {**NAB_DETECTOR_DEFAULTS, **detector_params}
 
     def pipeline(self, values: np.ndarray, probationary: int, timestamps=None):
@@ -101,7 +127,12 @@ class SelectiveUpdateNAB(NABStreamDetector):
             stream = SeasonalSurprise(stream, period=period, memory=probationary)
         learning = probationary // 2  # NAB's numenta detector: floor(probationary / 2)
         defaults = dict(learning_period=learning, estimation_samples=probationary - learning)
-        stream = AnomalyLikelihood(stream, **{**defaults, **(self.likelihood or {})})
+        settings = {**defaults, **(self.likelihood or {})}
+        stream = AnomalyLikelihood(stream, **settings)
+        if self.novelty:
+            block = max(1, round(probationary / self.novelty_blocks))
+            stream = WindowNovelty(stream, block=block, window=self.novelty_window,
+                                   **{k: v for k, v in settings.items() if k != "alarm_threshold"})
         if self.suppression is not None:
             stream = PeakSuppression(stream, period=max(1, round(self.suppression * probationary)))
         if self.spatial_tolerance is not None:

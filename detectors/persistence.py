@@ -117,11 +117,13 @@ def load_detector(path):
 
 def _wrapper_classes() -> dict:
     from .likelihood import AnomalyLikelihood
+    from .novelty import WindowNovelty
     from .seasonal import SeasonalSurprise
     from .spatial import SpatialAnomaly
     from .suppression import PeakSuppression
 
-    return {cls.__name__: cls for cls in (SeasonalSurprise, AnomalyLikelihood, PeakSuppression, SpatialAnomaly)}
+    return {cls.__name__: cls for cls in (SeasonalSurprise, AnomalyLikelihood, WindowNovelty, PeakSuppression,
+                                          SpatialAnomaly)}
 
 
 def save_stream(stream, path) -> None:

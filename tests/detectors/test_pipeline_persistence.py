@@ -5,13 +5,14 @@ import pytest
 import torch
 
 from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SelectiveUpdateNAB,
-                                 SpatialAnomaly, StreamScorer, load_stream)
+                                 SpatialAnomaly, StreamScorer, WindowNovelty, load_stream)
 
 from .conftest import SMALL
 
 
 def nab_chain(x):
-    """SpatialAnomaly(PeakSuppression(AnomalyLikelihood(SeasonalSurprise(StreamScorer)))), fitted on x[:100]."""
+    """SpatialAnomaly(PeakSuppression(WindowNovelty(AnomalyLikelihood(SeasonalSurprise(StreamScorer))))),
+    fitted on x[:100]."""
     nab = SelectiveUpdateNAB(seed=0, suppression=0.5, **{k: v for k, v in SMALL.items() if k != "progress"})
     stamps = pd.date_range("2024-01-01", periods=len(x), freq="h")
     return nab.pipeline(x, probationary=100, timestamps=stamps)
@@ -21,8 +22,11 @@ def test_the_nab_chain_continues_bit_identically_after_save_and_load(series, tmp
     x = series[0]
     block = np.stack([x, x[::-1] * 1.5 + 1.0], axis=1)
     stream = nab_chain(x)
-    assert [type(w).__name__ for w in (stream, stream.stream, stream.stream.stream, stream.stream.stream.scorer)] \
-        == ["SpatialAnomaly", "PeakSuppression", "AnomalyLikelihood", "SeasonalSurprise"]
+    chain = [stream]
+    while hasattr(chain[-1], "inner"):
+        chain.append(chain[-1].inner)
+    assert [type(w).__name__ for w in chain] == ["SpatialAnomaly", "PeakSuppression", "WindowNovelty",
+                                                 "AnomalyLikelihood", "SeasonalSurprise", "StreamScorer"]
     uninterrupted = nab_chain(x)
     n = 350  # past every probation, with likelihood estimates, a full period of seasonal residuals
     head = stream.process(block[:n], ["a", "b"])
@@ -50,6 +54,7 @@ def test_the_nab_chain_continues_bit_identically_after_save_and_load(series, tmp
     lambda f: PeakSuppression(StreamScorer(f), period=7),
     lambda f: SpatialAnomaly(StreamScorer(f), tolerance=0.1),
     lambda f: SeasonalSurprise(StreamScorer(f), period=25, memory=30),
+    lambda f: WindowNovelty(StreamScorer(f), block=2, window=5, memory=40, learning_period=20, estimation_samples=20),
 ])
 def test_each_wrapper_alone_round_trips(fitted, series, tmp_path, make):
     x = series[0][:300]

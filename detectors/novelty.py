@@ -1,0 +1,182 @@
+"""``WindowNovelty``: a second likelihood, of how far the recent window is from every earlier one.
+
+A wrapper in the river sense around a stream of scores in [0, 1] (typically an
+:class:`~sparsernn.detectors.AnomalyLikelihood`): same protocol, one added
+behaviour. Per stream:
+
+1. the values are scaled by the detector's fit-time centre and scale
+   (``u = (x - center_) / scale_``, the scorer's units without an online
+   normaliser);
+2. the *embedding* at row ``t`` is the means of ``window`` consecutive blocks
+   of ``block`` rows, the last one ending at ``t`` (``window * block`` rows in
+   all, every channel);
+3. every ``block`` rows the embedding is stored in a memory of the last
+   ``memory`` embeddings (a ring);
+4. the *novelty* at ``t`` is the root-mean-square distance from its embedding
+   to the nearest stored embedding that ends at least ``exclude`` rows (default
+   ``window * block``: windows that do not overlap) before ``t``; 0 while
+   there is none;
+5. the novelty goes through NAB's likelihood estimator (the same one as
+   :class:`AnomalyLikelihood`, with its own state) and the score is the
+   maximum of that likelihood score and the wrapped stream's score.
+
+Why: a forecaster's surprise sees a change of context (a daily peak that
+does not come, spikes that become frequent, a level held too long) only as
+the one step where it starts; a window that is unlike any window seen before
+stays novel for as long as the new pattern lasts, until it has been seen once.
+This is the "never seen this sequence" signal of HTM's sequence memory and of
+ARTime's new categories, here a nearest-neighbour distance (as in kNN-CAD).
+It is causal: row ``t`` is judged against embeddings of rows before it only.
+"""
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import numpy as np
+
+from .likelihood import LikelihoodEstimator, _check_int
+from .wrappers import StreamWrapper
+
+
+class WindowNovelty(LikelihoodEstimator, StreamWrapper):
+    """The wrapped score, or the likelihood of the recent window's nearest-neighbour distance if higher.
+
+    Parameters
+    ----------
+    stream : AnomalyLikelihood, or any wrapper / StreamScorer with the protocol
+        Gives a score in [0, 1] per point.
+    block : int
+        Rows per block of the embedding (its time resolution).
+    window : int, default 8
+        Blocks per embedding.
+    memory : int, default 8192
+        Embeddings kept per stream (the oldest are forgotten).
+    exclude : int, optional
+        A stored embedding ending fewer than ``exclude`` rows before ``t`` is
+        not a neighbour of ``t`` (default ``window * block``).
+    learning_period, estimation_samples, averaging_window, historic_window, reestimation_period : int
+        The likelihood of the novelty (see :class:`LikelihoodEstimator`; nupic's
+        defaults 288, 100, 10, 8640, 100).
+
+    Attributes (first axis: the stream row)
+    ---------------------------------------
+    ring : (n_streams, window * block, n_channels) the last scaled values, a ring indexed by ``seen``
+    bank : (n_streams, memory, window * n_channels) stored embeddings, a ring indexed by ``stored``
+    bank_rows : (n_streams, memory) int64, the row (``seen``) each embedding ends at; -1 where empty
+    stored : (n_streams,) int64, embeddings stored
+    recent, history, seen, mean, std, last_q : the novelty likelihood's state (:class:`LikelihoodEstimator`)
+
+    Examples
+    --------
+    >>> stream = WindowNovelty(AnomalyLikelihood(StreamScorer(detector)), block=4)  # doctest: +SKIP
+    >>> scores = stream.process(block_of_points)                                   # doctest: +SKIP
+    """
+
+    STATE = LikelihoodEstimator.STATE + ("ring", "bank", "bank_rows", "stored")
+
+    def __init__(self, stream, block: int, window: int = 8, memory: int = 8192, exclude: int | None = None,
+                 learning_period: int = 288, estimation_samples: int = 100, averaging_window: int = 10,
+                 historic_window: int = 8640, reestimation_period: int = 100) -> None:
+        super().__init__(learning_period, estimation_samples, averaging_window, historic_window,
+                         reestimation_period)
+        self.stream = stream
+        self.block = _check_int("block", block, 1)
+        self.window = _check_int("window", window, 1)
+        self.memory = _check_int("memory", memory, 1)
+        self.exclude = self.window * self.block if exclude is None else _check_int("exclude", exclude, 1)
+        detector = self._scorer.detector
+        self._center = np.asarray(detector.center_, dtype=float)
+        self._scale = np.asarray(detector.scale_, dtype=float)
+        d = self.n_channels
+        self.ring = np.zeros((0, self.span, d))
+        self.bank = np.zeros((0, self.memory, self.window * d))
+        self.bank_rows = np.zeros((0, self.memory), dtype=np.int64)
+        self.stored = np.zeros(0, dtype=np.int64)
+
+    @property
+    def span(self) -> int:
+        """Rows per embedding: ``window * block``."""
+        return self.window * self.block
+
+    def _settings(self) -> dict:
+        return {"block": self.block, "window": self.window, "memory": self.memory, "exclude": self.exclude,
+                **self._estimator_settings()}
+
+    def _grow(self, n: int) -> None:
+        LikelihoodEstimator._grow(self, n)
+        self.ring = np.concatenate([self.ring, np.zeros((n,) + self.ring.shape[1:])])
+        self.bank = np.concatenate([self.bank, np.zeros((n,) + self.bank.shape[1:])])
+        self.bank_rows = np.concatenate([self.bank_rows, np.full((n, self.memory), -1, dtype=np.int64)])
+        self.stored = np.concatenate([self.stored, np.zeros(n, dtype=np.int64)])
+
+    # ------------------------------------------------------------ the novelty
+    def _novelty(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """Novelties (T, B) of raw ``values`` (T, B, C) of distinct streams ``rows`` (B,), in time order.
+
+        With ``learn`` the ring, the memory and ``stored`` advance (``seen`` is
+        the likelihood's and advances in :meth:`_block`).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        B, span, block = len(rows), self.span, self.block
+        contiguous = B > 0 and np.array_equal(rows, np.arange(rows[0], rows[0] + B))
+        part = slice(int(rows[0]), int(rows[0]) + B) if contiguous else rows
+        ring = self.ring[rows]  # (B, span, C) copy
+        seen, stored = self.seen[rows].copy(), self.stored[rows].copy()
+        if not learn:
+            bank, bank_rows = self.bank[part], self.bank_rows[part]  # read only
+        lanes, offsets = np.arange(B), np.arange(span)
+        out = np.zeros(values.shape[:2])
+        scaled = (values - self._center) / self._scale
+        for t, u in enumerate(scaled):
+            ring[lanes, seen % span] = u
+            ordered = ring[lanes[:, None], (seen[:, None] + 1 + offsets) % span]  # oldest first
+            embedding = ordered.reshape(B, self.window, block, -1).mean(2).reshape(B, -1)
+            complete = seen + 1 >= span
+            if learn:
+                bank, bank_rows = self.bank[part], self.bank_rows[part]
+            usable = (bank_rows >= 0) & (bank_rows <= (seen - self.exclude)[:, None])
+            if usable.any():
+                distance = ((bank - embedding[:, None, :]) ** 2).mean(-1)
+                nearest = np.where(usable, distance, np.inf).min(1)
+                out[t] = np.where(complete & usable.any(1), np.sqrt(nearest), 0.0)
+            if learn:
+                keep = np.flatnonzero(complete & ((seen + 1) % block == 0))
+                if len(keep):
+                    slot = stored[keep] % self.memory
+                    self.bank[rows[keep], slot] = embedding[keep]
+                    self.bank_rows[rows[keep], slot] = seen[keep]
+                    stored[keep] += 1
+            seen = seen + 1
+        if learn:
+            self.ring[rows], self.stored[rows] = ring, stored
+        return out
+
+    def _scores(self, inner: np.ndarray, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """max(inner scores (T, B), likelihood scores of the novelties of ``values`` (T, B, C))."""
+        novelty = self._novelty(values, rows, learn)
+        return np.maximum(inner, self._block(novelty, rows, learn))
+
+    # ------------------------------------------------------------ protocol
+    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
+        """Score of ``x`` for ``stream``; changes no state."""
+        score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
+        rows = self._rows([stream])
+        return float(self._scores(np.array([[score]], dtype=float), self._scorer._point(x)[None], rows, False)[0, 0])
+
+    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
+        """Advance ``stream`` by ``x``: the wrapped stream, then the novelty and its likelihood."""
+        values = self._scorer._point(x)[None]
+        self.stream.learn_one(x, timestamp=timestamp, stream=stream)
+        self._scores(np.zeros((1, 1)), values, self._rows([stream]), True)
+
+    def score_many(self, X, streams=None) -> np.ndarray:
+        """Scores (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); changes no state."""
+        scores = np.asarray(self.stream.score_many(X, streams), dtype=float)
+        rows = self._rows(self._streams(streams, len(scores)))
+        return self._scores(scores[None], self._scorer._block(np.asarray(X)[None], "X"), rows, False)[0]
+
+    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
+        """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
+        scores = np.asarray(self.stream.process(X, streams, timestamps), dtype=float)
+        rows = self._rows(self._streams(streams, scores.shape[1]))
+        return self._scores(scores, self._scorer._block(X, "X"), rows, True)
