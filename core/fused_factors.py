@@ -98,6 +98,9 @@ def weight_grads(dgates: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tens
     """``dW (G, width, n)`` and ``db (G, 1, width)`` of ``gates = inputs @ W^T + b`` from
     ``dgates (T, G, B, width)`` and ``inputs (T, G, B, n)``: one GEMM over all steps."""
     steps, groups, batch, width = dgates.shape
-    flat_d = dgates.permute(1, 3, 0, 2).reshape(groups, width, steps * batch)
-    flat_in = inputs.permute(1, 0, 2, 3).reshape(groups, steps * batch, inputs.shape[3])
-    return torch.bmm(flat_d, flat_in), dgates.sum((0, 2)).unsqueeze(1)
+    # As (inputs^T @ dgates)^T: both operands are then row-major views of group-major memory (what
+    # the C++ loops keep; an expanded input stays a view), which MKL takes without packing a
+    # transposed copy of dgates (~6x faster for a narrow input, e.g. W_ih at RL's sizes).
+    flat_d = dgates.transpose(0, 1).reshape(groups, steps * batch, width)
+    flat_in = inputs.transpose(0, 1).reshape(groups, steps * batch, inputs.shape[3])
+    return torch.bmm(flat_in.transpose(1, 2), flat_d).transpose(1, 2), dgates.sum((0, 2)).unsqueeze(1)
