@@ -2,19 +2,23 @@
 
 All variants train on the same env with the same PPO hyperparameters (by
 default the RL Zoo's CartPoleNoVel ppo_lstm settings, ``agents/configs/cartpole_novel.yaml``)
-in one process, one after another. Each first trains a short warm-up (TorchScript /
-torch.compile happen there), then is timed over ``--steps`` env steps.
-Prints env-steps/s and the ratio to the stock RecurrentPPO, and writes JSON.
+in one process. Each model is built and trains a short warm-up first (TorchScript /
+torch.compile / the C++ build happen there); then ``--repeats`` rounds each time
+every variant for ``--steps`` env steps, one after another, so that a slow spell
+of a shared machine falls on all variants alike. Prints the median env-steps/s
+of each variant, the ratio of its median to the stock RecurrentPPO's median,
+and the range of the per-round ratios; writes JSON (every round's figures).
 
 Usage::
 
-    python scripts/bench_rl.py --steps 20000 --threads 1 --json docs/bench_rl.json
+    python scripts/bench_rl.py --steps 8192 --repeats 3 --threads 1 --json docs/bench_rl.json
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -50,7 +54,8 @@ def policy_kwargs_for(algo: str, policy: str, base: dict, extra: dict) -> dict:
     return {**kwargs, "hidden_size": hidden, **extra}
 
 
-def bench_variant(name: str, config: dict, steps: int, warmup: int, seed: int) -> dict:
+def build_variant(name: str, config: dict, warmup: int, seed: int):
+    """The variant's model and env, after ``warmup`` untimed env steps; and the warm-up's seconds."""
     algo, policy, extra = VARIANTS[name]
     env = make_env(config["env_id"], config.get("n_envs", 8), seed, None, config.get("normalize", False))
     policy_kwargs = parse_policy_kwargs(policy_kwargs_for(algo, policy, config.get("policy_kwargs", {}), extra))
@@ -58,43 +63,63 @@ def bench_variant(name: str, config: dict, steps: int, warmup: int, seed: int) -
                         **parse_ppo_kwargs(config.get("ppo_kwargs", {})))
     start = time.perf_counter()
     model.learn(warmup)
-    warm_s = time.perf_counter() - start
+    return model, env, time.perf_counter() - start
+
+
+def time_steps(model, steps: int) -> float:
+    """Env-steps/s of ``steps`` more training steps."""
     start = time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
-    elapsed = time.perf_counter() - start
-    env.close()
-    return {"variant": name, "algo": algo, "policy": policy, "extra": {k: str(v) for k, v in extra.items()},
-            "steps": steps, "seconds": elapsed, "steps_per_s": steps / elapsed, "warmup_s": warm_s}
+    return steps / (time.perf_counter() - start)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (env and PPO settings)")
-    parser.add_argument("--steps", type=int, default=20_000, help="timed env steps per variant")
-    parser.add_argument("--warmup", type=int, default=2048, help="untimed env steps first (compilation)")
+    parser.add_argument("--steps", type=int, default=8192, help="timed env steps per variant and round")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over all variants (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=1024, help="untimed env steps first (compilation)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0 leaves torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
+    if args.steps < 1 or args.repeats < 1:
+        parser.error(f"--steps and --repeats must be >= 1; got {args.steps} and {args.repeats}")
     if args.threads:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
-    results = []
+    models = {}
     for name in args.variants:
-        result = bench_variant(name, config, args.steps, args.warmup, args.seed)
+        models[name] = build_variant(name, config, args.warmup, args.seed)
+        print(f"{name:>24s}: built, warm-up {models[name][2]:.1f} s", flush=True)
+    rounds: dict[str, list[float]] = {name: [] for name in args.variants}
+    for round_ in range(args.repeats):
+        for name in args.variants:
+            rounds[name].append(time_steps(models[name][0], args.steps))
+            print(f"round {round_ + 1}/{args.repeats} {name:>24s}: {rounds[name][-1]:8.1f} env-steps/s", flush=True)
+    for _, env, _ in models.values():
+        env.close()
+    stock = rounds.get("stock-lstm")
+    results = []
+    print(f"\n{'variant':>24s} {'env-steps/s':>12s} {'x stock':>8s} {'range':>13s}")
+    for name in args.variants:
+        algo, policy, extra = VARIANTS[name]
+        median = statistics.median(rounds[name])
+        result = {"variant": name, "algo": algo, "policy": policy, "extra": {k: str(v) for k, v in extra.items()},
+                  "steps": args.steps, "rounds_steps_per_s": rounds[name], "steps_per_s": median,
+                  "warmup_s": models[name][2], "ratio_to_stock": None, "round_ratios": None}
+        line = f"{name:>24s} {median:12.1f}"
+        if stock:
+            result["ratio_to_stock"] = median / statistics.median(stock)
+            result["round_ratios"] = [ours / theirs for ours, theirs in zip(rounds[name], stock)]
+            line += f" {result['ratio_to_stock']:8.2f} {min(result['round_ratios']):6.2f}-{max(result['round_ratios']):.2f}"
+        print(line)
         results.append(result)
-        print(f"{name:>24s}: {result['steps_per_s']:8.1f} env-steps/s  (warm-up {result['warmup_s']:.1f} s)",
-              flush=True)
-    stock = next((r["steps_per_s"] for r in results if r["variant"] == "stock-lstm"), None)
-    print(f"\n{'variant':>24s} {'env-steps/s':>12s} {'x stock':>8s}")
-    for result in results:
-        result["ratio_to_stock"] = result["steps_per_s"] / stock if stock else None
-        ratio = f"{result['ratio_to_stock']:8.2f}" if stock else "       -"
-        print(f"{result['variant']:>24s} {result['steps_per_s']:12.1f} {ratio}")
     if args.json:
         meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-                "processor": platform.processor(), "config": args.config, "steps": args.steps}
+                "processor": platform.processor(), "config": args.config, "steps": args.steps,
+                "repeats": args.repeats, "warmup": args.warmup}
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
 
 
