@@ -5,13 +5,16 @@ detector's stream) the cost of the reference backend is autograd's per-step
 bookkeeping, not arithmetic. This backend runs the sequence, with the resets
 and the selective-update switches inside, as one ``torch.autograd.Function``:
 
-- input projections (``W_ih x + b_ih``, the event gate's ``W x + b``, the
-  rhythm's schedule) for all steps at once, outside the node (autograd
-  differentiates them and the masks);
-- the recurrent loop and its backward recursion as TorchScript loops
-  (:mod:`~sparsernn.core.fused_loops`), storing only the step values;
-- the local derivative factors for all steps in a few whole-sequence ops,
-  and the gradients of ``W_hh``, ``b_hh`` and the gate as one GEMM / sum.
+- the layers' (masked) parameters go in and their outputs come out one
+  tensor each, so autograd sees one node per call (it differentiates the
+  masks, the event gate's ``W x + b`` and the rhythm's schedule outside);
+- inside, the input projections ``W_ih x + b_ih`` of all steps at once, then
+  the recurrent loop and its backward recursion, storing only the step
+  values: C++ loops on a CPU (:mod:`~sparsernn.core.native`), TorchScript
+  loops otherwise (:mod:`~sparsernn.core.fused_loops`);
+- the local derivative factors (inside the C++ backward step, or for all
+  steps in a few whole-sequence ops), and the gradients of ``W_ih``, ``b_ih``,
+  ``W_hh``, ``b_hh`` and the gate as one GEMM / sum each.
 
 Closed switches keep the state exactly; their straight-through gradient is
 the one the reference defines (``sigmoid'`` of the pre-activation). Several
@@ -246,8 +249,7 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
 
 
 def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
-    """An unrouted group: returns ``y (T, G, B, H)`` (or, with gradients, a list of ``G``
-    ``(T, B, H)``), ``h``, ``c`` (or None), ``a`` (or None)."""
+    """An unrouted group: returns the ``G`` outputs ``(T, B, H)``, ``h``, ``c`` (or None), ``a`` (or None)."""
     cell = layers[0].cell
     weights = [layer.effective_weights() for layer in layers]
     params = (*[w for w, _ in weights], *[layer.bias_ih for layer in layers], *[w for _, w in weights],
