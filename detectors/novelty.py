@@ -18,7 +18,8 @@ behaviour. Per stream:
    there is none;
 5. the novelty goes through NAB's likelihood estimator (the same one as
    :class:`AnomalyLikelihood`, with its own state) and the score is the
-   maximum of that likelihood score and the wrapped stream's score.
+   maximum of that likelihood score and the wrapped stream's score times
+   ``inner_weight`` (default 1.0).
 
 Why: a forecaster's surprise sees a change of context (a daily peak that
 does not come, spikes that become frequent, a level held too long) only as
@@ -38,6 +39,15 @@ from .likelihood import LikelihoodEstimator, _check_int
 from .wrappers import StreamWrapper
 
 
+def check_weight(name: str, value) -> float:
+    """``value`` as a float in [0, 1]; TypeError / ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number in [0, 1]; got {value!r}")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
+    return float(value)
+
+
 class WindowNovelty(LikelihoodEstimator, StreamWrapper):
     """The wrapped score, or the likelihood of the recent window's nearest-neighbour distance if higher.
 
@@ -54,6 +64,10 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
     exclude : int, optional
         A stored embedding ending fewer than ``exclude`` rows before ``t`` is
         not a neighbour of ``t`` (default ``window * block``).
+    inner_weight : float in [0, 1], default 1.0
+        Factor on the wrapped stream's score before the maximum: below 1 the
+        novelty's likelihood outranks the wrapped score near the top of the
+        scale (``SelectiveUpdateNAB`` passes its ``surprise_weight``).
     learning_period, estimation_samples, averaging_window, historic_window, reestimation_period : int
         The likelihood of the novelty (see :class:`LikelihoodEstimator`; nupic's
         defaults 288, 100, 10, 8640, 100).
@@ -76,9 +90,10 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
 
     def __init__(self, stream, block: int, window: int = 8, memory: int = 8192, exclude: int | None = None,
                  learning_period: int = 288, estimation_samples: int = 100, averaging_window: int = 10,
-                 historic_window: int = 8640, reestimation_period: int = 100) -> None:
+                 historic_window: int = 8640, reestimation_period: int = 100, inner_weight: float = 1.0) -> None:
         super().__init__(learning_period, estimation_samples, averaging_window, historic_window,
                          reestimation_period)
+        self.inner_weight = check_weight("inner_weight", inner_weight)
         self.stream = stream
         self.block = _check_int("block", block, 1)
         self.window = _check_int("window", window, 1)
@@ -100,7 +115,7 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
 
     def _settings(self) -> dict:
         return {"block": self.block, "window": self.window, "memory": self.memory, "exclude": self.exclude,
-                **self._estimator_settings()}
+                **self._estimator_settings(), "inner_weight": self.inner_weight}
 
     def _grow(self, n: int) -> None:
         LikelihoodEstimator._grow(self, n)
@@ -152,9 +167,9 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
         return out
 
     def _scores(self, inner: np.ndarray, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
-        """max(inner scores (T, B), likelihood scores of the novelties of ``values`` (T, B, C))."""
+        """max(inner_weight * inner scores (T, B), likelihood scores of the novelties of ``values`` (T, B, C))."""
         novelty = self._novelty(values, rows, learn)
-        return np.maximum(inner, self._block(novelty, rows, learn))
+        return np.maximum(self.inner_weight * inner, self._block(novelty, rows, learn))
 
     # ------------------------------------------------------------ protocol
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:

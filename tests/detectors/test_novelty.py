@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from sparsernn.detectors import AnomalyLikelihood, SpatialAnomaly, StreamScorer, WindowNovelty
+from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateNAB, SpatialAnomaly, StreamScorer, WindowNovelty
 from sparsernn.detectors.likelihood import likelihood_scores
 
-from .conftest import blocks_and_points
+from .conftest import SMALL, blocks_and_points
 
 LIKELIHOOD = dict(learning_period=40, estimation_samples=40)
 
@@ -109,7 +109,37 @@ def test_rejected_input_leaves_the_state_unchanged(fitted, series):
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(block=0), ValueError, "block"), (dict(block=2.5), TypeError, "block"),
     (dict(window=0), ValueError, "window"), (dict(memory=True), TypeError, "memory"),
-    (dict(exclude=0), ValueError, "exclude"), (dict(learning_period=-1), ValueError, "learning_period")])
+    (dict(exclude=0), ValueError, "exclude"), (dict(learning_period=-1), ValueError, "learning_period"),
+    (dict(inner_weight=1.5), ValueError, "inner_weight"), (dict(inner_weight=-0.1), ValueError, "inner_weight"),
+    (dict(inner_weight=float("nan")), ValueError, "inner_weight"), (dict(inner_weight=True), TypeError, "inner_weight"),
+    (dict(inner_weight="0.5"), TypeError, "inner_weight")])
 def test_bad_settings_are_rejected(fitted, kwargs, error, match):
     with pytest.raises(error, match=match):
         make(fitted, **kwargs)
+
+
+def test_inner_weight_scales_the_wrapped_score_before_the_maximum(fitted, series, tmp_path):
+    x = series[0][:300]
+    inner = AnomalyLikelihood(StreamScorer(fitted), **LIKELIHOOD).process(x[:, None])[:, 0]
+    full, weighted = make(fitted).process(x[:, None])[:, 0], make(fitted, inner_weight=0.5)
+    got = weighted.process(x[:, None])[:, 0]
+    novelty = make(fitted, inner_weight=0.0).process(x[:, None])[:, 0]  # the novelty's likelihood alone
+    np.testing.assert_allclose(full, np.maximum(inner, novelty), rtol=0, atol=0)
+    np.testing.assert_allclose(got, np.maximum(0.5 * inner, novelty), rtol=0, atol=0)
+    assert (got < full).any()
+    weighted.save(tmp_path / "w.pt")
+    assert WindowNovelty.load(tmp_path / "w.pt").inner_weight == 0.5
+
+
+def test_nab_adapter_passes_surprise_weight_to_the_novelty(series):
+    x = series[0][:300]
+    params = {k: v for k, v in SMALL.items() if k != "progress"}
+    assert SelectiveUpdateNAB().surprise_weight == 0.8
+    chain = SelectiveUpdateNAB(seed=0, surprise_weight=0.3, seasonal_period=24, **params).pipeline(x, 100)
+    assert isinstance(chain.stream, WindowNovelty) and chain.stream.inner_weight == 0.3
+    one = SelectiveUpdateNAB(seed=0, surprise_weight=1.0, seasonal_period=24, **params).run(x, probationary=100)
+    low = SelectiveUpdateNAB(seed=0, surprise_weight=0.5, seasonal_period=24, **params).run(x, probationary=100)
+    assert (low <= one).all()
+    for bad, error in ((1.2, ValueError), (-1, ValueError), (None, TypeError), (False, TypeError)):
+        with pytest.raises(error, match="surprise_weight"):
+            SelectiveUpdateNAB(surprise_weight=bad)
