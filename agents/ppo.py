@@ -94,6 +94,7 @@ class SparseRecurrentPPO(RecurrentPPO):
         clip_range_vf = None if self.clip_range_vf is None else self.clip_range_vf(self._current_progress_remaining)
         entropy_losses, pg_losses, value_losses, clip_fractions, aux_losses = [], [], [], [], []
         continue_training = True
+        parameters = list(self.policy.parameters())  # walking the module tree per minibatch costs ~45 us
         for epoch in range(self.n_epochs):
             approx_kl_divs = []
             for data in self.rollout_buffer.get(self.batch_size):
@@ -141,7 +142,7 @@ class SparseRecurrentPPO(RecurrentPPO):
                     break
                 self.policy.optimizer.zero_grad()
                 loss.backward()
-                th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+                th.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
                 self.policy.optimizer.step()
             self._n_updates += 1
             if not continue_training:
