@@ -8,15 +8,14 @@ so later processes load it in a second). It needs a C++ compiler (and ninja, a d
 ``SPARSERNN_NATIVE=0`` is set, the fused backend runs its TorchScript loops
 instead (same results, slower), after one warning.
 
-The C++ loops cover the unrouted cells on a CPU. ``gru_forward``,
-``lstm_forward`` and ``single_state_backward`` (Elman) take the arguments and
-give the results of their TorchScript namesakes in
-:mod:`~sparsernn.core.fused_loops`; ``gru_cell_backward`` and
-``lstm_cell_backward`` also compute the cell's derivative factors inside the
-step (see :mod:`~sparsernn.core.fused`). ``gru_group_forward`` and
-``lstm_group_forward`` run the same loops from a group's per-layer parameters
-(they compute the input projections themselves). Every step's GEMM is
-``core/csrc/small_gemm.h``.
+The C++ loops cover the unrouted cells on a CPU. ``single_state_backward``
+(Elman) takes the arguments and gives the results of its TorchScript namesake
+in :mod:`~sparsernn.core.fused_loops`; ``gru_group_forward`` and
+``lstm_group_forward`` run the loops of ``gru_forward`` / ``lstm_forward``
+from a group's per-layer parameters (computing the input projections
+themselves); ``gru_cell_backward`` and ``lstm_cell_backward`` also compute
+the cell's derivative factors inside the step (see :mod:`~sparsernn.core.fused`).
+Every step's GEMM is ``core/csrc/small_gemm.h``.
 """
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ from typing import Optional
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("module.cpp", "fused_forward.cpp", "fused_backward.cpp")
 #: Drop-in replacements of the TorchScript loops of the same name.
-NATIVE_FUNCTIONS = ("gru_forward", "lstm_forward", "single_state_backward")
+NATIVE_FUNCTIONS = ("single_state_backward",)
 # -ffast-math lets GCC vectorise exp/tanh (glibc's libmvec); -march=native: the build is for this machine.
 CFLAGS = ["-O3", "-ffast-math", "-march=native", "-fopenmp-simd"]
 

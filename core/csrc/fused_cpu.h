@@ -61,12 +61,9 @@ inline int64_t group_major_row(int64_t t, int64_t r, int64_t steps, int64_t B) {
   TORCH_CHECK(false, "sparsernn fused CPU loops take float32 or float64, got ", (tensor).scalar_type());
 
 
-std::vector<Tensor> gru_forward(Tensor gx, Tensor h, OptTensor alive, std::vector<bool> resets, Tensor w_t,
-                                Tensor b_hh, OptTensor gate_x, OptTensor gate_w, bool save);
-std::vector<Tensor> lstm_forward(Tensor gx, Tensor h, Tensor c, OptTensor alive, std::vector<bool> resets,
-                                 Tensor w_t, OptTensor gate_x, OptTensor gate_w, bool save);
-// The same loops from a group's per-layer tensors: x (T, B, I), then per layer W_ih (kH, I),
-// b_ih (kH), W_hh (kH, H), b_hh (kH); the input projections are computed here.
+// The GRU / LSTM forward loops (as fused_loops.py's gru_forward / lstm_forward) from a group's
+// per-layer tensors: x (T, B, I), then per layer W_ih (kH, I), b_ih (kH), W_hh (kH, H), b_hh (kH);
+// the input projections are computed here.
 std::vector<Tensor> gru_group_forward(Tensor x, Tensor h, std::vector<Tensor> w_ih, std::vector<Tensor> b_ih,
                                       std::vector<Tensor> w_hh, std::vector<Tensor> b_hh, OptTensor alive,
                                       std::vector<bool> resets, OptTensor gate_x, OptTensor gate_w, bool save);

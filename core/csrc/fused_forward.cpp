@@ -1,5 +1,6 @@
 // Forward loops of the fused backend on a CPU (the TorchScript twins are in
-// sparsernn/core/fused_loops.py; same arguments and results). Per step: one GEMM
+// sparsernn/core/fused_loops.py: same loops, same results; here the entries take a
+// group's per-layer parameters and compute the input projections). Per step: one GEMM
 // (small_gemm.h) and one vectorised element-wise pass, instead of ~10
 // dispatched tensor ops. Built on first use by sparsernn/core/native.py.
 //
@@ -245,16 +246,6 @@ std::vector<Tensor> lstm_group_forward(Tensor x, Tensor h, Tensor c, std::vector
                                        OptTensor alive, std::vector<bool> resets, OptTensor gate_x, OptTensor gate_w,
                                        bool save) {
   auto [gx, w_t] = group_inputs(x, w_ih, b_ih, w_hh, &b_hh);  // the LSTM adds b_hh to gx
-  DISPATCH(h, lstm_forward_impl<scalar>(gx, h, c, alive, resets, w_t, gate_x, gate_w, save))
-}
-
-std::vector<Tensor> gru_forward(Tensor gx, Tensor h, OptTensor alive, std::vector<bool> resets, Tensor w_t,
-                                Tensor b_hh, OptTensor gate_x, OptTensor gate_w, bool save) {
-  DISPATCH(h, gru_forward_impl<scalar>(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, save))
-}
-
-std::vector<Tensor> lstm_forward(Tensor gx, Tensor h, Tensor c, OptTensor alive, std::vector<bool> resets,
-                                 Tensor w_t, OptTensor gate_x, OptTensor gate_w, bool save) {
   DISPATCH(h, lstm_forward_impl<scalar>(gx, h, c, alive, resets, w_t, gate_x, gate_w, save))
 }
 

@@ -2,8 +2,6 @@
 #include "fused_cpu.h"
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("gru_forward", &sparsernn::gru_forward);
-  m.def("lstm_forward", &sparsernn::lstm_forward);
   m.def("gru_group_forward", &sparsernn::gru_group_forward);
   m.def("lstm_group_forward", &sparsernn::lstm_group_forward);
   m.def("single_state_backward", &sparsernn::single_state_backward);
