@@ -24,11 +24,26 @@ void to_previous_step(Tensor& dh, const T* dgates_t, int64_t steps, const Tensor
   if (alive_t) apply_reset<T>(nd, alive_t, G, B, H);
 }
 
-// A gated layer's optional inputs as dense tensors: absent gate weights (G, 1, H) and external
-// gradients of the switch pre-activations (like preact) become zeros, which change no result.
-inline void zeros_if_absent(Tensor& gate_w, Tensor& da_ext, const Tensor& preact, int64_t G, int64_t H) {
-  if (!gate_w.defined()) gate_w = at::zeros({G, 1, H}, preact.options());
-  if (!da_ext.defined()) da_ext = at::zeros_like(preact);
+// A cell backward's optional inputs (made contiguous, sequences group-major; undefined when absent)
+// and its output da. GATED (a compile-time switch, so the element loops vectorise): the layer has
+// an update gate; then absent gate weights (G, 1, H) and external gradients of the switch
+// pre-activations read as zeros, which change no result, and da is (G, T, B, H); else da is empty.
+struct GateGrads {
+  Tensor preact, gate_w, da_ext, alive, da;
+};
+
+template <bool GATED>
+GateGrads gate_grads(const OptTensor& preact, const OptTensor& gate_w, const OptTensor& da_ext,
+                     const OptTensor& alive, int64_t G, int64_t steps, int64_t B, int64_t H,
+                     const at::TensorOptions& opts) {
+  GateGrads in{group_major_or_none(preact), contiguous_or_none(gate_w), group_major_or_none(da_ext),
+               contiguous_or_none(alive), at::empty({0}, opts)};
+  if (GATED) {
+    if (!in.gate_w.defined()) in.gate_w = at::zeros({G, 1, H}, opts);
+    if (!in.da_ext.defined()) in.da_ext = at::zeros_like(in.preact);
+    in.da = at::empty({G, steps, B, H}, opts);
+  }
+  return in;
 }
 
 template <typename T>
@@ -84,9 +99,7 @@ std::vector<Tensor> single_state_backward_impl(Tensor dy, Tensor dh0, Tensor k_h
   return {dh_all, dh};
 }
 
-// GATED (a compile-time switch, so the element loops vectorise): the layer has an update gate;
-// then absent gate weights / external gate gradients read as zeros.
-template <typename T, bool GATED>
+template <typename T, bool GATED>  // GATED: see gate_grads
 std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o, Tensor h_read, Tensor rz, Tensor n,
                                       Tensor ghn, OptTensor preact_o, OptTensor gate_w_o, OptTensor alive_o,
                                       const std::vector<bool>& resets, Tensor w_hh) {
@@ -96,15 +109,10 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
   w_hh = w_hh.contiguous();
   const int64_t G = dy.size(0), steps = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   auto opts = dy.options();
-  Tensor pre_c = group_major_or_none(preact_o);
-  Tensor gw_c = contiguous_or_none(gate_w_o);
-  Tensor dae_c = group_major_or_none(da_ext_o);
-  Tensor alive_c = contiguous_or_none(alive_o);
-  const bool alive = alive_c.defined();
-  if (GATED) zeros_if_absent(gw_c, dae_c, pre_c, G, H);
+  const GateGrads in = gate_grads<GATED>(preact_o, gate_w_o, da_ext_o, alive_o, G, steps, B, H, opts);
+  const bool alive = in.alive.defined();
   Tensor dgx = at::empty({G, steps, B, 3 * H}, opts);
   Tensor dgh = at::empty({G, steps, B, 3 * H}, opts);
-  Tensor da = GATED ? at::empty({G, steps, B, H}, opts) : at::empty({0}, opts);
   Tensor dh = dh0.contiguous().clone();
   Tensor base = at::empty({G, B, H}, opts);
   const T* dyp = dy.data_ptr<T>();
@@ -112,10 +120,10 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
   const T* rzp = rz.data_ptr<T>();
   const T* np_ = n.data_ptr<T>();
   const T* gp = ghn.data_ptr<T>();
-  const T* ap = GATED ? pre_c.data_ptr<T>() : nullptr;
-  const T* ep = GATED ? dae_c.data_ptr<T>() : nullptr;
-  const T* gwp = GATED ? gw_c.data_ptr<T>() : nullptr;
-  T* dap = GATED ? da.data_ptr<T>() : nullptr;
+  const T* ap = GATED ? in.preact.data_ptr<T>() : nullptr;
+  const T* ep = GATED ? in.da_ext.data_ptr<T>() : nullptr;
+  const T* gwp = GATED ? in.gate_w.data_ptr<T>() : nullptr;
+  T* dap = GATED ? in.da.data_ptr<T>() : nullptr;
   T* dxp = dgx.data_ptr<T>();
   T* dhg = dgh.data_ptr<T>();
   for (int64_t i = 0; i < steps; ++i) {
@@ -154,13 +162,13 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
         bs[s + j] = v * carry + b;
       }
     }
-    to_previous_step<T>(dh, dhg + t * B * 3 * H, steps, w_hh, bs, alive && resets[t] ? alive_c.data_ptr<T>() + t * B : nullptr,
+    to_previous_step<T>(dh, dhg + t * B * 3 * H, steps, w_hh, bs, alive && resets[t] ? in.alive.data_ptr<T>() + t * B : nullptr,
                         G, B, H);
   }
-  return {dgx.transpose(0, 1), dgh.transpose(0, 1), dh, GATED ? da.transpose(0, 1) : da};
+  return {dgx.transpose(0, 1), dgh.transpose(0, 1), dh, GATED ? in.da.transpose(0, 1) : in.da};
 }
 
-template <typename T, bool GATED>  // GATED: as for gru_backward_impl
+template <typename T, bool GATED>  // GATED: see gate_grads
 std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTensor da_ext_o, Tensor h_read,
                                        Tensor c_read, Tensor act, Tensor cand, OptTensor preact_o, OptTensor gate_w_o,
                                        OptTensor alive_o, const std::vector<bool>& resets, Tensor w_hh) {
@@ -169,14 +177,9 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
   w_hh = w_hh.contiguous();
   const int64_t G = dy.size(0), steps = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   auto opts = dy.options();
-  Tensor pre_c = group_major_or_none(preact_o);
-  Tensor gw_c = contiguous_or_none(gate_w_o);
-  Tensor dae_c = group_major_or_none(da_ext_o);
-  Tensor alive_c = contiguous_or_none(alive_o);
-  const bool alive = alive_c.defined();
-  if (GATED) zeros_if_absent(gw_c, dae_c, pre_c, G, H);
+  const GateGrads in = gate_grads<GATED>(preact_o, gate_w_o, da_ext_o, alive_o, G, steps, B, H, opts);
+  const bool alive = in.alive.defined();
   Tensor dgates = at::empty({G, steps, B, 4 * H}, opts);
-  Tensor da = GATED ? at::empty({G, steps, B, H}, opts) : at::empty({0}, opts);
   Tensor dh = dh0.contiguous().clone();
   Tensor dc = dc0.contiguous().clone();
   Tensor base = at::empty({G, B, H}, opts);
@@ -185,10 +188,10 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
   const T* crp = c_read.data_ptr<T>();
   const T* acp = act.data_ptr<T>();
   const T* cnp = cand.data_ptr<T>();
-  const T* ap = GATED ? pre_c.data_ptr<T>() : nullptr;
-  const T* ep = GATED ? dae_c.data_ptr<T>() : nullptr;
-  const T* gwp = GATED ? gw_c.data_ptr<T>() : nullptr;
-  T* dap = GATED ? da.data_ptr<T>() : nullptr;
+  const T* ap = GATED ? in.preact.data_ptr<T>() : nullptr;
+  const T* ep = GATED ? in.da_ext.data_ptr<T>() : nullptr;
+  const T* gwp = GATED ? in.gate_w.data_ptr<T>() : nullptr;
+  T* dap = GATED ? in.da.data_ptr<T>() : nullptr;
   T* dg = dgates.data_ptr<T>();
   for (int64_t i = 0; i < steps; ++i) {
     const int64_t t = steps - 1 - i;
@@ -228,11 +231,11 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
         dcp[s + j] = eu * fg + (T(1) - u) * vc;
       }
     }
-    const T* alive_t = alive && resets[t] ? alive_c.data_ptr<T>() + t * B : nullptr;
+    const T* alive_t = alive && resets[t] ? in.alive.data_ptr<T>() + t * B : nullptr;
     to_previous_step<T>(dh, dg + t * B * 4 * H, steps, w_hh, bs, alive_t, G, B, H);
     if (alive_t) apply_reset<T>(dc.data_ptr<T>(), alive_t, G, B, H);
   }
-  return {dgates.transpose(0, 1), dh, dc, GATED ? da.transpose(0, 1) : da};
+  return {dgates.transpose(0, 1), dh, dc, GATED ? in.da.transpose(0, 1) : in.da};
 }
 
 }  // namespace

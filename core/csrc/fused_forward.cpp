@@ -29,6 +29,19 @@ inline void close_switches(T* __restrict__ h_new, T* __restrict__ c_new, const T
   }
 }
 
+// A forward loop's optional inputs (made contiguous, sequences group-major; undefined when absent)
+// and, for a gated layer, its output a (G, T, B, H): the switches' pre-activations.
+struct LoopInputs {
+  Tensor alive, gate_x, gate_w, a;
+};
+
+inline LoopInputs loop_inputs(const OptTensor& alive, const OptTensor& gate_x, const OptTensor& gate_w, int64_t G,
+                              int64_t steps, int64_t B, int64_t H, const at::TensorOptions& opts) {
+  LoopInputs in{contiguous_or_none(alive), group_major_or_none(gate_x), contiguous_or_none(gate_w), Tensor()};
+  if (in.gate_x.defined()) in.a = at::empty({G, steps, B, H}, opts);
+  return in;
+}
+
 template <typename T>
 std::vector<Tensor> gru_forward_impl(Tensor gx, Tensor h0, OptTensor alive_o, const std::vector<bool>& resets,
                                      Tensor w_t, Tensor b_hh, OptTensor gate_x_o, OptTensor gate_w_o, bool save) {
@@ -40,11 +53,8 @@ std::vector<Tensor> gru_forward_impl(Tensor gx, Tensor h0, OptTensor alive_o, co
   Tensor gh = at::empty({G, B, 3 * H}, opts);
   const Tensor wt = w_t.contiguous();  // (G, H, 3H): the step GEMM's right-hand side, row-major
   const T* wtp = wt.data_ptr<T>();
-  Tensor alive_c = contiguous_or_none(alive_o);
-  Tensor gate_xc = group_major_or_none(gate_x_o);
-  Tensor gate_wc = contiguous_or_none(gate_w_o);
-  const bool alive = alive_c.defined(), gate_x = gate_xc.defined(), gate_w = gate_wc.defined();
-  Tensor a_all = gate_x ? at::empty({G, steps, B, H}, opts) : Tensor();
+  const LoopInputs in = loop_inputs(alive_o, gate_x_o, gate_w_o, G, steps, B, H, opts);
+  const bool alive = in.alive.defined(), gate_x = in.gate_x.defined(), gate_w = in.gate_w.defined();
   Tensor h_read, rz, n_all, ghn;
   if (save) {
     h_read = at::empty({G, steps, B, H}, opts);
@@ -65,7 +75,7 @@ std::vector<Tensor> gru_forward_impl(Tensor gx, Tensor h0, OptTensor alive_o, co
   T* snp = save ? n_all.data_ptr<T>() : scratch.data_ptr<T>() + 3 * R * H;
   T* sgp = save ? ghn.data_ptr<T>() : scratch.data_ptr<T>() + 4 * R * H;
   for (int64_t t = 0; t < steps; ++t) {
-    if (alive && resets[t]) apply_reset<T>(hp, alive_c.data_ptr<T>() + t * B, G, B, H);
+    if (alive && resets[t]) apply_reset<T>(hp, in.alive.data_ptr<T>() + t * B, G, B, H);
     group_gemm<T>(hp, B * H, H, wtp, ghp, G, B, H, 3 * H);  // gh = h @ W_hh^T; b_hh is added below
     for (int64_t r = 0; r < R; ++r) {
       const int64_t row = group_major_row(t, r, steps, B);
@@ -94,13 +104,13 @@ std::vector<Tensor> gru_forward_impl(Tensor gx, Tensor h0, OptTensor alive_o, co
         yv[j] = nn + zz * (hold - nn);
       }
       if (gate_x)
-        close_switches<T>(yv, nullptr, hv, nullptr, gate_xc.data_ptr<T>() + row * H,
-                          gate_w ? gate_wc.data_ptr<T>() + (r / B) * H : nullptr, a_all.data_ptr<T>() + row * H, H);
+        close_switches<T>(yv, nullptr, hv, nullptr, in.gate_x.data_ptr<T>() + row * H,
+                          gate_w ? in.gate_w.data_ptr<T>() + (r / B) * H : nullptr, in.a.data_ptr<T>() + row * H, H);
       std::copy(yv, yv + H, hv);
     }
   }
   std::vector<Tensor> out{y.transpose(0, 1), h};
-  if (gate_x) out.push_back(a_all.transpose(0, 1));
+  if (gate_x) out.push_back(in.a.transpose(0, 1));
   if (save) {
     for (Tensor* s : {&h_read, &rz, &n_all, &ghn}) out.push_back(s->transpose(0, 1));
   }
@@ -119,11 +129,8 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
   Tensor pre = at::empty({G, B, 4 * H}, opts);
   const Tensor wt = w_t.contiguous();  // (G, H, 4H): the step GEMM's right-hand side, row-major
   const T* wtp = wt.data_ptr<T>();
-  Tensor alive_c = contiguous_or_none(alive_o);
-  Tensor gate_xc = group_major_or_none(gate_x_o);
-  Tensor gate_wc = contiguous_or_none(gate_w_o);
-  const bool alive = alive_c.defined(), gate_x = gate_xc.defined(), gate_w = gate_wc.defined();
-  Tensor a_all = gate_x ? at::empty({G, steps, B, H}, opts) : Tensor();
+  const LoopInputs in = loop_inputs(alive_o, gate_x_o, gate_w_o, G, steps, B, H, opts);
+  const bool alive = in.alive.defined(), gate_x = in.gate_x.defined(), gate_w = in.gate_w.defined();
   Tensor h_read, c_read, act, cand;
   if (save) {
     h_read = at::empty({G, steps, B, H}, opts);
@@ -145,8 +152,8 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
   T* snp = save ? cand.data_ptr<T>() : scratch.data_ptr<T>() + 6 * R * H;
   for (int64_t t = 0; t < steps; ++t) {
     if (alive && resets[t]) {
-      apply_reset<T>(hp, alive_c.data_ptr<T>() + t * B, G, B, H);
-      apply_reset<T>(cp, alive_c.data_ptr<T>() + t * B, G, B, H);
+      apply_reset<T>(hp, in.alive.data_ptr<T>() + t * B, G, B, H);
+      apply_reset<T>(cp, in.alive.data_ptr<T>() + t * B, G, B, H);
     }
     group_gemm<T>(hp, B * H, H, wtp, prep, G, B, H, 4 * H);  // pre = h @ W_hh^T; gx[t] is added below
     for (int64_t r = 0; r < R; ++r) {
@@ -181,14 +188,14 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
         yv[j] = og * std::tanh(cn);
       }
       if (gate_x)
-        close_switches<T>(yv, cn_out, hv, cv, gate_xc.data_ptr<T>() + row * H,
-                          gate_w ? gate_wc.data_ptr<T>() + (r / B) * H : nullptr, a_all.data_ptr<T>() + row * H, H);
+        close_switches<T>(yv, cn_out, hv, cv, in.gate_x.data_ptr<T>() + row * H,
+                          gate_w ? in.gate_w.data_ptr<T>() + (r / B) * H : nullptr, in.a.data_ptr<T>() + row * H, H);
       std::copy(yv, yv + H, hv);
       std::copy(cn_out, cn_out + H, cv);
     }
   }
   std::vector<Tensor> out{y.transpose(0, 1), h, c};
-  if (gate_x) out.push_back(a_all.transpose(0, 1));
+  if (gate_x) out.push_back(in.a.transpose(0, 1));
   if (save) {
     for (Tensor* s : {&h_read, &c_read, &act, &cand}) out.push_back(s->transpose(0, 1));
   }
