@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -102,6 +102,18 @@ def elman_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tenso
     return result
 
 
+def _lstm_cell(pre: torch.Tensor, c: torch.Tensor, hidden: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                         torch.Tensor]:
+    """One LSTM step from the gate pre-activations ``pre (G, B, 4H)`` (order i, f, g, o) and
+    ``c (G, B, H)``: ``(sigmoid([i, f, o]), tanh(g), c_new, h_new)``."""
+    i_f, g_pre, o_pre = pre.split([2 * hidden, hidden, hidden], 2)
+    ifo = torch.sigmoid(torch.cat([i_f, o_pre], 2))
+    i_g, f_g, o_g = ifo.chunk(3, 2)
+    g = torch.tanh(g_pre)
+    c_new = torch.addcmul(f_g * c, i_g, g)
+    return ifo, g, c_new, o_g * torch.tanh(c_new)
+
+
 def lstm_forward(gx: torch.Tensor, h: torch.Tensor, c: torch.Tensor, alive: Optional[torch.Tensor],
                  resets: List[bool], w_t: torch.Tensor, gate_x: Optional[torch.Tensor],
                  gate_w: Optional[torch.Tensor], save: bool) -> List[torch.Tensor]:
@@ -116,12 +128,7 @@ def lstm_forward(gx: torch.Tensor, h: torch.Tensor, c: torch.Tensor, alive: Opti
         if alive is not None and resets[t]:
             h = h * alives[t]
             c = c * alives[t]
-        i_f, g_pre, o_pre = torch.baddbmm(gxs[t], h, w_t).split([2 * hidden, hidden, hidden], 2)
-        ifo = torch.sigmoid(torch.cat([i_f, o_pre], 2))
-        i_g, f_g, o_g = ifo.chunk(3, 2)
-        g = torch.tanh(g_pre)
-        c_new = torch.addcmul(f_g * c, i_g, g)
-        h_new = o_g * torch.tanh(c_new)
+        ifo, g, c_new, h_new = _lstm_cell(torch.baddbmm(gxs[t], h, w_t), c, hidden)
         if save:
             h_reads.append(h)
             c_reads.append(c)
@@ -270,12 +277,7 @@ def routed_forward(cell: str, x: torch.Tensor, h: torch.Tensor, c: Optional[torc
                 second.append(n)
                 third.append(ghn)
         elif cell == "lstm":
-            i_f, g_pre, o_pre = (gx + gh).split([2 * hidden, hidden, hidden], 2)
-            ifo = torch.sigmoid(torch.cat([i_f, o_pre], 2))
-            i_g, f_g, o_g = ifo.chunk(3, 2)
-            g = torch.tanh(g_pre)
-            c_new = torch.addcmul(f_g * c_state, i_g, g)
-            h_new = o_g * torch.tanh(c_new)
+            ifo, g, c_new, h_new = _lstm_cell(gx + gh, c_state, hidden)
             if save:
                 first.append(c_state)
                 second.append(torch.cat([ifo, g], 2))
