@@ -13,6 +13,7 @@ from torch import nn
 
 from sparsernn.core import SparseRecurrent, fused_group_forward
 
+from .action_heads import log_prob_and_entropy, sample_actions
 from .core_adapter import RecurrentCore, StatePair
 from .options import LAYER_OPTIONS, resolve_layer_options
 
@@ -25,14 +26,18 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
         RecurrentPPO(SparseRecurrentPolicy, env,
                      policy_kwargs=dict(cell="gru", hidden_size=64, density_hh=0.1))
 
-    It changes two things of :class:`~sb3_contrib.common.recurrent.policies.RecurrentActorCriticPolicy`:
+    It changes three things of :class:`~sb3_contrib.common.recurrent.policies.RecurrentActorCriticPolicy`:
     the actor (and critic) ``nn.LSTM`` become :class:`~sparsernn.policies.RecurrentCore`
     adapters around :class:`~sparsernn.core.SparseRecurrent`, and
     :meth:`_process_sequence` hands each whole batch of sequences to the core in
     one call, with the episode resets inside it (no per-step Python loop).
     When the actor and critic layers both run on the fused backend and read the
     same features, :meth:`forward` and :meth:`evaluate_actions` run them as one
-    group (one batched step for both), with the same results.
+    group (one batched step for both), with the same results. And for
+    ``Discrete`` and ``Box`` actions, :meth:`forward` and :meth:`evaluate_actions`
+    compute samples, log-probabilities and entropies directly
+    (:mod:`~sparsernn.policies.action_heads`) instead of through a
+    ``torch.distributions`` object per call.
     sb3-contrib's options keep their meaning: ``shared_lstm``,
     ``enable_critic_lstm``, ``net_arch``, ``activation_fn``, ``ortho_init``
     (which, as in sb3-contrib, does not touch the recurrent weights), etc.
@@ -143,41 +148,56 @@ router_balance_weight, backend
         y, states = lstm(x, lstm_states, starts)
         return y.transpose(0, 1).reshape(-1, y.shape[-1]), states
 
-    # ------------------------------------------- actor and critic as one group
+    # ------------------------------------------------------- acting, evaluating
     def _groups_cores(self) -> bool:
         return self.kernel == "fused" and self.lstm_critic is not None and self.share_features_extractor
 
-    def _grouped_latents(self, obs: torch.Tensor, lstm_states: RNNStates, episode_starts: torch.Tensor):
-        """Actor and critic latents and new states, from one fused call over both layers."""
+    def _latents(self, obs: torch.Tensor, lstm_states: RNNStates, episode_starts: torch.Tensor):
+        """Actor and critic latents ``(N, .)`` and the new states, as sb3-contrib's ``forward`` computes them.
+
+        When :meth:`_groups_cores`, the actor and critic layers run as one fused group (one
+        batched step for both; same results)."""
         features = self.extract_features(obs)
-        n_seq = lstm_states.pi[0].shape[1]
-        x = features.reshape(n_seq, -1, features.shape[-1]).transpose(0, 1)
-        starts = episode_starts.reshape(n_seq, -1).transpose(0, 1)
-        (y_pi, s_pi), (y_vf, s_vf) = fused_group_forward(
-            [self.lstm_actor.layer, self.lstm_critic.layer], x, [lstm_states.pi[0][0], lstm_states.vf[0][0]], starts)
-        self.lstm_actor.last_kernel = self.lstm_critic.last_kernel = "fused-group"
-        s_pi, s_vf = s_pi.unsqueeze(0), s_vf.unsqueeze(0)
-        latent_pi = self.mlp_extractor.forward_actor(y_pi.transpose(0, 1).reshape(-1, y_pi.shape[-1]))
-        latent_vf = self.mlp_extractor.forward_critic(y_vf.transpose(0, 1).reshape(-1, y_vf.shape[-1]))
-        return latent_pi, latent_vf, RNNStates((s_pi, s_pi), (s_vf, s_vf))
+        if self._groups_cores():
+            n_seq = lstm_states.pi[0].shape[1]
+            x = features.reshape(n_seq, -1, features.shape[-1]).transpose(0, 1)
+            starts = episode_starts.reshape(n_seq, -1).transpose(0, 1)
+            (y_pi, s_pi), (y_vf, s_vf) = fused_group_forward(
+                [self.lstm_actor.layer, self.lstm_critic.layer], x, [lstm_states.pi[0][0], lstm_states.vf[0][0]],
+                starts)
+            self.lstm_actor.last_kernel = self.lstm_critic.last_kernel = "fused-group"
+            s_pi, s_vf = s_pi.unsqueeze(0), s_vf.unsqueeze(0)
+            latent_pi = y_pi.transpose(0, 1).reshape(-1, y_pi.shape[-1])
+            latent_vf = y_vf.transpose(0, 1).reshape(-1, y_vf.shape[-1])
+            states = RNNStates((s_pi, s_pi), (s_vf, s_vf))
+        else:
+            pi_features, vf_features = (features, features) if self.share_features_extractor else features
+            latent_pi, states_pi = self._process_sequence(pi_features, lstm_states.pi, episode_starts,
+                                                          self.lstm_actor)
+            if self.lstm_critic is not None:
+                latent_vf, states_vf = self._process_sequence(vf_features, lstm_states.vf, episode_starts,
+                                                              self.lstm_critic)
+            elif self.shared_lstm:  # re-use the actor's features without backpropagating into them
+                latent_vf, states_vf = latent_pi.detach(), (states_pi[0].detach(), states_pi[1].detach())
+            else:  # feed-forward critic
+                latent_vf, states_vf = self.critic(vf_features), states_pi
+            states = RNNStates(states_pi, states_vf)
+        return self.mlp_extractor.forward_actor(latent_pi), self.mlp_extractor.forward_critic(latent_vf), states
 
     def forward(self, obs: torch.Tensor, lstm_states: RNNStates, episode_starts: torch.Tensor,
                 deterministic: bool = False):
-        if not self._groups_cores():
-            return super().forward(obs, lstm_states, episode_starts, deterministic)
-        latent_pi, latent_vf, states = self._grouped_latents(obs, lstm_states, episode_starts)
-        distribution = self._get_action_dist_from_latent(latent_pi)
-        actions = distribution.get_actions(deterministic=deterministic)
-        log_prob = distribution.log_prob(actions)
+        """Actions, values, log-probabilities and new states, as sb3-contrib's (the action
+        distribution computed by :mod:`~sparsernn.policies.action_heads`)."""
+        latent_pi, latent_vf, states = self._latents(obs, lstm_states, episode_starts)
+        actions, log_prob = sample_actions(self, latent_pi, deterministic)
         return actions.reshape((-1, *self.action_space.shape)), self.value_net(latent_vf), log_prob, states
 
     def evaluate_actions(self, obs: torch.Tensor, actions: torch.Tensor, lstm_states: RNNStates,
                          episode_starts: torch.Tensor):
-        if not self._groups_cores():
-            return super().evaluate_actions(obs, actions, lstm_states, episode_starts)
-        latent_pi, latent_vf, _ = self._grouped_latents(obs, lstm_states, episode_starts)
-        distribution = self._get_action_dist_from_latent(latent_pi)
-        return self.value_net(latent_vf), distribution.log_prob(actions), distribution.entropy()
+        """Values, log-probabilities of ``actions`` and entropies, as sb3-contrib's."""
+        latent_pi, latent_vf, _ = self._latents(obs, lstm_states, episode_starts)
+        log_prob, entropy = log_prob_and_entropy(self, latent_pi, actions)
+        return self.value_net(latent_vf), log_prob, entropy
 
     # ----------------------------------------------------------- sparsernn API
     @property
