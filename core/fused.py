@@ -140,8 +140,8 @@ class _FusedSequence(torch.autograd.Function):
             dgx, dgh, dh0, da, h_read = _single_state_backward(ctx.cell, dy, dh, da_ext, saved, w_hh, alive,
                                                                gate_w, preact, ctx.gated)
             dc0 = None
-        d_w_hh, d_b_hh = weight_grads(dgh, h_read)
-        d_w_ih, d_b_ih = weight_grads(dgx, x.unsqueeze(1).expand(-1, groups, -1, -1))
+        d_w_hh, d_b_hh = _weight_grads(dgh, h_read)
+        d_w_ih, d_b_ih = _weight_grads(dgx, x)
         dx = None
         if ctx.needs_input_grad[2]:  # (G, T*B, k*H) @ (G, k*H, I), summed over the group
             steps, batch = x.shape[:2]
@@ -150,8 +150,28 @@ class _FusedSequence(torch.autograd.Function):
         d_gate_w = None
         if da is not None and gate_w is not None:
             d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
-        return (None, None, dx, dh0, dc0, None, None, da, d_gate_w, *d_w_ih.unbind(0), *d_b_ih[:, 0].unbind(0),
-                *d_w_hh.unbind(0), *d_b_hh[:, 0].unbind(0))
+        return (None, None, dx, dh0, dc0, None, None, da, d_gate_w, *d_w_ih.unbind(0), *d_b_ih.unbind(0),
+                *d_w_hh.unbind(0), *d_b_hh.unbind(0))
+
+
+# Up to this many gate-gradient elements per layer (1 MiB of float32, L2-resident), the C++
+# weight-gradient GEMM (core/csrc/small_gemm.h) beats ATen's bmm; above it, bmm's cache blocking wins.
+NATIVE_WEIGHT_GRAD_ELEMENTS = 1 << 18
+
+
+def _weight_grads(dgates: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dW (G, width, n)`` and ``db (G, width)`` of ``gates = inputs @ W^T + b`` from
+    ``dgates (T, G, B, width)`` and ``inputs (T, G, B, n)``, or ``(T, B, n)`` shared by the group;
+    contiguous, so autograd takes them as the parameters' gradients without a copy."""
+    steps, groups, batch, width = dgates.shape
+    if dgates.device.type == "cpu" and steps * batch * width <= NATIVE_WEIGHT_GRAD_ELEMENTS and native_enabled():
+        native = native_loops()
+        if native is not None:
+            return tuple(native.weight_grads(dgates, inputs))
+    if inputs.dim() == 3:
+        inputs = inputs.unsqueeze(1).expand(-1, groups, -1, -1)
+    d_w, d_b = weight_grads(dgates, inputs)
+    return d_w.contiguous(), d_b[:, 0]
 
 
 def _native_cell_backward(cell: str, dy: torch.Tensor):

@@ -238,7 +238,40 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
   return {dgates.transpose(0, 1), dh, dc, GATED ? in.da.transpose(0, 1) : in.da};
 }
 
+template <typename T>
+std::vector<Tensor> weight_grads_impl(Tensor dgates, Tensor inputs) {
+  dgates = group_major(dgates);  // (G, T, B, W): each layer's rows together
+  const bool shared = inputs.dim() == 3;
+  inputs = shared ? inputs.contiguous() : group_major(inputs);
+  const int64_t G = dgates.size(0), rows = dgates.size(1) * dgates.size(2), W = dgates.size(3);
+  const int64_t n = inputs.size(-1);
+  auto opts = dgates.options();
+  Tensor dw = at::empty({G, W, n}, opts), db = at::zeros({G, W}, opts), scratch = at::empty({n, W}, opts);
+  const T* dp = dgates.data_ptr<T>();
+  const T* ip = inputs.data_ptr<T>();
+  T* dwp = dw.data_ptr<T>();
+  T* dbp = db.data_ptr<T>();
+  T* sp = scratch.data_ptr<T>();
+  for (int64_t g = 0; g < G; ++g) {
+    const T* d = dp + g * rows * W;
+    // dW^T (n, W) = inputs^T (n, rows) @ dgates (rows, W): vectors run along W, the wide side.
+    SmallGemm<T>::template run<true>(ip + (shared ? 0 : g * rows * n), n, d, W, sp, W, n, rows, W);
+    transpose_into<T>(sp, dwp + g * W * n, n, W);
+    T* __restrict__ b = dbp + g * W;
+    for (int64_t row = 0; row < rows; ++row) {
+      const T* __restrict__ dr = d + row * W;
+#pragma omp simd
+      for (int64_t j = 0; j < W; ++j) b[j] += dr[j];
+    }
+  }
+  return {dw, db};
+}
+
 }  // namespace
+
+std::vector<Tensor> weight_grads(Tensor dgates, Tensor inputs) {
+  DISPATCH(dgates, weight_grads_impl<scalar>(dgates, inputs))
+}
 
 std::vector<Tensor> single_state_backward(Tensor dy, Tensor dh, Tensor k_h, OptTensor carry, OptTensor extra,
                                           Tensor w_hh, int64_t n_gates) {

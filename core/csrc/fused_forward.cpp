@@ -202,19 +202,6 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
   return out;
 }
 
-// dst (cols, rows) = src (rows, cols)^T, both row-major, in 8 x 8 tiles (ATen's copy of a
-// transposed view takes ~3x longer at a recurrent weight's size).
-template <typename T>
-void transpose_into(const T* __restrict__ src, T* __restrict__ dst, int64_t rows, int64_t cols) {
-  constexpr int64_t kTile = 8;
-  for (int64_t i0 = 0; i0 < rows; i0 += kTile)
-    for (int64_t j0 = 0; j0 < cols; j0 += kTile) {
-      const int64_t i1 = std::min(i0 + kTile, rows), j1 = std::min(j0 + kTile, cols);
-      for (int64_t i = i0; i < i1; ++i)
-        for (int64_t j = j0; j < j1; ++j) dst[j * rows + i] = src[i * cols + j];
-    }
-}
-
 // A group's loop inputs from per-layer tensors (what Python would otherwise stack): the input
 // projections of all steps, gx (T, G, B, kH) = x @ W_ih^T + b_ih (+ extra_bias), as a view of
 // group-major memory (one GEMM per layer, written in place), and W_hh^T (G, H, kH), row-major.

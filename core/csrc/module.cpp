@@ -4,6 +4,7 @@
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("gru_group_forward", &sparsernn::gru_group_forward);
   m.def("lstm_group_forward", &sparsernn::lstm_group_forward);
+  m.def("weight_grads", &sparsernn::weight_grads);
   m.def("single_state_backward", &sparsernn::single_state_backward);
   m.def("gru_cell_backward", &sparsernn::gru_cell_backward);
   m.def("lstm_cell_backward", &sparsernn::lstm_cell_backward);
