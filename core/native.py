@@ -14,8 +14,9 @@ in :mod:`~sparsernn.core.fused_loops`; ``gru_group_forward`` and
 ``lstm_group_forward`` run the loops of ``gru_forward`` / ``lstm_forward``
 from a group's per-layer parameters (computing the input projections
 themselves); ``gru_cell_backward`` and ``lstm_cell_backward`` also compute
-the cell's derivative factors inside the step (see :mod:`~sparsernn.core.fused`).
-Every step's GEMM is ``core/csrc/small_gemm.h``.
+the cell's derivative factors inside the step (see :mod:`~sparsernn.core.fused`);
+``weight_grads`` gives a layer's weight and bias gradients over a short sequence.
+Every step's GEMM, and the weight gradients' one, is ``core/csrc/small_gemm.h``.
 """
 from __future__ import annotations
 
