@@ -3,11 +3,13 @@
 All variants train on the same env with the same PPO hyperparameters (by
 default the RL Zoo's CartPoleNoVel ppo_lstm settings, ``agents/configs/cartpole_novel.yaml``)
 in one process. Each model is built and trains a short warm-up first (TorchScript /
-torch.compile / the C++ build happen there); then ``--repeats`` rounds each time
-every variant for ``--steps`` env steps, one after another, so that a slow spell
-of a shared machine falls on all variants alike. Prints the median env-steps/s
-of each variant, the ratio of its median to the stock RecurrentPPO's median,
-and the range of the per-round ratios; writes JSON (every round's figures).
+torch.compile / the C++ build happen there); then ``--repeats`` rounds each train
+every variant for ``--steps`` env steps. Within a round the variants take turns
+of ``--chunk`` steps, so that a slow or fast spell of a shared machine (they last
+seconds to minutes) falls on all variants alike rather than on whichever ran
+then. Prints the median env-steps/s of each variant, the ratio of its median to
+the stock RecurrentPPO's median, and the range of the per-round ratios; writes
+JSON (every round's figures).
 
 Usage::
 
@@ -66,11 +68,24 @@ def build_variant(name: str, config: dict, warmup: int, seed: int):
     return model, env, time.perf_counter() - start
 
 
-def time_steps(model, steps: int) -> float:
-    """Env-steps/s of ``steps`` more training steps."""
-    start = time.perf_counter()
+def timed_steps(model, steps: int) -> tuple[int, float]:
+    """Train ``steps`` more env steps (whole rollouts: possibly a few more); ``(steps done, seconds)``."""
+    before, start = model.num_timesteps, time.perf_counter()
     model.learn(steps, reset_num_timesteps=False)
-    return steps / (time.perf_counter() - start)
+    return model.num_timesteps - before, time.perf_counter() - start
+
+
+def interleaved_round(models: dict, steps: int, chunk: int) -> dict[str, float]:
+    """One round: every model trains ``steps`` env steps, taking turns of ``chunk`` steps; env-steps/s each."""
+    done = {name: 0 for name in models}
+    seconds = {name: 0.0 for name in models}
+    while any(done[name] < steps for name in models):
+        for name, model in models.items():
+            if done[name] < steps:
+                n, t = timed_steps(model, min(chunk, steps - done[name]))
+                done[name] += n
+                seconds[name] += t
+    return {name: done[name] / seconds[name] for name in models}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,14 +93,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (env and PPO settings)")
     parser.add_argument("--steps", type=int, default=8192, help="timed env steps per variant and round")
     parser.add_argument("--repeats", type=int, default=3, help="rounds over all variants (the median is reported)")
+    parser.add_argument("--chunk", type=int, default=1024, help="env steps per turn within a round")
     parser.add_argument("--warmup", type=int, default=1024, help="untimed env steps first (compilation)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0 leaves torch's default)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.repeats < 1:
-        parser.error(f"--steps and --repeats must be >= 1; got {args.steps} and {args.repeats}")
+    if args.steps < 1 or args.repeats < 1 or args.chunk < 1:
+        parser.error(f"--steps, --repeats and --chunk must be >= 1; got {args.steps}, {args.repeats} and {args.chunk}")
     if args.threads:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
@@ -95,8 +111,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:>24s}: built, warm-up {models[name][2]:.1f} s", flush=True)
     rounds: dict[str, list[float]] = {name: [] for name in args.variants}
     for round_ in range(args.repeats):
+        speeds = interleaved_round({name: model for name, (model, _, _) in models.items()}, args.steps, args.chunk)
         for name in args.variants:
-            rounds[name].append(time_steps(models[name][0], args.steps))
+            rounds[name].append(speeds[name])
             print(f"round {round_ + 1}/{args.repeats} {name:>24s}: {rounds[name][-1]:8.1f} env-steps/s", flush=True)
     for _, env, _ in models.values():
         env.close()
@@ -119,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
                 "processor": platform.processor(), "config": args.config, "steps": args.steps,
-                "repeats": args.repeats, "warmup": args.warmup}
+                "repeats": args.repeats, "chunk": args.chunk, "warmup": args.warmup}
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
 
 

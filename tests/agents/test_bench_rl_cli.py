@@ -5,18 +5,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_rl.py"
 
 
 def test_bench_rl_writes_medians_and_per_round_ratios(tmp_path):
     out = tmp_path / "bench.json"
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), "--steps", "64", "--repeats", "2", "--warmup", "64",
+        [sys.executable, str(SCRIPT), "--steps", "512", "--chunk", "256", "--repeats", "2", "--warmup", "64",
          "--variants", "stock-lstm", "gru", "--json", str(out)],
         capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert data["meta"]["repeats"] == 2 and data["meta"]["steps"] == 64
+    assert data["meta"]["repeats"] == 2 and data["meta"]["steps"] == 512 and data["meta"]["chunk"] == 256
     stock, gru = data["results"]
     assert [stock["variant"], gru["variant"]] == ["stock-lstm", "gru"]
     for result in (stock, gru):
@@ -27,8 +29,31 @@ def test_bench_rl_writes_medians_and_per_round_ratios(tmp_path):
     assert "x stock" in completed.stdout
 
 
-def test_bench_rl_rejects_zero_repeats():
-    completed = subprocess.run([sys.executable, str(SCRIPT), "--repeats", "0"], capture_output=True, text=True,
+@pytest.mark.parametrize("option", ["--repeats", "--chunk"])
+def test_bench_rl_rejects_zero_counts(option):
+    completed = subprocess.run([sys.executable, str(SCRIPT), option, "0"], capture_output=True, text=True,
                                timeout=120)
     assert completed.returncode == 2
-    assert "--repeats" in completed.stderr
+    assert option in completed.stderr
+
+
+def test_interleaved_round_gives_every_model_its_steps_in_turns():
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import bench_rl
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    turns = []
+
+    class FakeModel:  # learns in whole rollouts of 96 steps, like SB3
+        def __init__(self, name):
+            self.name, self.num_timesteps = name, 0
+
+        def learn(self, steps, reset_num_timesteps):
+            assert reset_num_timesteps is False
+            turns.append((self.name, steps))
+            self.num_timesteps += -(-steps // 96) * 96
+
+    speeds = bench_rl.interleaved_round({"a": FakeModel("a"), "b": FakeModel("b")}, steps=200, chunk=96)
+    assert turns == [("a", 96), ("b", 96), ("a", 96), ("b", 96), ("a", 8), ("b", 8)]
+    assert set(speeds) == {"a", "b"} and all(speed > 0 for speed in speeds.values())
