@@ -41,6 +41,17 @@ def _gaussian_log_prob(actions: torch.Tensor, mean: torch.Tensor, log_std: torch
     return -(0.5 * z * z + log_std + _HALF_LOG_2PI).sum(-1)
 
 
+def _action_params(policy: ActorCriticPolicy, latent_pi: torch.Tensor, kind: str) -> torch.Tensor:
+    """``action_net(latent_pi)``: logits or Gaussian means. NaN raises, as SB3's validated
+    distributions do (a diverged policy should stop, not act on NaN)."""
+    params = policy.action_net(latent_pi)
+    if torch.isnan(params).any():
+        name = "logits" if kind == "categorical" else "Gaussian means"
+        raise ValueError(f"the policy's action {name} contain NaN (shape {tuple(params.shape)}); "
+                         f"training has diverged or the observations contain NaN")
+    return params
+
+
 def sample_actions(policy: ActorCriticPolicy, latent_pi: torch.Tensor,
                    deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Actions and their log-probabilities, as ``distribution.get_actions`` then ``log_prob``.
@@ -52,7 +63,7 @@ def sample_actions(policy: ActorCriticPolicy, latent_pi: torch.Tensor,
         distribution = policy._get_action_dist_from_latent(latent_pi)
         actions = distribution.get_actions(deterministic=deterministic)
         return actions, distribution.log_prob(actions)
-    params = policy.action_net(latent_pi)
+    params = _action_params(policy, latent_pi, kind)
     if kind == "categorical":
         log_p = torch.log_softmax(params, -1)
         if deterministic:
@@ -75,7 +86,7 @@ def log_prob_and_entropy(policy: ActorCriticPolicy, latent_pi: torch.Tensor,
     if kind is None:
         distribution = policy._get_action_dist_from_latent(latent_pi)
         return distribution.log_prob(actions), distribution.entropy()
-    params = policy.action_net(latent_pi)
+    params = _action_params(policy, latent_pi, kind)
     if kind == "categorical":
         log_p = torch.log_softmax(params, -1)
         log_prob = log_p.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)

@@ -87,3 +87,16 @@ def test_categorical_samples_follow_the_probabilities():
     frequencies = torch.bincount(actions, minlength=3).double() / len(actions)
     torch.testing.assert_close(frequencies, probs, rtol=0, atol=0.01)  # 5 standard errors
     torch.testing.assert_close(log_prob.exp(), probs[actions])
+
+
+@pytest.mark.parametrize("space_name", ["discrete", "box"])
+def test_nan_parameters_raise_as_sb3s_validated_distributions_do(space_name):
+    policy = make_policy(space_name)
+    latent = torch.randn(4, policy.mlp_extractor.latent_dim_pi, dtype=torch.float64)
+    latent[2, 0] = float("nan")
+    with pytest.raises(ValueError, match="contain NaN"):
+        sample_actions(policy, latent)
+    with pytest.raises(ValueError, match="contain NaN"):
+        log_prob_and_entropy(policy, latent, torch.zeros(4, *policy.action_space.shape))
+    with pytest.raises(ValueError):  # SB3's own distribution refuses them too
+        policy._get_action_dist_from_latent(latent)
