@@ -90,7 +90,7 @@ def test_categorical_samples_follow_the_probabilities():
 
 
 @pytest.mark.parametrize("space_name", ["discrete", "box"])
-def test_nan_parameters_raise_as_sb3s_validated_distributions_do(space_name):
+def test_nan_parameters_raise(space_name):
     policy = make_policy(space_name)
     latent = torch.randn(4, policy.mlp_extractor.latent_dim_pi, dtype=torch.float64)
     latent[2, 0] = float("nan")
@@ -98,5 +98,5 @@ def test_nan_parameters_raise_as_sb3s_validated_distributions_do(space_name):
         sample_actions(policy, latent)
     with pytest.raises(ValueError, match="contain NaN"):
         log_prob_and_entropy(policy, latent, torch.zeros(4, *policy.action_space.shape))
-    with pytest.raises(ValueError):  # SB3's own distribution refuses them too
-        policy._get_action_dist_from_latent(latent)
+    # (SB3's own distributions raise too, unless torch.compile has run in the process: dynamo
+    # switches torch.distributions' validation off globally. The heads check whatever ran.)
