@@ -30,7 +30,7 @@ import torch
 
 from .fused_factors import GATES, lstm_factors, single_state_factors, weight_grads
 from .fused_loops import loop
-from .native import native_enabled, native_loops
+from .native import native_for
 from .fused_routed import routed_group
 from .statistics import make_trace
 from .update_gates import rhythm_preactivations
@@ -60,7 +60,7 @@ def _run_loop(cell: str, x, h, c, alive, resets, gate_x, gate_w, params: tuple, 
     step values a backward pass needs (only with ``save``). The C++ loops take the per-layer
     tensors as they are; otherwise they are stacked here and the TorchScript loops run."""
     groups = h.shape[0]
-    native = _native_group_forward(cell, x)
+    native = _native_cell_entry(cell, x, "group_forward")
     if native is not None:
         w_ih, b_ih, w_hh, b_hh = (list(params[i * groups:(i + 1) * groups]) for i in range(4))
         if cell == "lstm":
@@ -88,12 +88,11 @@ def _run_loop(cell: str, x, h, c, alive, resets, gate_x, gate_w, params: tuple, 
     return y, h_last, c_last, preact, (rest[1:] if gated else rest)
 
 
-def _native_group_forward(cell: str, x: torch.Tensor):
-    """The C++ ``gru_group_forward`` / ``lstm_group_forward`` when they apply, else None."""
-    if cell == "elman" or x.device.type != "cpu" or not native_enabled():
-        return None
-    native = native_loops()
-    return None if native is None else getattr(native, f"{cell}_group_forward")
+def _native_cell_entry(cell: str, tensor: torch.Tensor, entry: str):
+    """The C++ ``<cell>_<entry>`` (``group_forward`` or ``cell_backward``) of a GRU / LSTM for
+    ``tensor``'s device when it applies (:func:`~sparsernn.core.native.native_for`), else None."""
+    native = None if cell == "elman" else native_for(tensor.device.type == "cpu")
+    return None if native is None else getattr(native, f"{cell}_{entry}")
 
 
 class _FusedSequence(torch.autograd.Function):
@@ -121,7 +120,7 @@ class _FusedSequence(torch.autograd.Function):
         x, alive, gate_w, preact, *rest = ctx.saved_tensors
         params, saved = rest[:4 * groups], rest[4 * groups:]
         w_hh = torch.stack(params[2 * groups:3 * groups])
-        native = _native_cell_backward(ctx.cell, dy)
+        native = _native_cell_entry(ctx.cell, dy, "cell_backward")
         if native is not None:  # C++: the cell's factors computed inside each step
             gated = ctx.gated
             preact, da_ext, h_read = (preact if gated else None), (da_ext if gated else None), saved[0]
@@ -164,22 +163,13 @@ def _weight_grads(dgates: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Ten
     ``dgates (T, G, B, width)`` and ``inputs (T, G, B, n)``, or ``(T, B, n)`` shared by the group;
     contiguous, so autograd takes them as the parameters' gradients without a copy."""
     steps, groups, batch, width = dgates.shape
-    if dgates.device.type == "cpu" and steps * batch * width <= NATIVE_WEIGHT_GRAD_ELEMENTS and native_enabled():
-        native = native_loops()
-        if native is not None:
-            return tuple(native.weight_grads(dgates, inputs))
+    native = native_for(dgates.device.type == "cpu" and steps * batch * width <= NATIVE_WEIGHT_GRAD_ELEMENTS)
+    if native is not None:
+        return tuple(native.weight_grads(dgates, inputs))
     if inputs.dim() == 3:
         inputs = inputs.unsqueeze(1).expand(-1, groups, -1, -1)
     d_w, d_b = weight_grads(dgates, inputs)
     return d_w.contiguous(), d_b[:, 0]
-
-
-def _native_cell_backward(cell: str, dy: torch.Tensor):
-    """The C++ GRU / LSTM backward (:mod:`~sparsernn.core.native`) when it applies, else None."""
-    if cell == "elman" or dy.device.type != "cpu" or not native_enabled():
-        return None
-    native = native_loops()
-    return None if native is None else getattr(native, f"{cell}_cell_backward")
 
 
 def _single_state_backward(cell, dy, dh, da_ext, saved, w_hh, alive, gate_w, preact, gated):

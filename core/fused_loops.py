@@ -30,7 +30,7 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from .native import NATIVE_FUNCTIONS, native_enabled, native_loops
+from .native import NATIVE_FUNCTIONS, native_for
 
 
 def gru_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor], resets: List[bool],
@@ -389,11 +389,8 @@ def routed_backward(cell: str, dy: torch.Tensor, dh: torch.Tensor, dc: torch.Ten
 def loop(name: str, on_cpu: bool):
     """The loop ``name`` to run: the C++ one (:mod:`~sparsernn.core.native`) for CPU tensors
     when it exists and was built, else the TorchScript one."""
-    if on_cpu and name in NATIVE_FUNCTIONS and native_enabled():
-        native = native_loops()
-        if native is not None:
-            return getattr(native, name)
-    return scripted(name)
+    native = native_for(on_cpu and name in NATIVE_FUNCTIONS)
+    return scripted(name) if native is None else getattr(native, name)
 
 
 @functools.cache

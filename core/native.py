@@ -61,6 +61,12 @@ def extension_name() -> str:
     return f"sparsernn_fused_cpu_{digest.hexdigest()[:12]}"
 
 
+def native_for(on_cpu: bool) -> Optional[ModuleType]:
+    """The extension for tensors on a CPU (``on_cpu``) when it is enabled and built, else None:
+    the one test every caller of the C++ loops makes."""
+    return native_loops() if on_cpu and native_enabled() else None
+
+
 @functools.cache
 def native_loops() -> Optional[ModuleType]:
     """The compiled extension, or None (disabled, or the build failed: then one warning)."""

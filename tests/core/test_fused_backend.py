@@ -132,7 +132,7 @@ def test_auto_picks_fused_for_small_calls_on_cpu():
 def test_native_loops_are_built_and_used():
     """The C++ loops must build wherever the tests run (CI has a compiler); a failed build
     would silently fall back to the slower TorchScript loops."""
-    from sparsernn.core.fused import _native_group_forward
+    from sparsernn.core.fused import _native_cell_entry
     from sparsernn.core.fused_loops import loop, scripted
     from sparsernn.core.native import NATIVE_FUNCTIONS, native_loops
 
@@ -143,7 +143,8 @@ def test_native_loops_are_built_and_used():
         assert loop(name, on_cpu=False) is scripted(name)
     assert loop("elman_forward", on_cpu=True) is scripted("elman_forward")
     assert loop("gru_forward", on_cpu=True) is scripted("gru_forward")  # the C++ GRU / LSTM take a group
-    for cell in ("gru", "lstm"):
-        assert _native_group_forward(cell, torch.zeros(1, 1, 1)) is getattr(native, f"{cell}_group_forward")
-        assert _native_group_forward(cell, torch.zeros(1, 1, 1, device="meta")) is None
-    assert _native_group_forward("elman", torch.zeros(1, 1, 1)) is None
+    for entry in ("group_forward", "cell_backward"):
+        for cell in ("gru", "lstm"):
+            assert _native_cell_entry(cell, torch.zeros(1, 1, 1), entry) is getattr(native, f"{cell}_{entry}")
+            assert _native_cell_entry(cell, torch.zeros(1, 1, 1, device="meta"), entry) is None
+        assert _native_cell_entry("elman", torch.zeros(1, 1, 1), entry) is None
