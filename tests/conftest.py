@@ -13,3 +13,22 @@ def nab_dir() -> Path:
     if not NAB_DIR.is_dir():
         pytest.skip(f"NAB data not found at {NAB_DIR}")
     return NAB_DIR
+
+
+def _devices() -> list:
+    """CPU always; CUDA as a parameter that is skipped (visibly) where no GPU is present."""
+    import torch
+
+    no_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+    return ["cpu", pytest.param("cuda", marks=no_cuda)]
+
+
+@pytest.fixture(params=_devices())
+def device(request):
+    """Each device the suite can check: ``torch.device("cpu")`` and, where present, ``"cuda"``.
+
+    Tests that take this fixture run once per device, so the same suite checks the CUDA path
+    wherever a GPU is (``scripts/gpu_check.sh``)."""
+    import torch
+
+    return torch.device(request.param)
