@@ -56,12 +56,12 @@ def policy_kwargs_for(algo: str, policy: str, base: dict, extra: dict) -> dict:
     return {**kwargs, "hidden_size": hidden, **extra}
 
 
-def build_variant(name: str, config: dict, warmup: int, seed: int):
-    """The variant's model and env, after ``warmup`` untimed env steps; and the warm-up's seconds."""
+def build_variant(name: str, config: dict, warmup: int, seed: int, device: str = "cpu"):
+    """The variant's model (on ``device``) and env, after ``warmup`` untimed env steps; and the warm-up's seconds."""
     algo, policy, extra = VARIANTS[name]
     env = make_env(config["env_id"], config.get("n_envs", 8), seed, None, config.get("normalize", False))
     policy_kwargs = parse_policy_kwargs(policy_kwargs_for(algo, policy, config.get("policy_kwargs", {}), extra))
-    model = ALGOS[algo](policy, env, policy_kwargs=policy_kwargs, seed=seed, device="cpu",
+    model = ALGOS[algo](policy, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
                         **parse_ppo_kwargs(config.get("ppo_kwargs", {})))
     start = time.perf_counter()
     model.learn(warmup)
@@ -98,8 +98,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0 leaves torch's default)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="torch device of every variant's model (the CPU is faster at RL's small shapes)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
     if args.steps < 1 or args.repeats < 1 or args.chunk < 1:
         parser.error(f"--steps, --repeats and --chunk must be >= 1; got {args.steps}, {args.repeats} and {args.chunk}")
     if args.threads:
@@ -107,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     models = {}
     for name in args.variants:
-        models[name] = build_variant(name, config, args.warmup, args.seed)
+        models[name] = build_variant(name, config, args.warmup, args.seed, args.device)
         print(f"{name:>24s}: built, warm-up {models[name][2]:.1f} s", flush=True)
     rounds: dict[str, list[float]] = {name: [] for name in args.variants}
     for round_ in range(args.repeats):
@@ -136,7 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
                 "processor": platform.processor(), "config": args.config, "steps": args.steps,
-                "repeats": args.repeats, "chunk": args.chunk, "warmup": args.warmup}
+                "repeats": args.repeats, "chunk": args.chunk, "warmup": args.warmup, "device": args.device,
+                "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
         Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
 
 
