@@ -1,12 +1,13 @@
 """The compiled backend against the reference oracle: outputs, final state and
 every gradient, for every cell x {dense, block-sparse, routed, gated, all three},
-on fresh random inputs and odd sizes."""
+on fresh random inputs and odd sizes, with ordinary and with extreme finite inputs,
+on every device (``device`` fixture: CPU, and CUDA where present)."""
 import pytest
 import torch
 
 from sparsernn.core import SparseRecurrent
 
-from .conftest import random_sequence
+from .conftest import extreme_sequence, random_sequence
 
 CONFIGS = {
     "dense": {},
@@ -22,16 +23,30 @@ RTOL = 1e-9  # float64; a wrong kernel is off by >1e-3
 
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
-def test_compiled_matches_reference(cell, config, assert_backend_matches_reference):
+def test_compiled_matches_reference(cell, config, device, assert_backend_matches_reference):
     seed = hash((cell, config)) % 10_000
-    layer = SparseRecurrent(I, H, cell=cell, seed=seed, dtype=torch.float64, backend="reference", **CONFIGS[config])
+    layer = SparseRecurrent(I, H, cell=cell, seed=seed, dtype=torch.float64, backend="reference", device=device,
+                            **CONFIGS[config])
     x, state, starts = random_sequence(layer, seed, T, B, reset_rate=0.05)
     assert_backend_matches_reference(layer, "compiled", x, state, starts, RTOL)
 
 
-def test_compiled_without_grad_and_without_state_matches_reference(assert_rel_close):
-    layer = SparseRecurrent(6, 17, cell="gru", router_keep=0.3, update_gate="rhythm", seed=3, dtype=torch.float64)
-    x = torch.randn(20, 4, 6, dtype=torch.float64)
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+def test_compiled_matches_reference_on_extreme_inputs(cell, config, device, assert_backend_matches_reference):
+    """Spikes of +-500, +-1e4 and +-1e30 among ordinary inputs: every sigmoid / tanh saturates;
+    outputs, final state and every gradient stay finite and equal to the reference's."""
+    seed = 1 + hash((cell, config)) % 10_000
+    layer = SparseRecurrent(5, 13, cell=cell, seed=seed, dtype=torch.float64, backend="reference", device=device,
+                            **CONFIGS[config])
+    x, state, starts = extreme_sequence(layer, seed, 17, 3, reset_rate=0.05)
+    assert_backend_matches_reference(layer, "compiled", x, state, starts, RTOL)
+
+
+def test_compiled_without_grad_and_without_state_matches_reference(device, assert_rel_close):
+    layer = SparseRecurrent(6, 17, cell="gru", router_keep=0.3, update_gate="rhythm", seed=3, dtype=torch.float64,
+                            device=device)
+    x = torch.randn(20, 4, 6, dtype=torch.float64).to(device)
     with torch.no_grad():
         layer.backend = "reference"
         y_ref, s_ref = layer(x)
