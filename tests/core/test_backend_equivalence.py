@@ -43,6 +43,17 @@ def test_compiled_matches_reference_on_extreme_inputs(cell, config, device, asse
     assert_backend_matches_reference(layer, "compiled", x, state, starts, RTOL)
 
 
+@pytest.mark.parametrize("spike", [500.0, 1e30, -1e30])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_compiled_float32_spike_stays_finite_and_equal_to_reference(cell, spike, device,
+                                                                    assert_backend_matches_reference):
+    """The issue's float32 case on the compiled steps (inductor builds without finite-math-only)."""
+    layer = SparseRecurrent(1, 8, cell=cell, seed=0, device=device)
+    x = torch.linspace(-1, 1, 12).view(6, 2, 1).to(device)
+    x[2, 0, 0] = spike
+    assert_backend_matches_reference(layer, "compiled", x, layer.initial_state(2), None, 1e-4)
+
+
 def test_compiled_without_grad_and_without_state_matches_reference(device, assert_rel_close):
     layer = SparseRecurrent(6, 17, cell="gru", router_keep=0.3, update_gate="rhythm", seed=3, dtype=torch.float64,
                             device=device)
