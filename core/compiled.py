@@ -26,6 +26,7 @@ import torch._dynamo
 import torch.fx.experimental._config as fx_config
 import torch.nn.functional as F
 
+from .fused_factors import refuse_double_backward
 from .routing import straight_through_scale
 from .statistics import make_trace
 from .update_gates import heaviside_straight_through, rhythm_preactivations
@@ -95,6 +96,31 @@ def _compile_settings():
     (per-step views have varying storage offsets)."""
     return (torch._dynamo.config.patch(fail_on_recompile_limit_hit=True, recompile_limit=RECOMPILE_LIMIT),
             fx_config.patch(use_duck_shape=False))
+
+
+class _FirstOrderOnly(torch.autograd.Function):
+    """Identity on a call's outputs whose backward refuses ``create_graph=True`` with a clear
+    error (:func:`~sparsernn.core.fused_factors.refuse_double_backward`): the compiled steps'
+    backward is not differentiable, and torch.compile's own error names no way out."""
+
+    @staticmethod
+    def forward(ctx, *tensors):
+        return tuple(t.view_as(t) for t in tensors)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        refuse_double_backward("compiled")
+        return grads
+
+
+def first_order_only(values: dict) -> dict:
+    """``values`` with each tensor that requires grad passed through :class:`_FirstOrderOnly`
+    (one autograd node per call): every path from a loss into the compiled steps crosses it."""
+    names = [k for k, v in values.items() if isinstance(v, torch.Tensor) and v.requires_grad]
+    if not names or not torch.is_grad_enabled():
+        return values
+    guarded = _FirstOrderOnly.apply(*(values[k] for k in names))
+    return {**values, **dict(zip(names, guarded))}
 
 
 def routed_product(values: torch.Tensor, scores: torch.Tensor, k: int, weight_t: torch.Tensor) -> torch.Tensor:
@@ -173,4 +199,6 @@ def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor,
                 opens.append(n_open)
                 open_st.append(st_sum)
     trace = make_trace(opens, open_st, imp_in, imp_h, T * B * layer.hidden_size)
-    return torch.stack(outputs), (h, c, time), trace
+    out = first_order_only({"y": torch.stack(outputs), "h": h, "c": c, **trace})
+    trace = {k: out[k] for k in trace}
+    return out["y"], (out["h"], out["c"], time), trace

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from .fused_factors import GATES, lstm_factors, single_state_factors, weight_grads
+from .fused_factors import GATES, lstm_factors, refuse_double_backward, single_state_factors, weight_grads
 from .fused_loops import loop
 from .native import native_for
 from .fused_routed import routed_group
@@ -74,11 +74,10 @@ def _run_loop(cell: str, x, h, c, alive, resets, gate_x, gate_w, params: tuple, 
         gx = torch.baddbmm(b_ih.unsqueeze(1), flat_x, w_ih.transpose(1, 2))
         gx = gx.view(groups, steps, batch, -1).transpose(0, 1)
         w_t, b_hh = w_hh.transpose(1, 2), b_hh.unsqueeze(1)
-        on_cpu = x.device.type == "cpu"
         if cell == "lstm":
-            out = loop("lstm_forward", on_cpu)(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, save)
+            out = loop("lstm_forward", x)(gx + b_hh, h, c, alive, resets, w_t, gate_x, gate_w, save)
         else:
-            out = loop(f"{cell}_forward", on_cpu)(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, save)
+            out = loop(f"{cell}_forward", x)(gx, h, alive, resets, w_t, b_hh, gate_x, gate_w, save)
     if cell == "lstm":
         y, h_last, c_last, rest = out[0], out[1], out[2], out[3:]
     else:
@@ -91,7 +90,7 @@ def _run_loop(cell: str, x, h, c, alive, resets, gate_x, gate_w, params: tuple, 
 def _native_cell_entry(cell: str, tensor: torch.Tensor, entry: str):
     """The C++ ``<cell>_<entry>`` (``group_forward`` or ``cell_backward``) of a GRU / LSTM for
     ``tensor``'s device when it applies (:func:`~sparsernn.core.native.native_for`), else None."""
-    native = None if cell == "elman" else native_for(tensor.device.type == "cpu")
+    native = None if cell == "elman" else native_for(tensor)
     return None if native is None else getattr(native, f"{cell}_{entry}")
 
 
@@ -114,6 +113,7 @@ class _FusedSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
+        refuse_double_backward()
         groups = ctx.groups
         dh, dc, da_ext = grads[groups:]
         dy = torch.stack(grads[:groups]).transpose(0, 1)  # (T, G, B, H), group-major memory as the C++ loops keep it
@@ -163,7 +163,7 @@ def _weight_grads(dgates: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Ten
     ``dgates (T, G, B, width)`` and ``inputs (T, G, B, n)``, or ``(T, B, n)`` shared by the group;
     contiguous, so autograd takes them as the parameters' gradients without a copy."""
     steps, groups, batch, width = dgates.shape
-    native = native_for(dgates.device.type == "cpu" and steps * batch * width <= NATIVE_WEIGHT_GRAD_ELEMENTS)
+    native = native_for(dgates, steps * batch * width <= NATIVE_WEIGHT_GRAD_ELEMENTS)
     if native is not None:
         return tuple(native.weight_grads(dgates, inputs))
     if inputs.dim() == 3:
@@ -178,7 +178,7 @@ def _single_state_backward(cell, dy, dh, da_ext, saved, w_hh, alive, gate_w, pre
     k_x, k_h, carry, k_a = single_state_factors(cell, saved, h_read, preact if gated else None, gate_w)
     n_gates = GATES[cell]
     extra = gate_w * da_ext if gated and gate_w is not None else None
-    dh_all, dh0 = loop("single_state_backward", dy.device.type == "cpu")(
+    dh_all, dh0 = loop("single_state_backward", dy)(
         dy.contiguous(), dh.contiguous(), _times_alive(k_h, alive), _times_alive(carry, alive),
         _times_alive(extra, alive), w_hh, n_gates)
     steps, groups, batch, hidden = dh_all.shape
@@ -195,7 +195,7 @@ def _lstm_backward(dy, dh, dc, da_ext, saved, w_hh, alive, gate_w, preact, gated
     h_read = saved[0]
     f = lstm_factors(saved[1:], h_read, preact if gated else None, gate_w)
     extra = gate_w * da_ext if gated and gate_w is not None else None
-    dh_all, e_all, dc_all, dh0, dc0 = loop("lstm_backward", dy.device.type == "cpu")(
+    dh_all, e_all, dc_all, dh0, dc0 = loop("lstm_backward", dy)(
         dy.contiguous(), dh.contiguous(), dc.contiguous(), f["k_c"].contiguous(), _times_alive(f["k_gates"], alive),
         _times_alive(f["c_carry"], alive), _times_alive(f["c_keep"], alive), _times_alive(f["h_keep"], alive),
         _times_alive(f["h_from_c"], alive), _times_alive(extra, alive), w_hh)

@@ -27,6 +27,18 @@ import torch
 from .spec import GATES_PER_CELL as GATES
 
 
+def refuse_double_backward(backend: str = "fused") -> None:
+    """Raise when a fast backend's backward runs with ``create_graph=True`` (grad mode on inside
+    it): the fused backward is hand-derived and not itself differentiable, so second-order
+    gradients through it would be silently missing (``None``); the compiled one fails in
+    torch.compile with a cryptic error. The reference backend supports them."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(f"backend='{backend}' does not support double backward (autograd.grad or backward "
+                           "with create_graph=True, e.g. for second-order gradients or gradient penalties): its "
+                           "backward pass is not differentiable. Run the layer with "
+                           "backend='reference' (set layer.backend = 'reference') for higher-order gradients.")
+
+
 def switch_factors(preact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(open, closed, sigmoid'(a))`` of the switch pre-activations, as floats."""
     is_open = (preact > 0).to(preact.dtype)

@@ -386,10 +386,11 @@ def routed_backward(cell: str, dy: torch.Tensor, dh: torch.Tensor, dc: torch.Ten
             torch.stack(dpres), torch.stack(dxs), dh, dc]
 
 
-def loop(name: str, on_cpu: bool):
-    """The loop ``name`` to run: the C++ one (:mod:`~sparsernn.core.native`) for CPU tensors
-    when it exists and was built, else the TorchScript one."""
-    native = native_for(on_cpu and name in NATIVE_FUNCTIONS)
+def loop(name: str, like: torch.Tensor):
+    """The loop ``name`` to run on tensors such as ``like``: the C++ one
+    (:mod:`~sparsernn.core.native`) for float32 / float64 CPU tensors when it exists and was
+    built, else the TorchScript one."""
+    native = native_for(like, name in NATIVE_FUNCTIONS)
     return scripted(name) if native is None else getattr(native, name)
 
 

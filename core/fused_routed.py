@@ -16,7 +16,7 @@ from typing import Optional
 
 import torch
 
-from .fused_factors import GATES, lstm_factors, single_state_factors, weight_grads
+from .fused_factors import GATES, lstm_factors, refuse_double_backward, single_state_factors, weight_grads
 from .fused_loops import scripted
 
 
@@ -44,6 +44,7 @@ class RoutedSequence(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, dh, dc, ds_ext, da_ext):
+        refuse_double_backward()
         x, alive, w_ih, w_hh, scale, down, up, gate_w, preact, scores, z, u, mask, *cell_saved = ctx.saved_tensors
         cell, gated, n_in = ctx.cell, ctx.gated, x.shape[2]
         h_read = z[..., n_in:]

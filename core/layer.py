@@ -13,7 +13,8 @@ from .masks import random_block_mask
 from .routing import ChannelRouter, keep_count
 from .spec import GATES_PER_CELL
 from .update_gates import EventGate, RhythmGate
-from .validation import (check_choice, check_fraction, check_non_negative, check_positive_int, keep_pair)
+from .validation import (check_choice, check_episode_starts, check_float_dtype, check_fraction, check_max_period,
+                         check_non_negative, check_positive_int, check_seed, keep_pair)
 
 UPDATE_GATES = (None, "rhythm", "event")
 
@@ -86,6 +87,7 @@ class SparseRecurrent(nn.Module):
         check_choice("cell", cell, list(GATES_PER_CELL))
         check_choice("update_gate", update_gate, list(UPDATE_GATES))
         check_choice("backend", backend, list(BACKENDS))
+        check_float_dtype(dtype)
         self.cell = cell
         self.density_ih = check_fraction("density_ih", density_ih)
         self.density_hh = check_fraction("density_hh", density_hh)
@@ -96,10 +98,12 @@ class SparseRecurrent(nn.Module):
         self.update_rate_weight = check_non_negative("update_rate_weight", update_rate_weight)
         self.router_balance_weight = check_non_negative("router_balance_weight", router_balance_weight)
         self.backend = backend
-        if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"seed must be an int or None; got {seed!r}")
+        if router_keep is not None:
+            router_rank = check_positive_int("router_rank", router_rank)
+        if update_gate == "rhythm":
+            rhythm_frequencies = check_positive_int("rhythm_frequencies", rhythm_frequencies)
+            rhythm_max_period = check_max_period(rhythm_max_period)
+        seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else check_seed(seed)
         self.seed = seed
         self.last_backend: str | None = None
 
@@ -115,17 +119,13 @@ class SparseRecurrent(nn.Module):
 
         self.router = None
         if self.router_keep is not None:
-            check_positive_int("router_rank", router_rank)
             self.router = ChannelRouter(I, H, router_rank, gen)
         self.keep_count_input = keep_count(self.router_keep[0], I) if self.router_keep else I
         self.keep_count_hidden = keep_count(self.router_keep[1], H) if self.router_keep else H
 
         self.gate = None
         if update_gate == "rhythm":
-            check_positive_int("rhythm_frequencies", rhythm_frequencies)
-            if not (isinstance(rhythm_max_period, (int, float)) and rhythm_max_period > 2):
-                raise ValueError(f"rhythm_max_period must be a number > 2; got {rhythm_max_period!r}")
-            self.gate = RhythmGate(H, rhythm_frequencies, float(rhythm_max_period), gen)
+            self.gate = RhythmGate(H, rhythm_frequencies, rhythm_max_period, gen)
         elif update_gate == "event":
             self.gate = EventGate(I, H, gen)
         self.to(dtype=dtype or torch.get_default_dtype(), device=device)
@@ -148,10 +148,36 @@ class SparseRecurrent(nn.Module):
         return int(self.mask_ih.sum()), int(self.mask_hh.sum())
 
     def effective_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(W_ih ⊙ mask_ih, W_hh ⊙ mask_hh)``; a dense block is returned as is."""
+        """``(W_ih ⊙ mask_ih, W_hh ⊙ mask_hh)``; a block whose mask is all True is returned as is
+        (the densities are those of the masks: :meth:`_load_from_state_dict` resets them)."""
         w_ih = self.weight_ih if self.density_ih == 1.0 else self.weight_ih * self.mask_ih
         w_hh = self.weight_hh if self.density_hh == 1.0 else self.weight_hh * self.mask_hh
         return w_ih, w_hh
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        """Load as ``nn.Module`` does, then let the loaded masks govern: ``density_ih`` /
+        ``density_hh`` become the masks' realised densities (1.0 only for an all-True mask, so a
+        layer built dense that loads a sparse layer's masks multiplies them in, and its masked
+        weights get zero gradient), and masked weights are set to exactly zero."""
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        with torch.no_grad():
+            for block in ("ih", "hh"):
+                mask = getattr(self, f"mask_{block}")
+                kept = int(mask.sum())
+                density = 1.0 if kept == mask.numel() else kept / mask.numel()
+                self.__dict__[f"density_{block}"] = density
+                if density < 1.0:
+                    getattr(self, f"weight_{block}").mul_(mask)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What ``copy.deepcopy`` and pickling copy: the module, with the last call's trace
+        detached (it holds tensors of the caller's autograd graph, which deepcopy refuses)."""
+        state = self.__dict__.copy()
+        trace = state.get("_last_trace")
+        if trace is not None:
+            state["_last_trace"] = {key: value.detach() if isinstance(value, torch.Tensor) else value
+                                    for key, value in trace.items()}
+        return state
 
     # ----------------------------------------------------------------- state
     def initial_state(self, batch_size: int) -> torch.Tensor:
@@ -241,6 +267,7 @@ class SparseRecurrent(nn.Module):
                                  f"got {tuple(episode_starts.shape)}")
             if episode_starts.device != ref.device:
                 raise ValueError(f"episode_starts is on {episode_starts.device} but the layer is on {ref.device}")
+            check_episode_starts(episode_starts)
 
     # ------------------------------------------------------- stats and losses
     def statistics(self) -> dict[str, float]:

@@ -29,6 +29,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional
 
+import torch
+
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("module.cpp", "fused_forward.cpp", "fused_backward.cpp")
 #: Drop-in replacements of the TorchScript loops of the same name.
@@ -61,10 +63,16 @@ def extension_name() -> str:
     return f"sparsernn_fused_cpu_{digest.hexdigest()[:12]}"
 
 
-def native_for(on_cpu: bool) -> Optional[ModuleType]:
-    """The extension for tensors on a CPU (``on_cpu``) when it is enabled and built, else None:
-    the one test every caller of the C++ loops makes."""
-    return native_loops() if on_cpu and native_enabled() else None
+#: The dtypes the C++ loops take; other dtypes (float16, bfloat16) run the TorchScript loops.
+NATIVE_DTYPES = (torch.float32, torch.float64)
+
+
+def native_for(like: torch.Tensor, applies: bool = True) -> Optional[ModuleType]:
+    """The extension for tensors such as ``like`` (on a CPU, float32 or float64) when it is
+    enabled and built and the caller's own condition ``applies``, else None: the one test every
+    caller of the C++ loops makes."""
+    usable = applies and like.device.type == "cpu" and like.dtype in NATIVE_DTYPES
+    return native_loops() if usable and native_enabled() else None
 
 
 @functools.cache

@@ -3,7 +3,23 @@ names the argument, the value given and what is allowed."""
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Iterable, Sequence
+
+import torch
+
+#: Seeds ``torch.Generator.manual_seed`` takes: 0 .. 2**64 - 1.
+SEED_MAX = 2**64 - 1
+
+
+def _is_int(value: object) -> bool:
+    """An integer (Python or numpy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: object) -> bool:
+    """A real number (Python or numpy int / float), not a bool (numpy bools are not Real)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
@@ -14,7 +30,7 @@ def check_choice(name: str, value: object, allowed: Sequence[object]) -> None:
 
 def check_positive_int(name: str, value: object) -> int:
     """Return ``value`` as ``int`` if it is a positive integer, else raise."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not _is_int(value):
         raise TypeError(f"{name} must be a positive int; got {value!r} of type {type(value).__name__}")
     if value < 1:
         raise ValueError(f"{name} must be a positive int; got {value}")
@@ -23,7 +39,7 @@ def check_positive_int(name: str, value: object) -> int:
 
 def check_fraction(name: str, value: object) -> float:
     """Return ``value`` as ``float`` if it lies in (0, 1], else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not _is_real(value):
         raise TypeError(f"{name} must be a float in (0, 1]; got {value!r} of type {type(value).__name__}")
     value = float(value)
     if not (0.0 < value <= 1.0) or math.isnan(value):
@@ -33,12 +49,48 @@ def check_fraction(name: str, value: object) -> float:
 
 def check_non_negative(name: str, value: object) -> float:
     """Return ``value`` as ``float`` if it is a finite number >= 0, else raise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not _is_real(value):
         raise TypeError(f"{name} must be a number >= 0; got {value!r} of type {type(value).__name__}")
     value = float(value)
     if not (value >= 0.0) or math.isinf(value):
         raise ValueError(f"{name} must be a finite number >= 0; got {value}")
     return value
+
+
+def check_seed(value: object) -> int:
+    """Return ``value`` as ``int`` if it is an integer seed in ``[0, SEED_MAX]``, else raise."""
+    if not _is_int(value):
+        raise TypeError(f"seed must be an int in [0, 2**64 - 1] or None; got {value!r} of type {type(value).__name__}")
+    if not 0 <= int(value) <= SEED_MAX:
+        raise ValueError(f"seed must be an int in [0, 2**64 - 1] (what torch.Generator takes); got {value}")
+    return int(value)
+
+
+def check_max_period(value: object) -> float:
+    """Return the rhythm's ``rhythm_max_period`` as ``float`` if it is a finite number > 2, else raise."""
+    if not _is_real(value):
+        raise TypeError(f"rhythm_max_period must be a number > 2; got {value!r} of type {type(value).__name__}")
+    value = float(value)
+    if not (2.0 < value < math.inf):
+        raise ValueError(f"rhythm_max_period must be a finite number > 2; got {value}")
+    return value
+
+
+def check_float_dtype(dtype: object) -> None:
+    """Raise unless ``dtype`` is None or a floating-point ``torch.dtype``."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise TypeError(f"dtype must be a floating-point torch.dtype (float16, bfloat16, float32, float64) or None; "
+                        f"got {dtype!r}")
+
+
+def check_episode_starts(episode_starts: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless every entry of ``episode_starts`` is 0 or 1 (a bool tensor
+    needs no look; otherwise one reduction and one host sync)."""
+    if episode_starts.dtype == torch.bool:
+        return
+    if episode_starts.is_complex() or not bool(((episode_starts == 0) | (episode_starts == 1)).all()):
+        bad = episode_starts[(episode_starts != 0) & (episode_starts != 1)].flatten()[:3].tolist()
+        raise ValueError(f"episode_starts must hold only 0 and 1 (or be a bool tensor); got values such as {bad}")
 
 
 def keep_pair(value: object) -> tuple[float, float] | None:

@@ -208,7 +208,7 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
         const T vc = dcp[s + j];
         const T ig = acp[4 * o + j], fg = acp[4 * o + H + j], og = acp[4 * o + 2 * H + j], gg = acp[4 * o + 3 * H + j];
         const T cn = cnp[o + j], cr = crp[o + j];
-        const T tc = std::tanh(cn);
+        const T tc = tanh_sat<T>(cn);
         const T e = vc + vh * og * (T(1) - tc * tc);
         T u = T(1), b = T(0);
         if constexpr (GATED) {

@@ -17,8 +17,40 @@ namespace sparsernn {
 using at::Tensor;
 using OptTensor = c10::optional<Tensor>;
 
+// Overflow-safe sigmoid and tanh. The loops build with -ffast-math (finite-math-only, so GCC
+// vectorises exp/tanh with libmvec), under which exp(x) that overflows, and anything computed
+// from its inf, is undefined: an input of 500 gave NaN. So neither function ever sees an
+// argument whose exp overflows:
+// - sigmoid takes exp of -|v| only (it underflows to 0, it never overflows); v >= 0 gives
+//   1 / (1 + exp(-v)) as before, v < 0 the same value written exp(v) / (1 + exp(v)); |v| is
+//   capped where exp(-|v|) is already 0 (or the smallest subnormal) in T. From
+//   v >= kSigmoidOne<T> on, where the true sigmoid rounds to 1 in T, it is exactly 1: fast-math's
+//   division (a reciprocal estimate) gives 1 - ulp there, and its derivative s (1 - s) times a
+//   huge input was a huge wrong weight gradient.
+// - tanh is exactly +-1 from |v| >= kTanhSaturated<T> on, where the true tanh rounds to +-1 in T
+//   (as the reference's does; libmvec's tanh may return 1 - ulp there, and then the derivative
+//   1 - tanh^2 times a huge input is a huge wrong gradient); below it, std::tanh of v.
+// Both stay branch-free (selects and min/max), so the loops keep vectorising; for ordinary
+// inputs the results are those of before (within an ulp for sigmoid of a negative argument).
+template <typename T> constexpr T kExpUnderflow = T(745);  // exp(-745) < the smallest double
+template <> constexpr float kExpUnderflow<float> = 104.0f;  // exp(-104) < the smallest float
+template <typename T> constexpr T kSigmoidOne = T(38);      // exp(-38) ~ 3.1e-17 < eps(double) / 4
+template <> constexpr float kSigmoidOne<float> = 17.5f;       // exp(-17.5) ~ 2.5e-8 < eps(float) / 4
+template <typename T> constexpr T kTanhSaturated = T(19.5);  // 1 - tanh(19.5) ~ 2.3e-17 < eps(double) / 4
+template <> constexpr float kTanhSaturated<float> = 9.5f;     // 1 - tanh(9.5) ~ 1.1e-8 < eps(float) / 4
+
 template <typename T>
-inline T sigmoid(T v) { return T(1) / (T(1) + std::exp(-v)); }
+inline T sigmoid(T v) {
+  const T e = std::exp(-std::min(std::abs(v), kExpUnderflow<T>));
+  const T s = T(1) / (T(1) + e);
+  return v >= kSigmoidOne<T> ? T(1) : (v >= T(0) ? s : e * s);
+}
+
+template <typename T>
+inline T tanh_sat(T v) {
+  const T t = std::tanh(std::min(std::max(v, -kTanhSaturated<T>), kTanhSaturated<T>));
+  return std::abs(v) >= kTanhSaturated<T> ? std::copysign(T(1), v) : t;
+}
 
 inline const Tensor* opt(const OptTensor& t) { return t.has_value() && t->defined() ? &*t : nullptr; }
 

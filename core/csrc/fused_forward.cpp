@@ -95,7 +95,7 @@ std::vector<Tensor> gru_forward_impl(Tensor gx, Tensor h0, OptTensor alive_o, co
         const T rr = sigmoid<T>(xr[j] + (hr_[j] + bb[j]));
         const T zz = sigmoid<T>(xr[H + j] + (hr_[H + j] + bb[H + j]));
         const T gn = hr_[2 * H + j] + bb[2 * H + j];
-        const T nn = std::tanh(xr[2 * H + j] + rr * gn);
+        const T nn = tanh_sat<T>(xr[2 * H + j] + rr * gn);
         sh[j] = hold;
         srz[j] = rr;
         srz[H + j] = zz;
@@ -174,7 +174,7 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
         const T cold = cv[j];
         const T ig = sigmoid<T>(xr[j] + pr[j]);
         const T fg = sigmoid<T>(xr[H + j] + pr[H + j]);
-        const T gg = std::tanh(xr[2 * H + j] + pr[2 * H + j]);
+        const T gg = tanh_sat<T>(xr[2 * H + j] + pr[2 * H + j]);
         const T og = sigmoid<T>(xr[3 * H + j] + pr[3 * H + j]);
         const T cn = fg * cold + ig * gg;
         sh[j] = hv[j];
@@ -185,7 +185,7 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
         sa[2 * H + j] = og;
         sa[3 * H + j] = gg;
         cn_out[j] = cn;
-        yv[j] = og * std::tanh(cn);
+        yv[j] = og * tanh_sat<T>(cn);
       }
       if (gate_x)
         close_switches<T>(yv, cn_out, hv, cv, in.gate_x.data_ptr<T>() + row * H,

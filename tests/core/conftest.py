@@ -39,9 +39,9 @@ def _run_with_grads(layer, x, state, episode_starts):
     state = state.detach().clone().requires_grad_(True) if state is not None else None
     layer.zero_grad(set_to_none=True)
     y, final = layer(x, state, episode_starts)
-    gen = torch.Generator().manual_seed(123)
-    w_y = torch.randn(y.shape, generator=gen, dtype=y.dtype)
-    w_s = torch.randn(final.shape, generator=gen, dtype=y.dtype)
+    gen = torch.Generator().manual_seed(123)  # drawn on the CPU, so every device sees the same functional
+    w_y = torch.randn(y.shape, generator=gen, dtype=y.dtype).to(y.device)
+    w_s = torch.randn(final.shape, generator=gen, dtype=y.dtype).to(y.device)
     loss = (y * w_y).sum() + (final * w_s).sum() + layer.aux_loss()
     loss.backward()
     grads = {"x": x.grad, "state": state.grad if state is not None else None}
@@ -50,14 +50,34 @@ def _run_with_grads(layer, x, state, episode_starts):
 
 
 def random_sequence(layer, seed: int, steps: int, batch: int, reset_rate: float):
-    """Fresh float64 ``x (T, B, I)``, ``state (B, state_size)`` (rhythm time indices in [0, 50))
-    and 0/1 ``episode_starts (T, B)`` for ``layer``."""
+    """Fresh ``x (T, B, I)``, ``state (B, state_size)`` (rhythm time indices in [0, 50))
+    and 0/1 ``episode_starts (T, B)`` for ``layer``, in its dtype and on its device (drawn on
+    the CPU in float64, so every device and dtype sees the same values)."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(steps, batch, layer.input_size, generator=gen, dtype=torch.float64)
     state = torch.randn(batch, layer.state_size, generator=gen, dtype=torch.float64)
     if layer.update_gate == "rhythm":
         state[:, -1] = torch.randint(0, 50, (batch,), generator=gen).double()
     starts = (torch.rand(steps, batch, generator=gen) < reset_rate).double()
+    like = layer.weight_hh
+    return x.to(like), state.to(like), starts.to(like)
+
+
+#: Finite extremes the layers must take: pre-activations far past the point where every
+#: sigmoid / tanh saturates (exp of them overflows in float32 and, for 1e30, in float64).
+EXTREMES = (500.0, -500.0, 1e4, -1e4, 1e30, -1e30)
+
+
+def extreme_sequence(layer, seed: int, steps: int, batch: int, reset_rate: float):
+    """:func:`random_sequence` with spikes: about one input entry in six replaced by one of
+    :data:`EXTREMES` (every one of them at least once), the rest ordinary."""
+    x, state, starts = random_sequence(layer, seed, steps, batch, reset_rate)
+    gen = torch.Generator().manual_seed(seed + 1)
+    spikes = torch.rand(x.shape, generator=gen) < 1 / 6
+    spikes.view(-1)[:len(EXTREMES)] = True
+    values = torch.tensor(EXTREMES, dtype=torch.float64)[torch.randint(len(EXTREMES), x.shape, generator=gen)]
+    values.view(-1)[:len(EXTREMES)] = torch.tensor(EXTREMES, dtype=torch.float64)
+    x = torch.where(spikes.to(x.device), values.to(x), x)
     return x, state, starts
 
 
