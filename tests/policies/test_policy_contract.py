@@ -128,16 +128,6 @@ def test_adapter_runs_layers_on_the_fused_backend(options, kernel, expected):
     assert core.last_kernel == expected
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_trains_and_predicts_on_cuda():
-    env = make_vec_env(CARTPOLE, n_envs=2, seed=0)
-    model = RecurrentPPO(SparseRecurrentPolicy, env, n_steps=8, batch_size=16, n_epochs=1, device="cuda",
-                         policy_kwargs={"hidden_size": 8, "density_hh": 0.5})
-    model.learn(32)
-    assert model.policy.lstm_actor.layer.weight_hh.is_cuda
-    model.predict(env.reset())
-
-
 class TestGroupedActorCritic:
     @pytest.mark.parametrize("env_id, options", [(CARTPOLE, {"cell": "lstm"}), (PENDULUM, {"cell": "lstm"}),
                                                  (CARTPOLE, {"cell": "gru", "update_gate": "event"})])
