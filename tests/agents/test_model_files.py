@@ -196,6 +196,16 @@ class TestOverwriteAndResume:
         from_checkpoint = train(CARTPOLE, 32, resume=checkpoint, eval_episodes=0, n_envs=2)
         assert from_checkpoint.model.num_timesteps == 64
 
+    def test_cli_resume_and_overwrite(self, tmp_path, capsys):
+        common = ["--env", CARTPOLE, "--n-envs", "2", "--hidden-size", "8", "--n-steps", "16", "--batch-size", "32",
+                  "--n-epochs", "1", "--eval-episodes", "0", "--no-progress-bar", "--normalize"]
+        assert main(["train", *common, "--total-timesteps", "32", "--save-dir", str(tmp_path)]) == 0
+        with pytest.warns(UserWarning, match="saved model's policy and PPO settings are used"):
+            assert main(["train", *common, "--total-timesteps", "32", "--save-dir", str(tmp_path), "--overwrite",
+                         "--resume", str(tmp_path / "model.zip")]) == 0
+        assert load_model(tmp_path / "model.zip").num_timesteps == 64
+        capsys.readouterr()
+
     def test_resume_needs_a_model_file(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="missing.zip"):
             train(CARTPOLE, 32, resume=tmp_path / "missing.zip")
