@@ -191,12 +191,12 @@ def _resume(path: Path, env_id: str, algo: str, n_envs: int, seed: int | None, e
             normalize: bool | dict[str, Any], device: str, tensorboard_log: str | None,
             verbose: int) -> tuple[BaseAlgorithm, VecEnv]:
     """The model at ``path`` on a fresh ``env_id`` env, with the normalisation statistics saved beside it."""
-    env = make_env(env_id, n_envs, seed, env_kwargs)
     stats = normalization_path(path)
+    if normalize and not stats.is_file():
+        raise FileNotFoundError(f"normalize is set but the checkpoint '{path}' has no statistics at '{stats}'")
+    env = make_env(env_id, n_envs, seed, env_kwargs)
     if stats.is_file():
         env = load_normalization(stats, env, training=True)
-    elif normalize:
-        raise FileNotFoundError(f"normalize is set but the checkpoint '{path}' has no statistics at '{stats}'")
     model = load_model(path, algo, device, env=env, tensorboard_log=tensorboard_log, verbose=verbose)
     if seed is not None:
         model.set_random_seed(seed)
