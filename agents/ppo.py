@@ -8,6 +8,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import explained_variance
@@ -27,12 +28,37 @@ def folderless_logger(verbose: int = 0) -> Logger:
     return Logger(folder=None, output_formats=[HumanOutputFormat(sys.stdout)] if verbose >= 1 else [])
 
 
+class FolderlessLogging:
+    """Mixin for SB3 algorithms: with no ``tensorboard_log`` and no logger set, ``learn()`` logs through
+    :func:`folderless_logger` (nothing is written outside the directories the user names)."""
+
+    def _setup_learn(self, total_timesteps: int, callback: Any = None, reset_num_timesteps: bool = True,
+                     tb_log_name: str = "run", progress_bar: bool = False) -> tuple[int, Any]:
+        """SB3's, with a :func:`folderless_logger` instead of SB3's ``<tmp>/SB3-<time>`` default."""
+        if self._custom_logger or self.tensorboard_log is not None:
+            return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        self._logger = folderless_logger(self.verbose)
+        self._custom_logger = True  # so that SB3 keeps it for this call ...
+        try:
+            return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        finally:
+            self._custom_logger = False  # ... and a later tensorboard_log still takes effect
+
+
+class StockRecurrentPPO(FolderlessLogging, RecurrentPPO):
+    """sb3-contrib's ``RecurrentPPO``, unchanged but for :class:`FolderlessLogging`."""
+
+
+class StockPPO(FolderlessLogging, PPO):
+    """SB3's ``PPO``, unchanged but for :class:`FolderlessLogging`."""
+
+
 def _mean(values: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
     """Mean over the real (unpadded) entries."""
     return values.mean() if mask is None else values[mask].mean()
 
 
-class SparseRecurrentPPO(RecurrentPPO):
+class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
     """:class:`~sb3_contrib.RecurrentPPO` that adds the policy's ``aux_loss()`` and batches whole sequences.
 
     Two changes, PPO's semantics otherwise unchanged (same advantages, clipped
@@ -93,19 +119,6 @@ class SparseRecurrentPPO(RecurrentPPO):
         if self.batch_size % length:
             raise ValueError(f"batch_size must be a multiple of chunk_length (whole sequences per minibatch); "
                              f"got batch_size={self.batch_size}, chunk_length={length} (n_steps={self.n_steps})")
-
-    def _setup_learn(self, total_timesteps: int, callback: Any = None, reset_num_timesteps: bool = True,
-                     tb_log_name: str = "run", progress_bar: bool = False) -> tuple[int, Any]:
-        """SB3's, but with no ``tensorboard_log`` and no logger set, a :func:`folderless_logger`
-        (nothing is written outside the directories the user names)."""
-        if self._custom_logger or self.tensorboard_log is not None:
-            return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
-        self._logger = folderless_logger(self.verbose)
-        self._custom_logger = True  # so that SB3 keeps it for this call ...
-        try:
-            return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
-        finally:
-            self._custom_logger = False  # ... and a later tensorboard_log still takes effect
 
     def _aux_loss(self) -> th.Tensor | None:
         aux = getattr(self.policy, "aux_loss", None)

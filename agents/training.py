@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sb3_contrib import RecurrentPPO
-from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -22,10 +20,12 @@ from .callbacks import SparsityLoggerCallback
 from .config import parse_policy_kwargs, parse_ppo_kwargs
 from .model_files import (AtomicCheckpointCallback, check_model_file, check_spaces, load_normalization,
                           normalization_path, reading_model, save_model, save_normalization)
-from .ppo import SparseRecurrentPPO, folderless_logger
+from .ppo import SparseRecurrentPPO, StockPPO, StockRecurrentPPO
 
-#: Algorithms by name: ours, sb3-contrib's stock one, and feed-forward PPO.
-ALGOS: dict[str, type[BaseAlgorithm]] = {"sparse": SparseRecurrentPPO, "recurrent": RecurrentPPO, "ppo": PPO}
+#: Algorithms by name: ours, sb3-contrib's stock one, and feed-forward PPO (the stock ones unchanged
+#: but for a logger that writes no ``<tmp>/SB3-<time>`` folder when no ``tensorboard_log`` is given).
+ALGOS: dict[str, type[BaseAlgorithm]] = {"sparse": SparseRecurrentPPO, "recurrent": StockRecurrentPPO,
+                                         "ppo": StockPPO}
 DEFAULT_POLICIES = {"sparse": "SparseRecurrentPolicy", "recurrent": "MlpLstmPolicy", "ppo": "MlpPolicy"}
 
 
@@ -148,8 +148,6 @@ def train(env_id: str, total_timesteps: int = 100_000, *, algo: str = "sparse", 
         if policy is not None or args["policy_kwargs"] or args["ppo_kwargs"]:
             warnings.warn(f"resuming from '{resume}': the saved model's policy and PPO settings are used; "
                           "policy, policy_kwargs and ppo_kwargs are ignored", stacklevel=2)
-    if tensorboard_log is None:
-        model.set_logger(folderless_logger(args["verbose"]))  # SB3's default makes <tmp>/SB3-<time>
     callbacks = [SparsityLoggerCallback()]
     normalized = isinstance(env, VecNormalize)
     if args["checkpoint_freq"]:
