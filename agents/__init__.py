@@ -2,8 +2,10 @@
 from .buffers import SequenceRolloutBuffer
 from .callbacks import SparsityLoggerCallback
 from .config import load_config
-from .ppo import SparseRecurrentPPO
+from .model_files import ModelFileError, load_normalization, save_normalization
+from .ppo import SparseRecurrentPPO, folderless_logger
 from .training import ALGOS, EvalResult, TrainResult, evaluate, load_model, make_env, train
 
 __all__ = ["SparseRecurrentPPO", "SequenceRolloutBuffer", "SparsityLoggerCallback", "train", "evaluate",
-           "load_model", "make_env", "load_config", "EvalResult", "TrainResult", "ALGOS"]
+           "load_model", "make_env", "load_config", "EvalResult", "TrainResult", "ALGOS", "ModelFileError",
+           "load_normalization", "save_normalization", "folderless_logger"]

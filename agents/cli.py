@@ -6,33 +6,57 @@ Examples::
         --cell gru --density-hh 0.1 --seed 0 --tensorboard runs/ --save-dir runs/gru_d01
     python -m sparsernn.agents train --env CartPole-v1 --algo ppo --total-timesteps 50000
     python -m sparsernn.agents evaluate runs/gru_d01/model.zip --env sparsernn/CartPoleNoVel-v1
+    python -m sparsernn.agents train --config agents/configs/cartpole_novel.yaml \
+        --resume runs/gru_d01/checkpoints/model_50000_steps.zip --total-timesteps 50000 --save-dir runs/gru_d01b
 
 Flags override the configuration file; YAML keys are ``train``'s keyword
-arguments (see :mod:`sparsernn.agents.config`).
+arguments (see :mod:`sparsernn.agents.config`). Every argument is checked before
+any env or model is built: a bad value exits with status 2 and names the flag or key.
 """
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
+from .arguments import as_count, as_seed
 from .config import load_config
-from .training import ALGOS, VECNORMALIZE_FILE, evaluate, load_model, train
+from .model_files import normalization_path
+from .training import ALGOS, check_train_call, evaluate, load_model, train
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= ``minimum`` (``1e3`` accepted)."""
+    def parse(text: str) -> int:
+        try:
+            return as_count("value", int(text) if text.strip().lstrip("+-").isdigit() else float(text), minimum)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}; got {text!r}") from None
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
+def seed(text: str) -> int:
+    """An argparse type: a seed in [0, 2**32)."""
+    try:
+        return as_seed("seed", int(text))
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"expected a whole number in [0, 2**32); got {text!r}") from None
 
 # (flag, key, type, help) of the options that go to policy_kwargs and ppo_kwargs.
 LAYER_FLAGS = (
     ("--cell", "cell", str, "gru, lstm or elman"),
-    ("--hidden-size", "hidden_size", int, "recurrent units"),
+    ("--hidden-size", "hidden_size", count(1), "recurrent units"),
     ("--density-ih", "density_ih", float, "input->hidden density in (0, 1]"),
     ("--density-hh", "density_hh", float, "hidden->hidden density in (0, 1]"),
-    ("--param-budget", "param_budget", int, "trainable recurrent weights (with --hidden-proportion)"),
+    ("--param-budget", "param_budget", count(1), "trainable recurrent weights (with --hidden-proportion)"),
     ("--hidden-proportion", "hidden_proportion", float, "N_hh / (N_ih + N_hh) in (0, 1)"),
-    ("--router-rank", "router_rank", int, "rank of the router's context term"),
+    ("--router-rank", "router_rank", count(0), "rank of the router's context term"),
     ("--update-gate", "update_gate", str, "rhythm or event (selective update)"),
-    ("--rhythm-frequencies", "rhythm_frequencies", int, "sinusoids of the rhythm gate"),
+    ("--rhythm-frequencies", "rhythm_frequencies", count(1), "sinusoids of the rhythm gate"),
     ("--rhythm-max-period", "rhythm_max_period", float, "longest rhythm period"),
     ("--target-update-rate", "target_update_rate", float, "update-rate target of the aux loss"),
     ("--update-rate-weight", "update_rate_weight", float, "weight of the update-rate term"),
@@ -41,9 +65,9 @@ LAYER_FLAGS = (
     ("--kernel", "kernel", str, "fused or core (see SparseRecurrentPolicy)"),
 )
 PPO_FLAGS = (
-    ("--n-steps", "n_steps", int, "rollout steps per env"),
-    ("--batch-size", "batch_size", int, "minibatch size"),
-    ("--n-epochs", "n_epochs", int, "epochs per update"),
+    ("--n-steps", "n_steps", count(1), "rollout steps per env"),
+    ("--batch-size", "batch_size", count(1), "minibatch size"),
+    ("--n-epochs", "n_epochs", count(1), "epochs per update"),
     ("--learning-rate", "learning_rate", str, "number or lin_<start>"),
     ("--clip-range", "clip_range", str, "number or lin_<start>"),
     ("--gamma", "gamma", float, "discount"),
@@ -52,7 +76,7 @@ PPO_FLAGS = (
     ("--vf-coef", "vf_coef", float, "value-loss coefficient"),
     ("--max-grad-norm", "max_grad_norm", float, "gradient clipping"),
     ("--aux-loss-coef", "aux_loss_coef", float, "weight of the layers' aux loss (algo sparse)"),
-    ("--chunk-length", "chunk_length", int, "training sequence length (algo sparse; divides n_steps)"),
+    ("--chunk-length", "chunk_length", count(1), "training sequence length (algo sparse; divides n_steps)"),
 )
 
 
@@ -70,28 +94,34 @@ def build_parser() -> argparse.ArgumentParser:
         options = tr.add_argument_group(group)
         for flag, key, kind, help_text in flags:
             options.add_argument(flag, dest=key, type=kind, help=help_text)
-    tr.add_argument("--total-timesteps", type=int)
-    tr.add_argument("--n-envs", type=int)
-    tr.add_argument("--seed", type=int)
+    tr.add_argument("--total-timesteps", type=count(1), help="steps to train (with --resume: steps added)")
+    tr.add_argument("--n-envs", type=count(1))
+    tr.add_argument("--seed", type=seed)
     tr.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="VecNormalize the envs")
     tr.add_argument("--tensorboard", dest="tensorboard_log", help="TensorBoard log directory")
-    tr.add_argument("--save-dir", help="where model.zip, vecnormalize.pkl and checkpoints go")
-    tr.add_argument("--checkpoint-freq", type=int, help="env steps between checkpoints (needs --save-dir)")
-    tr.add_argument("--eval-freq", type=int, help="env steps between evaluations (needs --save-dir)")
-    tr.add_argument("--eval-episodes", type=int, help="episodes of the final evaluation")
+    tr.add_argument("--save-dir", help="where model.zip, model.vecnormalize.json and checkpoints go")
+    tr.add_argument("--overwrite", action="store_true", default=None,
+                    help="replace the model.zip of an existing --save-dir (refused otherwise)")
+    tr.add_argument("--resume", metavar="PATH",
+                    help="continue a saved model or checkpoint (weights, step count, normalisation statistics)")
+    tr.add_argument("--checkpoint-freq", type=count(0), help="env steps between checkpoints (needs --save-dir)")
+    tr.add_argument("--eval-freq", type=count(0), help="env steps between evaluations (needs --save-dir)")
+    tr.add_argument("--eval-episodes", type=count(0), help="episodes of the final evaluation (0: none)")
     tr.add_argument("--progress-bar", action=argparse.BooleanOptionalAction, default=None)
     tr.add_argument("--device", help="auto, cpu or cuda")
-    tr.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
-    tr.add_argument("-v", "--verbose", type=int)
+    tr.add_argument("--threads", type=count(0), default=1, help="torch threads (0: torch's default)")
+    tr.add_argument("-v", "--verbose", type=count(0))
     ev = commands.add_parser("evaluate", help="evaluate a saved model")
     ev.add_argument("model", help="path of a saved model (.zip)")
     ev.add_argument("--env", dest="env_id", required=True)
     ev.add_argument("--algo", choices=list(ALGOS), default="sparse")
-    ev.add_argument("--vecnormalize", help=f"saved VecNormalize stats (default: {VECNORMALIZE_FILE} beside the model)")
-    ev.add_argument("--episodes", type=int, default=10)
-    ev.add_argument("--seed", type=int)
+    ev.add_argument("--vecnormalize", metavar="PATH",
+                    help="normalisation statistics (JSON written by train; default: <model>.vecnormalize.json "
+                         "beside the model, if present). Pickles are never read.")
+    ev.add_argument("--episodes", type=count(1), default=10)
+    ev.add_argument("--seed", type=seed)
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
-    ev.add_argument("--threads", type=int, default=1)
+    ev.add_argument("--threads", type=count(0), default=1)
     return parser
 
 
@@ -112,7 +142,8 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             ppo_kwargs[key] = getattr(args, key)
     kwargs["policy_kwargs"], kwargs["ppo_kwargs"] = policy_kwargs, ppo_kwargs
     for key in ("env_id", "algo", "policy", "total_timesteps", "n_envs", "seed", "normalize", "tensorboard_log",
-                "save_dir", "checkpoint_freq", "eval_freq", "eval_episodes", "progress_bar", "device", "verbose"):
+                "save_dir", "checkpoint_freq", "eval_freq", "eval_episodes", "progress_bar", "device", "verbose",
+                "overwrite", "resume"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     kwargs.setdefault("progress_bar", True)
@@ -121,26 +152,40 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     return kwargs
 
 
+def _checked_train_kwargs(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """``train_kwargs(args)`` checked as ``train`` checks them; a bad value exits with status 2."""
+    try:
+        kwargs = train_kwargs(args)
+        check_train_call(**kwargs)
+    except (TypeError, ValueError, FileExistsError, FileNotFoundError) as error:
+        parser.error(str(error))
+    return kwargs
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the exit status (2 for bad arguments, before any work)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.command == "train":
-        result = train(**train_kwargs(args))
+        result = train(**_checked_train_kwargs(parser, args))
         report = {"model": str(result.model_path) if result.model_path else None}
         if result.evaluation is not None:
             report.update(mean_return=result.evaluation.mean_return, std_return=result.evaluation.std_return,
                           success_rate=result.evaluation.success_rate)
         print(json.dumps(report))
         return 0
-    model = load_model(args.model, args.algo)
     stats = args.vecnormalize
-    beside = Path(args.model).with_name(VECNORMALIZE_FILE)
+    beside = normalization_path(args.model)
     if stats is None and beside.is_file():
-        stats = beside
-    evaluation = evaluate(model, args.env_id, args.episodes, vec_normalize=stats,
-                          deterministic=not args.stochastic, seed=args.seed)
+        stats = beside  # our JSON: reading it runs no code, unlike the pickles SB3 writes
+    try:
+        model = load_model(args.model, args.algo)
+        evaluation = evaluate(model, args.env_id, args.episodes, vec_normalize=stats,
+                              deterministic=not args.stochastic, seed=args.seed)
+    except (ValueError, FileNotFoundError) as error:  # a damaged file, a missing one, an env that does not fit
+        raise SystemExit(f"{parser.prog} evaluate: error: {error}") from None
     print(json.dumps({"mean_return": evaluation.mean_return, "std_return": evaluation.std_return,
                       "success_rate": evaluation.success_rate, "returns": evaluation.returns}))
     return 0

@@ -18,6 +18,7 @@ activation names (``relu``, ``tanh``, ``elu``, ``leaky_relu``, ``gelu``,
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,21 @@ from torch import nn
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU,
                                            "leaky_relu": nn.LeakyReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading floats as YAML 1.2 does: ``1e3`` and ``1e-3`` are numbers, not strings
+    (YAML 1.1, PyYAML's default, needs a dot: ``1.0e3``)."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                   |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)
+                   |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
 SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 #: Top-level keys a configuration file may hold (the keyword arguments of ``train``).
 CONFIG_KEYS = ("env_id", "total_timesteps", "algo", "policy", "policy_kwargs", "ppo_kwargs", "n_envs",
@@ -38,12 +54,19 @@ CONFIG_KEYS = ("env_id", "total_timesteps", "algo", "policy", "policy_kwargs", "
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a YAML configuration; unknown top-level keys are an error."""
+    """Read a YAML configuration; unknown top-level keys are an error.
+
+    ``1e3`` is read as the number 1000.0 (YAML 1.2); :func:`~sparsernn.agents.train` accepts
+    floats with an integer value for counts and checks every value before any work.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     with path.open() as handle:
-        config = yaml.safe_load(handle) or {}
+        try:
+            config = yaml.load(handle, Loader=ConfigLoader) or {}
+        except yaml.YAMLError as error:
+            raise ValueError(f"config file {str(path)!r} is not valid YAML: {error}") from None
     if not isinstance(config, dict):
         raise ValueError(f"config file {str(path)!r} must hold a mapping; got {type(config).__name__}")
     unknown = sorted(set(config) - set(CONFIG_KEYS))

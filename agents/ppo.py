@@ -1,12 +1,15 @@
 """``SparseRecurrentPPO``: RecurrentPPO with the core layers' auxiliary losses and unpadded minibatches."""
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib import RecurrentPPO
+from stable_baselines3 import PPO
+from stable_baselines3.common.logger import HumanOutputFormat, Logger
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import explained_variance
 
@@ -15,12 +18,47 @@ from sparsernn.policies import SparseRecurrentPolicy
 from .buffers import SequenceRolloutBuffer
 
 
+def folderless_logger(verbose: int = 0) -> Logger:
+    """SB3's logger without a folder: stdout when ``verbose >= 1``, else nothing.
+
+    SB3's default (``configure_logger`` with no ``tensorboard_log``) calls
+    ``configure(None, ...)``, which creates an empty ``<tmp>/SB3-<time>`` folder
+    on every ``learn()``; this one writes nowhere.
+    """
+    return Logger(folder=None, output_formats=[HumanOutputFormat(sys.stdout)] if verbose >= 1 else [])
+
+
+class FolderlessLogging:
+    """Mixin for SB3 algorithms: with no ``tensorboard_log`` and no logger set, ``learn()`` logs through
+    :func:`folderless_logger` (nothing is written outside the directories the user names)."""
+
+    def _setup_learn(self, total_timesteps: int, callback: Any = None, reset_num_timesteps: bool = True,
+                     tb_log_name: str = "run", progress_bar: bool = False) -> tuple[int, Any]:
+        """SB3's, with a :func:`folderless_logger` instead of SB3's ``<tmp>/SB3-<time>`` default."""
+        if self._custom_logger or self.tensorboard_log is not None:
+            return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        self._logger = folderless_logger(self.verbose)
+        self._custom_logger = True  # so that SB3 keeps it for this call ...
+        try:
+            return super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        finally:
+            self._custom_logger = False  # ... and a later tensorboard_log still takes effect
+
+
+class StockRecurrentPPO(FolderlessLogging, RecurrentPPO):
+    """sb3-contrib's ``RecurrentPPO``, unchanged but for :class:`FolderlessLogging`."""
+
+
+class StockPPO(FolderlessLogging, PPO):
+    """SB3's ``PPO``, unchanged but for :class:`FolderlessLogging`."""
+
+
 def _mean(values: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
     """Mean over the real (unpadded) entries."""
     return values.mean() if mask is None else values[mask].mean()
 
 
-class SparseRecurrentPPO(RecurrentPPO):
+class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
     """:class:`~sb3_contrib.RecurrentPPO` that adds the policy's ``aux_loss()`` and batches whole sequences.
 
     Two changes, PPO's semantics otherwise unchanged (same advantages, clipped

@@ -48,9 +48,9 @@ class TestAuxLoss:
             rate_after(update=True)
         assert rate_after(update=False) < before - 0.05
 
-    def test_train_logs_the_aux_loss(self):
+    def test_train_logs_the_aux_loss(self, tmp_path):
         model = make_model(1.0)
-        model.set_logger(configure(None, ["csv"]))  # keep name_to_value inspectable
+        model.set_logger(configure(str(tmp_path), ["csv"]))  # keep name_to_value inspectable (None: <tmp>/SB3-*)
         recorded = {}
         original = model.logger.record
 

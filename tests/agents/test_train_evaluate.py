@@ -29,11 +29,11 @@ class TestTrain:
                        ppo_kwargs=TINY_PPO, save_dir=tmp_path, eval_episodes=2)
         assert isinstance(result.model, SparseRecurrentPPO) and isinstance(result.env, VecNormalize)
         assert result.model.num_timesteps == 64
-        assert result.model_path.is_file() and (tmp_path / "vecnormalize.pkl").is_file()
+        assert result.model_path.is_file() and (tmp_path / "model.vecnormalize.json").is_file()
         assert len(result.evaluation.returns) == 2 and np.isfinite(result.evaluation.mean_return)
         if env_id.startswith("sparsernn/CueMemory"):
             assert result.evaluation.success_rate in (0.0, 0.5, 1.0)
-        again = evaluate(load_model(result.model_path), env_id, 2, vec_normalize=tmp_path / "vecnormalize.pkl")
+        again = evaluate(load_model(result.model_path), env_id, 2, vec_normalize=tmp_path / "model.vecnormalize.json")
         assert len(again.returns) == 2
 
     def test_stock_algorithms_run_through_the_same_function(self):
