@@ -36,7 +36,6 @@ def rollout(policy, obs, steps=5):
     return np.stack(actions), state
 
 
-@pytest.mark.xfail(strict=True, reason="needs the core layer deepcopy fix")
 @pytest.mark.parametrize("kind", ["gated", "routed"])
 def test_trained_policy_deepcopies_and_predicts_the_same(kind):
     model = make_model(kind)
