@@ -2,6 +2,8 @@
 every gradient, for every cell x {dense, block-sparse, routed, gated, all three},
 on fresh random inputs and odd sizes, with ordinary and with extreme finite inputs,
 on every device (``device`` fixture: CPU, and CUDA where present)."""
+import zlib
+
 import pytest
 import torch
 
@@ -24,7 +26,7 @@ RTOL = 1e-9  # float64; a wrong kernel is off by >1e-3
 @pytest.mark.parametrize("config", list(CONFIGS))
 @pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
 def test_compiled_matches_reference(cell, config, device, assert_backend_matches_reference):
-    seed = hash((cell, config)) % 10_000
+    seed = zlib.crc32(f"{cell}-{config}".encode()) % 10_000  # hash() of str changes per process
     layer = SparseRecurrent(I, H, cell=cell, seed=seed, dtype=torch.float64, backend="reference", device=device,
                             **CONFIGS[config])
     x, state, starts = random_sequence(layer, seed, T, B, reset_rate=0.05)
@@ -36,7 +38,7 @@ def test_compiled_matches_reference(cell, config, device, assert_backend_matches
 def test_compiled_matches_reference_on_extreme_inputs(cell, config, device, assert_backend_matches_reference):
     """Spikes of +-500, +-1e4 and +-1e30 among ordinary inputs: every sigmoid / tanh saturates;
     outputs, final state and every gradient stay finite and equal to the reference's."""
-    seed = 1 + hash((cell, config)) % 10_000
+    seed = 1 + zlib.crc32(f"{cell}-{config}".encode()) % 10_000
     layer = SparseRecurrent(5, 13, cell=cell, seed=seed, dtype=torch.float64, backend="reference", device=device,
                             **CONFIGS[config])
     x, state, starts = extreme_sequence(layer, seed, 17, 3, reset_rate=0.05)
