@@ -36,6 +36,10 @@ from .series_input import as_series
 from .wrappers import StreamWrapper
 
 
+RESIDUAL_LIMIT = 1e150
+"""Bound of a residual ``x_t - x_{t-P}`` (raw units), so that its square and the variance stay finite."""
+
+
 def rows_per_season(timestamps, season="1D") -> int:
     """Rows per ``season`` (a Timedelta-like) from the median step of ``timestamps`` (n >= 2,)."""
     stamps = np.asarray(pd.DatetimeIndex(timestamps).as_unit("ns").asi8, dtype=np.int64)
@@ -140,9 +144,14 @@ class SeasonalSurprise(StreamWrapper):
             pad = np.zeros((len(self.values), width - self.values.shape[1], self.values.shape[2]))
             self.values = np.concatenate([self.values, pad], axis=1)
 
-    def _periods(self, streams: list, rows: np.ndarray, times: np.ndarray | None) -> np.ndarray:
-        """Periods (B,) of streams ``rows``: theirs, or (not stored yet) from ``times`` (T, B) int64 ns."""
-        periods = self.period[rows].copy()
+    def _periods(self, streams: list, times: np.ndarray | None) -> np.ndarray:
+        """Periods (B,) of ``streams``: theirs, or (not stored yet) from ``times`` (T, B) int64 ns.
+        Changes nothing (a new stream is not registered)."""
+        rows, _ = self._scorer._resolve(streams)
+        self._sync()
+        known = rows < len(self.period)
+        periods = np.full(len(rows), self.default_period or 0, dtype=np.int64)
+        periods[known] = self.period[rows[known]]
         for b in np.flatnonzero(periods == 0):
             if times is None or len(times) < 2:
                 raise ValueError(f"stream {streams[b]!r} has no period: pass period= (rows per season), call "
@@ -160,9 +169,10 @@ class SeasonalSurprise(StreamWrapper):
         for t, x in enumerate(values):
             position = seen % period
             has = seen >= period  # a point one period back exists
-            r = x - ring[lanes, position]
             judged = has & (residuals > 0)
-            z = 0.5 * (r * r / np.maximum(var, self.min_var)).mean(-1)
+            with np.errstate(over="ignore"):  # r**2 / var may overflow to inf: capped at max_surprise
+                r = np.clip(x - ring[lanes, position], -RESIDUAL_LIMIT, RESIDUAL_LIMIT)
+                z = 0.5 * (r * r / np.maximum(var, self.min_var)).mean(-1)
             out[t] = np.where(judged, np.minimum(z, self.max_surprise), 0.0)
             weight = 1.0 / np.minimum(residuals + 1, self.memory)
             var = np.where(has[:, None], (1.0 - weight[:, None]) * var + weight[:, None] * (r * r), var)
@@ -176,25 +186,29 @@ class SeasonalSurprise(StreamWrapper):
     # ------------------------------------------------------------ protocol
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Surprise (scorer's + seasonal) of ``x`` for ``stream``; changes no state."""
+        if stream not in self._scorer._rows_of or isinstance(stream, bool):
+            return self._with_streams(stream).score_one(x, timestamp, stream)
         surprise = self.scorer.score_one(x, timestamp=timestamp, stream=stream)
+        self._periods([stream], None)
         rows = self._rows([stream])
-        self._periods([stream], rows, None)
         return float(surprise) + float(self._seasonal(self._scorer._point(x)[None], rows, learn=False)[0, 0])
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
         """Advance ``stream`` by ``x``: the scorer, then the seasonal state."""
         values = self._scorer._point(x)[None]
-        rows = self._rows([stream])
-        self._periods([stream], rows, None)
+        self._periods([stream], None)
         self.scorer.learn_one(x, timestamp=timestamp, stream=stream)
-        self._seasonal(values, rows, learn=True)
+        self._seasonal(values, self._rows([stream]), learn=True)
 
     def score_many(self, X, streams=None) -> np.ndarray:
         """Surprises (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); no state changes."""
+        view = self._with_streams(streams)
+        if view is not self:
+            return view.score_many(X, streams)
         surprises = np.asarray(self.scorer.score_many(X, streams), dtype=float)
         names = self._streams(streams, len(surprises))
+        self._periods(names, None)
         rows = self._rows(names)
-        self._periods(names, rows, None)
         return surprises + self._seasonal(self._scorer._block(np.asarray(X)[None], "X"), rows, learn=False)[0]
 
     def process(self, X, streams=None, timestamps=None) -> np.ndarray:
@@ -202,9 +216,9 @@ class SeasonalSurprise(StreamWrapper):
         values = self._scorer._block(X, "X")
         names = self._streams(streams, values.shape[1])
         times = None if timestamps is None else self._scorer._times(timestamps, values.shape[:2])
-        rows = self._rows(names)
-        periods = self._periods(names, rows, times)
+        periods = self._periods(names, times)
         surprises = np.asarray(self.scorer.process(X, streams, timestamps), dtype=float)
+        rows = self._rows(names)
         self._commit_periods(rows, periods, names)
         return surprises + self._seasonal(values, rows, learn=True)
 
@@ -214,9 +228,9 @@ class SeasonalSurprise(StreamWrapper):
         times = None
         if isinstance(series.index, pd.DatetimeIndex):
             times = series.index.as_unit("ns").asi8.reshape(-1, 1)
-        rows = self._rows([stream])
-        periods = self._periods([stream], rows, times)
+        periods = self._periods([stream], times)
         surprises = np.asarray(self.scorer.score(chunk, stream), dtype=float)
+        rows = self._rows([stream])
         self._commit_periods(rows, periods, [stream])
         total = surprises + self._seasonal(series.values[:, None, :], rows, learn=True)[:, 0]
         return series.wrap(total, name="surprise")
