@@ -36,17 +36,14 @@ from collections.abc import Hashable
 import numpy as np
 
 from .likelihood import LikelihoodEstimator, _check_int
+from .checks import check_number
 from .normalization import clip_units
 from .wrappers import StreamWrapper
 
 
 def check_weight(name: str, value) -> float:
     """``value`` as a float in [0, 1]; TypeError / ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number in [0, 1]; got {value!r}")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
-    return float(value)
+    return check_number(name, value, 0.0, 1.0)
 
 
 class WindowNovelty(LikelihoodEstimator, StreamWrapper):

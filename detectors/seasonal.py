@@ -32,6 +32,7 @@ from collections.abc import Hashable
 import numpy as np
 import pandas as pd
 
+from .checks import check_int, check_number
 from .series_input import as_series
 from .wrappers import StreamWrapper
 
@@ -90,16 +91,9 @@ class SeasonalSurprise(StreamWrapper):
             raise TypeError(f"season must be a Timedelta-like (e.g. '1D'); got {season!r}") from error
         if pd.Timedelta(season) <= pd.Timedelta(0):
             raise ValueError(f"season must be positive; got {season!r}")
-        if isinstance(memory, bool) or not isinstance(memory, (int, np.integer)):
-            raise TypeError(f"memory must be an int; got {memory!r}")
-        if memory < 1:
-            raise ValueError(f"memory must be >= 1; got {memory!r}")
-        for name, value in (("min_var", min_var), ("max_surprise", max_surprise)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number; got {value!r}")
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0; got {value!r}")
-        self.memory, self.min_var, self.max_surprise = int(memory), float(min_var), float(max_surprise)
+        self.memory = check_int("memory", memory, 1)
+        self.min_var = check_number("min_var", min_var, 0.0, low_open=True)
+        self.max_surprise = check_number("max_surprise", max_surprise, 0.0, low_open=True)
         d = self._scorer.n_channels
         self.period = np.zeros(0, dtype=np.int64)
         self.values = np.zeros((0, self.default_period or 1, d))
@@ -109,11 +103,7 @@ class SeasonalSurprise(StreamWrapper):
 
     @staticmethod
     def _check_period(period) -> int:
-        if isinstance(period, bool) or not isinstance(period, (int, np.integer)):
-            raise TypeError(f"period must be an int (rows per season); got {period!r}")
-        if period < 1:
-            raise ValueError(f"period must be >= 1; got {period!r}")
-        return int(period)
+        return check_int("period", period, 1)
 
     def _settings(self) -> dict:
         return {"period": self.default_period, "season": self.season, "memory": self.memory,

@@ -1,6 +1,8 @@
 """``SelectiveUpdateDetector``: a PyOD detector built on a selective-update recurrent forecaster."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import torch
@@ -192,14 +194,29 @@ class SelectiveUpdateDetector(BaseDetector):
         device = self._device()
         try:
             self.training_losses_ = train_forecaster(
-                self.model_.to(device), u.to(device), window=self.window, burn_in=self.burn_in,
-                batch_size=self.batch_size, n_steps=self.n_steps, learning_rate=self.learning_rate, seed=self.seed,
-                progress=self.progress, log_dir=self.log_dir)
+                self.model_.to(device), u.to(device), window=int(self.window), burn_in=int(self.burn_in),
+                batch_size=int(self.batch_size), n_steps=int(self.n_steps), learning_rate=float(self.learning_rate),
+                seed=int(self.seed), progress=self.progress, log_dir=self.log_dir)
         finally:
             self.model_.to("cpu")
         self.decision_scores_ = self._scores(series)
         self._process_decision_scores()
         return self
+
+    @contextmanager
+    def _plain_contamination(self):
+        """PyOD takes a contamination that is not a Python float / int for a PyThresh object: hand it a
+        checked float (np.float32 included) for the duration, then restore the parameter as given."""
+        given = self.contamination
+        self.contamination = check_number("contamination", given, 0.0, 0.5, low_open=True)
+        try:
+            yield
+        finally:
+            self.contamination = given
+
+    def _process_decision_scores(self):
+        with self._plain_contamination():
+            return super()._process_decision_scores()
 
     # -------------------------------------------------------------- scoring
     def normalize(self, values: np.ndarray) -> np.ndarray:
@@ -256,7 +273,8 @@ class SelectiveUpdateDetector(BaseDetector):
         Returns an array of shape (n_timestamps,), or a pandas Series on X's index.
         """
         series = self._checked(X)
-        confidence = super().predict_confidence(series.values)  # PyOD's estimate, on the array
+        with self._plain_contamination():
+            confidence = super().predict_confidence(series.values)  # PyOD's estimate, on the array
         return series.wrap(np.asarray(confidence, dtype=float), name="confidence")
 
     def predict_proba(self, X, method: str = "linear", return_confidence: bool = False):

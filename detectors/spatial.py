@@ -22,6 +22,7 @@ from collections.abc import Hashable
 
 import numpy as np
 
+from .checks import check_number
 from .wrappers import StreamWrapper
 
 SPATIAL_TOLERANCE = 0.05
@@ -54,12 +55,8 @@ class SpatialAnomaly(StreamWrapper):
     STATE = ("low", "high")
 
     def __init__(self, stream, tolerance: float = SPATIAL_TOLERANCE) -> None:
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
-            raise TypeError(f"tolerance must be a number; got {tolerance!r}")
-        if not tolerance >= 0:
-            raise ValueError(f"tolerance must be >= 0; got {tolerance!r}")
         self.stream = stream
-        self.tolerance = float(tolerance)
+        self.tolerance = check_number("tolerance", tolerance, 0.0)
         n_channels = self._scorer.n_channels
         self.low = np.zeros((0, n_channels))
         self.high = np.zeros((0, n_channels))
