@@ -30,11 +30,18 @@ def robust_center_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a channel whose IQR is 0 it falls back to the standard deviation, then to 1.
     Returns two arrays of shape (n_channels,).
     """
-    center = np.median(values, axis=0)
-    q75, q25 = np.percentile(values, [75, 25], axis=0)
-    scale = (q75 - q25) / IQR_TO_STD
-    std = values.std(axis=0)
-    scale = np.where(scale > 0, scale, np.where(std > 0, std, 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):  # values near +-1.8e308: see the fallbacks
+        center = np.median(values, axis=0)
+        q75, q25 = np.percentile(values, [75, 25], axis=0)
+        scale = (q75 - q25) / IQR_TO_STD
+        if not np.isfinite(scale).all():  # the IQR overflowed: the same, divided first
+            scale = q75 / IQR_TO_STD - q25 / IQR_TO_STD
+        std = values.std(axis=0)
+        if not np.isfinite(std).all():  # the std overflowed: computed on values scaled into range
+            big = np.max(np.abs(values), axis=0)
+            std = np.where(np.isfinite(std), std, (values / big).std(axis=0) * big)
+        center = np.where(np.isfinite(center), center, np.median(values / 2, axis=0) * 2)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, np.where(np.isfinite(std) & (std > 0), std, 1.0))
     return center, scale
 
 

@@ -174,7 +174,7 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Score of ``x`` for ``stream``; changes no state."""
         if stream not in self._scorer._rows_of or isinstance(stream, bool):
-            return self._with_streams(stream).score_one(x, timestamp, stream)
+            return self._with_streams([stream]).score_one(x, timestamp, stream)
         score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
         rows = self._rows([stream])
         return float(self._scores(np.array([[score]], dtype=float), self._scorer._point(x)[None], rows, False)[0, 0])

@@ -177,7 +177,7 @@ class SeasonalSurprise(StreamWrapper):
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Surprise (scorer's + seasonal) of ``x`` for ``stream``; changes no state."""
         if stream not in self._scorer._rows_of or isinstance(stream, bool):
-            return self._with_streams(stream).score_one(x, timestamp, stream)
+            return self._with_streams([stream]).score_one(x, timestamp, stream)
         surprise = self.scorer.score_one(x, timestamp=timestamp, stream=stream)
         self._periods([stream], None)
         rows = self._rows([stream])

@@ -93,7 +93,7 @@ class SpatialAnomaly(StreamWrapper):
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Score of ``x`` for ``stream`` (1.0 if it leaves the range); changes no state."""
         if stream not in self._scorer._rows_of or isinstance(stream, bool):
-            return self._with_streams(stream).score_one(x, timestamp, stream)
+            return self._with_streams([stream]).score_one(x, timestamp, stream)
         score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
         flag = self._flag(self._point(x), self._rows([stream]), learn=False)[0, 0]
         return 1.0 if flag else float(score)

@@ -420,7 +420,7 @@ class StreamScorer:
         row = self._fast_row(x, timestamp, stream)
         if row is not None:
             return self._scalar_surprise(np.float32(self._scalar_normalized(float(x), row)), row)
-        scorer = self._with_streams(stream)
+        scorer = self._with_streams([stream])
         values, row, _ = scorer._one(x, timestamp, stream)
         return scorer._point_surprise(scorer._point_normalized(values, row), row)
 

@@ -155,7 +155,7 @@ class ScoreTransform(StreamWrapper):
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Score of point ``x`` for ``stream``; changes no state."""
         if stream not in self._scorer._rows_of or isinstance(stream, bool):
-            return self._with_streams(stream).score_one(x, timestamp, stream)
+            return self._with_streams([stream]).score_one(x, timestamp, stream)
         score = self.inner.score_one(x, timestamp=timestamp, stream=stream)
         return self._transform_one(float(score), self._row(stream), learn=False)
 
