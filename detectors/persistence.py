@@ -104,7 +104,9 @@ def _versions() -> dict:
 
 
 def _detector_parts(detector) -> tuple[dict, dict]:
-    config = {"class": type(detector).__name__, "params": detector.get_params(deep=False),
+    params = detector.get_params(deep=False)
+    params["device"] = str(params.get("device", "cpu"))  # a torch.device is written as its name
+    config = {"class": type(detector).__name__, "params": params,
               "n_channels": int(detector.n_channels_), "feature_names": detector.feature_names_,
               "feature_names_in": (None if getattr(detector, "feature_names_in_", None) is None
                                    else list(detector.feature_names_in_))}
