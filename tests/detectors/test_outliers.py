@@ -87,7 +87,7 @@ def test_the_nab_chain_stays_finite_after_a_1e30_spike():
     x[300] = 1e30
     stamps = pd.date_range("2024-01-01", periods=n, freq="30min")
     params = {k: v for k, v in SMALL.items() if k != "progress"}
-    scores = SelectiveUpdateNAB(seed=0, suppression=0.5, normalizer_halflife=50.0, **params).run(x, 150, stamps)
+    scores = SelectiveUpdateNAB(seed=0, suppression=0.5, **params).run(x, 150, stamps)  # NAB default: fixed scaling
     assert np.isfinite(scores).all()
     assert scores[300] == 1.0  # the spike is an alarm (the spatial rule and the likelihood agree)
     assert ((scores[301:] >= 0) & (scores[301:] <= 1)).all()
