@@ -224,8 +224,9 @@ class StreamScorer:
     def _block(self, X, name: str) -> np.ndarray:
         """A (T, B, d) float64 block from ``X`` of shape (T, B, d), or (T, B) when d == 1."""
         array = np.asarray(X)
-        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-            raise TypeError(f"{name} must hold numbers; got dtype {array.dtype}")
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number) \
+                or np.issubdtype(array.dtype, np.complexfloating):
+            raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
         if array.ndim == 2 and self.n_channels == 1:
             array = array[..., None]
         if array.ndim != 3 or array.shape[2] != self.n_channels or 0 in array.shape:

@@ -185,3 +185,10 @@ def test_fitting_on_extreme_finite_data_gives_finite_scores(xs):
     detector = SelectiveUpdateDetector(**{**SMALL, "n_steps": 1, "hidden_size": 4}).fit(np.asarray(xs))
     assert np.isfinite(detector.decision_scores_).all() and np.isfinite(detector.threshold_)
     assert np.isfinite(detector.decision_function(np.asarray(xs[::-1]))).all()
+
+
+def test_complex_blocks_are_refused_not_cast(detector):
+    scorer = StreamScorer(detector)
+    with pytest.raises(TypeError, match="real numbers"):
+        scorer.process(np.array([[1 + 2j]]))
+    assert scorer.stream_ids == []
