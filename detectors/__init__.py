@@ -30,7 +30,7 @@ from .nab_scoring import (NABResult, anomaly_scores_of, normalized_score, range_
                           score_all_profiles, score_corpus, score_results_dir, summarize)
 from .nab_sweep import (NO_WINDOW, START_THRESHOLD, FileSweep, ThresholdCurve, ThresholdPoint, legacy_row_scores, scaled_sigmoid,
                         score_at_threshold, sweep_file, threshold_curve)
-from .persistence import load_detector, load_stream, save_detector, save_stream
+from .persistence import CorruptSaveError, load_detector, load_stream, save_detector, save_stream
 from .selective_update import SelectiveUpdateDetector
 from .streaming import StreamScorer
 from .seasonal import SeasonalSurprise, rows_per_season
@@ -40,7 +40,7 @@ from .suppression import PeakSuppression
 __all__ = [
     # selective-update detector and streaming
     "SelectiveUpdateDetector", "GaussianForecaster", "fast_forward", "StreamScorer", "AnomalyLikelihood",
-    "save_detector", "load_detector", "save_stream", "load_stream", "SelectiveUpdateNAB",
+    "save_detector", "load_detector", "save_stream", "load_stream", "CorruptSaveError", "SelectiveUpdateNAB",
     "PeakSuppression", "SpatialAnomaly", "SeasonalSurprise", "WindowNovelty", "rows_per_season", "LikelihoodEstimator",
     "likelihood_scores",
     # baselines

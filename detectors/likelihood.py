@@ -40,6 +40,7 @@ from collections.abc import Hashable
 import numpy as np
 from scipy import special
 
+from .checks import check_int, check_number
 from .wrappers import ScoreTransform
 
 LOG_EPSILON = math.log(1e-10)
@@ -74,11 +75,7 @@ def log_scores(q: np.ndarray) -> np.ndarray:
 
 
 def _check_int(name: str, value, least: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int; got {value!r}")
-    if value < least:
-        raise ValueError(f"{name} must be >= {least}; got {value!r}")
-    return int(value)
+    return check_int(name, value, least)
 
 
 class LikelihoodEstimator:
@@ -264,11 +261,8 @@ class AnomalyLikelihood(LikelihoodEstimator, ScoreTransform):
                  alarm_threshold: float = 0.5) -> None:
         super().__init__(learning_period, estimation_samples, averaging_window, historic_window,
                          reestimation_period)
-        if isinstance(alarm_threshold, bool) or not isinstance(alarm_threshold, (int, float)) \
-                or not 0 < alarm_threshold <= 1:
-            raise ValueError(f"alarm_threshold must be a number in (0, 1]; got {alarm_threshold!r}")
         self.scorer = scorer
-        self.alarm_threshold = float(alarm_threshold)
+        self.alarm_threshold = check_number("alarm_threshold", alarm_threshold, 0.0, 1.0, low_open=True)
 
     def _settings(self) -> dict:
         return {**self._estimator_settings(), "alarm_threshold": self.alarm_threshold}

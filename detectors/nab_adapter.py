@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from .baselines import NABStreamDetector, check_series
+from .checks import check_int, check_number, check_seed
 from .likelihood import AnomalyLikelihood
 from .novelty import WindowNovelty, check_weight
 from .seasonal import SeasonalSurprise, rows_per_season
@@ -92,17 +93,18 @@ class SelectiveUpdateNAB(NABStreamDetector):
             raise TypeError(f"seasonal must be a bool; got {seasonal!r}")
         if not isinstance(novelty, bool):
             raise TypeError(f"novelty must be a bool; got {novelty!r}")
-        for name, value in (("novelty_window", novelty_window), ("novelty_blocks", novelty_blocks)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int; got {value!r}")
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1; got {value!r}")
+        novelty_window, novelty_blocks = check_int("novelty_window", novelty_window, 1), \
+            check_int("novelty_blocks", novelty_blocks, 1)
         self.surprise_weight = check_weight("surprise_weight", surprise_weight)
         if seasonal_period is not None:
-            SeasonalSurprise._check_period(seasonal_period)
-        if suppression is not None and not (isinstance(suppression, (int, float)) and suppression > 0):
-            raise ValueError(f"suppression must be a number > 0 or None; got {suppression!r}")
-        self.seed = seed
+            seasonal_period = SeasonalSurprise._check_period(seasonal_period)
+        if suppression is not None:
+            suppression = check_number("suppression", suppression, 0.0, low_open=True)
+        if normalizer_halflife is not None:
+            normalizer_halflife = check_number("normalizer_halflife", normalizer_halflife, 0.0, low_open=True)
+        if spatial_tolerance is not None:
+            spatial_tolerance = check_number("spatial_tolerance", spatial_tolerance, 0.0)
+        self.seed = check_seed("seed", seed)
         self.normalizer_halflife = normalizer_halflife
         self.likelihood = likelihood
         self.seasonal = seasonal

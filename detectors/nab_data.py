@@ -234,7 +234,12 @@ def load_profiles(path: str | Path) -> dict[str, CostProfile]:
 def read_series(path: str | Path) -> pd.Series:
     """Read one NAB data file (``timestamp,value``) into a Series indexed by time."""
     path = Path(path)
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty (no header, no rows)") from None
+    if len(frame) == 0:
+        raise ValueError(f"{path} has a header but no data rows")
     missing = {"timestamp", "value"} - set(frame.columns)
     if missing:
         raise ValueError(f"{path} must have columns timestamp,value; missing {sorted(missing)}")

@@ -36,16 +36,14 @@ from collections.abc import Hashable
 import numpy as np
 
 from .likelihood import LikelihoodEstimator, _check_int
+from .checks import check_number
+from .normalization import clip_units
 from .wrappers import StreamWrapper
 
 
 def check_weight(name: str, value) -> float:
     """``value`` as a float in [0, 1]; TypeError / ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number in [0, 1]; got {value!r}")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
-    return float(value)
+    return check_number(name, value, 0.0, 1.0)
 
 
 class WindowNovelty(LikelihoodEstimator, StreamWrapper):
@@ -141,7 +139,8 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
             bank, bank_rows = self.bank[part], self.bank_rows[part]  # read only
         lanes, offsets = np.arange(B), np.arange(span)
         out = np.zeros(values.shape[:2])
-        scaled = (values - self._center) / self._scale
+        with np.errstate(over="ignore"):
+            scaled = clip_units((values - self._center) / self._scale)  # bounded, in robust units
         for t, u in enumerate(scaled):
             ring[lanes, seen % span] = u
             ordered = ring[lanes[:, None], (seen[:, None] + 1 + offsets) % span]  # oldest first
@@ -174,6 +173,8 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
     # ------------------------------------------------------------ protocol
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Score of ``x`` for ``stream``; changes no state."""
+        if stream not in self._scorer._rows_of or isinstance(stream, bool):
+            return self._with_streams([stream]).score_one(x, timestamp, stream)
         score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
         rows = self._rows([stream])
         return float(self._scores(np.array([[score]], dtype=float), self._scorer._point(x)[None], rows, False)[0, 0])
@@ -186,6 +187,9 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
 
     def score_many(self, X, streams=None) -> np.ndarray:
         """Scores (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); changes no state."""
+        view = self._with_streams(streams)
+        if view is not self:
+            return view.score_many(X, streams)
         scores = np.asarray(self.stream.score_many(X, streams), dtype=float)
         rows = self._rows(self._streams(streams, len(scores)))
         return self._scores(scores[None], self._scorer._block(np.asarray(X)[None], "X"), rows, False)[0]

@@ -32,8 +32,13 @@ from collections.abc import Hashable
 import numpy as np
 import pandas as pd
 
+from .checks import check_int, check_number
 from .series_input import as_series
 from .wrappers import StreamWrapper
+
+
+RESIDUAL_LIMIT = 1e150
+"""Bound of a residual ``x_t - x_{t-P}`` (raw units), so that its square and the variance stay finite."""
 
 
 def rows_per_season(timestamps, season="1D") -> int:
@@ -86,16 +91,9 @@ class SeasonalSurprise(StreamWrapper):
             raise TypeError(f"season must be a Timedelta-like (e.g. '1D'); got {season!r}") from error
         if pd.Timedelta(season) <= pd.Timedelta(0):
             raise ValueError(f"season must be positive; got {season!r}")
-        if isinstance(memory, bool) or not isinstance(memory, (int, np.integer)):
-            raise TypeError(f"memory must be an int; got {memory!r}")
-        if memory < 1:
-            raise ValueError(f"memory must be >= 1; got {memory!r}")
-        for name, value in (("min_var", min_var), ("max_surprise", max_surprise)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number; got {value!r}")
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0; got {value!r}")
-        self.memory, self.min_var, self.max_surprise = int(memory), float(min_var), float(max_surprise)
+        self.memory = check_int("memory", memory, 1)
+        self.min_var = check_number("min_var", min_var, 0.0, low_open=True)
+        self.max_surprise = check_number("max_surprise", max_surprise, 0.0, low_open=True)
         d = self._scorer.n_channels
         self.period = np.zeros(0, dtype=np.int64)
         self.values = np.zeros((0, self.default_period or 1, d))
@@ -105,11 +103,7 @@ class SeasonalSurprise(StreamWrapper):
 
     @staticmethod
     def _check_period(period) -> int:
-        if isinstance(period, bool) or not isinstance(period, (int, np.integer)):
-            raise TypeError(f"period must be an int (rows per season); got {period!r}")
-        if period < 1:
-            raise ValueError(f"period must be >= 1; got {period!r}")
-        return int(period)
+        return check_int("period", period, 1)
 
     def _settings(self) -> dict:
         return {"period": self.default_period, "season": self.season, "memory": self.memory,
@@ -140,9 +134,14 @@ class SeasonalSurprise(StreamWrapper):
             pad = np.zeros((len(self.values), width - self.values.shape[1], self.values.shape[2]))
             self.values = np.concatenate([self.values, pad], axis=1)
 
-    def _periods(self, streams: list, rows: np.ndarray, times: np.ndarray | None) -> np.ndarray:
-        """Periods (B,) of streams ``rows``: theirs, or (not stored yet) from ``times`` (T, B) int64 ns."""
-        periods = self.period[rows].copy()
+    def _periods(self, streams: list, times: np.ndarray | None) -> np.ndarray:
+        """Periods (B,) of ``streams``: theirs, or (not stored yet) from ``times`` (T, B) int64 ns.
+        Changes nothing (a new stream is not registered)."""
+        rows, _ = self._scorer._resolve(streams)
+        self._sync()
+        known = rows < len(self.period)
+        periods = np.full(len(rows), self.default_period or 0, dtype=np.int64)
+        periods[known] = self.period[rows[known]]
         for b in np.flatnonzero(periods == 0):
             if times is None or len(times) < 2:
                 raise ValueError(f"stream {streams[b]!r} has no period: pass period= (rows per season), call "
@@ -160,9 +159,10 @@ class SeasonalSurprise(StreamWrapper):
         for t, x in enumerate(values):
             position = seen % period
             has = seen >= period  # a point one period back exists
-            r = x - ring[lanes, position]
             judged = has & (residuals > 0)
-            z = 0.5 * (r * r / np.maximum(var, self.min_var)).mean(-1)
+            with np.errstate(over="ignore"):  # r**2 / var may overflow to inf: capped at max_surprise
+                r = np.clip(x - ring[lanes, position], -RESIDUAL_LIMIT, RESIDUAL_LIMIT)
+                z = 0.5 * (r * r / np.maximum(var, self.min_var)).mean(-1)
             out[t] = np.where(judged, np.minimum(z, self.max_surprise), 0.0)
             weight = 1.0 / np.minimum(residuals + 1, self.memory)
             var = np.where(has[:, None], (1.0 - weight[:, None]) * var + weight[:, None] * (r * r), var)
@@ -176,25 +176,29 @@ class SeasonalSurprise(StreamWrapper):
     # ------------------------------------------------------------ protocol
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Surprise (scorer's + seasonal) of ``x`` for ``stream``; changes no state."""
+        if stream not in self._scorer._rows_of or isinstance(stream, bool):
+            return self._with_streams([stream]).score_one(x, timestamp, stream)
         surprise = self.scorer.score_one(x, timestamp=timestamp, stream=stream)
+        self._periods([stream], None)
         rows = self._rows([stream])
-        self._periods([stream], rows, None)
         return float(surprise) + float(self._seasonal(self._scorer._point(x)[None], rows, learn=False)[0, 0])
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
         """Advance ``stream`` by ``x``: the scorer, then the seasonal state."""
         values = self._scorer._point(x)[None]
-        rows = self._rows([stream])
-        self._periods([stream], rows, None)
+        self._periods([stream], None)
         self.scorer.learn_one(x, timestamp=timestamp, stream=stream)
-        self._seasonal(values, rows, learn=True)
+        self._seasonal(values, self._rows([stream]), learn=True)
 
     def score_many(self, X, streams=None) -> np.ndarray:
         """Surprises (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); no state changes."""
+        view = self._with_streams(streams)
+        if view is not self:
+            return view.score_many(X, streams)
         surprises = np.asarray(self.scorer.score_many(X, streams), dtype=float)
         names = self._streams(streams, len(surprises))
+        self._periods(names, None)
         rows = self._rows(names)
-        self._periods(names, rows, None)
         return surprises + self._seasonal(self._scorer._block(np.asarray(X)[None], "X"), rows, learn=False)[0]
 
     def process(self, X, streams=None, timestamps=None) -> np.ndarray:
@@ -202,9 +206,9 @@ class SeasonalSurprise(StreamWrapper):
         values = self._scorer._block(X, "X")
         names = self._streams(streams, values.shape[1])
         times = None if timestamps is None else self._scorer._times(timestamps, values.shape[:2])
-        rows = self._rows(names)
-        periods = self._periods(names, rows, times)
+        periods = self._periods(names, times)
         surprises = np.asarray(self.scorer.process(X, streams, timestamps), dtype=float)
+        rows = self._rows(names)
         self._commit_periods(rows, periods, names)
         return surprises + self._seasonal(values, rows, learn=True)
 
@@ -214,9 +218,9 @@ class SeasonalSurprise(StreamWrapper):
         times = None
         if isinstance(series.index, pd.DatetimeIndex):
             times = series.index.as_unit("ns").asi8.reshape(-1, 1)
-        rows = self._rows([stream])
-        periods = self._periods([stream], rows, times)
+        periods = self._periods([stream], times)
         surprises = np.asarray(self.scorer.score(chunk, stream), dtype=float)
+        rows = self._rows([stream])
         self._commit_periods(rows, periods, [stream])
         total = surprises + self._seasonal(series.values[:, None, :], rows, learn=True)[:, 0]
         return series.wrap(total, name="surprise")

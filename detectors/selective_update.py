@@ -1,6 +1,8 @@
 """``SelectiveUpdateDetector``: a PyOD detector built on a selective-update recurrent forecaster."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import torch
@@ -9,23 +11,10 @@ from scipy.special import erf
 from sklearn.utils.validation import check_is_fitted
 
 from .forecaster import GaussianForecaster, fast_forward, surprise
-from .normalization import robust_center_scale
-from .series_input import SeriesInput, as_series
+from .checks import check_int as _check_int, check_number, check_positive as _check_positive, check_seed
+from .normalization import clip_units, robust_center_scale
+from .series_input import SeriesInput, as_series, check_feature_names, feature_names_of
 from .training import train_forecaster
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int >= {minimum}; got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value}")
-    return int(value)
-
-
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name} must be a number > 0; got {value!r}")
-    return float(value)
 
 
 class SelectiveUpdateDetector(BaseDetector):
@@ -68,6 +57,9 @@ class SelectiveUpdateDetector(BaseDetector):
     backend : {"reference", "compiled", "auto"}, default "reference"
         Core backend used for training (scoring always uses the eager fast
         path). On a CPU the reference loop trains these small models fastest.
+    device : str or torch.device, default "cpu"
+        Where the forecaster trains (e.g. ``"cuda"``); the trained model is
+        moved back to the CPU, where scoring and streaming run.
     progress : bool, default True
         Show a progress bar during training.
     log_dir : str, optional
@@ -92,6 +84,12 @@ class SelectiveUpdateDetector(BaseDetector):
         The fit-time robust scaling.
     n_channels_ : int
         Width of the training series.
+    n_features_in_ : int
+        The same, by scikit-learn's name.
+    feature_names_in_ : array of str
+        The training DataFrame's column names (only when fitted on a DataFrame
+        whose column names are all strings, scikit-learn's convention); a
+        DataFrame scored later must have exactly these columns, in this order.
     training_losses_ : list of float
         Training loss of every step.
 
@@ -110,7 +108,7 @@ class SelectiveUpdateDetector(BaseDetector):
                  window: int = 32, burn_in: int = 8, batch_size: int = 32, n_steps: int = 100,
                  learning_rate: float = 3e-3, warmup: int = 10, min_variance: float = 1e-3,
                  backend: str = "reference", progress: bool = True, log_dir: str | None = None, seed: int = 0,
-                 contamination: float = 0.1) -> None:
+                 contamination: float = 0.1, device="cpu") -> None:
         super().__init__(contamination=contamination)
         self.hidden_size = hidden_size
         self.cell = cell
@@ -130,6 +128,7 @@ class SelectiveUpdateDetector(BaseDetector):
         self.progress = progress
         self.log_dir = log_dir
         self.seed = seed
+        self.device = device
 
     # ------------------------------------------------------------- building
     def _layer_options(self) -> dict:
@@ -144,7 +143,7 @@ class SelectiveUpdateDetector(BaseDetector):
     def _build_model(self, n_channels: int) -> GaussianForecaster:
         return GaussianForecaster(n_channels, _check_int("hidden_size", self.hidden_size, 1), self._layer_options(),
                                   _check_positive("min_variance", self.min_variance),
-                                  _check_int("seed", self.seed, 0))
+                                  check_seed("seed", self.seed))
 
     def _check_hyperparameters(self) -> None:
         _check_int("window", self.window, 2)
@@ -153,6 +152,16 @@ class SelectiveUpdateDetector(BaseDetector):
         _check_int("n_steps", self.n_steps, 0)
         _check_int("warmup", self.warmup, 1)
         _check_positive("learning_rate", self.learning_rate)
+        check_number("contamination", self.contamination, 0.0, 0.5, low_open=True)
+        check_seed("seed", self.seed)
+        self._device()
+
+    def _device(self) -> torch.device:
+        try:
+            return torch.device(self.device)
+        except (TypeError, RuntimeError) as error:
+            raise ValueError(f"device must name a torch device ('cpu', 'cuda', 'cuda:0', ...); "
+                             f"got {self.device!r}") from error
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -171,23 +180,50 @@ class SelectiveUpdateDetector(BaseDetector):
         """
         self._check_hyperparameters()
         series = as_series(X, "X", min_length=2)
-        self.n_channels_ = series.values.shape[1]
+        self.n_channels_ = self.n_features_in_ = series.values.shape[1]
         self.feature_names_ = None if series.was_1d else series.columns
-        self.center_, self.scale_ = robust_center_scale(series.values)
+        names = feature_names_of(X)
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.center_, self.scale_ = robust_center_scale(series.values)
         self.model_ = self._build_model(self.n_channels_)
         u = torch.from_numpy(self.normalize(series.values)).to(self.model_.head.weight.dtype)
-        self.training_losses_ = train_forecaster(
-            self.model_, u, window=self.window, burn_in=self.burn_in, batch_size=self.batch_size,
-            n_steps=self.n_steps, learning_rate=self.learning_rate, seed=self.seed, progress=self.progress,
-            log_dir=self.log_dir)
+        device = self._device()
+        try:
+            self.training_losses_ = train_forecaster(
+                self.model_.to(device), u.to(device), window=int(self.window), burn_in=int(self.burn_in),
+                batch_size=int(self.batch_size), n_steps=int(self.n_steps), learning_rate=float(self.learning_rate),
+                seed=int(self.seed), progress=self.progress, log_dir=self.log_dir)
+        finally:
+            self.model_.to("cpu")
         self.decision_scores_ = self._scores(series)
         self._process_decision_scores()
         return self
 
+    @contextmanager
+    def _plain_contamination(self):
+        """PyOD takes a contamination that is not a Python float / int for a PyThresh object: hand it a
+        checked float (np.float32 included) for the duration, then restore the parameter as given."""
+        given = self.contamination
+        self.contamination = check_number("contamination", given, 0.0, 0.5, low_open=True)
+        try:
+            yield
+        finally:
+            self.contamination = given
+
+    def _process_decision_scores(self):
+        with self._plain_contamination():
+            return super()._process_decision_scores()
+
     # -------------------------------------------------------------- scoring
     def normalize(self, values: np.ndarray) -> np.ndarray:
-        """``(values - center_) / scale_`` for values of shape (n_timestamps, n_channels)."""
-        return (values - self.center_) / self.scale_
+        """``(values - center_) / scale_`` for values of shape (n_timestamps, n_channels), clipped to
+        ``[-INPUT_CLIP, INPUT_CLIP]`` robust units (:data:`~sparsernn.detectors.normalization.INPUT_CLIP`)."""
+        with np.errstate(over="ignore"):
+            return clip_units((values - self.center_) / self.scale_)
 
     def _scores(self, series: SeriesInput) -> np.ndarray:
         u = torch.from_numpy(self.normalize(series.values)).to(self.model_.head.weight.dtype).unsqueeze(1)
@@ -199,6 +235,7 @@ class SelectiveUpdateDetector(BaseDetector):
 
     def _checked(self, X) -> SeriesInput:
         check_is_fitted(self, ["model_", "decision_scores_", "threshold_"])
+        check_feature_names(getattr(self, "feature_names_in_", None), X, "X")
         return as_series(X, "X", n_channels=self.n_channels_)
 
     def decision_function(self, X):
@@ -236,7 +273,8 @@ class SelectiveUpdateDetector(BaseDetector):
         Returns an array of shape (n_timestamps,), or a pandas Series on X's index.
         """
         series = self._checked(X)
-        confidence = super().predict_confidence(series.values)  # PyOD's estimate, on the array
+        with self._plain_contamination():
+            confidence = super().predict_confidence(series.values)  # PyOD's estimate, on the array
         return series.wrap(np.asarray(confidence, dtype=float), name="confidence")
 
     def predict_proba(self, X, method: str = "linear", return_confidence: bool = False):

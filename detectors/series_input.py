@@ -42,6 +42,49 @@ class SeriesInput:
         return pd.Series(scores, index=self.index, name=name)
 
 
+def feature_names_of(X) -> np.ndarray | None:
+    """scikit-learn's ``feature_names_in_`` of ``X``: a DataFrame's column names as an object
+    array when every one is a str, else None."""
+    if isinstance(X, pd.DataFrame) and len(X.columns) and all(isinstance(c, str) for c in X.columns):
+        return np.asarray(X.columns, dtype=object)
+    return None
+
+
+def check_feature_names(fitted: np.ndarray | None, X, name: str = "X") -> None:
+    """Raise ``ValueError`` when ``X`` is a DataFrame whose column names differ from ``fitted``
+    (the names seen at fit). Arrays, and any input to a model fitted without names, pass."""
+    names = feature_names_of(X)
+    if fitted is None or names is None and not isinstance(X, pd.DataFrame):
+        return
+    given = [] if names is None else list(names)
+    if given == list(fitted):
+        return
+    unexpected = [c for c in (list(X.columns) if names is None else given) if c not in set(fitted)]
+    missing = [c for c in fitted if c not in set(given)]
+    what = []
+    if unexpected:
+        what.append(f"unexpected column(s) {unexpected}")
+    if missing:
+        what.append(f"missing column(s) {missing}")
+    if not what:
+        what.append(f"the columns in another order: {given}")
+    raise ValueError(f"{name} has {' and '.join(what)}; the detector was fitted on columns {list(fitted)} "
+                     f"(in this order)")
+
+
+def _nullable_to_float(values, name: str) -> np.ndarray:
+    """A pandas column / Series of a numeric (possibly nullable) dtype as float64; NA is an error."""
+    if values.isna().any():
+        raise ValueError(f"{name} has missing values (NA) at position {int(np.flatnonzero(values.isna())[0])}: "
+                         f"drop or fill them before scoring")
+    return values.to_numpy(dtype=np.float64)
+
+
+def _is_numeric(dtype) -> bool:
+    return pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype) \
+        or pd.api.types.is_bool_dtype(dtype)
+
+
 def _check_numeric(array: np.ndarray, name: str) -> np.ndarray:
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise TypeError(f"{name} must hold numbers (int, float or bool); got dtype {array.dtype}")
@@ -101,12 +144,18 @@ def as_series(X, name: str = "X", n_channels: int | None = None, min_length: int
     index = columns = None
     if isinstance(X, pd.Series):
         index, columns, was_1d = X.index, [X.name], True
-        values = _check_numeric(X.to_numpy(), name)[:, None]
+        if isinstance(X.dtype, pd.api.extensions.ExtensionDtype) and _is_numeric(X.dtype):
+            values = _nullable_to_float(X, name)[:, None]
+        else:
+            values = _check_numeric(X.to_numpy(), name)[:, None]
     elif isinstance(X, pd.DataFrame):
         index, columns, was_1d = X.index, list(X.columns), False
-        bad = [c for c, dt in X.dtypes.items() if not (np.issubdtype(dt, np.number) or dt == bool)]
+        bad = [c for c, dt in X.dtypes.items() if not _is_numeric(dt)]
         if bad:
             raise TypeError(f"{name} must hold numbers; columns {bad} have dtypes {[str(X[c].dtype) for c in bad]}")
+        for column, dtype in X.dtypes.items():  # nullable (Int64, Float64, boolean) columns: NA is an error
+            if isinstance(dtype, pd.api.extensions.ExtensionDtype):
+                _nullable_to_float(X[column], f"{name} column {column!r}")
         values = _check_numeric(X.to_numpy(dtype=np.float64), name)
     elif isinstance(X, (np.ndarray, list, tuple)):
         array = np.asarray(X)

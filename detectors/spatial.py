@@ -22,6 +22,7 @@ from collections.abc import Hashable
 
 import numpy as np
 
+from .checks import check_number
 from .wrappers import StreamWrapper
 
 SPATIAL_TOLERANCE = 0.05
@@ -54,12 +55,8 @@ class SpatialAnomaly(StreamWrapper):
     STATE = ("low", "high")
 
     def __init__(self, stream, tolerance: float = SPATIAL_TOLERANCE) -> None:
-        if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)):
-            raise TypeError(f"tolerance must be a number; got {tolerance!r}")
-        if not tolerance >= 0:
-            raise ValueError(f"tolerance must be >= 0; got {tolerance!r}")
         self.stream = stream
-        self.tolerance = float(tolerance)
+        self.tolerance = check_number("tolerance", tolerance, 0.0)
         n_channels = self._scorer.n_channels
         self.low = np.zeros((0, n_channels))
         self.high = np.zeros((0, n_channels))
@@ -95,6 +92,8 @@ class SpatialAnomaly(StreamWrapper):
     # ------------------------------------------------------------ protocol
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Score of ``x`` for ``stream`` (1.0 if it leaves the range); changes no state."""
+        if stream not in self._scorer._rows_of or isinstance(stream, bool):
+            return self._with_streams([stream]).score_one(x, timestamp, stream)
         score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
         flag = self._flag(self._point(x), self._rows([stream]), learn=False)[0, 0]
         return 1.0 if flag else float(score)
@@ -106,6 +105,9 @@ class SpatialAnomaly(StreamWrapper):
 
     def score_many(self, X, streams=None) -> np.ndarray:
         """Scores (n_streams,) of one point per stream; changes no state."""
+        view = self._with_streams(streams)
+        if view is not self:
+            return view.score_many(X, streams)
         scores = np.asarray(self.stream.score_many(X, streams), dtype=float)
         rows = self._rows(self._streams(streams, len(scores)))
         flags = self._flag(self._block(np.asarray(X)[None]), rows, learn=False)[0]

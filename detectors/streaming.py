@@ -6,7 +6,8 @@ changes nothing, so calling it twice gives the same value — and
 :meth:`StreamScorer.learn_one` advances the stream by that point: one recurrent
 step, the online normaliser and the forecast of the next point. Many streams,
 named by stream ids, advance together in one batched step
-(:meth:`score_many`, :meth:`learn_many`, :meth:`process`).
+(:meth:`score_many`, :meth:`learn_many`, :meth:`process`). The one-point path
+lives in :mod:`~sparsernn.detectors.stream_point` (a mixin of the scorer).
 
 Bad input follows :mod:`~sparsernn.detectors.series_input`: NaN / inf, a wrong
 width or rank, non-numbers and timestamps that do not increase are rejected
@@ -15,6 +16,7 @@ stream exactly as it was.
 """
 from __future__ import annotations
 
+import copy
 import math
 from functools import partial
 from collections.abc import Hashable, Sequence
@@ -25,26 +27,14 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from .forecaster import fast_forward
-from .normalization import ew_mean_var, halflife_to_alpha
+from .normalization import clip_units, ew_mean_var, halflife_to_alpha
 from .numpy_step import NUMPY_MAX_STREAMS, NumpyForecasterStep, supports_numpy_step
 from .torch_step import TorchBlockStep, supports_torch_step
-from .series_input import as_series, check_finite
+from .checks import check_number
+from .stream_point import NO_TIME, OnePointPath, timestamp_ns
+from .series_input import as_series, check_feature_names, check_finite
 
-NO_TIME = np.iinfo(np.int64).min
-"""Last-timestamp value of a stream that has not seen a timestamp."""
-
-
-def timestamp_ns(timestamp) -> int:
-    """A timestamp (pandas / numpy / datetime / str, or an int of nanoseconds) as int64 nanoseconds."""
-    if isinstance(timestamp, (int, np.integer)) and not isinstance(timestamp, bool):
-        return int(timestamp)
-    try:
-        return int(pd.Timestamp(timestamp).as_unit("ns").value)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"timestamp must be a datetime-like or an int of nanoseconds; got {timestamp!r}") from error
-
-
-class StreamScorer:
+class StreamScorer(OnePointPath):
     """Streaming scorer around a fitted :class:`SelectiveUpdateDetector`.
 
     Parameters
@@ -81,14 +71,13 @@ class StreamScorer:
 
     def __init__(self, detector, normalizer_halflife: float | None = None, min_scale: float = 0.05) -> None:
         check_is_fitted(detector, ["model_", "center_", "scale_"])
-        if normalizer_halflife is not None and not (isinstance(normalizer_halflife, (int, float))
-                                                    and normalizer_halflife > 0):
-            raise ValueError(f"normalizer_halflife must be None or a number > 0; got {normalizer_halflife!r}")
-        if not (isinstance(min_scale, (int, float)) and min_scale > 0):
-            raise ValueError(f"min_scale must be a number > 0; got {min_scale!r}")
+        if normalizer_halflife is not None:
+            normalizer_halflife = check_number("normalizer_halflife", normalizer_halflife, 0.0, low_open=True)
         self.detector = detector
         self.normalizer_halflife = normalizer_halflife
-        self.min_scale = float(min_scale)
+        self.min_scale = check_number("min_scale", min_scale, 0.0, low_open=True)
+        names = getattr(detector, "feature_names_", None)
+        self.dict_keys: list | None = None if names is None else list(names)
         self.model = detector.model_
         self.n_channels = detector.n_channels_
         self.stream_ids: list = []
@@ -111,25 +100,62 @@ class StreamScorer:
         self.last_time = np.zeros(0, dtype=np.int64)
 
     # ------------------------------------------------------------ streams
-    def _rows(self, streams: Sequence[Hashable]) -> np.ndarray:
-        """Row of each stream id, allocating fresh state for ids not seen yet."""
+    def _resolve(self, streams: Sequence[Hashable]) -> tuple[np.ndarray, list]:
+        """Row of each stream id (an id not seen yet gets the row it would be given) and the new
+        ids, in order; checks the ids and changes nothing."""
         rows = np.empty(len(streams), dtype=np.int64)
-        new = []
+        new: list = []
         for i, sid in enumerate(streams):
+            if isinstance(sid, (bool, np.bool_)) or not isinstance(sid, (str, int, np.integer)):
+                raise TypeError(f"stream ids must be str or int; got {sid!r} ({type(sid).__name__})")
             row = self._rows_of.get(sid)
             if row is None:
-                if isinstance(sid, bool) or not isinstance(sid, (str, int, np.integer)):
-                    raise TypeError(f"stream ids must be str or int; got {sid!r}")
                 sid = sid if isinstance(sid, str) else int(sid)
-                row = self._rows_of[sid] = len(self.stream_ids)
-                self.stream_ids.append(sid)
-                new.append(row)
+                if sid not in new:
+                    new.append(sid)
+                row = len(self.stream_ids) + new.index(sid)
             rows[i] = row
         if len(set(rows.tolist())) != len(rows):
             raise ValueError(f"streams must not repeat an id within one call; got {list(streams)}")
+        return rows, new
+
+    def _register(self, new: list) -> None:
+        """Give the ids ``new`` (checked by :meth:`_resolve`) rows with fresh state."""
+        for sid in new:
+            self._rows_of[sid] = len(self.stream_ids)
+            self.stream_ids.append(sid)
+        self._grow(len(new))
+
+    def _rows(self, streams: Sequence[Hashable]) -> np.ndarray:
+        """Row of each stream id, allocating fresh state for ids not seen yet."""
+        rows, new = self._resolve(streams)
         if new:
-            self._grow(len(new))
+            self._register(new)
         return rows
+
+    @staticmethod
+    def _ids(streams) -> list:
+        """The ids a call names: ``streams`` as a list (None: stream 0)."""
+        if streams is None:
+            return [0]
+        if isinstance(streams, (str, int, np.integer)):
+            return [streams]
+        try:
+            return list(streams)
+        except TypeError:
+            raise TypeError(f"streams must be a stream id (str or int) or a sequence of them; got {streams!r}") \
+                from None
+
+    def _with_streams(self, streams) -> "StreamScorer":
+        """This scorer when it knows every id of ``streams``; else a copy that has them too, in their
+        initial state, and shares nothing that scoring could change (scoring never registers an id)."""
+        _, new = self._resolve(self._ids(streams))
+        if not new:
+            return self
+        clone = copy.copy(self)
+        clone.stream_ids, clone._rows_of = list(self.stream_ids), dict(self._rows_of)
+        clone._register(new)  # _grow builds new arrays: this scorer's are not touched
+        return clone
 
     def _grow(self, n: int) -> None:
         d = self.n_channels
@@ -146,9 +172,7 @@ class StreamScorer:
             if n != 1:
                 raise ValueError(f"streams must name the {n} streams of a batch; got None")
             return [0]
-        if isinstance(streams, (str, int, np.integer)):
-            streams = [streams]
-        streams = list(streams)
+        streams = self._ids(streams)
         if len(streams) != n:
             raise ValueError(f"streams has {len(streams)} ids but the batch has {n} streams")
         return streams
@@ -161,18 +185,33 @@ class StreamScorer:
                 raise ValueError(f"x must be finite; got {x} (NaN and inf are rejected: drop or fill them first)")
             return np.array([[x]], dtype=np.float64)
         if isinstance(x, dict):
-            names = getattr(self.detector, "feature_names_", None)
-            x = [x[k] for k in names] if names is not None and set(names) <= set(x) else list(x.values())
+            x = self._dict_values(x)
         values = as_series(np.atleast_1d(np.asarray(x)), "x").values.reshape(1, -1)
         if values.shape[1] != self.n_channels:
             raise ValueError(f"x has {values.shape[1]} channel(s) but the detector was fitted on {self.n_channels}")
         return values
 
+    def _dict_values(self, x: dict) -> list:
+        """The values of a dict point in channel order. Its keys must be the detector's column names
+        (fitted on a DataFrame) or else those of the first dict point this scorer learned."""
+        keys = self.dict_keys if self.dict_keys is not None else list(x)
+        if set(x) != set(keys) or len(x) != len(keys):
+            unknown, missing = [k for k in x if k not in set(keys)], [k for k in keys if k not in x]
+            raise ValueError(f"x has unknown key(s) {unknown} and missing key(s) {missing}; a dict point must "
+                             f"have exactly the keys {keys}")
+        return [x[k] for k in keys]
+
+    def _fix_keys(self, x) -> None:
+        """After a dict point was learned: its keys become the keys of every later dict point."""
+        if self.dict_keys is None and isinstance(x, dict):
+            self.dict_keys = list(x)
+
     def _block(self, X, name: str) -> np.ndarray:
         """A (T, B, d) float64 block from ``X`` of shape (T, B, d), or (T, B) when d == 1."""
         array = np.asarray(X)
-        if array.dtype == object or not np.issubdtype(array.dtype, np.number):
-            raise TypeError(f"{name} must hold numbers; got dtype {array.dtype}")
+        if array.dtype == object or not np.issubdtype(array.dtype, np.number) \
+                or np.issubdtype(array.dtype, np.complexfloating):
+            raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
         if array.ndim == 2 and self.n_channels == 1:
             array = array[..., None]
         if array.ndim != 3 or array.shape[2] != self.n_channels or 0 in array.shape:
@@ -192,28 +231,34 @@ class StreamScorer:
             raise ValueError(f"timestamps must have shape (T, n_streams) = {tuple(shape)}; got {stamps.shape}")
         return stamps.reshape(shape)
 
-    def _check_times(self, rows: np.ndarray, times: np.ndarray | None) -> None:
-        """``times`` (T, B) int64 ns must increase along T and start after each stream's last one."""
+    def _check_times(self, rows: np.ndarray, times: np.ndarray | None, names: list) -> None:
+        """``times`` (T, B) int64 ns must increase along T and start after each stream's last one
+        (``rows`` may include rows not registered yet, which have no last timestamp)."""
         if times is None:
             return
-        previous = np.concatenate([self.last_time[rows][None], times[:-1]])
+        last = np.full(len(rows), NO_TIME, dtype=np.int64)
+        known = rows < len(self.last_time)
+        last[known] = self.last_time[rows[known]]
+        previous = np.concatenate([last[None], times[:-1]])
         bad = times <= previous
         if bad.any():
             t, b = np.argwhere(bad)[0]
-            raise ValueError(f"timestamps must strictly increase per stream; stream {self.stream_ids[rows[b]]!r} "
+            raise ValueError(f"timestamps must strictly increase per stream; stream {names[b]!r} "
                              f"got {pd.Timestamp(times[t, b])} after {pd.Timestamp(previous[t, b])}")
 
     # ------------------------------------------------------------ the step
     def _normalized(self, values: np.ndarray, rows: np.ndarray, update: bool) -> np.ndarray:
         """Normalise ``values`` (T, B, d) with each stream's statistics *before* each point."""
         det = self.detector
-        if self.normalizer_halflife is None:
-            return (values - det.center_) / det.scale_
-        alpha = halflife_to_alpha(self.normalizer_halflife)
-        means, variances, mean, var = ew_mean_var(values, self.norm_mean[rows], self.norm_var[rows], alpha)
-        if update:
-            self.norm_mean[rows], self.norm_var[rows] = mean, var
-        return (values - means) / np.maximum(np.sqrt(variances), self.min_scale * det.scale_)
+        with np.errstate(over="ignore"):  # (values - centre) may overflow to inf: clipped below
+            if self.normalizer_halflife is None:
+                return clip_units((values - det.center_) / det.scale_)
+            alpha, floor = halflife_to_alpha(self.normalizer_halflife), self.min_scale * det.scale_
+            means, variances, mean, var = ew_mean_var(values, self.norm_mean[rows], self.norm_var[rows], alpha,
+                                                      floor)
+            if update:
+                self.norm_mean[rows], self.norm_var[rows] = mean, var
+            return clip_units((values - means) / np.maximum(np.sqrt(variances), floor))
 
     def _advance(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
         """Surprise of each point of ``values`` (T, B, d) for streams ``rows``; with ``learn`` the
@@ -240,104 +285,6 @@ class StreamScorer:
             self.count[rows] += T
         return scores
 
-    # ------------------------------------------------------------ one point
-    # score_one / learn_one compute what _advance computes for a block of one
-    # point. With one channel they do it on scalars: the same float64 / float32
-    # operations in the same order, so the same numbers, without the cost of
-    # NumPy calls on arrays of one element (the benchmark's one-stream test is
-    # dominated by that cost). A plain finite float (or np.float64) for a stream already seen,
-    # without a timestamp, takes a shortcut past the checks of _one (which it
-    # would pass); anything else goes through them.
-    def _one(self, x, timestamp, stream) -> tuple[np.ndarray, int, int | None]:
-        """Checked point ``(1, d)``, the stream's row and the timestamp in ns (or None)."""
-        values = self._point(x)
-        row = self._rows_of.get(stream)
-        if row is None:
-            row = int(self._rows([stream])[0])
-        time = None
-        if timestamp is not None:
-            time = timestamp_ns(timestamp)
-            self._check_times(np.array([row]), np.array([[time]], dtype=np.int64))
-        return values, row, time
-
-    def _fast_row(self, x, timestamp, stream) -> int | None:
-        """The stream's row when ``x`` may take the one-channel shortcut, else None."""
-        if self._scalar_path and timestamp is None and (type(x) is float or type(x) is np.float64) \
-                and math.isfinite(x):
-            return self._rows_of.get(stream)
-        return None
-
-    def _scalar_normalized(self, value: float, row: int) -> float:
-        """One-channel ``value`` normalised with the stream's statistics as they are (float64)."""
-        if self.normalizer_halflife is None:
-            return (value - self._center0) / self._scale0
-        center = float(self.norm_mean[row, 0])
-        scale = max(math.sqrt(self.norm_var[row, 0]), self.min_scale * self._scale0)
-        return (value - center) / scale
-
-    def _scalar_surprise(self, u: np.float32, row: int) -> float:
-        """Surprise of one normalised one-channel point ``u`` (float32) under the stream's forecast."""
-        if self.count[row] < self.detector.warmup:
-            return 0.0
-        diff = u - self.forecast_mean[row, 0]  # float32 scalars
-        return float(diff * diff / self.forecast_var[row, 0] * self._half)
-
-    def _point_normalized(self, values: np.ndarray, row: int) -> np.ndarray:
-        """One point (1, d) normalised with the stream's statistics as they are, as float32 (1, d)."""
-        if self.n_channels == 1:
-            return np.array([[self._scalar_normalized(float(values[0, 0]), row)]], dtype=np.float32)
-        det = self.detector
-        if self.normalizer_halflife is None:
-            return ((values - det.center_) / det.scale_).astype(np.float32)
-        scale = np.maximum(np.sqrt(self.norm_var[row]), self.min_scale * det.scale_)
-        return ((values - self.norm_mean[row]) / scale).astype(np.float32)
-
-    def _point_surprise(self, u: np.ndarray, row: int) -> float:
-        """Surprise of one normalised point ``u`` (1, d) under the stream's forecast."""
-        if self.n_channels == 1:
-            return self._scalar_surprise(u[0, 0], row)
-        if self.count[row] < self.detector.warmup:
-            return 0.0
-        diff = u[0] - self.forecast_mean[row]
-        return float((diff * diff / self.forecast_var[row]).sum() * self._half)
-
-    def _update_normalizer(self, values: np.ndarray, row: int) -> None:
-        """Add one point (1, d) to the stream's normaliser (the update of ``ew_mean_var``)."""
-        if self.n_channels == 1:
-            self._update_scalar_normalizer(float(values[0, 0]), row)
-            return
-        alpha = halflife_to_alpha(self.normalizer_halflife)
-        delta = values[0] - self.norm_mean[row]
-        self.norm_mean[row] += alpha * delta
-        self.norm_var[row] = (1.0 - alpha) * (self.norm_var[row] + alpha * delta * delta)
-
-    def _update_scalar_normalizer(self, value: float, row: int) -> None:
-        alpha = halflife_to_alpha(self.normalizer_halflife)
-        mean, var = float(self.norm_mean[row, 0]), float(self.norm_var[row, 0])
-        delta = value - mean
-        self.norm_mean[row, 0] = mean + alpha * delta
-        self.norm_var[row, 0] = (1.0 - alpha) * (var + alpha * delta * delta)
-
-    def _step_point(self, u: np.ndarray, row: int) -> None:
-        """The recurrent step of one stream for its normalised point ``u (d,)`` float32, in place."""
-        self._numpy_step.step_row(u, row, self.state, self.forecast_mean, self.forecast_var)
-        self.count[row] += 1
-
-    def _learn_point(self, values: np.ndarray, row: int, time: int | None, surprise: bool = True) -> float | None:
-        """Advance one stream by one point; returns the point's surprise (what ``score_one`` gave),
-        or None without ``surprise``."""
-        if self._numpy_step is None:
-            result = float(self._advance(values[None], np.array([row]), learn=True)[0, 0])
-        else:
-            u = self._point_normalized(values, row)
-            result = self._point_surprise(u, row) if surprise else None
-            if self.normalizer_halflife is not None:
-                self._update_normalizer(values, row)
-            self._step_point(u[0], row)
-        if time is not None:
-            self.last_time[row] = time
-        return result
-
     # ------------------------------------------------------------ public
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Surprise of point ``x`` for ``stream``; changes no state.
@@ -352,14 +299,16 @@ class StreamScorer:
         row = self._fast_row(x, timestamp, stream)
         if row is not None:
             return self._scalar_surprise(np.float32(self._scalar_normalized(float(x), row)), row)
-        values, row, _ = self._one(x, timestamp, stream)
-        return self._point_surprise(self._point_normalized(values, row), row)
+        scorer = self._with_streams([stream])
+        values, row, _ = scorer._one(x, timestamp, stream)
+        return scorer._point_surprise(scorer._point_normalized(values, row), row)
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
         """Advance ``stream`` by point ``x``: one recurrent step, normaliser, next forecast."""
         row = self._fast_row(x, timestamp, stream)
         if row is None:
             self._learn_point(*self._one(x, timestamp, stream), surprise=False)
+            self._fix_keys(x)
             return
         x, u = float(x), self._u_one
         u[0] = self._scalar_normalized(x, row)  # rounded to float32 as np.array(..., dtype=np.float32) rounds
@@ -370,8 +319,9 @@ class StreamScorer:
     def score_many(self, X, streams=None) -> np.ndarray:
         """Surprise of one point per stream, ``X`` (n_streams, n_channels) or (n_streams,); no state changes.
         Returns an array of shape (n_streams,)."""
-        block = self._block(np.asarray(X)[None], "X")
-        return self._advance(block, self._rows(self._streams(streams, block.shape[1])), learn=False)[0]
+        scorer = self._with_streams(streams)
+        block = scorer._block(np.asarray(X)[None], "X")
+        return scorer._advance(block, scorer._rows(scorer._streams(streams, block.shape[1])), learn=False)[0]
 
     def learn_many(self, X, streams=None, timestamps=None) -> None:
         """Advance every stream of ``streams`` by its point in ``X`` (n_streams, n_channels): one batched step."""
@@ -392,9 +342,12 @@ class StreamScorer:
         surprises : array of shape (T, n_streams)
         """
         block = self._block(X, "X")
-        rows = self._rows(self._streams(streams, block.shape[1]))
+        names = self._streams(streams, block.shape[1])
+        rows, new = self._resolve(names)
         times = None if timestamps is None else self._times(timestamps, block.shape[:2])
-        self._check_times(rows, times)
+        self._check_times(rows, times, names)
+        if new:  # everything is checked: now the new streams get their rows
+            self._register(new)
         scores = self._advance(block, rows, learn=True)
         if times is not None:
             self.last_time[rows] = times[-1]
@@ -412,6 +365,7 @@ class StreamScorer:
         -------
         surprises : array of shape (n_timestamps,), or a Series on the chunk's index
         """
+        check_feature_names(getattr(self.detector, "feature_names_in_", None), chunk, "chunk")
         series = as_series(chunk, "chunk", n_channels=self.n_channels)
         times = None
         if isinstance(series.index, pd.DatetimeIndex):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .checks import check_int
 from .wrappers import ScoreTransform
 
 
@@ -44,12 +45,8 @@ class PeakSuppression(ScoreTransform):
     STATE = ("recent",)
 
     def __init__(self, stream, period: int) -> None:
-        if isinstance(period, bool) or not isinstance(period, (int, np.integer)):
-            raise TypeError(f"period must be an int; got {period!r}")
-        if period < 1:
-            raise ValueError(f"period must be >= 1; got {period!r}")
         self.stream = stream
-        self.period = int(period)
+        self.period = check_int("period", period, 1)
         self.recent = np.zeros((0, self.period))  # the last `period` raw scores of each stream, oldest first
 
     def _settings(self) -> dict:

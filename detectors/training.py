@@ -19,7 +19,7 @@ from .forecaster import GaussianForecaster, gaussian_nll
 def training_windows(u: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
     """Windows ``u[s : s + window]`` for each start, time-major: ``(window, len(starts), d)``."""
     offsets = torch.arange(window).unsqueeze(1) + starts.unsqueeze(0)
-    return u[offsets]
+    return u[offsets.to(u.device)]
 
 
 def train_forecaster(model: GaussianForecaster, u: torch.Tensor, *, window: int, burn_in: int, batch_size: int,

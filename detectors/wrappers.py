@@ -15,6 +15,7 @@ and continues bit-identically after :meth:`load`.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable
 from typing import ClassVar
 
@@ -84,6 +85,18 @@ class StreamWrapper:
     def _streams(self, streams, n: int) -> list:
         return self._scorer._streams(streams, n)
 
+    def _with_streams(self, streams):
+        """This chain when its scorer knows every id of ``streams``; else a copy of the chain that has
+        them too, in their initial state (sharing nothing scoring could change): scoring a new id
+        scores it from the initial state without registering it."""
+        inner = self.inner._with_streams(streams)
+        if inner is self.inner:
+            return self
+        clone = copy.copy(self)
+        setattr(clone, self.INNER, inner)
+        clone._sync()  # _grow builds new arrays: this chain's are not touched
+        return clone
+
     def classify(self, score: float) -> bool:
         """The wrapped stream's alarm rule (``score >= alarm_threshold`` where there is one)."""
         return self.inner.classify(score)
@@ -141,6 +154,8 @@ class ScoreTransform(StreamWrapper):
 
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Score of point ``x`` for ``stream``; changes no state."""
+        if stream not in self._scorer._rows_of or isinstance(stream, bool):
+            return self._with_streams([stream]).score_one(x, timestamp, stream)
         score = self.inner.score_one(x, timestamp=timestamp, stream=stream)
         return self._transform_one(float(score), self._row(stream), learn=False)
 
@@ -152,6 +167,9 @@ class ScoreTransform(StreamWrapper):
 
     def score_many(self, X, streams=None) -> np.ndarray:
         """Scores (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); changes no state."""
+        view = self._with_streams(streams)
+        if view is not self:
+            return view.score_many(X, streams)
         scores = np.asarray(self.inner.score_many(X, streams), dtype=float)
         rows = self._rows(self._streams(streams, len(scores)))
         return self._transform(scores[None], rows, learn=False)[0]

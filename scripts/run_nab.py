@@ -109,7 +109,11 @@ def render(summaries: dict, references: dict, seconds: dict, title: str) -> Tabl
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    corpus = load_nab_corpus(args.data, files=args.files)
+    try:
+        corpus = load_nab_corpus(args.data, files=args.files)
+    except (FileNotFoundError, ValueError) as error:  # a missing folder, a header-only or malformed file
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     summaries, seconds = {}, {}
     if args.score is not None:
         for detector in args.detectors or list_result_detectors(args.score):

@@ -28,7 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", type=Path, help="CSV with a time column (first by default) and numeric columns")
     parser.add_argument("--time-column", help="name of the timestamp column (default: the first column)")
-    parser.add_argument("--columns", nargs="+", help="value columns to score together (default: all numeric)")
+    parser.add_argument("--value-column", "--columns", dest="columns", nargs="+", metavar="COLUMN",
+                        help="value column(s) to score together (default: every numeric column)")
     parser.add_argument("--fit-fraction", type=float, default=0.15, help="share of rows to fit on (default 0.15)")
     parser.add_argument("--hidden-size", type=int, default=32)
     parser.add_argument("--n-steps", type=int, default=100, help="training steps (default 100)")
@@ -49,15 +50,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def read_frame(path: Path, time_column: str | None, columns: list[str] | None) -> pd.DataFrame:
     """The CSV's value columns, indexed by its parsed time column."""
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise SystemExit(f"error: {path} is empty (no header, no rows)") from None
+    if len(frame) == 0:
+        raise SystemExit(f"error: {path} has a header but no data rows (columns: {list(frame.columns)})")
     time_column = time_column or frame.columns[0]
     if time_column not in frame.columns:
         raise SystemExit(f"error: --time-column {time_column!r} is not a column of {path}: {list(frame.columns)}")
-    frame = frame.set_index(pd.DatetimeIndex(pd.to_datetime(frame.pop(time_column)), name=time_column))
+    stamps = frame.pop(time_column)
+    if not (pd.api.types.is_object_dtype(stamps) or pd.api.types.is_string_dtype(stamps)):
+        raise SystemExit(f"error: the time column {time_column!r} of {path} holds {stamps.dtype} values "
+                         f"(e.g. {stamps.iloc[0]!r}), not datetimes; name the time column with --time-column")
+    try:
+        index = pd.DatetimeIndex(pd.to_datetime(stamps, format="mixed"), name=time_column)
+    except (ValueError, TypeError) as error:
+        raise SystemExit(f"error: the time column {time_column!r} of {path} does not parse as datetimes "
+                         f"({error}); name the time column with --time-column") from None
+    frame = frame.set_index(index)
     if columns:
-        missing = sorted(set(columns) - set(frame.columns))
+        missing = [c for c in columns if c not in frame.columns]
         if missing:
-            raise SystemExit(f"error: --columns {missing} are not columns of {path}: {list(frame.columns)}")
+            raise SystemExit(f"error: --value-column {missing} not among the columns of {path}: "
+                             f"{list(frame.columns)}")
         frame = frame[columns]
     frame = frame.select_dtypes("number")
     if frame.shape[1] == 0:

@@ -53,3 +53,20 @@ def test_run_mode_writes_nab_results_and_their_scores(nab_dir, tmp_path):
     corpus = load_nab_corpus(nab_dir, files=TWO_FILES)
     for detector, row in scores.items():
         assert summarize(read_results(results, detector, corpus), corpus, detector) == pytest.approx(row, abs=1e-12)
+
+
+def test_a_header_only_data_file_is_named(tmp_path):
+    root = tmp_path / "nab"
+    (root / "data" / "cat").mkdir(parents=True)
+    (root / "data" / "cat" / "empty.csv").write_text("timestamp,value\n")
+    (root / "labels").mkdir()
+    (root / "labels" / "combined_windows.json").write_text(json.dumps({"cat/empty.csv": []}))
+    (root / "config").mkdir()
+    cost = {"CostMatrix": {"tpWeight": 1.0, "fpWeight": 0.11, "fnWeight": 1.0}}
+    (root / "config" / "profiles.json").write_text(json.dumps(
+        {name: cost for name in ("standard", "reward_low_FP_rate", "reward_low_FN_rate")}))
+    completed = subprocess.run([sys.executable, str(SCRIPT), "--data", str(root), "--detectors", "surnn"],
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2
+    assert "empty.csv has a header but no data rows" in completed.stderr
+    assert "Traceback" not in completed.stderr
