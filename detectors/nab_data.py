@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .series_input import read_csv_rows
+
 PROBATIONARY_PERCENT = 0.15
 """NAB's default share of each file that is not scored (the probationary period)."""
 
@@ -234,12 +236,7 @@ def load_profiles(path: str | Path) -> dict[str, CostProfile]:
 def read_series(path: str | Path) -> pd.Series:
     """Read one NAB data file (``timestamp,value``) into a Series indexed by time."""
     path = Path(path)
-    try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path} is empty (no header, no rows)") from None
-    if len(frame) == 0:
-        raise ValueError(f"{path} has a header but no data rows")
+    frame = read_csv_rows(path)
     missing = {"timestamp", "value"} - set(frame.columns)
     if missing:
         raise ValueError(f"{path} must have columns timestamp,value; missing {sorted(missing)}")

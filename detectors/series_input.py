@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -180,3 +182,14 @@ def as_series(X, name: str = "X", n_channels: int | None = None, min_length: int
     if index is not None:
         check_timestamps(index, name)
     return SeriesInput(values, index, columns, was_1d)
+
+
+def read_csv_rows(path: str | Path) -> pd.DataFrame:
+    """``pd.read_csv(path)``, refusing (``ValueError`` naming the file) an empty or header-only file."""
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty (no header, no rows)") from None
+    if len(frame) == 0:
+        raise ValueError(f"{path} has a header but no data rows (columns: {list(frame.columns)})")
+    return frame

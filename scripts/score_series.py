@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, StreamScorer
+from sparsernn.detectors.series_input import read_csv_rows
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -51,11 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def read_frame(path: Path, time_column: str | None, columns: list[str] | None) -> pd.DataFrame:
     """The CSV's value columns, indexed by its parsed time column."""
     try:
-        frame = pd.read_csv(path)
-    except pd.errors.EmptyDataError:
-        raise SystemExit(f"error: {path} is empty (no header, no rows)") from None
-    if len(frame) == 0:
-        raise SystemExit(f"error: {path} has a header but no data rows (columns: {list(frame.columns)})")
+        frame = read_csv_rows(path)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
     time_column = time_column or frame.columns[0]
     if time_column not in frame.columns:
         raise SystemExit(f"error: --time-column {time_column!r} is not a column of {path}: {list(frame.columns)}")

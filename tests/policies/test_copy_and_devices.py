@@ -10,6 +10,8 @@ import sparsernn.envs  # noqa: F401
 from sparsernn.agents import SparseRecurrentPPO
 from sparsernn.policies import SparseRecurrentPolicy
 
+from .conftest import rollout
+
 CARTPOLE = "sparsernn/CartPoleNoVel-v1"
 #: Dense GRU, dense LSTM, a selective-update (gated) GRU and a routed sparse LSTM.
 KINDS = {
@@ -26,16 +28,6 @@ def make_model(kind, device="cpu", n_envs=2):
                               device=device, policy_kwargs={"hidden_size": 8, **KINDS[kind]})
 
 
-def rollout(policy, obs, steps=5):
-    """Deterministic actions and the final packed state of ``steps`` predictions from ``obs`` (n_envs, 2)."""
-    state, starts, actions = None, np.ones(obs.shape[0], dtype=bool), []
-    for _ in range(steps):
-        action, state = policy.predict(obs, state, starts, deterministic=True)
-        actions.append(action)
-        starts = np.zeros_like(starts)
-    return np.stack(actions), state
-
-
 @pytest.mark.parametrize("kind", ["gated", "routed"])
 def test_trained_policy_deepcopies_and_predicts_the_same(kind):
     model = make_model(kind)
@@ -47,8 +39,8 @@ def test_trained_policy_deepcopies_and_predicts_the_same(kind):
     for (name, a), b in zip(model.policy.state_dict().items(), clone.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs in the copy"
     obs = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
-    expected, expected_state = rollout(model.policy, obs)
-    got, got_state = rollout(clone, obs)
+    expected, expected_state = rollout(model.policy, obs, 5)
+    got, got_state = rollout(clone, obs, 5)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_array_equal(got_state[0], expected_state[0])
 
@@ -66,6 +58,6 @@ def test_learns_and_predicts_on_each_device(kind, device):
     if layer.mask_hh is not None:
         assert torch.all(layer.weight_hh[layer.mask_hh == 0] == 0), "masked weights moved during training"
     obs = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
-    actions, state = rollout(model.policy, obs)
+    actions, state = rollout(model.policy, obs, 5)
     assert actions.shape == (5, 3) and set(np.unique(actions)) <= {0, 1}
     assert isinstance(state[0], np.ndarray) and np.isfinite(state[0]).all()

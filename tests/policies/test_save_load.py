@@ -11,20 +11,14 @@ from sparsernn.agents import SparseRecurrentPPO
 from sparsernn.agents.ppo import folderless_logger
 from sparsernn.policies import SparseRecurrentPolicy
 
+from .conftest import rollout
+
 CONFIGS = {
     "sparse-gru": {"cell": "gru", "density_ih": 0.5, "density_hh": 0.25},
     "routed-lstm": {"cell": "lstm", "router_keep": 0.5, "density_hh": 0.5},
     "rhythm-gru": {"cell": "gru", "update_gate": "rhythm", "target_update_rate": 0.5},
 }
 
-
-def rollout_actions(model, obs, steps=6):
-    state, starts, actions = None, np.ones(obs.shape[0], dtype=bool), []
-    for _ in range(steps):
-        action, state = model.predict(obs, state, starts, deterministic=True)
-        actions.append(action)
-        starts = np.zeros_like(starts)
-    return np.stack(actions), state
 
 
 @pytest.mark.parametrize("algo", [RecurrentPPO, SparseRecurrentPPO])
@@ -45,8 +39,8 @@ def test_save_load_predicts_identically_and_keeps_masks(tmp_path, algo, config):
     for name, tensor in layer.state_dict().items():
         assert torch.equal(loaded_layer.state_dict()[name], tensor), f"{name} differs after loading"
     obs = np.random.default_rng(0).normal(size=(3, 2)).astype(np.float32)
-    expected, expected_state = rollout_actions(model, obs)
-    got, got_state = rollout_actions(loaded, obs)
+    expected, expected_state = rollout(model, obs, 6)
+    got, got_state = rollout(loaded, obs, 6)
     np.testing.assert_array_equal(got, expected)
     np.testing.assert_allclose(got_state[0], expected_state[0], rtol=0, atol=0)
 
