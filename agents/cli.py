@@ -7,7 +7,7 @@ Examples::
     python -m sparsernn.agents train --env CartPole-v1 --algo ppo --total-timesteps 50000
     python -m sparsernn.agents evaluate runs/gru_d01/model.zip --env sparsernn/CartPoleNoVel-v1
     python -m sparsernn.agents train --config agents/configs/cartpole_novel.yaml \
-        --resume runs/gru_d01/checkpoints/model_50000_steps.zip --total-timesteps 50000 --save-dir runs/gru_d01b
+        --resume runs/gru_d01/checkpoints/rl_model_50000_steps.zip --total-timesteps 50000 --save-dir runs/gru_d01b
 
 Flags override the configuration file; YAML keys are ``train``'s keyword
 arguments (see :mod:`sparsernn.agents.config`). Every argument is checked before
