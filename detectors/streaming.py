@@ -104,20 +104,23 @@ class StreamScorer(OnePointPath):
         """Row of each stream id (an id not seen yet gets the row it would be given) and the new
         ids, in order; checks the ids and changes nothing."""
         rows = np.empty(len(streams), dtype=np.int64)
-        new: list = []
+        new: dict = {}  # new id -> the row it would get
+        known, first_new_row = self._rows_of.get, len(self.stream_ids)
         for i, sid in enumerate(streams):
-            if isinstance(sid, (bool, np.bool_)) or not isinstance(sid, (str, int, np.integer)):
+            kind = type(sid)
+            # A plain int or str passes at once (the per-call hot path of many streams); anything
+            # else is checked, so True, np.True_ or 1.0 never alias the stream 1 (equal hashes).
+            if kind is not int and kind is not str and (
+                    isinstance(sid, (bool, np.bool_)) or not isinstance(sid, (str, int, np.integer))):
                 raise TypeError(f"stream ids must be str or int; got {sid!r} ({type(sid).__name__})")
-            row = self._rows_of.get(sid)
+            row = known(sid)
             if row is None:
                 sid = sid if isinstance(sid, str) else int(sid)
-                if sid not in new:
-                    new.append(sid)
-                row = len(self.stream_ids) + new.index(sid)
+                row = new.setdefault(sid, first_new_row + len(new))
             rows[i] = row
         if len(set(rows.tolist())) != len(rows):
             raise ValueError(f"streams must not repeat an id within one call; got {list(streams)}")
-        return rows, new
+        return rows, list(new)
 
     def _register(self, new: list) -> None:
         """Give the ids ``new`` (checked by :meth:`_resolve`) rows with fresh state."""
