@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_rl.py"
 
@@ -27,6 +28,7 @@ def test_bench_rl_writes_medians_and_per_round_ratios(tmp_path):
     assert gru["ratio_to_stock"] == gru["steps_per_s"] / stock["steps_per_s"]
     assert gru["round_ratios"] == [a / b for a, b in zip(gru["rounds_steps_per_s"], stock["rounds_steps_per_s"])]
     assert "x stock" in completed.stdout
+    assert data["meta"]["device"] == "cpu" and data["meta"]["gpu"] is None
 
 
 @pytest.mark.parametrize("option", ["--repeats", "--chunk"])
@@ -35,6 +37,14 @@ def test_bench_rl_rejects_zero_counts(option):
                                timeout=120)
     assert completed.returncode == 2
     assert option in completed.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where no GPU is present")
+def test_bench_rl_refuses_cuda_without_a_gpu():
+    completed = subprocess.run([sys.executable, str(SCRIPT), "--device", "cuda"], capture_output=True, text=True,
+                               timeout=120)
+    assert completed.returncode == 2
+    assert "--device cuda" in completed.stderr and "no CUDA device" in completed.stderr
 
 
 def test_interleaved_round_gives_every_model_its_steps_in_turns():
