@@ -17,18 +17,19 @@ import json
 import math
 import os
 import pickle
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CheckpointCallback
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
+
+from sparsernn.core.files import atomic_write
 
 NORMALIZATION_FORMAT = "sparsernn.vecnormalize"
 NORMALIZATION_VERSION = 1
@@ -43,24 +44,6 @@ class ModelFileError(ValueError):
 def normalization_path(model_path: str | os.PathLike) -> Path:
     """Where the normalisation statistics of ``model_path`` live: ``run/model.zip`` -> ``run/model.vecnormalize.json``."""
     return Path(model_path).with_suffix(".vecnormalize.json")
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[IO[bytes]]:
-    """A binary file that becomes ``path`` only when the block ends without error (same-directory temp + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            yield file
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
 
 
 def save_model(model: BaseAlgorithm, path: str | os.PathLike) -> Path:

@@ -48,13 +48,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..core.files import atomic_write
 
 FORMAT = "sparsernn.detectors/stream"
 VERSION = 3
@@ -150,22 +150,12 @@ def _detector_from(config: dict, tensors: dict, path):
 
 
 def _write(path, kind: str, config: dict, tensors: dict) -> None:
-    """Write atomically: a temporary file in the target's directory, fsync, then ``os.replace``."""
+    """Write atomically (:func:`~sparsernn.core.files.atomic_write`)."""
     config_text = json.dumps({"kind": kind, **config, "versions": _versions()})
     payload = {"format": FORMAT, "version": VERSION, "config": config_text, "tensors": tensors,
                "sha256": _checksum(config_text, tensors)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as file:
+        torch.save(payload, file)
 
 
 def _read(path) -> tuple[dict, dict]:
