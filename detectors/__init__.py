@@ -15,27 +15,27 @@
 - NAB: the corpus loader, NAB's scorer and threshold sweep, VUS-PR / AUC-PR, and
   causal baseline detectors with a common streaming interface.
 """
-from .baselines import (BASELINES, CalibratedStreamDetector, HalfSpaceTreesDetector, IForestDetector,
+from .nab.baselines import (BASELINES, CalibratedStreamDetector, HalfSpaceTreesDetector, IForestDetector,
                         LSTMDetector, NABStreamDetector, anomaly_likelihood, check_series, lagged_windows,
                         run_corpus)
 from .forecaster import GaussianForecaster, fast_forward
-from .likelihood import AnomalyLikelihood, LikelihoodEstimator, likelihood_scores
+from .stream.likelihood import AnomalyLikelihood, LikelihoodEstimator, likelihood_scores
 from .metrics import anomaly_ranges, auc_pr, vus_pr
-from .nab_adapter import SelectiveUpdateNAB
-from .novelty import WindowNovelty
-from .nab_data import (PROBATIONARY_PERCENT, PROFILE_NAMES, CostProfile, NABCorpus, NABDataFile,
+from .nab.chain import SelectiveUpdateNAB
+from .stream.novelty import WindowNovelty
+from .nab.corpus import (PROBATIONARY_PERCENT, PROFILE_NAMES, CostProfile, NABCorpus, NABDataFile,
                        list_result_detectors, load_nab_corpus, load_profiles, load_reference_scores,
                        probationary_length, read_results, read_series, results_path, write_results)
-from .nab_scoring import (NABResult, anomaly_scores_of, normalized_score, range_metrics, reference_thresholds,
+from .nab.scoring import (NABResult, anomaly_scores_of, normalized_score, range_metrics, reference_thresholds,
                           score_all_profiles, score_corpus, score_results_dir, summarize)
-from .nab_sweep import (NO_WINDOW, START_THRESHOLD, FileSweep, ThresholdCurve, ThresholdPoint, legacy_row_scores, scaled_sigmoid,
+from .nab.sweep import (NO_WINDOW, START_THRESHOLD, FileSweep, ThresholdCurve, ThresholdPoint, legacy_row_scores, scaled_sigmoid,
                         score_at_threshold, sweep_file, threshold_curve)
-from .persistence import CorruptSaveError, load_detector, load_stream, save_detector, save_stream
+from .stream.persistence import CorruptSaveError, load_detector, load_stream, save_detector, save_stream
 from .selective_update import SelectiveUpdateDetector
-from .streaming import StreamScorer
-from .seasonal import SeasonalSurprise, rows_per_season
-from .spatial import SpatialAnomaly
-from .suppression import PeakSuppression
+from .stream.scorer import StreamScorer
+from .stream.seasonal import SeasonalSurprise, rows_per_season
+from .stream.spatial import SpatialAnomaly
+from .stream.suppression import PeakSuppression
 
 __all__ = [
     # selective-update detector and streaming

@@ -28,8 +28,8 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from sparsernn.detectors.baselines import BASELINES, run_corpus
-from sparsernn.detectors.nab_data import (
+from sparsernn.detectors.nab.baselines import BASELINES, run_corpus
+from sparsernn.detectors.nab.corpus import (
     PROFILE_NAMES,
     list_result_detectors,
     load_nab_corpus,
@@ -37,8 +37,8 @@ from sparsernn.detectors.nab_data import (
     read_results,
     write_results,
 )
-from sparsernn.detectors.nab_adapter import SelectiveUpdateNAB
-from sparsernn.detectors.nab_scoring import range_metrics, summarize
+from sparsernn.detectors.nab.chain import SelectiveUpdateNAB
+from sparsernn.detectors.nab.scoring import range_metrics, summarize
 
 # name -> factory(seed) -> NABStreamDetector. Register further detectors here.
 DETECTORS = {**BASELINES, SelectiveUpdateNAB.name: SelectiveUpdateNAB}

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsernn.detectors.baselines import (
+from sparsernn.detectors.nab.baselines import (
     BASELINES,
     HalfSpaceTreesDetector,
     IForestDetector,
@@ -13,7 +13,7 @@ from sparsernn.detectors.baselines import (
     lagged_windows,
     run_corpus,
 )
-from sparsernn.detectors.nab_data import CostProfile, NABCorpus, NABDataFile
+from sparsernn.detectors.nab.corpus import CostProfile, NABCorpus, NABDataFile
 
 N, PROBATIONARY, CUT = 300, 100, 180
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sparsernn.detectors.nab_data import load_nab_corpus, read_results
-from sparsernn.detectors.nab_scoring import summarize
+from sparsernn.detectors.nab.corpus import load_nab_corpus, read_results
+from sparsernn.detectors.nab.scoring import summarize
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "run_nab.py"
 TWO_FILES = ["realKnownCause/rogue_agent_key_hold.csv", "realAWSCloudwatch/iio_us-east-1_i-a2eb1cd9_NetworkIn.csv"]

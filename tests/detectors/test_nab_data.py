@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsernn.detectors.nab_data import (
+from sparsernn.detectors.nab.corpus import (
     NABCorpus,
     load_nab_corpus,
     load_reference_scores,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsernn.detectors.nab_data import (
+from sparsernn.detectors.nab.corpus import (
     CostProfile,
     NABCorpus,
     NABDataFile,
@@ -21,14 +21,14 @@ from sparsernn.detectors.nab_data import (
     load_reference_scores,
     read_results,
 )
-from sparsernn.detectors.nab_scoring import (
+from sparsernn.detectors.nab.scoring import (
     normalized_score,
     reference_thresholds,
     score_all_profiles,
     score_corpus,
     score_results_dir,
 )
-from sparsernn.detectors.nab_sweep import (
+from sparsernn.detectors.nab.sweep import (
     legacy_row_scores,
     scaled_sigmoid,
     score_at_threshold,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateNAB, SpatialAnomaly, StreamScorer, WindowNovelty
-from sparsernn.detectors.likelihood import likelihood_scores
+from sparsernn.detectors.stream.likelihood import likelihood_scores
 
 from .conftest import SMALL, blocks_and_points
 

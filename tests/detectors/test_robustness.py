@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SelectiveUpdateDetector,
                                  SelectiveUpdateNAB, SpatialAnomaly, StreamScorer, WindowNovelty)
-from sparsernn.detectors.persistence import SCORER_ARRAYS
+from sparsernn.detectors.stream.persistence import SCORER_ARRAYS
 
 from .conftest import SMALL
 

@@ -8,7 +8,7 @@ import torch
 
 from sparsernn.detectors import (AnomalyLikelihood, CorruptSaveError, SeasonalSurprise, StreamScorer, load_detector,
                                  load_stream, save_detector)
-from sparsernn.detectors import persistence
+from sparsernn.detectors.stream import persistence
 
 
 @pytest.fixture

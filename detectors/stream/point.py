@@ -1,6 +1,6 @@
 """The stream scorer's one-point path (``score_one`` / ``learn_one`` of one stream, one point).
 
-:class:`OnePointPath` is a mixin of :class:`~sparsernn.detectors.streaming.StreamScorer`
+:class:`OnePointPath` is a mixin of :class:`~sparsernn.detectors.stream.scorer.StreamScorer`
 (which owns the per-stream arrays it reads and writes): the same mathematics as the
 block path (``StreamScorer._advance``) for a block of one point, with the scalar
 shortcuts that keep a single stream fast. It also holds the timestamp conversion.
@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from .normalization import INPUT_CLIP, VAR_LIMIT, clip_units, ew_step, halflife_to_alpha
+from ..normalization import INPUT_CLIP, VAR_LIMIT, clip_units, ew_step, halflife_to_alpha
 
 NO_TIME = np.iinfo(np.int64).min
 """Last-timestamp value of a stream that has not seen a timestamp."""
@@ -32,7 +32,7 @@ def timestamp_ns(timestamp) -> int:
 
 
 class OnePointPath:
-    """The one-point path of :class:`~sparsernn.detectors.streaming.StreamScorer` (see the module doc)."""
+    """The one-point path of :class:`~sparsernn.detectors.stream.scorer.StreamScorer` (see the module doc)."""
 
     # ------------------------------------------------------------ one point
     # score_one / learn_one compute what _advance computes for a block of one

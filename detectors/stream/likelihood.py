@@ -40,7 +40,7 @@ from collections.abc import Hashable
 import numpy as np
 from scipy import special
 
-from .checks import check_int, check_number
+from ..checks import check_int, check_number
 from .wrappers import ScoreTransform
 
 LOG_EPSILON = math.log(1e-10)

@@ -4,14 +4,14 @@ from __future__ import annotations
 import numpy as np
 
 from .baselines import NABStreamDetector, check_series
-from .checks import check_int, check_number, check_seed
-from .likelihood import AnomalyLikelihood
-from .novelty import WindowNovelty, check_weight
-from .seasonal import SeasonalSurprise, rows_per_season
-from .selective_update import SelectiveUpdateDetector
-from .streaming import StreamScorer
-from .spatial import SPATIAL_TOLERANCE, SpatialAnomaly
-from .suppression import PeakSuppression
+from ..checks import check_int, check_number, check_seed
+from ..stream.likelihood import AnomalyLikelihood
+from ..stream.novelty import WindowNovelty, check_weight
+from ..stream.seasonal import SeasonalSurprise, rows_per_season
+from ..selective_update import SelectiveUpdateDetector
+from ..stream.scorer import StreamScorer
+from ..stream.spatial import SPATIAL_TOLERANCE, SpatialAnomaly
+from ..stream.suppression import PeakSuppression
 
 NAB_DETECTOR_DEFAULTS = dict(hidden_size=32, n_steps=40, window=32, burn_in=8, batch_size=32, warmup=10)
 """Detector settings used for NAB unless overridden (small, so a corpus runs in minutes)."""

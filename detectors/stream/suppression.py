@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checks import check_int
+from ..checks import check_int
 from .wrappers import ScoreTransform
 
 

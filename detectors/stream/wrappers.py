@@ -10,7 +10,7 @@ every wrapper's per-stream arrays is its row in the scorer.
 Each wrapper keeps its per-stream state in NumPy arrays whose first axis is
 the stream row (the names in ``STATE``) and its settings in JSON-able values
 (:meth:`_settings`, the keyword arguments of its constructor), so a whole
-chain is saved as arrays + JSON by :func:`~sparsernn.detectors.persistence.save_stream`
+chain is saved as arrays + JSON by :func:`~sparsernn.detectors.stream.persistence.save_stream`
 and continues bit-identically after :meth:`load`.
 """
 from __future__ import annotations

@@ -36,8 +36,8 @@ from collections.abc import Hashable
 import numpy as np
 
 from .likelihood import LikelihoodEstimator, _check_int
-from .checks import check_number
-from .normalization import clip_units
+from ..checks import check_number
+from ..normalization import clip_units
 from .wrappers import StreamWrapper
 
 

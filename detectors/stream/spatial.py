@@ -22,7 +22,7 @@ from collections.abc import Hashable
 
 import numpy as np
 
-from .checks import check_number
+from ..checks import check_number
 from .wrappers import StreamWrapper
 
 SPATIAL_TOLERANCE = 0.05

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .series_input import read_csv_rows
+from ..series_input import read_csv_rows
 
 PROBATIONARY_PERCENT = 0.15
 """NAB's default share of each file that is not scored (the probationary period)."""

@@ -32,8 +32,8 @@ from types import MappingProxyType
 from typing import ClassVar
 
 import numpy as np
-from .likelihood import likelihood_scores
-from .nab_data import NABCorpus
+from ..stream.likelihood import likelihood_scores
+from .corpus import NABCorpus
 
 
 def check_series(values, probationary: int, min_probationary: int = 1) -> np.ndarray:
@@ -74,7 +74,7 @@ def anomaly_likelihood(
 
     Raw scores are put in robust z-units (median and 1.4826 x MAD of the
     probationary raw scores after ``warmup``), then scored by the package's one
-    anomaly likelihood (:func:`~sparsernn.detectors.likelihood.likelihood_scores`,
+    anomaly likelihood (:func:`~sparsernn.detectors.stream.likelihood.likelihood_scores`,
     NAB's HTM estimator, the one :class:`AnomalyLikelihood` streams): the
     leading ``warmup`` rows are the learning period, the rest of the
     probationary rows the estimation samples. Probationary rows score the

@@ -3,7 +3,7 @@
 Faithful to NAB v1.1 (numenta/NAB ``nab/sweeper.py``, ``nab/optimizer.py``,
 ``nab/scorer.py``, ``nab/runner.py``):
 
-* per file, rows are scored with the sweep scores of `nab_sweep`; a file's raw
+* per file, rows are scored with the sweep scores of `sweep`; a file's raw
   score at a threshold sums its false positives and, per window, its first
   detection or the ``-fnWeight`` of a miss;
 * the threshold is either given, or optimised like NAB's optimizer: one
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import auc_pr, vus_pr
-from .nab_data import PROFILE_NAMES, NABCorpus, read_results
-from .nab_sweep import FileSweep, score_at_threshold, sweep_file, threshold_curve
+from ..metrics import auc_pr, vus_pr
+from .corpus import PROFILE_NAMES, NABCorpus, read_results
+from .sweep import FileSweep, score_at_threshold, sweep_file, threshold_curve
 
 ResultsLike = Mapping[str, "pd.DataFrame | pd.Series | np.ndarray"]
 

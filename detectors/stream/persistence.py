@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.files import atomic_write
+from ...core.files import atomic_write
 
 FORMAT = "sparsernn.detectors/stream"
 VERSION = 3
@@ -117,7 +117,7 @@ def _detector_parts(detector) -> tuple[dict, dict]:
 
 
 def _detector_from(config: dict, tensors: dict, path):
-    from .selective_update import SelectiveUpdateDetector
+    from ..selective_update import SelectiveUpdateDetector
 
     if config["class"] != SelectiveUpdateDetector.__name__:
         raise CorruptSaveError(f"{path}: unknown detector class {config['class']!r}")
@@ -256,7 +256,7 @@ def save_stream(stream, path) -> None:
 
 def load_stream(path, expect: type | None = None):
     """Read a stream written by :func:`save_stream`; ``expect`` checks the outermost class."""
-    from .streaming import StreamScorer
+    from .scorer import StreamScorer
 
     config, tensors = _read(path)
     kinds = {"StreamScorer": StreamScorer, **_wrapper_classes()}
@@ -268,7 +268,7 @@ def load_stream(path, expect: type | None = None):
 
 
 def _stream_from(config: dict, tensors: dict, kinds: dict, path):
-    from .streaming import StreamScorer
+    from .scorer import StreamScorer
 
     detector = _detector_from(config["detector"], tensors, path)
     settings = config["scorer"]

@@ -32,8 +32,8 @@ from collections.abc import Hashable
 import numpy as np
 import pandas as pd
 
-from .checks import check_int, check_number
-from .series_input import as_series
+from ..checks import check_int, check_number
+from ..series_input import as_series
 from .wrappers import StreamWrapper
 
 

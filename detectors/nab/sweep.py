@@ -2,7 +2,7 @@
 
 This module reproduces, number for number, the scorer of the Numenta Anomaly
 Benchmark (numenta/NAB v1.1, ``nab/sweeper.py``; the corpus-level parts are
-in ``nab_scoring``):
+in ``scoring``):
 
 * Every row gets a *sweep score* (`FileSweep.weights`). A row inside a window
   scores ``tpWeight * S(pos) / S(-1)``, where ``pos = -(right - i + 1) / width``
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .nab_data import CostProfile, NABDataFile
+from .corpus import CostProfile, NABDataFile
 
 NO_WINDOW = -1
 """`FileSweep.window` value of a row outside every window."""

@@ -7,7 +7,7 @@ changes nothing, so calling it twice gives the same value — and
 step, the online normaliser and the forecast of the next point. Many streams,
 named by stream ids, advance together in one batched step
 (:meth:`score_many`, :meth:`learn_many`, :meth:`process`). The one-point path
-lives in :mod:`~sparsernn.detectors.stream_point` (a mixin of the scorer).
+lives in :mod:`~sparsernn.detectors.stream.point` (a mixin of the scorer).
 
 Bad input follows :mod:`~sparsernn.detectors.series_input`: NaN / inf, a wrong
 width or rank, non-numbers and timestamps that do not increase are rejected
@@ -26,13 +26,13 @@ import pandas as pd
 import torch
 from sklearn.utils.validation import check_is_fitted
 
-from .forecaster import fast_forward
-from .normalization import clip_units, ew_mean_var, halflife_to_alpha
-from .numpy_step import NUMPY_MAX_STREAMS, NumpyForecasterStep, supports_numpy_step
-from .torch_step import TorchBlockStep, supports_torch_step
-from .checks import check_number
-from .stream_point import NO_TIME, OnePointPath, timestamp_ns
-from .series_input import as_series, check_feature_names, check_finite
+from ..forecaster import fast_forward
+from ..normalization import clip_units, ew_mean_var, halflife_to_alpha
+from ..numpy_step import NUMPY_MAX_STREAMS, NumpyForecasterStep, supports_numpy_step
+from ..torch_step import TorchBlockStep, supports_torch_step
+from ..checks import check_number
+from .point import NO_TIME, OnePointPath, timestamp_ns
+from ..series_input import as_series, check_feature_names, check_finite
 
 class StreamScorer(OnePointPath):
     """Streaming scorer around a fitted :class:`SelectiveUpdateDetector`.
@@ -376,7 +376,7 @@ class StreamScorer(OnePointPath):
         return series.wrap(self.process(series.values[:, None, :], [stream], times)[:, 0], name="surprise")
 
     def save(self, path) -> None:
-        """Write the complete state to ``path`` (see :mod:`~sparsernn.detectors.persistence`)."""
+        """Write the complete state to ``path`` (see :mod:`~sparsernn.detectors.stream.persistence`)."""
         from .persistence import save_stream
 
         save_stream(self, path)
