@@ -30,7 +30,8 @@ def test_every_layer_option_has_a_flag():
     (["--backend", "fused"], "backend", "fused"), (["--backend", "compiled"], "backend", "compiled"),
     (["--cell", "elman"], "cell", "elman"), (["--update-gate", "rhythm"], "update_gate", "rhythm"),
     (["--router-rank", "3"], "router_rank", 3), (["--rhythm-frequencies", "1e1"], "rhythm_frequencies", 10),
-    (["--rhythm-max-period", "50"], "rhythm_max_period", 50.0), (["--router-keep", "1", "0.5"], "router_keep", (1.0, 0.5)),
+    (["--rhythm-max-period", "50"], "rhythm_max_period", 50.0),
+    (["--router-keep", "1", "0.5"], "router_keep", (1.0, 0.5)),
 ])
 def test_layer_flags_reach_the_policy_kwargs(argv, key, value):
     args = build_parser().parse_args(["train", "--env", CARTPOLE, *argv])
