@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from sparsernn.core import LayerOption, layer_options
+
 from .arguments import as_count, as_seed
 from .config import load_config
 from .model_files import normalization_path
@@ -46,24 +48,34 @@ def seed(text: str) -> int:
     except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"expected a whole number in [0, 2**32); got {text!r}") from None
 
-# (flag, key, type, help) of the options that go to policy_kwargs and ppo_kwargs.
-LAYER_FLAGS = (
-    ("--cell", "cell", str, "gru, lstm or elman"),
+def layer_flag(option: LayerOption) -> tuple[str, str, Callable[[str], Any], str]:
+    """``(flag, key, type, help)`` of one layer option, from the layer itself: every whole-number
+    option of the layer is positive (``count(1)``); options that name something take their choices."""
+    kind: Callable[[str], Any] = count(1) if option.kind is int else option.kind
+    if option.choices is not None:
+        kind = choice([value for value in option.choices if value is not None])
+    return f"--{option.name.replace('_', '-')}", option.name, kind, option.help.replace("%", "%%")
+
+
+def choice(allowed: list[str]) -> Callable[[str], str]:
+    """An argparse type: one of ``allowed`` (the message lists them)."""
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(allowed)}; got {text!r}")
+        return text
+    parse.__name__ = f"one of {', '.join(allowed)}"
+    return parse
+
+
+# (flag, key, type, help) of the options that go to policy_kwargs and ppo_kwargs: the policy's own, then
+# every layer option (derived from SparseRecurrent; router_keep, one or two fractions, is --router-keep).
+POLICY_FLAGS = (
     ("--hidden-size", "hidden_size", count(1), "recurrent units"),
-    ("--density-ih", "density_ih", float, "input->hidden density in (0, 1]"),
-    ("--density-hh", "density_hh", float, "hidden->hidden density in (0, 1]"),
     ("--param-budget", "param_budget", count(1), "trainable recurrent weights (with --hidden-proportion)"),
     ("--hidden-proportion", "hidden_proportion", float, "N_hh / (N_ih + N_hh) in (0, 1)"),
-    ("--router-rank", "router_rank", count(0), "rank of the router's context term"),
-    ("--update-gate", "update_gate", str, "rhythm or event (selective update)"),
-    ("--rhythm-frequencies", "rhythm_frequencies", count(1), "sinusoids of the rhythm gate"),
-    ("--rhythm-max-period", "rhythm_max_period", float, "longest rhythm period"),
-    ("--target-update-rate", "target_update_rate", float, "update-rate target of the aux loss"),
-    ("--update-rate-weight", "update_rate_weight", float, "weight of the update-rate term"),
-    ("--router-balance-weight", "router_balance_weight", float, "weight of the router balance term"),
-    ("--backend", "backend", str, "core backend: auto, reference or compiled"),
-    ("--kernel", "kernel", str, "fused or core (see SparseRecurrentPolicy)"),
 )
+LAYER_FLAGS = POLICY_FLAGS + tuple(layer_flag(option) for option in layer_options().values()
+                                   if option.name != "router_keep")
 PPO_FLAGS = (
     ("--n-steps", "n_steps", count(1), "rollout steps per env"),
     ("--batch-size", "batch_size", count(1), "minibatch size"),
@@ -89,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", help="YAML configuration file")
     tr.add_argument("--algo", choices=list(ALGOS), help="sparse (default), recurrent (stock) or ppo")
     tr.add_argument("--policy", help="policy name (default per algo)")
-    tr.add_argument("--router-keep", type=float, nargs="+", help="keep fraction, or input and hidden fractions")
+    tr.add_argument("--router-keep", type=float, nargs="+", help=layer_options()["router_keep"].help)
     for group, flags in (("recurrent layer", LAYER_FLAGS), ("PPO", PPO_FLAGS)):
         options = tr.add_argument_group(group)
         for flag, key, kind, help_text in flags:

@@ -204,7 +204,8 @@ def _lstm_backward(dy, dh, dc, da_ext, saved, w_hh, alive, gate_w, preact, gated
     return dgates, dh0, dc0, da, h_read
 
 
-def _check_group(layers: list["SparseRecurrent"]) -> None:
+def check_group(layers: list["SparseRecurrent"]) -> None:
+    """Refuse (ValueError) layers that differ in cell, sizes, update gate or router: a group is one configuration."""
     first = layers[0]
     for layer in layers:
         key = (layer.cell, layer.input_size, layer.hidden_size, layer.update_gate, layer.router_keep,
@@ -224,7 +225,7 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
     ``c (G, B, H)`` or None, the new time indices (per layer, None without a rhythm)
     and the traces.
     """
-    _check_group(layers)
+    check_group(layers)
     first = layers[0]
     steps, batch, _ = x.shape
     alive, resets = None, [False] * steps
@@ -310,7 +311,7 @@ def fused_group_forward(layers: list["SparseRecurrent"], x: torch.Tensor, states
                                                  times, episode_starts)
     results = []
     for g, layer in enumerate(layers):
-        layer._record_call("fused", traces[g])
+        layer._record_call("fused", traces[g], len(layers))
         state = layer.pack_state(h[g], c[g] if c is not None else None, new_times[g])
         results.append((ys[g], state))
     return results

@@ -41,8 +41,10 @@ class SparseRecurrent(nn.Module):
         Rank of the router's context term.
     update_gate : {None, "rhythm", "event"}
         suRNN switch per neuron: ``h_t = h_{t-1}`` exactly where closed.
-    rhythm_frequencies, rhythm_max_period : int, float
-        Number and longest period of the rhythm's sinusoids.
+    rhythm_frequencies : int
+        Number of the rhythm gate's sinusoids.
+    rhythm_max_period : float
+        Longest period of the rhythm gate's sinusoids, in steps.
     target_update_rate : float in (0, 1], optional
         Adds ``update_rate_weight * (rate - target)^2`` to :meth:`aux_loss`.
     update_rate_weight, router_balance_weight : float >= 0
@@ -52,12 +54,20 @@ class SparseRecurrent(nn.Module):
         ``reference``: the plain loop (the oracle); ``compiled``: hoisted GEMMs
         and ``torch.compile``-d steps; ``fused``: the whole sequence as one
         autograd node with a hand-derived backward.
-        ``auto`` applies :func:`~sparsernn.core.choose_backend`'s rule per call;
-        :attr:`last_backend` tells which one ran.
+        ``auto`` applies :func:`~sparsernn.core.choose_backend`'s rule per call
+        (:meth:`backend_for`); :attr:`last_backend` tells which one ran.
     seed : int, optional
         Seeds masks and initial weights. ``None`` draws one from torch's global
         generator (so ``torch.manual_seed`` makes it reproducible).
     dtype, device : optional
+
+    Attributes
+    ----------
+    last_backend : str or None
+        The backend that ran the last call ("reference", "compiled" or "fused").
+    last_group_size : int
+        How many layers ran the last call as one batched loop
+        (:func:`~sparsernn.core.group_forward`): 1 for a call on its own, 0 before any call.
 
     Shapes
     ------
@@ -106,6 +116,7 @@ class SparseRecurrent(nn.Module):
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else check_seed(seed)
         self.seed = seed
         self.last_backend: str | None = None
+        self.last_group_size = 0
 
         gen = torch.Generator().manual_seed(seed)
         gates, H, I = GATES_PER_CELL[cell], self.hidden_size, self.input_size
@@ -224,17 +235,24 @@ class SparseRecurrent(nn.Module):
         h, c, time = self.unpack_state(state)
         if time is not None:
             time = time.detach()  # a counter: the time index carries no gradient
-        backend = self.backend if self.backend != "auto" else choose_backend(x, self)
+        backend = self.backend_for(x)
         y, (h, c, time), trace = run_backend(backend, self, x, h, c, time, episode_starts)
         self._record_call(backend, trace)
         return y, self.pack_state(h, c, time)
 
-    def _record_call(self, backend: str, trace: dict[str, Any]) -> None:
-        """Remember which backend ran and the call's trace (for :meth:`statistics`, :meth:`aux_loss`).
+    def backend_for(self, x: torch.Tensor) -> str:
+        """The backend a call on ``x (T, B, input_size)`` runs: :attr:`backend`, or for ``"auto"``
+        :func:`~sparsernn.core.choose_backend`'s pick for ``x``'s device and shape."""
+        return self.backend if self.backend != "auto" else choose_backend(x, self)
+
+    def _record_call(self, backend: str, trace: dict[str, Any], group_size: int = 1) -> None:
+        """Remember which backend ran, in a group of how many layers (:func:`~sparsernn.core.group_forward`),
+        and the call's trace (for :meth:`statistics`, :meth:`aux_loss`).
 
         Written to ``__dict__`` directly: ``nn.Module.__setattr__`` costs microseconds per
         attribute, which adds up for RL's one-step calls."""
         self.__dict__["last_backend"] = backend
+        self.__dict__["last_group_size"] = group_size
         self.__dict__["_last_trace"] = trace
 
     def _check_inputs(self, x, state, episode_starts) -> None:

@@ -10,15 +10,18 @@ packed state ``(batch, state_size)`` (``[h | c | t]``) onto that pair:
 - slot 0 of the pair holds the packed state as ``(1, batch, state_size)``;
   slot 1 holds the same tensor and is ignored on input. It exists only because
   sb3-contrib's tuples have two slots.
+
+The layer picks its own backend (its ``backend`` option; ``"auto"`` applies
+:func:`~sparsernn.core.choose_backend`); :attr:`RecurrentCore.last_backend`
+tells which one ran.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from sparsernn.core import SparseRecurrent, fused_group_forward
+from sparsernn.core import SparseRecurrent
 
-KERNELS = ("fused", "core")
 StatePair = tuple[torch.Tensor, torch.Tensor]
 
 
@@ -28,10 +31,6 @@ class RecurrentCore(nn.Module):
     Parameters
     ----------
     layer : SparseRecurrent
-    kernel : {"fused", "core"}
-        ``"fused"`` runs the layer on the core's fused backend, whatever its
-        ``backend`` (several times faster for RL's small shapes); ``"core"``
-        calls the layer with its own backend. :attr:`last_kernel` tells which ran.
 
     Attributes
     ----------
@@ -48,18 +47,24 @@ class RecurrentCore(nn.Module):
 
     num_layers = 1
 
-    def __init__(self, layer: SparseRecurrent, kernel: str = "fused") -> None:
+    def __init__(self, layer: SparseRecurrent) -> None:
         super().__init__()
         if not isinstance(layer, SparseRecurrent):
             raise TypeError(f"layer must be a SparseRecurrent; got {type(layer).__name__}")
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel must be one of {list(KERNELS)}; got {kernel!r}")
         self.layer = layer
-        self.kernel = kernel
-        self.last_kernel: str | None = None
         self.input_size = layer.input_size
         self.hidden_size = layer.state_size
         self.output_size = layer.hidden_size
+
+    @property
+    def last_backend(self) -> str | None:
+        """The backend that ran the layer's last call (``layer.last_backend``)."""
+        return self.layer.last_backend
+
+    @property
+    def last_group_size(self) -> int:
+        """How many layers ran that call as one batched loop (2 for a grouped actor and critic, else 1)."""
+        return self.layer.last_group_size
 
     def forward(self, x: torch.Tensor, states: StatePair,
                 episode_starts: torch.Tensor) -> tuple[torch.Tensor, StatePair]:
@@ -67,12 +72,7 @@ class RecurrentCore(nn.Module):
 
         Returns ``y (T, B, output_size)`` and the new state pair.
         """
-        if self.kernel == "fused":
-            (y, state), = fused_group_forward([self.layer], x, [states[0][0]], episode_starts)
-            self.last_kernel = "fused"
-        else:
-            y, state = self.layer(x, states[0][0], episode_starts)
-            self.last_kernel = f"core:{self.layer.last_backend}"
+        y, state = self.layer(x, states[0][0], episode_starts)
         state = state.unsqueeze(0)
         return y, (state, state)
 
@@ -82,4 +82,4 @@ class RecurrentCore(nn.Module):
         return state, state
 
     def extra_repr(self) -> str:
-        return f"state_size={self.hidden_size}, kernel={self.kernel!r}"
+        return f"state_size={self.hidden_size}"

@@ -9,23 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparsernn.core import solve_layer_spec
+from sparsernn.core import layer_defaults, solve_layer_spec
 
-#: :class:`~sparsernn.core.SparseRecurrent` options that a policy forwards as given.
-LAYER_OPTIONS: dict[str, Any] = {
-    "cell": "gru",
-    "density_ih": 1.0,
-    "density_hh": 1.0,
-    "router_keep": None,
-    "router_rank": 8,
-    "update_gate": None,
-    "rhythm_frequencies": 4,
-    "rhythm_max_period": 1000.0,
-    "target_update_rate": None,
-    "update_rate_weight": 1.0,
-    "router_balance_weight": 0.0,
-    "backend": "reference",
-}
+#: :class:`~sparsernn.core.SparseRecurrent` options that a policy forwards as given, with the
+#: layer's defaults (read from its signature by :func:`~sparsernn.core.layer_options`).
+LAYER_OPTIONS: dict[str, Any] = layer_defaults()
 
 
 def resolve_layer_options(input_size: int, hidden_size: int | None, param_budget: int | None,

@@ -2,6 +2,7 @@
 :class:`~sparsernn.core.SparseRecurrent` core."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -11,7 +12,7 @@ from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
-from sparsernn.core import SparseRecurrent, fused_group_forward
+from sparsernn.core import SparseRecurrent, group_forward
 
 from .action_heads import log_prob_and_entropy, sample_actions
 from .core_adapter import RecurrentCore, StatePair
@@ -31,9 +32,13 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
     adapters around :class:`~sparsernn.core.SparseRecurrent`, and
     :meth:`_process_sequence` hands each whole batch of sequences to the core in
     one call, with the episode resets inside it (no per-step Python loop).
-    When the actor and critic layers both run on the fused backend and read the
-    same features, :meth:`forward` and :meth:`evaluate_actions` run them as one
-    group (one batched step for both), with the same results. And for
+    When the actor and critic layers read the same features,
+    :meth:`forward` and :meth:`evaluate_actions` hand them to
+    :func:`~sparsernn.core.group_forward`, which runs them as one group (one
+    batched step for both, same results) where the layers' backend is
+    ``fused``. The layers pick their backend (``backend``, default ``"auto"``:
+    :func:`~sparsernn.core.choose_backend`'s rule); each adapter's
+    ``last_backend`` and ``last_group_size`` tell what ran. And for
     ``Discrete`` and ``Box`` actions, :meth:`forward` and :meth:`evaluate_actions`
     compute samples, log-probabilities and entropies directly
     (:mod:`~sparsernn.policies.action_heads`) instead of through a
@@ -55,17 +60,10 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
     seed : int, optional
         Seeds the actor layer's masks and weights (the critic's uses
         ``seed + 1``). ``None`` draws from torch's generator, which SB3 seeds.
-    cell, density_ih, density_hh, router_keep, router_rank, update_gate, \
-rhythm_frequencies, rhythm_max_period, target_update_rate, update_rate_weight, \
-router_balance_weight, backend
-        :class:`~sparsernn.core.SparseRecurrent` options (see
-        :data:`~sparsernn.policies.LAYER_OPTIONS` for the defaults). ``backend``
-        (default ``"reference"``) applies with ``kernel="core"``; the default
-        ``kernel="fused"`` runs the core's fused backend whatever it says.
-    kernel : {"fused", "core"}
-        How the recurrent layers run (see :class:`~sparsernn.policies.RecurrentCore`):
-        ``"fused"`` (default) runs the layers on the core's fused backend,
-        ``"core"`` calls them with their own ``backend``.
+    kernel : {"fused", "core"}, optional
+        Deprecated (models saved before ``backend`` was the one word store it):
+        ``"fused"`` becomes ``backend="fused"`` (what it ran), ``"core"`` keeps
+        ``backend``; either warns with a ``DeprecationWarning``.
     optimizer_class, optimizer_kwargs
         As in SB3; Adam/AdamW get ``fused=True`` unless ``fused`` or
         ``foreach`` is given (one kernel per step for all parameters).
@@ -74,7 +72,9 @@ router_balance_weight, backend
     n_lstm_layers : int
         Must be 1.
     **kwargs
-        The remaining :class:`RecurrentActorCriticPolicy` arguments.
+        Every :class:`~sparsernn.core.SparseRecurrent` option but the sizes, seed,
+        dtype and device (:data:`~sparsernn.policies.LAYER_OPTIONS`, with the layer's
+        defaults), and the remaining :class:`RecurrentActorCriticPolicy` arguments.
 
     Notes
     -----
@@ -85,7 +85,7 @@ router_balance_weight, backend
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Schedule,
                  hidden_size: int | None = 64, param_budget: int | None = None,
-                 hidden_proportion: float | None = None, seed: int | None = None, kernel: str = "fused",
+                 hidden_proportion: float | None = None, seed: int | None = None, kernel: str | None = None,
                  lstm_hidden_size: int | None = None, n_lstm_layers: int = 1,
                  lstm_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         if lstm_hidden_size is not None:
@@ -99,6 +99,8 @@ router_balance_weight, backend
             raise TypeError(f"lstm_kwargs is not used by SparseRecurrentPolicy (got {lstm_kwargs!r}); "
                             f"pass the layer options directly: {sorted(LAYER_OPTIONS)}")
         layer_options = {key: kwargs.pop(key) for key in list(kwargs) if key in LAYER_OPTIONS}
+        if kernel is not None:
+            layer_options = _map_deprecated_kernel(kernel, layer_options)
         input_size = None
         if param_budget is not None:
             input_size = self._probe_features_dim(observation_space, kwargs)
@@ -106,7 +108,6 @@ router_balance_weight, backend
             input_size or 1, hidden_size, param_budget, hidden_proportion, layer_options)
         self.hidden_size = hidden_size
         self.param_budget, self.hidden_proportion, self.seed = param_budget, hidden_proportion, seed
-        self.kernel = kernel
         super().__init__(observation_space, action_space, lr_schedule, lstm_hidden_size=hidden_size,
                          n_lstm_layers=1, **kwargs)
         # Replace the nn.LSTMs built by the parent with the sparse core.
@@ -131,7 +132,7 @@ router_balance_weight, backend
 
     def _make_core(self, seed: int | None) -> RecurrentCore:
         layer = SparseRecurrent(self.features_dim, self.hidden_size, seed=seed, **self.layer_kwargs)
-        return RecurrentCore(layer, self.kernel)
+        return RecurrentCore(layer)
 
     @staticmethod
     def _process_sequence(features: torch.Tensor, lstm_states: StatePair, episode_starts: torch.Tensor,
@@ -149,23 +150,19 @@ router_balance_weight, backend
         return y.transpose(0, 1).reshape(-1, y.shape[-1]), states
 
     # ------------------------------------------------------- acting, evaluating
-    def _groups_cores(self) -> bool:
-        return self.kernel == "fused" and self.lstm_critic is not None and self.share_features_extractor
-
     def _latents(self, obs: torch.Tensor, lstm_states: RNNStates, episode_starts: torch.Tensor):
         """Actor and critic latents ``(N, .)`` and the new states, as sb3-contrib's ``forward`` computes them.
 
-        When :meth:`_groups_cores`, the actor and critic layers run as one fused group (one
-        batched step for both; same results)."""
+        An actor and a critic layer reading the same features run through
+        :func:`~sparsernn.core.group_forward` (one batched fused loop where their backend is fused)."""
         features = self.extract_features(obs)
-        if self._groups_cores():
+        if self.lstm_critic is not None and self.share_features_extractor:
             n_seq = lstm_states.pi[0].shape[1]
             x = features.reshape(n_seq, -1, features.shape[-1]).transpose(0, 1)
             starts = episode_starts.reshape(n_seq, -1).transpose(0, 1)
-            (y_pi, s_pi), (y_vf, s_vf) = fused_group_forward(
+            (y_pi, s_pi), (y_vf, s_vf) = group_forward(
                 [self.lstm_actor.layer, self.lstm_critic.layer], x, [lstm_states.pi[0][0], lstm_states.vf[0][0]],
                 starts)
-            self.lstm_actor.last_kernel = self.lstm_critic.last_kernel = "fused-group"
             s_pi, s_vf = s_pi.unsqueeze(0), s_vf.unsqueeze(0)
             latent_pi = y_pi.transpose(0, 1).reshape(-1, y_pi.shape[-1])
             latent_vf = y_vf.transpose(0, 1).reshape(-1, y_vf.shape[-1])
@@ -221,11 +218,22 @@ router_balance_weight, backend
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(hidden_size=self.hidden_size, param_budget=self.param_budget,
-                    hidden_proportion=self.hidden_proportion, seed=self.seed, kernel=self.kernel,
-                    shared_lstm=self.shared_lstm,
+                    hidden_proportion=self.hidden_proportion, seed=self.seed, shared_lstm=self.shared_lstm,
                     enable_critic_lstm=self.enable_critic_lstm)
         if self.param_budget is not None:  # the budget re-solves the densities
             data.update({k: v for k, v in self.layer_kwargs.items() if not k.startswith("density")})
         else:
             data.update(self.layer_kwargs)
         return data
+
+
+def _map_deprecated_kernel(kernel: object, layer_options: dict[str, Any]) -> dict[str, Any]:
+    """The layer options meaning what ``kernel`` meant before ``backend`` was the one word:
+    ``"fused"`` ran the fused backend whatever ``backend`` said; ``"core"`` ran ``backend``."""
+    if kernel not in ("fused", "core"):
+        raise ValueError(f"kernel (deprecated: use backend) must be 'fused' or 'core'; got {kernel!r}")
+    meaning = "backend='fused'" if kernel == "fused" else "the layer's backend"
+    warnings.warn(f"SparseRecurrentPolicy(kernel={kernel!r}) is deprecated: the layer picks its kernel by its "
+                  f"backend option; running {meaning} (a model saved before the change stores kernel)",
+                  DeprecationWarning, stacklevel=3)
+    return {**layer_options, "backend": "fused"} if kernel == "fused" else layer_options

@@ -38,7 +38,7 @@ VARIANTS: dict[str, tuple[str, str, dict]] = {
     "ppo-mlp": ("ppo", "MlpPolicy", {}),
     "lstm": ("sparse", "SparseRecurrentPolicy", {"cell": "lstm"}),
     "gru": ("sparse", "SparseRecurrentPolicy", {"cell": "gru"}),
-    "gru-core": ("sparse", "SparseRecurrentPolicy", {"cell": "gru", "kernel": "core"}),
+    "gru-core": ("sparse", "SparseRecurrentPolicy", {"cell": "gru", "backend": "reference"}),
     "gru-d0.1": ("sparse", "SparseRecurrentPolicy", {"cell": "gru", "density_ih": 0.1, "density_hh": 0.1}),
     "gru-router0.1": ("sparse", "SparseRecurrentPolicy", {"cell": "gru", "router_keep": 0.1}),
     "gru-event": ("sparse", "SparseRecurrentPolicy", {"cell": "gru", "update_gate": "event"}),

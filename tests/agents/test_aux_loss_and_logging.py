@@ -8,7 +8,7 @@ from stable_baselines3.common.logger import configure
 import sparsernn.envs  # noqa: F401
 from sparsernn.agents import SparseRecurrentPPO, SparsityLoggerCallback
 
-GATED = {"hidden_size": 8, "backend": "reference", "update_gate": "event", "target_update_rate": 0.05,
+GATED = {"hidden_size": 8, "update_gate": "event", "target_update_rate": 0.05,
          "update_rate_weight": 10.0}
 
 

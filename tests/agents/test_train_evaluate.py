@@ -14,7 +14,7 @@ from sparsernn.agents.cli import main
 from sparsernn.agents.config import CONFIG_DIR, parse_policy_kwargs, parse_ppo_kwargs
 
 TINY_PPO = {"n_steps": 16, "batch_size": 32, "n_epochs": 2}
-TINY_POLICY = {"hidden_size": 8, "backend": "reference"}
+TINY_POLICY = {"hidden_size": 8}
 
 
 class TestTrain:
@@ -88,7 +88,7 @@ class TestCommandLine:
         save_dir = tmp_path / "run"
         status = main(["train", "--config", str(config), "--cell", "gru", "--hidden-size", "8", "--density-hh", "0.5",
                        "--router-keep", "1.0", "0.5", "--total-timesteps", "64", "--seed", "0",
-                       "--backend", "reference",
+                       "--backend", "fused",
                        "--save-dir", str(save_dir), "--checkpoint-freq", "32", "--tensorboard", str(tmp_path / "tb"),
                        "--eval-episodes", "2", "--no-progress-bar"])
         assert status == 0

@@ -2,10 +2,12 @@
 gradient (aux loss included) and statistics, for every cell x {dense,
 block-sparse, rhythm-gated, event-gated, sparse + gated, routed, all three};
 the group call; inference without grad; and what it refuses."""
+import copy
+
 import pytest
 import torch
 
-from sparsernn.core import SparseRecurrent, choose_backend, fused_group_forward
+from sparsernn.core import SparseRecurrent, choose_backend, fused_group_forward, group_forward
 
 from .conftest import EXTREMES, extreme_sequence, random_sequence
 
@@ -157,9 +159,51 @@ def test_fused_refuses_mixed_groups():
 def test_auto_picks_fused_for_small_calls_on_cpu():
     layer = SparseRecurrent(4, 64, update_gate="event", seed=0)
     assert choose_backend(torch.zeros(32, 8, 4), layer) == "fused"
-    assert choose_backend(torch.zeros(32, 256, 4), layer) == "reference"
+    assert choose_backend(torch.zeros(32, 1024, 4), layer) == "fused"  # B * H = 65536: RL's largest minibatches
+    assert choose_backend(torch.zeros(32, 1025, 4), layer) == "reference"
     routed = SparseRecurrent(4, 64, router_keep=0.1, seed=0)
     assert choose_backend(torch.zeros(32, 8, 4), routed) == "fused"
+    assert choose_backend(torch.zeros(32, 256, 4), routed) == "reference"
+    wide_routed = SparseRecurrent(4, 512, router_keep=0.1, seed=0)
+    assert choose_backend(torch.zeros(16, 16, 4), wide_routed) == "compiled"
+    assert choose_backend(torch.zeros(15, 16, 4), wide_routed) == "reference"
+
+
+def test_the_layer_applies_its_rule_and_shows_the_backend_that_ran():
+    layer = SparseRecurrent(4, 64, seed=0)
+    for batch, expected in ((8, "fused"), (1025, "reference")):
+        x = torch.randn(2, batch, 4)
+        assert layer.backend_for(x) == expected
+        layer(x)
+        assert (layer.last_backend, layer.last_group_size) == (expected, 1)
+    pinned = SparseRecurrent(4, 64, backend="reference", seed=0)
+    assert pinned.backend_for(torch.randn(2, 8, 4)) == "reference"
+
+
+@pytest.mark.parametrize("backend, grouped", [("auto", True), ("fused", True), ("reference", False)])
+def test_group_forward_follows_the_layers_rule(backend, grouped):
+    """One batched fused loop when every layer's backend is fused, else each layer on its own;
+    the same results either way, and each layer says what ran."""
+    actor = SparseRecurrent(3, 6, cell="lstm", update_gate="event", backend=backend, seed=1, dtype=torch.float64)
+    critic = SparseRecurrent(3, 6, cell="lstm", update_gate="event", backend=backend, seed=2, dtype=torch.float64)
+    x = torch.randn(5, 4, 3, dtype=torch.float64)
+    starts = (torch.rand(5, 4) < 0.3).double()
+    states = [torch.randn(4, actor.state_size, dtype=torch.float64) for _ in range(2)]
+    got = group_forward([actor, critic], x, states, starts)
+    for layer in (actor, critic):
+        assert layer.last_backend == ("fused" if grouped else "reference")
+        assert layer.last_group_size == (2 if grouped else 1)
+    for (y, state), layer, state0 in zip(got, (actor, critic), states):
+        oracle = copy.deepcopy(layer)
+        oracle.backend = "reference"
+        y_ref, state_ref = oracle(x, state0, starts)
+        torch.testing.assert_close(y, y_ref, rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(state, state_ref, rtol=1e-9, atol=1e-10)
+    mixed = SparseRecurrent(3, 6, cell="lstm", update_gate="event", backend="reference", seed=3, dtype=torch.float64)
+    group_forward([actor, mixed], x, states, starts)
+    assert (actor.last_group_size, mixed.last_backend) == (1, "reference")
+    with pytest.raises(ValueError, match="one cell, size, update gate and router"):
+        group_forward([actor, SparseRecurrent(3, 6, cell="gru", seed=0, dtype=torch.float64)], x, states, starts)
 
 
 def test_native_loops_are_built_and_used():

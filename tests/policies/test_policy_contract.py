@@ -19,7 +19,7 @@ PENDULUM = "sparsernn/PendulumNoVel-v1"
 
 def make_model(env_id=CARTPOLE, n_envs=2, **policy_kwargs):
     env = make_vec_env(env_id, n_envs=n_envs, seed=0)
-    policy_kwargs = {"hidden_size": 8, "backend": "reference", **policy_kwargs}
+    policy_kwargs = {"hidden_size": 8, **policy_kwargs}
     model = RecurrentPPO(SparseRecurrentPolicy, env, n_steps=8, batch_size=16, n_epochs=1,
                          policy_kwargs=policy_kwargs, seed=0, device="cpu")
     model.set_logger(folderless_logger())  # stock SB3 would make <tmp>/SB3-<time> on learn()
@@ -54,11 +54,12 @@ class TestOptions:
         ({"n_lstm_layers": 2}, ValueError),
         ({"lstm_kwargs": {"dropout": 0.1}}, TypeError),
         ({"kernel": "cuda"}, ValueError),
+        ({"backend": "cuda"}, ValueError),
     ])
     def test_bad_options_fail_early_naming_the_argument(self, kwargs, error):
         with pytest.raises(error) as info:
             make_model(**kwargs)
-        assert any(name in str(info.value) for name in list(kwargs) + ["cell", "kernel"])
+        assert any(name in str(info.value) for name in list(kwargs) + ["cell", "kernel", "backend"])
 
     def test_sb3_contrib_options_keep_their_meaning(self):
         model = make_model(shared_lstm=True, enable_critic_lstm=False, net_arch=dict(pi=[5], vf=[6]),
@@ -97,16 +98,16 @@ class TestShapesAndResets:
         np.testing.assert_allclose(reset[0], fresh[0], atol=1e-6)
         assert not np.allclose(carried[0], fresh[0])
 
-    @pytest.mark.parametrize("kernel", ["fused", "core"])
-    def test_one_call_with_resets_equals_stepping(self, kernel):
-        layer = SparseRecurrent(3, 5, cell="gru", density_hh=0.5, backend="reference", seed=0)
-        core = RecurrentCore(layer, kernel)
+    @pytest.mark.parametrize("backend", ["fused", "reference"])
+    def test_one_call_with_resets_equals_stepping(self, backend):
+        layer = SparseRecurrent(3, 5, cell="gru", density_hh=0.5, backend=backend, seed=0)
+        core = RecurrentCore(layer)
         n_seq, length = 4, 6
         features = torch.randn(n_seq * length, 3)
         starts = (torch.rand(n_seq * length) < 0.3).float()
         state = torch.randn(1, n_seq, 5)
         out, (final, _) = SparseRecurrentPolicy._process_sequence(features, (state, state), starts, core)
-        assert core.last_kernel.startswith(kernel)
+        assert core.last_backend == backend
         assert out.shape == (n_seq * length, 5)
         seq_x = features.view(n_seq, length, 3)
         seq_starts = starts.view(n_seq, length)
@@ -120,15 +121,16 @@ class TestShapesAndResets:
         torch.testing.assert_close(final[0], h, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("options, kernel, expected", [
-    ({"update_gate": "event"}, "fused", "fused"), ({"cell": "elman", "density_hh": 0.5}, "fused", "fused"),
-    ({"router_keep": 0.5}, "fused", "fused"), ({}, "core", "core:reference"),
-    ({"router_keep": 0.5}, "core", "core:reference")])
-def test_adapter_runs_layers_on_the_fused_backend(options, kernel, expected):
-    layer = SparseRecurrent(4, 8, backend="reference", seed=0, **options)
-    core = RecurrentCore(layer, kernel)
+@pytest.mark.parametrize("options, backend, expected", [
+    ({"update_gate": "event"}, "auto", "fused"), ({"cell": "elman", "density_hh": 0.5}, "auto", "fused"),
+    ({"router_keep": 0.5}, "auto", "fused"), ({}, "reference", "reference"),
+    ({"router_keep": 0.5}, "reference", "reference")])
+def test_adapter_runs_layers_on_the_fused_backend(options, backend, expected):
+    """The layer picks the kernel (``auto``: fused at RL's shapes on a CPU); the adapter shows which ran."""
+    layer = SparseRecurrent(4, 8, backend=backend, seed=0, **options)
+    core = RecurrentCore(layer)
     core(torch.randn(5, 2, 4), core.initial_states(2), torch.zeros(5, 2))
-    assert core.last_kernel == expected
+    assert (core.last_backend, core.last_group_size) == (expected, 1)
 
 
 class TestGroupedActorCritic:
@@ -136,7 +138,7 @@ class TestGroupedActorCritic:
                                                  (CARTPOLE, {"cell": "gru", "update_gate": "event"})])
     def test_grouped_forward_and_evaluation_equal_the_core_path(self, env_id, options):
         fused = make_model(env_id, seed=3, **options)
-        core = make_model(env_id, seed=3, kernel="core", **options)
+        core = make_model(env_id, seed=3, backend="reference", **options)
         core.policy.load_state_dict(fused.policy.state_dict())
         obs = torch.randn(2 * 5, 2)
         starts = torch.tensor([1.0, 0, 0, 1, 0, 0, 0, 0, 1, 0])
@@ -144,8 +146,10 @@ class TestGroupedActorCritic:
         states = RNNStates((state, state), (state * 2, state * 2))
         actions = torch.zeros(10, *fused.action_space.shape) if fused.action_space.shape else torch.zeros(10)
         got = fused.policy.evaluate_actions(obs, actions, states, starts)
-        assert fused.policy.lstm_actor.last_kernel == "fused-group"
+        for adapter in (fused.policy.lstm_actor, fused.policy.lstm_critic):
+            assert (adapter.last_backend, adapter.last_group_size) == ("fused", 2)
         expected = core.policy.evaluate_actions(obs, actions, states, starts)
+        assert (core.policy.lstm_actor.last_backend, core.policy.lstm_actor.last_group_size) == ("reference", 1)
         for g, e in zip(got, expected):
             torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
         torch.manual_seed(0)

@@ -26,7 +26,7 @@ CONFIGS = {
 def test_save_load_predicts_identically_and_keeps_masks(tmp_path, algo, config):
     env = VecNormalize(make_vec_env("sparsernn/CartPoleNoVel-v1", n_envs=2, seed=0))
     model = algo(SparseRecurrentPolicy, env, n_steps=8, batch_size=16, n_epochs=2, seed=0, device="cpu",
-                 policy_kwargs={"hidden_size": 8, "backend": "reference", **CONFIGS[config]})
+                 policy_kwargs={"hidden_size": 8, **CONFIGS[config]})
     model.set_logger(folderless_logger())  # stock SB3 would make <tmp>/SB3-<time> on learn()
     layer = model.policy.lstm_actor.layer
     mask_before = layer.mask_hh.clone()
