@@ -36,8 +36,9 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
       ``W_hh``), else ``reference``. On a CPU the compiled element-wise step costs
       as much as eager, so it gains nothing elsewhere (``docs/benchmarks.md``).
 
-    The fused bounds are measured at RL's shapes (forward + backward of one call
-    with a few resets, one thread, 2-core shared VM, medians of 3, 2026-12-01;
+    The fused bounds are measured at RL's shapes by ``scripts/bench_auto_rule.py``
+    (forward + backward of one call with a few resets, one thread, 2-core shared VM,
+    medians of 3, 2026-12-01;
     ``reference`` time / ``fused`` time): T in 8..128, B in 64..512, H in 32..256,
     dense GRU / LSTM / Elman, GRU at density 0.1, event-gated GRU, rhythm-gated
     LSTM: 0.95-5.8x, at least parity everywhere up to ``B * H = 65536`` (dense GRU
