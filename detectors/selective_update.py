@@ -233,7 +233,7 @@ class SelectiveUpdateDetector(BaseDetector):
     def _scores(self, series: SeriesInput) -> np.ndarray:
         u = self.normalize(series.values).astype(np.float32)[:, None]
         inference = InferenceStepper(self.model_.layer, self.model_.readout())  # core picks the kernel
-        mean, var, _ = inference.run(u, np.zeros((1, self.model_.layer.state_size), np.float32))
+        mean, var, _ = inference.run(u, self.model_.layer.initial_state(1).numpy())
         self.inference_backend_ = inference.last_backend
         u, mean, var = torch.from_numpy(u), torch.from_numpy(mean), torch.from_numpy(var)
         scores = np.zeros(len(series.values))
