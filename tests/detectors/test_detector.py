@@ -98,6 +98,7 @@ def test_fast_path_equals_the_layer(options):
     """Both inference paths (torch fast path, NumPy step) compute what the core layer computes."""
     det = SelectiveUpdateDetector(**{**SMALL, **options, "hidden_size": 13, "n_steps": 1}).fit(np.sin(np.arange(60.)))
     model = det.model_
+    assert det.inference_backend_ == ("fused" if "router_keep" in options else "numba")  # core's rule, visible
     u = torch.randn(37, 5, 1, generator=torch.Generator().manual_seed(0))
     state = torch.randn(5, model.layer.state_size, generator=torch.Generator().manual_seed(1))
     if options.get("update_gate") == "rhythm":
