@@ -73,7 +73,7 @@ class TorchBlockStepper:
         for t in range(T):
             gx = _project(self.b_in, u[t], self.w_in_t)  # (B, G [+ H for the event gate])
             gh = torch.addmm(self.b_hh, h, self.w_hh_t)  # (B, G)
-            h_new, c_new = cell_step(cell, gx[:, :G], gh, h, c)
+            h_new, c_new = cell_step(cell, gx[:, :G] if gate == "event" else gx, gh, h, c)
             if gate is not None:
                 if gate == "event":
                     is_open = torch.addcmul(gx[:, G:], self.gate_h, h) > 0
