@@ -26,6 +26,7 @@ import torch._dynamo
 import torch.fx.experimental._config as fx_config
 import torch.nn.functional as F
 
+from .cells import cell_step, switch
 from .fused_factors import refuse_double_backward
 from .routing import straight_through_scale
 from .statistics import make_trace
@@ -36,7 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def make_pointwise(cell: str, gate: str | None) -> Callable:
-    """The element-wise part of one step, for one configuration (before compilation).
+    """The element-wise part of one step, for one configuration (before compilation): the
+    reference's :func:`~sparsernn.core.cells.cell_step` and switch, traced by ``torch.compile``.
 
     ``(gx, gh, b_hh, h, c, gate_pre, gate_w_h) -> (h, c, open_count, open_st_sum)``
     with ``gx``, ``gh`` of shape (B, G*H); ``gh`` comes without its bias
@@ -44,28 +46,15 @@ def make_pointwise(cell: str, gate: str | None) -> Callable:
     """
 
     def pointwise(gx, gh, b_hh, h, c, gate_pre, gate_w_h):
-        gh = gh + b_hh
-        if cell == "lstm":
-            i, f, g, o = (gx + gh).chunk(4, dim=1)
-            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
-        elif cell == "gru":
-            xr, xz, xn = gx.chunk(3, dim=1)
-            hr, hz, hn = gh.chunk(3, dim=1)
-            r = torch.sigmoid(xr + hr)
-            z = torch.sigmoid(xz + hz)
-            h_new = (1 - z) * torch.tanh(xn + r * hn) + z * h
-            c_new = None
-        else:
-            h_new, c_new = torch.tanh(gx + gh), None
+        h_new, c_new = cell_step(cell, gx, gh + b_hh, h, c)
         if gate is None:
             return h_new, c_new, None, None
         if gate == "event":
             gate_pre = gate_pre + gate_w_h * h
         is_open, surrogate = heaviside_straight_through(gate_pre)
-        h_new = torch.where(is_open, h_new, h) + surrogate * (h_new - h)
+        h_new = switch(is_open, h_new, h, surrogate)
         if c_new is not None:
-            c_new = torch.where(is_open, c_new, c) + surrogate * (c_new - c)
+            c_new = switch(is_open, c_new, c, surrogate)
         return h_new, c_new, is_open.sum(), (is_open.to(h.dtype) + surrogate).sum()
 
     return pointwise

@@ -21,6 +21,15 @@ Shapes: ``G`` layers run as one group (same cell and sizes), ``T`` steps,
 The forward loops return ``y (T, G, B, H)``, the final state(s) and, when
 ``save`` is set, the per-step values the backward pass needs (``h_read`` is
 the state after the reset, the one the step reads).
+
+Why the cells' equations are written again here rather than calling
+:func:`~sparsernn.core.cells.cell_step`: these loops are TorchScript, and
+their backward is hand-derived, so each step must keep its intermediate values
+(GRU ``rz, n, ghn``; LSTM ``[i, f, o, g]`` and ``c``) for
+:mod:`~sparsernn.core.fused_factors`, and fold ``b_hh`` and ``W_hh h`` into one
+``baddbmm`` over the group; ``cell_step`` returns only the new state. They are
+tested equal to the reference backend (outputs, states and every gradient) in
+``tests/core/test_fused_backend.py`` and ``tests/core/test_backend_equivalence.py``.
 """
 from __future__ import annotations
 

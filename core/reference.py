@@ -2,7 +2,8 @@
 
 It is the oracle that every fast path is tested against, and is never
 optimised: it loops over time, multiplies masks in, and computes every
-projection at every step.
+projection at every step. The cell's equations are
+:func:`~sparsernn.core.cells.cell_step` (shared with the compiled backend).
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from .cells import cell_step, switch
 from .routing import straight_through_scale
 from .statistics import make_trace
 from .update_gates import heaviside_straight_through
@@ -21,26 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
 def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean ``(B, W)`` mask with exactly ``k`` True entries per row: the top-k scores."""
     return torch.zeros_like(scores, dtype=torch.bool).scatter(1, scores.topk(k, dim=1).indices, True)
-
-
-def cell_step(cell: str, gx: torch.Tensor, gh: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
-    """One step of the cell from its projections ``gx = W_ih x + b_ih`` and
-    ``gh = W_hh h + b_hh`` (``(B, G*H)`` each), as torch.nn.LSTM/GRU/RNN define it.
-
-    Returns ``(h_new, c_new)``; ``c_new`` is None except for the LSTM.
-    """
-    if cell == "lstm":
-        i, f, g, o = (gx + gh).chunk(4, dim=1)
-        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c_new), c_new
-    if cell == "gru":
-        xr, xz, xn = gx.chunk(3, dim=1)
-        hr, hz, hn = gh.chunk(3, dim=1)
-        r = torch.sigmoid(xr + hr)
-        z = torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
-        return (1 - z) * n + z * h, None
-    return torch.tanh(gx + gh), None  # elman
 
 
 def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
@@ -73,9 +55,9 @@ def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor
         if layer.update_gate is not None:
             preact = layer.gate(time) if layer.update_gate == "rhythm" else layer.gate(x[t], h)
             is_open, surrogate = heaviside_straight_through(preact)
-            h_new = torch.where(is_open, h_new, h) + surrogate * (h_new - h)
+            h_new = switch(is_open, h_new, h, surrogate)
             if c is not None:
-                c_new = torch.where(is_open, c_new, c) + surrogate * (c_new - c)
+                c_new = switch(is_open, c_new, c, surrogate)
             opens.append(is_open.sum())
             open_st.append((is_open.to(x.dtype) + surrogate).sum())
         h, c = h_new, c_new

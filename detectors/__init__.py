@@ -18,7 +18,7 @@
 from .nab.baselines import (BASELINES, CalibratedStreamDetector, HalfSpaceTreesDetector, IForestDetector,
                         LSTMDetector, NABStreamDetector, anomaly_likelihood, check_series, lagged_windows,
                         run_corpus)
-from .forecaster import GaussianForecaster, fast_forward
+from .forecaster import GaussianForecaster, forecast
 from .stream.likelihood import AnomalyLikelihood, LikelihoodEstimator, likelihood_scores
 from .metrics import anomaly_ranges, auc_pr, vus_pr
 from .nab.chain import SelectiveUpdateNAB
@@ -39,7 +39,7 @@ from .stream.suppression import PeakSuppression
 
 __all__ = [
     # selective-update detector and streaming
-    "SelectiveUpdateDetector", "GaussianForecaster", "fast_forward", "StreamScorer", "AnomalyLikelihood",
+    "SelectiveUpdateDetector", "GaussianForecaster", "forecast", "StreamScorer", "AnomalyLikelihood",
     "save_detector", "load_detector", "save_stream", "load_stream", "CorruptSaveError", "SelectiveUpdateNAB",
     "PeakSuppression", "SpatialAnomaly", "SeasonalSurprise", "WindowNovelty", "rows_per_season", "LikelihoodEstimator",
     "likelihood_scores",

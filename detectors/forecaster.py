@@ -1,4 +1,4 @@
-"""The forecaster behind the selective-update detector, and its fast inference path.
+"""The forecaster behind the selective-update detector, and its inference.
 
 A core :class:`~sparsernn.core.SparseRecurrent` layer reads the normalised
 observation ``u_t`` and a linear head reads ``[h_t, u_t]`` to predict the
@@ -11,10 +11,12 @@ its minimum for that forecast, averaged over channels::
 
     surprise_t = 0.5 * mean_c (u_t,c - mu_t,c)^2 / var_t,c        (>= 0)
 
-:func:`fast_forward` is the inference path (streaming and batch scoring): the
-core's fused loop without gradient bookkeeping (input projections of all
-steps in one GEMM, a few tensor operations per step). It is tested equal to
-the layer.
+:meth:`GaussianForecaster.readout` hands the head to core as a
+:class:`~sparsernn.core.step_weights.GaussianReadout`, so core's inference
+kernels (:class:`~sparsernn.core.inference.InferenceStepper`, which picks one
+by core's rule) run the layer and the head together; :func:`forecast` is the
+general torch path (the layer's fused loop, then the head). Both are tested
+equal to the layer.
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ import math
 import torch
 from torch import nn
 
-from ..core import SparseRecurrent, fused_group_forward
+from ..core import SparseRecurrent
+from ..core.inference import fused_inference
+from ..core.step_weights import GaussianReadout
 
 LOG_VAR_RANGE = (-12.0, 8.0)
 """Clamp of the predicted log-variance (normalised units)."""
@@ -70,6 +74,11 @@ class GaussianForecaster(nn.Module):
         mean, log_var = self.head(torch.cat([y, u], dim=-1)).chunk(2, dim=-1)
         return mean, torch.exp(log_var.clamp(*LOG_VAR_RANGE)) + self.min_variance
 
+    def readout(self) -> GaussianReadout:
+        """The head as core's read-out contract (a copy): ``[h_t, u_t] -> [mean | log_var]``, the
+        log-variance clamped to :data:`LOG_VAR_RANGE`, plus ``min_variance``."""
+        return GaussianReadout(self.head.weight, self.head.bias, LOG_VAR_RANGE, self.min_variance)
+
     def forward(self, u: torch.Tensor, state: torch.Tensor | None = None):
         """``u (T, B, d)`` → ``mean (T, B, d)``, ``var (T, B, d)``, ``state (B, state_size)``
         through the layer itself (with gradient; used for training)."""
@@ -88,14 +97,12 @@ def gaussian_nll(u: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torc
     return 0.5 * (torch.log(var) + (u - mean).square() / var).mean()
 
 
-@torch.inference_mode()
-def fast_forward(model: GaussianForecaster, u: torch.Tensor, state: torch.Tensor):
-    """Inference of ``model`` over ``u (T, B, d)`` from ``state (B, state_size)``.
+def forecast(model: GaussianForecaster, u: torch.Tensor, state: torch.Tensor):
+    """Forecasts of ``model`` over ``u (T, B, d)`` from ``state (B, state_size)``, without gradient.
 
     Returns ``mean (T, B, d)``, ``var (T, B, d)`` (forecasts of the step after
     each row) and the final state. Equal to ``model(u, state)`` up to float
-    rounding: the layer runs the core's fused loop (whatever its ``backend``).
+    rounding: core's ``"fused"`` inference backend
+    (:func:`~sparsernn.core.inference.fused_inference`), whatever the layer's ``backend``.
     """
-    (y, state), = fused_group_forward([model.layer], u, [state])
-    mean, var = model.predict(y, u)
-    return mean, var, state
+    return fused_inference(model.layer, model.readout(), u, state)

@@ -10,7 +10,8 @@ from pyod.models.base import BaseDetector
 from scipy.special import erf
 from sklearn.utils.validation import check_is_fitted
 
-from .forecaster import GaussianForecaster, fast_forward, surprise
+from ..core.inference import InferenceStepper
+from .forecaster import GaussianForecaster, surprise
 from .checks import check_int as _check_int, check_number, check_positive as _check_positive, check_seed
 from .normalization import clip_units, robust_center_scale
 from .series_input import SeriesInput, as_series, check_feature_names, feature_names_of
@@ -92,6 +93,10 @@ class SelectiveUpdateDetector(BaseDetector):
         DataFrame scored later must have exactly these columns, in this order.
     training_losses_ : list of float
         Training loss of every step.
+    inference_backend_ : str
+        The inference kernel the last scoring ran on, picked by core's rule
+        (:func:`~sparsernn.core.inference.choose_inference_backend`: ``"numba"``
+        for one stream of an unrouted layer, ``"fused"`` for a routed one).
 
     Examples
     --------
@@ -226,8 +231,11 @@ class SelectiveUpdateDetector(BaseDetector):
             return clip_units((values - self.center_) / self.scale_)
 
     def _scores(self, series: SeriesInput) -> np.ndarray:
-        u = torch.from_numpy(self.normalize(series.values)).to(self.model_.head.weight.dtype).unsqueeze(1)
-        mean, var, _ = fast_forward(self.model_, u, self.model_.layer.initial_state(1))
+        u = self.normalize(series.values).astype(np.float32)[:, None]
+        inference = InferenceStepper(self.model_.layer, self.model_.readout())  # core picks the kernel
+        mean, var, _ = inference.run(u, self.model_.layer.initial_state(1).numpy())
+        self.inference_backend_ = inference.last_backend
+        u, mean, var = torch.from_numpy(u), torch.from_numpy(mean), torch.from_numpy(var)
         scores = np.zeros(len(series.values))
         scores[1:] = surprise(u[1:], mean[:-1], var[:-1])[:, 0].double().numpy()
         scores[: self.warmup] = 0.0

@@ -123,13 +123,13 @@ class OnePointPath:
 
     def _step_point(self, u: np.ndarray, row: int) -> None:
         """The recurrent step of one stream for its normalised point ``u (d,)`` float32, in place."""
-        self._numpy_step.step_row(u, row, self.state, self.forecast_mean, self.forecast_var)
+        self._step_row(u, row, self.state, self.forecast_mean, self.forecast_var)
         self.count[row] += 1
 
     def _learn_point(self, values: np.ndarray, row: int, time: int | None, surprise: bool = True) -> float | None:
         """Advance one stream by one point; returns the point's surprise (what ``score_one`` gave),
         or None without ``surprise``."""
-        if self._numpy_step is None:
+        if self._step_row is None:
             result = float(self._advance(values[None], np.array([row]), learn=True)[0, 0])
         else:
             u = self._point_normalized(values, row)

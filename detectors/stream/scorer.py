@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import copy
 import math
-from functools import partial
 from collections.abc import Hashable, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.utils.validation import check_is_fitted
 
-from ..forecaster import fast_forward
 from ..normalization import clip_units, ew_mean_var, halflife_to_alpha
-from ..numpy_step import NUMPY_MAX_STREAMS, NumpyForecasterStep, supports_numpy_step
-from ..torch_step import TorchBlockStep, supports_torch_step
+from ...core.inference import InferenceStepper
 from ..checks import check_number
 from .point import NO_TIME, OnePointPath, timestamp_ns
 from ..series_input import as_series, check_feature_names, check_finite
@@ -82,13 +78,15 @@ class StreamScorer(OnePointPath):
         self.n_channels = detector.n_channels_
         self.stream_ids: list = []
         self._rows_of: dict = {}
-        self._numpy_step = NumpyForecasterStep(self.model) if supports_numpy_step(self.model) else None
-        self._torch_step = TorchBlockStep(self.model) if supports_torch_step(self.model) else None
+        # core picks the kernel per block (inference.last_backend says which ran); _step_row is its
+        # one-point kernel (None for a routed layer)
+        self.inference = InferenceStepper(self.model.layer, self.model.readout())
+        self._step_row = self.inference.step_row
         # constants of the one-point path, read once
         self._center0, self._scale0 = float(detector.center_[0]), float(detector.scale_[0])
         self._half = np.float32(0.5 / self.n_channels)
         # the one-channel shortcut of score_one / learn_one (a plain float, a stream seen, no timestamp)
-        self._scalar_path = self.n_channels == 1 and self._numpy_step is not None
+        self._scalar_path = self.n_channels == 1 and self._step_row is not None
         self._u_one = np.zeros(1, dtype=np.float32)
         d, size = self.n_channels, self.model.layer.state_size
         self.state = np.zeros((0, size), dtype=np.float32)
@@ -271,11 +269,7 @@ class StreamScorer(OnePointPath):
         prev_mean, prev_var = self.forecast_mean[rows][None], self.forecast_var[rows][None]
         if learn:
             state = self.state[rows]
-            if self._numpy_step is not None and B <= NUMPY_MAX_STREAMS:
-                mean, var, state = self._numpy_step.run(u, state)
-            else:
-                run = self._torch_step.run if self._torch_step is not None else partial(fast_forward, self.model)
-                mean, var, state = (a.numpy() for a in run(torch.from_numpy(u), torch.from_numpy(state)))
+            mean, var, state = self.inference.run(u, state)
             prev_mean = np.concatenate([prev_mean, mean[:-1]])
             prev_var = np.concatenate([prev_var, var[:-1]])
         diff = u - prev_mean

@@ -6,9 +6,10 @@ import torch
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from sparsernn.detectors import SelectiveUpdateDetector, fast_forward, load_detector, save_detector
-from sparsernn.detectors.numpy_step import NumpyForecasterStep, supports_numpy_step
-from sparsernn.detectors.torch_step import TorchBlockStep
+from sparsernn.core import step_weights, supports_steppers
+from sparsernn.core.infer_numba import NumbaStepper
+from sparsernn.core.infer_torch import TorchBlockStepper
+from sparsernn.detectors import SelectiveUpdateDetector, forecast, load_detector, save_detector
 
 from .conftest import SMALL
 
@@ -97,21 +98,22 @@ def test_fast_path_equals_the_layer(options):
     """Both inference paths (torch fast path, NumPy step) compute what the core layer computes."""
     det = SelectiveUpdateDetector(**{**SMALL, **options, "hidden_size": 13, "n_steps": 1}).fit(np.sin(np.arange(60.)))
     model = det.model_
+    assert det.inference_backend_ == ("fused" if "router_keep" in options else "numba")  # core's rule, visible
     u = torch.randn(37, 5, 1, generator=torch.Generator().manual_seed(0))
     state = torch.randn(5, model.layer.state_size, generator=torch.Generator().manual_seed(1))
     if options.get("update_gate") == "rhythm":
         state[:, -1] = torch.tensor([0.0, 3.0, 10.0, 99.0, 1000.0])
-    fast = fast_forward(model, u, state)
+    fast = forecast(model, u, state)
     with torch.no_grad():
         slow = model(u, state)
     for name, a, b in zip(("mean", "var", "state"), fast, slow):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")
-    if not supports_numpy_step(model):
+    if not supports_steppers(model.layer):
         return
-    block = TorchBlockStep(model).run(u, state)
+    block = TorchBlockStepper(step_weights(model.layer), model.readout()).run(u, state)
     for name, a, b in zip(("mean", "var", "state"), block, slow):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"block {n}: {m}")
-    stepper, np_state = NumpyForecasterStep(model), state.numpy()
+    stepper, np_state = NumbaStepper(step_weights(model.layer), model.readout()), state.numpy()
     for t in range(u.shape[0]):
         np_state, mean, var = stepper.step(u[t].numpy(), np_state)
         torch.testing.assert_close(torch.from_numpy(mean), slow[0][t], rtol=1e-5, atol=1e-5,
@@ -131,9 +133,9 @@ def test_step_paths_equal_the_layer_with_two_channels(options):
         state[:, -1] = torch.arange(40.0) * 5
     with torch.no_grad():
         mean, var, final = model(u, state)
-    for name, a, b in zip(("mean", "var", "state"), TorchBlockStep(model).run(u, state), (mean, var, final)):
+    for name, a, b in zip(("mean", "var", "state"), TorchBlockStepper(step_weights(model.layer), model.readout()).run(u, state), (mean, var, final)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"block {n}: {m}")
-    stepper, np_state = NumpyForecasterStep(model), state.numpy()
+    stepper, np_state = NumbaStepper(step_weights(model.layer), model.readout()), state.numpy()
     for t in range(u.shape[0]):
         np_state, m, v = stepper.step(u[t].numpy(), np_state)
         torch.testing.assert_close(torch.from_numpy(m), mean[t], rtol=1e-5, atol=1e-5)

@@ -1,10 +1,12 @@
-"""The compiled stream step (NumpyForecasterStep) against the core layer, and the scorer's one-point shortcut."""
+"""The numba stepper (core NumbaStepper) on a fitted forecaster against the core layer, and the scorer's one-point shortcut."""
 import numpy as np
 import pytest
 import torch
 
 from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, StreamScorer
-from sparsernn.detectors.numpy_step import NUMPY_MAX_STREAMS, NumpyForecasterStep
+from sparsernn.core.infer_numba import NumbaStepper
+from sparsernn.core.inference import NUMBA_MAX_STREAMS
+from sparsernn.core.step_weights import step_weights
 
 from .conftest import SMALL
 from .test_stream import assert_same_state, snapshot
@@ -17,6 +19,10 @@ def _model(cell, gate, channels):
     if gate == "rhythm":
         options["layer_options"] = {"rhythm_frequencies": 3}
     return SelectiveUpdateDetector(**options).fit(x).model_
+
+
+def _numba(model):
+    return NumbaStepper(step_weights(model.layer), model.readout())
 
 
 @pytest.mark.parametrize("channels", [1, 2])
@@ -32,7 +38,7 @@ def test_compiled_step_equals_the_layer(cell, gate, channels):
         state[:, -1] = torch.tensor([0.0, 1.0, 7.0, 50.0, 999.0, 12345.0])
     with torch.no_grad():
         mean, var, final = model(u, state)
-    stepper = NumpyForecasterStep(model)
+    stepper = _numba(model)
     u_np, state_np = u.numpy(), state.numpy()
     state_copy = state_np.copy()
     got_mean, got_var, got_state = stepper.run(u_np, state_np)
@@ -57,7 +63,7 @@ def test_compiled_step_equals_the_layer(cell, gate, channels):
 
 
 def test_compiled_step_checks_shapes():
-    stepper = NumpyForecasterStep(_model("gru", "event", 1))
+    stepper = _numba(_model("gru", "event", 1))
     with pytest.raises(ValueError, match="u must have shape"):
         stepper.run(np.zeros((3, 2, 2), np.float32), np.zeros((2, stepper.state_size), np.float32))
     with pytest.raises(ValueError, match="state must have shape"):
@@ -97,9 +103,11 @@ def test_rejected_float_on_a_known_stream_leaves_it_unchanged(fitted, series, ba
 
 
 def test_blocks_on_either_side_of_the_step_switch_agree(fitted, series):
-    """Blocks of NUMPY_MAX_STREAMS streams (compiled step) and one more (torch) give the same numbers."""
+    """Blocks of NUMBA_MAX_STREAMS streams (compiled step) and one more (torch) give the same numbers."""
     x = series[0][:60]
-    block = np.stack([x + 0.01 * k for k in range(NUMPY_MAX_STREAMS + 1)], axis=1)
-    small = StreamScorer(fitted).process(block[:, :NUMPY_MAX_STREAMS], list(range(NUMPY_MAX_STREAMS)))
-    large = StreamScorer(fitted).process(block, list(range(NUMPY_MAX_STREAMS + 1)))
-    np.testing.assert_allclose(small, large[:, :NUMPY_MAX_STREAMS], rtol=1e-5, atol=1e-6)
+    block = np.stack([x + 0.01 * k for k in range(NUMBA_MAX_STREAMS + 1)], axis=1)
+    small_scorer, large_scorer = StreamScorer(fitted), StreamScorer(fitted)
+    small = small_scorer.process(block[:, :NUMBA_MAX_STREAMS], list(range(NUMBA_MAX_STREAMS)))
+    large = large_scorer.process(block, list(range(NUMBA_MAX_STREAMS + 1)))
+    assert (small_scorer.inference.last_backend, large_scorer.inference.last_backend) == ("numba", "torch")
+    np.testing.assert_allclose(small, large[:, :NUMBA_MAX_STREAMS], rtol=1e-5, atol=1e-6)

@@ -1,18 +1,20 @@
-"""The forecaster's inference step compiled with numba, for a handful of streams.
+"""A layer and its Gaussian read-out as one numba-compiled step, for a handful of streams.
 
 For one stream, a recurrent step is a few dozen operations on vectors of 32
 numbers; each torch call costs several microseconds of dispatch and each NumPy
 call about one, so a step written as array calls is dominated by their count.
-:class:`NumpyForecasterStep` takes the forecaster's effective weights once, at
+:class:`NumbaStepper` takes the layer's :class:`~sparsernn.core.step_weights.StepWeights`
+and a :class:`~sparsernn.core.step_weights.GaussianReadout` once, at
 construction, stacks every map that reads the step's input ``u`` and the
 previous hidden state ``h`` into one float32 matrix (:func:`fused_weights`) and
 runs the step -- the product ``[u, h, 1] @ W``, the cell's nonlinearities, the
-update gate and the head -- in one numba-compiled loop over the streams
-(:func:`_run_block`), in float32. It computes the mathematics of
-:func:`~sparsernn.detectors.forecaster.fast_forward` (summed in another order)
-and is tested equal to the core layer for every cell and update gate; the
-stream scorer uses it for blocks of at most :data:`NUMPY_MAX_STREAMS` streams.
-Layers with routed channels are not supported (:func:`supports_numpy_step`).
+update gate and the read-out -- in one numba-compiled loop over the streams
+(:func:`_run_block`), in float32. It is the numba twin of the layer followed by
+the read-out (summed in another order; the equations are written again here
+because this is compiled code, like ``core/csrc``) and is tested equal to the
+layer for every cell and update gate (``tests/core/test_inference_steppers.py``).
+:func:`~sparsernn.core.inference.choose_inference_backend` picks it for blocks
+of at most :data:`~sparsernn.core.inference.NUMBA_MAX_STREAMS` streams.
 
 The kernels are compiled on first use and cached on disk (``cache=True``, in
 ``__pycache__`` next to this file): the first process compiles them once (a few
@@ -26,59 +28,47 @@ import numpy as np
 import torch
 from numba import njit
 
-from .forecaster import LOG_VAR_RANGE, GaussianForecaster
-
-NUMPY_MAX_STREAMS = 32
-"""Blocks with at most this many streams step in :class:`NumpyForecasterStep`; larger ones in torch.
-
-The compiled step costs about 1.5 us per stream and step whatever the block
-(hidden size 32, one thread); the torch block loop costs tens of us per step
-and fewer per stream, so it is faster from about 40-60 streams on (blocks of
-100 steps; later for blocks of one step)."""
+from .step_weights import GaussianReadout, StepWeights
 
 CELL_CODES = {"gru": 0, "lstm": 1, "elman": 2}
 GATE_CODES = {None: 0, "event": 1, "rhythm": 2}
-
-
-def supports_numpy_step(model: GaussianForecaster) -> bool:
-    """Whether :class:`NumpyForecasterStep` can run ``model`` (no routed channels)."""
-    return model.layer.router is None
 
 
 def _array(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().to(torch.float32).cpu().numpy().copy()
 
 
-def fused_weights(model: GaussianForecaster) -> np.ndarray:
-    """The maps from ``[u, h, 1]`` (rows: d, H, 1) stacked by columns, float32 ``(d + H + 1, G + E + 2d)``.
+def fused_weights(weights: StepWeights, readout: GaussianReadout) -> np.ndarray:
+    """The maps from ``[u, h, 1]`` (rows: d, H, 1) stacked by columns, float32 ``(d + H + 1, G + E + 2m)``.
 
     Columns: the cell's pre-activations (GRU: ``r, z`` with both biases, then the
     ``u``- and the ``h``-part of the candidate, ``4H``; LSTM ``4H``; Elman ``H``),
-    the event gate's ``W x + w ⊙ h + b`` (``H``, event gate only) and the head's
-    ``u``-part with its bias (``2d``).
+    the event gate's ``W x + w ⊙ h + b`` (``H``, event gate only) and the read-out's
+    ``u``-part with its bias (``2m``).
     """
-    layer, d, H = model.layer, model.n_channels, model.layer.hidden_size
-    w_ih, w_hh = (_array(w) for w in layer.effective_weights())
-    b_ih, b_hh = _array(layer.bias_ih), _array(layer.bias_hh)
+    d, H = weights.input_size, weights.hidden_size
+    w_ih, w_hh = _array(weights.weight_ih), _array(weights.weight_hh)
+    b_ih, b_hh = _array(weights.bias_ih), _array(weights.bias_hh)
     zeros_u, zeros_h = np.zeros((d, H), np.float32), np.zeros((H, H), np.float32)
-    if layer.cell == "gru":
+    if weights.cell == "gru":
         blocks = [(w_ih[: 2 * H].T, w_hh[: 2 * H].T, b_ih[: 2 * H] + b_hh[: 2 * H]),
                   (w_ih[2 * H:].T, zeros_h, b_ih[2 * H:]), (zeros_u, w_hh[2 * H:].T, b_hh[2 * H:])]
     else:
         blocks = [(w_ih.T, w_hh.T, b_ih + b_hh)]
-    if layer.update_gate == "event":
-        gate = layer.gate
-        blocks.append((_array(gate.weight_x).T, np.diag(_array(gate.weight_h)), _array(gate.bias)))
-    head_w = _array(model.head.weight)
-    blocks.append((head_w[:, H:].T, np.zeros((H, 2 * d), np.float32), _array(model.head.bias)))
+    if weights.update_gate == "event":
+        blocks.append((_array(weights.event_weight_x).T, np.diag(_array(weights.event_weight_h)),
+                       _array(weights.event_bias)))
+    head_w, n_out = _array(readout.weight), readout.weight.shape[0]
+    blocks.append((head_w[:, H:].T, np.zeros((H, n_out), np.float32), _array(readout.bias)))
     return np.ascontiguousarray(np.concatenate([np.vstack([w_u, w_h, b[None]]) for w_u, w_h, b in blocks], axis=1))
 
 
 # ---------------------------------------------------------------- kernels
 # The kernels' first arguments, the model: ``weights`` from fused_weights; ``head_h`` the
-# head's h-part (H, 2d); ``consts`` float32 [low, high, min_variance] of the
+# read-out's h-part (H, 2m); ``consts`` float32 [low, high, min_variance] of the
 # variance; ``rhythm`` (H, 3K + 1) = [omega | phase | amplitude | offset] of the
 # rhythm gate (a dummy otherwise); ``cell`` and ``gate`` from CELL_CODES / GATE_CODES.
+# The state layout [h | c | t] and the gate orders are those of core.step_weights.
 
 @njit(cache=True, nogil=True)
 def _sigmoid(x):
@@ -88,8 +78,8 @@ def _sigmoid(x):
 @njit(cache=True, nogil=True)
 def _step_row(u, state, mean, var, weights, head_h, consts, rhythm, cell, gate, z, h_new, c_new):
     """One step of one stream: ``u (d,)``; ``state (S,)`` is updated in place; the
-    forecast is written to ``mean (d,)``, ``var (d,)``. ``z``, ``h_new``, ``c_new`` are scratch."""
-    d, H = u.shape[0], head_h.shape[0]
+    read-out is written to ``mean (m,)``, ``var (m,)``. ``z``, ``h_new``, ``c_new`` are scratch."""
+    d, H, m = u.shape[0], head_h.shape[0], mean.shape[0]
     n_cols = weights.shape[1]
     zero = np.float32(0.0)
     # z = [u, h, 1] @ weights (float32 accumulation, column-vectorised)
@@ -146,21 +136,21 @@ def _step_row(u, state, mean, var, weights, head_h, consts, rhythm, cell, gate, 
             state[H + j] = c_new[j]
     # head: out = h_new @ head_h + z[k:] (its u-part and bias)
     low, high, min_variance = consts[0], consts[1], consts[2]
-    for o in range(2 * d):
+    for o in range(2 * m):
         acc = zero
         for j in range(H):
             acc += h_new[j] * head_h[j, o]
         out = acc + z[k + o]
-        if o < d:
+        if o < m:
             mean[o] = out
         else:
-            var[o - d] = np.exp(min(max(out, low), high)) + min_variance
+            var[o - m] = np.exp(min(max(out, low), high)) + min_variance
 
 
 @njit(cache=True, nogil=True)
 def _run_block(weights, head_h, consts, rhythm, cell, gate, u, state, mean, var):
-    """Inference over ``u (T, B, d)``: ``state (B, S)`` advances in place; the forecast after
-    each row is written to ``mean (T, B, d)`` and ``var (T, B, d)``."""
+    """Inference over ``u (T, B, d)``: ``state (B, S)`` advances in place; the read-out after
+    each row is written to ``mean (T, B, m)`` and ``var (T, B, m)``."""
     H = head_h.shape[0]
     z = np.empty(weights.shape[1], np.float32)
     h_new, c_new = np.empty(H, np.float32), np.empty(H, np.float32)
@@ -172,8 +162,8 @@ def _run_block(weights, head_h, consts, rhythm, cell, gate, u, state, mean, var)
 
 @njit(cache=True, nogil=True)
 def _run_row(weights, head_h, consts, rhythm, cell, gate, u, row, state, mean, var):
-    """One step of the stream in row ``row`` of the arrays ``state (N, S)``, ``mean (N, d)``,
-    ``var (N, d)`` (updated in place) for its point ``u (d,)``."""
+    """One step of the stream in row ``row`` of the arrays ``state (N, S)``, ``mean (N, m)``,
+    ``var (N, m)`` (updated in place) for its point ``u (d,)``."""
     H = head_h.shape[0]
     z = np.empty(weights.shape[1], np.float32)
     h_new, c_new = np.empty(H, np.float32), np.empty(H, np.float32)
@@ -181,23 +171,25 @@ def _run_row(weights, head_h, consts, rhythm, cell, gate, u, row, state, mean, v
 
 
 # ---------------------------------------------------------------- the class
-class NumpyForecasterStep:
-    """The forecaster's inference step on float32 NumPy arrays (numba-compiled).
+class NumbaStepper:
+    """A layer and its read-out on float32 NumPy arrays, numba-compiled (the ``"numba"`` inference backend).
 
     Parameters
     ----------
-    model : GaussianForecaster
-        Its weights are copied now; later changes to the model are not seen.
+    weights : StepWeights
+        The layer's step (:func:`~sparsernn.core.step_weights.step_weights`).
+    readout : GaussianReadout
+        Copied now, like ``weights``.
 
     Attributes
     ----------
     step_row : callable ``(u, row, state, mean, var) -> None``
-        The stream scorer's one-point path: advance row ``row`` of ``state
-        (N, state_size)`` in place by that stream's point ``u (d,)`` and write
-        its forecast into ``mean[row]`` and ``var[row]`` (``mean``, ``var``:
-        ``(N, d)``; all float32, C-contiguous). No checks: the caller passes
-        arrays of the right shapes. (A partial of the compiled kernel, so a call
-        costs no Python frame.)
+        The one-point path: advance row ``row`` of ``state (N, state_size)`` in
+        place by that stream's point ``u (d,)`` and write its read-out into
+        ``mean[row]`` and ``var[row]`` (``mean``, ``var``: ``(N, m)``; all
+        float32, C-contiguous). No checks: the caller passes arrays of the
+        right shapes. (A partial of the compiled kernel, so a call costs no
+        Python frame.)
 
     Notes
     -----
@@ -205,21 +197,18 @@ class NumpyForecasterStep:
     loading from numba's on-disk cache) happens here, not on the first point.
     """
 
-    def __init__(self, model: GaussianForecaster) -> None:
-        layer = model.layer
-        if layer.router is not None:
-            raise ValueError("NumpyForecasterStep does not support routed layers (router_keep)")
-        self.cell, self.gate, self.hidden_size = layer.cell, layer.update_gate, layer.hidden_size
-        self.n_channels = model.n_channels
-        self.state_size = layer.state_size
-        self.weights = fused_weights(model)
-        self.head_h = np.ascontiguousarray(_array(model.head.weight[:, : self.hidden_size].t()))
-        self.consts = np.array([*LOG_VAR_RANGE, model.min_variance], np.float32)
+    def __init__(self, weights: StepWeights, readout: GaussianReadout) -> None:
+        readout.check_fits(weights)
+        self.cell, self.gate, self.hidden_size = weights.cell, weights.update_gate, weights.hidden_size
+        self.n_channels, self.n_outputs = weights.input_size, readout.n_outputs
+        self.state_size = weights.state_size
+        self.weights = fused_weights(weights, readout)
+        self.head_h = np.ascontiguousarray(_array(readout.weight[:, : self.hidden_size].t()))
+        self.consts = np.array([*readout.log_var_range, readout.min_variance], np.float32)
         if self.gate == "rhythm":
-            g = layer.gate
             self.rhythm = np.ascontiguousarray(np.concatenate(
-                [np.broadcast_to(_array(g.omega), g.phase.shape), _array(g.phase), _array(g.amplitude),
-                 _array(g.offset)[:, None]], axis=1))
+                [_array(weights.rhythm_omega), _array(weights.rhythm_phase), _array(weights.rhythm_amplitude),
+                 _array(weights.rhythm_offset)[:, None]], axis=1))
         else:
             self.rhythm = np.zeros((1, 1), np.float32)
         params = (self.weights, self.head_h, self.consts, self.rhythm, CELL_CODES[self.cell], GATE_CODES[self.gate])
@@ -227,15 +216,15 @@ class NumpyForecasterStep:
         self.step_row = partial(_run_row, *params)
         # compile the kernels now (or load them from numba's cache), not on the first point
         self.run(np.zeros((1, 1, self.n_channels), np.float32), np.zeros((1, self.state_size), np.float32))
-        zeros = np.zeros((1, self.n_channels), np.float32)
-        self.step_row(zeros[0], 0, np.zeros((1, self.state_size), np.float32), zeros.copy(), zeros.copy())
+        out = np.zeros((1, self.n_outputs), np.float32)
+        self.step_row(np.zeros(self.n_channels, np.float32), 0, np.zeros((1, self.state_size), np.float32), out,
+                      out.copy())
 
     def run(self, u: np.ndarray, state: np.ndarray):
         """Inference over ``u (T, B, d)`` float32 from ``state (B, state_size)`` float32.
 
-        Returns ``mean (T, B, d)``, ``var (T, B, d)`` (forecasts of the step after
-        each row) and the final state ``(B, state_size)``, as
-        :func:`~sparsernn.detectors.forecaster.fast_forward` does; ``state`` is not changed.
+        Returns ``mean (T, B, m)``, ``var (T, B, m)`` (the read-out after each
+        row) and the final state ``(B, state_size)``; ``state`` is not changed.
         """
         u = np.ascontiguousarray(u, dtype=np.float32)
         if u.ndim != 3 or u.shape[2] != self.n_channels:
@@ -243,16 +232,16 @@ class NumpyForecasterStep:
         state = np.array(state, dtype=np.float32, order="C")  # a copy, advanced in place
         if state.shape != (u.shape[1], self.state_size):
             raise ValueError(f"state must have shape ({u.shape[1]}, {self.state_size}); got {state.shape}")
-        mean, var = np.empty_like(u), np.empty_like(u)
+        mean = np.empty((*u.shape[:2], self.n_outputs), np.float32)
+        var = np.empty_like(mean)
         self._run_block(u, state, mean, var)
         return mean, var, state
 
     def step(self, u: np.ndarray, state: np.ndarray):
         """One step for ``u (B, d)`` float32 from ``state (B, state_size)`` float32.
 
-        Returns the new state ``(B, state_size)`` and the forecast ``mean, var``
-        (each ``(B, d)``) of the next point; ``state`` is not changed.
+        Returns the new state ``(B, state_size)`` and the read-out ``mean, var``
+        (each ``(B, m)``); ``state`` is not changed.
         """
         mean, var, new_state = self.run(np.asarray(u)[None], state)
         return new_state, mean[0], var[0]
-
