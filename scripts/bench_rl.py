@@ -18,18 +18,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from sparsernn.agents import ALGOS, load_config, make_env
 from sparsernn.agents.config import CONFIG_DIR, parse_policy_kwargs, parse_ppo_kwargs
 from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
-from sparsernn.benchmarking import interleaved_round
+from sparsernn.benchmarking import interleaved_round, write_json
 
 DEFAULT_CONFIG = CONFIG_DIR / "cartpole_novel.yaml"
 
@@ -101,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                 "processor": platform.processor(), "config": args.config, "steps": args.steps,
                 "repeats": args.repeats, "chunk": args.chunk, "warmup": args.warmup, "device": args.device,
                 "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
-        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+        write_json(args.json, {"meta": meta, "results": results})
 
 
 if __name__ == "__main__":
