@@ -124,6 +124,15 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
         aux = getattr(self.policy, "aux_loss", None)
         return aux() if aux is not None else None
 
+    # A copy of sb3-contrib 2.9.2's ``RecurrentPPO.train`` (sb3_contrib/ppo_recurrent/ppo_recurrent.py),
+    # pinned by tests/agents/test_sequence_buffer.py: with no aux term the parameters after one call are
+    # bit-identical to upstream's on the same minibatches, for whichever sb3-contrib is installed.
+    # Why a copy: upstream's ``train`` has no hook through which a term can join ``loss`` before
+    # ``loss.backward()`` and the gradient clipping (``evaluate_actions`` returns only the three PPO
+    # terms; a second backward from an optimizer wrapper would traverse the recurrent graph twice and
+    # not equal upstream's gradient bit for bit). Also needed: our unpadded minibatches carry
+    # ``mask=None`` (upstream indexes each term by a mask: a copy and, on CUDA, a sync each), and the
+    # logged scalars come back in one device-to-host transfer instead of five ``.item()`` calls.
     def train(self) -> None:
         """One PPO update on the collected rollout (sb3-contrib's, plus the auxiliary loss)."""
         self.policy.set_training_mode(True)

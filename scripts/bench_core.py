@@ -16,14 +16,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import machine_info, time_call, write_json  # noqa: E402
-
-from sparsernn.core import SparseRecurrent  # noqa: E402
+from sparsernn.benchmarking import machine_info, time_call, write_json
+from sparsernn.core import SparseRecurrent
 
 
 def measure(module, x: torch.Tensor, repeats: int, warmup: int = 1) -> tuple[float, float]:

@@ -18,74 +18,30 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from sparsernn.agents import ALGOS, load_config, make_env
 from sparsernn.agents.config import CONFIG_DIR, parse_policy_kwargs, parse_ppo_kwargs
+from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
+from sparsernn.benchmarking import interleaved_round, write_json
 
 DEFAULT_CONFIG = CONFIG_DIR / "cartpole_novel.yaml"
-RECURRENT_KEYS = ("hidden_size", "enable_critic_lstm", "shared_lstm")
-
-# name -> (algo, policy, extra policy kwargs)
-VARIANTS: dict[str, tuple[str, str, dict]] = {
-    "stock-lstm": ("recurrent", "MlpLstmPolicy", {}),
-    "ppo-mlp": ("ppo", "MlpPolicy", {}),
-    "lstm": ("sparse", "SparseRecurrentPolicy", {"cell": "lstm"}),
-    "gru": ("sparse", "SparseRecurrentPolicy", {"cell": "gru"}),
-    "gru-core": ("sparse", "SparseRecurrentPolicy", {"cell": "gru", "backend": "reference"}),
-    "gru-d0.1": ("sparse", "SparseRecurrentPolicy", {"cell": "gru", "density_ih": 0.1, "density_hh": 0.1}),
-    "gru-router0.1": ("sparse", "SparseRecurrentPolicy", {"cell": "gru", "router_keep": 0.1}),
-    "gru-event": ("sparse", "SparseRecurrentPolicy", {"cell": "gru", "update_gate": "event"}),
-    "stock-policy-sparse-ppo": ("sparse", "MlpLstmPolicy", {}),
-}
-
-
-def policy_kwargs_for(algo: str, policy: str, base: dict, extra: dict) -> dict:
-    kwargs = dict(base)
-    hidden = kwargs.pop("hidden_size", 64)
-    if algo == "ppo":
-        return {k: v for k, v in kwargs.items() if k not in RECURRENT_KEYS}
-    if policy == "MlpLstmPolicy":
-        return {**kwargs, "lstm_hidden_size": hidden}
-    return {**kwargs, "hidden_size": hidden, **extra}
 
 
 def build_variant(name: str, config: dict, warmup: int, seed: int, device: str = "cpu"):
     """The variant's model (on ``device``) and env, after ``warmup`` untimed env steps; and the warm-up's seconds."""
-    algo, policy, extra = VARIANTS[name]
+    variant = VARIANTS[name]
     env = make_env(config["env_id"], config.get("n_envs", 8), seed, None, config.get("normalize", False))
-    policy_kwargs = parse_policy_kwargs(policy_kwargs_for(algo, policy, config.get("policy_kwargs", {}), extra))
-    model = ALGOS[algo](policy, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
-                        **parse_ppo_kwargs(config.get("ppo_kwargs", {})))
+    policy_kwargs = parse_policy_kwargs(variant_policy_kwargs(name, config.get("policy_kwargs", {})))
+    model = ALGOS[variant.algo](variant.policy, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
+                                **parse_ppo_kwargs(config.get("ppo_kwargs", {})))
     start = time.perf_counter()
     model.learn(warmup)
     return model, env, time.perf_counter() - start
-
-
-def timed_steps(model, steps: int) -> tuple[int, float]:
-    """Train ``steps`` more env steps (whole rollouts: possibly a few more); ``(steps done, seconds)``."""
-    before, start = model.num_timesteps, time.perf_counter()
-    model.learn(steps, reset_num_timesteps=False)
-    return model.num_timesteps - before, time.perf_counter() - start
-
-
-def interleaved_round(models: dict, steps: int, chunk: int) -> dict[str, float]:
-    """One round: every model trains ``steps`` env steps, taking turns of ``chunk`` steps; env-steps/s each."""
-    done = {name: 0 for name in models}
-    seconds = {name: 0.0 for name in models}
-    while any(done[name] < steps for name in models):
-        for name, model in models.items():
-            if done[name] < steps:
-                n, t = timed_steps(model, min(chunk, steps - done[name]))
-                done[name] += n
-                seconds[name] += t
-    return {name: done[name] / seconds[name] for name in models}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,9 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     print(f"\n{'variant':>24s} {'env-steps/s':>12s} {'x stock':>8s} {'range':>13s}")
     for name in args.variants:
-        algo, policy, extra = VARIANTS[name]
+        variant = VARIANTS[name]
         median = statistics.median(rounds[name])
-        result = {"variant": name, "algo": algo, "policy": policy, "extra": {k: str(v) for k, v in extra.items()},
+        result = {"variant": name, "algo": variant.algo, "policy": variant.policy,
+                  "extra": {k: str(v) for k, v in variant.policy_kwargs.items()},
                   "steps": args.steps, "rounds_steps_per_s": rounds[name], "steps_per_s": median,
                   "warmup_s": models[name][2], "ratio_to_stock": None, "round_ratios": None}
         line = f"{name:>24s} {median:12.1f}"
@@ -142,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
                 "processor": platform.processor(), "config": args.config, "steps": args.steps,
                 "repeats": args.repeats, "chunk": args.chunk, "warmup": args.warmup, "device": args.device,
                 "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None}
-        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+        write_json(args.json, {"meta": meta, "results": results})
 
 
 if __name__ == "__main__":

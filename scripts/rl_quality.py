@@ -24,26 +24,13 @@ import numpy as np
 import torch
 
 from sparsernn.agents import load_config, train
-
-# name -> (algo, policy options added to the config's policy_kwargs)
-VARIANTS: dict[str, tuple[str, dict]] = {
-    "stock-lstm": ("recurrent", {}),
-    "lstm": ("sparse", {"cell": "lstm"}),
-    "gru": ("sparse", {"cell": "gru"}),
-    "gru-d0.1": ("sparse", {"cell": "gru", "density_ih": 0.1, "density_hh": 0.1}),
-    "gru-router0.1": ("sparse", {"cell": "gru", "router_keep": 0.1}),
-    "gru-event": ("sparse", {"cell": "gru", "update_gate": "event", "target_update_rate": 0.5}),
-}
+from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
 
 
 def run(config: dict, variant: str, seed: int, steps: int | None, eval_episodes: int) -> dict:
-    algo, extra = VARIANTS[variant]
-    policy_kwargs = dict(config.get("policy_kwargs", {}))
-    if algo == "recurrent":
-        policy_kwargs["lstm_hidden_size"] = policy_kwargs.pop("hidden_size", 64)
-    else:
-        policy_kwargs.update(extra)
-    kwargs = {**config, "algo": algo, "policy_kwargs": policy_kwargs, "seed": seed, "eval_episodes": eval_episodes}
+    kwargs = {**config, "algo": VARIANTS[variant].algo, "policy": VARIANTS[variant].policy,
+              "policy_kwargs": variant_policy_kwargs(variant, config.get("policy_kwargs", {})), "seed": seed,
+              "eval_episodes": eval_episodes}
     if steps:
         kwargs["total_timesteps"] = steps
     start = time.perf_counter()

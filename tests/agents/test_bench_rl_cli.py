@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from sparsernn.benchmarking import interleaved_round
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench_rl.py"
 
 
@@ -48,11 +50,6 @@ def test_bench_rl_refuses_cuda_without_a_gpu():
 
 
 def test_interleaved_round_gives_every_model_its_steps_in_turns():
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        import bench_rl
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
     turns = []
 
     class FakeModel:  # learns in whole rollouts of 96 steps, like SB3
@@ -64,6 +61,6 @@ def test_interleaved_round_gives_every_model_its_steps_in_turns():
             turns.append((self.name, steps))
             self.num_timesteps += -(-steps // 96) * 96
 
-    speeds = bench_rl.interleaved_round({"a": FakeModel("a"), "b": FakeModel("b")}, steps=200, chunk=96)
+    speeds = interleaved_round({"a": FakeModel("a"), "b": FakeModel("b")}, steps=200, chunk=96)
     assert turns == [("a", 96), ("b", 96), ("a", 96), ("b", 96), ("a", 8), ("b", 8)]
     assert set(speeds) == {"a", "b"} and all(speed > 0 for speed in speeds.values())

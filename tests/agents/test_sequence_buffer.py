@@ -119,3 +119,62 @@ def test_update_equals_sb3_contrib_update_on_the_same_rollout(policy_kwargs, mon
             torch.testing.assert_close(after_ours[name], value, rtol=1e-6, atol=1e-7, msg=name)
     assert any(name.startswith("lstm_actor") and grad.norm() > 0 for name, grad in grads_ours.items()), \
         "the update did not reach the recurrent layer"
+
+
+class _WithMask:
+    """Our buffer as sb3-contrib's ``train`` reads it: the same minibatches, each with an all-true mask
+    (ours carry ``mask=None``: nothing is padded; upstream's ``train`` indexes every term by a mask)."""
+
+    def __init__(self, buffer):
+        self.buffer = buffer
+
+    def get(self, batch_size):
+        for data in self.buffer.get(batch_size):
+            yield data._replace(mask=torch.ones_like(data.advantages))
+
+    def __getattr__(self, name):
+        return getattr(self.buffer, name)
+
+
+@pytest.mark.parametrize("aux_loss_coef, ppo_kwargs", [
+    (0.0, {}), (0.0, {"clip_range_vf": 0.1, "ent_coef": 0.01}), (1.0, {"n_epochs": 3, "target_kl": 1e-9})])
+def test_update_equals_sb3_contrib_update_bit_for_bit(aux_loss_coef, ppo_kwargs):
+    """Same rollout, same minibatches, same start: our ``train()`` and sb3-contrib's ``RecurrentPPO.train``
+    leave every parameter and optimiser state bit-identical when the aux loss adds nothing
+    (``aux_loss_coef=0``, or a layer with no aux terms), over several epochs and minibatches of Adam
+    steps, with value clipping, an entropy bonus and KL early stopping."""
+    gated = {"update_gate": "event", "target_update_rate": 0.5} if aux_loss_coef == 0 else {}
+    env = make_vec_env("sparsernn/CartPoleNoVel-v1", n_envs=4, seed=0)
+    model = SparseRecurrentPPO("SparseRecurrentPolicy", env, n_steps=16, batch_size=32, seed=0, device="cpu",
+                               aux_loss_coef=aux_loss_coef, chunk_length=8, **{"n_epochs": 2, **ppo_kwargs},
+                               policy_kwargs={"hidden_size": 8, "cell": "gru", "density_hh": 0.5, **gated})
+    assert model.policy.aux_loss() is not None
+    model.learn(64)  # a first update, so that Adam's moments are not zero
+    model._setup_learn(64, reset_num_timesteps=False)
+    model.collect_rollouts(model.env, model._init_callback(None), model.rollout_buffer, model.n_steps)
+    start = copy.deepcopy((model.policy.state_dict(), model.policy.optimizer.state_dict()))
+    n_updates = model._n_updates
+
+    def one_train(train):
+        model.policy.load_state_dict(start[0])
+        model.policy.optimizer.load_state_dict(copy.deepcopy(start[1]))  # Adam updates its state in place
+        model._n_updates = n_updates
+        torch.manual_seed(123)  # the minibatch order
+        train()
+        return (copy.deepcopy(model.policy.state_dict()), copy.deepcopy(model.policy.optimizer.state_dict()),
+                model._n_updates - n_updates)
+
+    ours = one_train(model.train)
+    ours_buffer = model.rollout_buffer
+    model.rollout_buffer = _WithMask(ours_buffer)
+    stock = one_train(lambda: RecurrentPPO.train(model))
+    model.rollout_buffer = ours_buffer
+    assert ours[2] == stock[2] and ours[2] > 0, "different numbers of epochs"
+    if "target_kl" in ppo_kwargs:
+        assert ours[2] < ppo_kwargs["n_epochs"], "the test needs the KL early stop to happen"
+    for name, value in stock[0].items():
+        assert torch.equal(ours[0][name], value), f"parameter {name} differs from sb3-contrib's update"
+    for index, state in stock[1]["state"].items():
+        for key, value in state.items():
+            assert torch.equal(ours[1]["state"][index][key], value), f"optimiser state {index}/{key} differs"
+    assert any(not torch.equal(start[0][name], value) for name, value in ours[0].items()), "nothing was updated"

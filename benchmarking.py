@@ -1,6 +1,7 @@
-"""Helpers shared by the ``bench_*.py`` scripts: timing and machine description.
+"""Helpers of the benchmark scripts (``scripts/bench_*.py``): timing, machine description, JSON output,
+and the turn-taking rounds in which ``bench_rl.py`` trains its models.
 
-(Scripts import this by path; nothing in the package imports ``scripts/``.)
+Imported as ``sparsernn.benchmarking``; nothing in the library imports it.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 
 def time_call(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -58,3 +59,37 @@ def write_json(path: str | None, payload: dict) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(payload, indent=2))
         print(f"wrote {path}")
+
+
+def timed_steps(model: Any, steps: int) -> tuple[int, float]:
+    """Train an SB3 ``model`` ``steps`` more env steps (whole rollouts: possibly a few more).
+
+    Returns
+    -------
+    (int, float)
+        Env steps done and seconds taken.
+    """
+    before, start = model.num_timesteps, time.perf_counter()
+    model.learn(steps, reset_num_timesteps=False)
+    return model.num_timesteps - before, time.perf_counter() - start
+
+
+def interleaved_round(models: dict[str, Any], steps: int, chunk: int) -> dict[str, float]:
+    """One round: every SB3 model trains ``steps`` env steps, taking turns of ``chunk`` steps.
+
+    Taking turns makes a slow or fast spell of a shared machine fall on all models alike.
+
+    Returns
+    -------
+    dict
+        Env steps per second of each model, by name.
+    """
+    done = {name: 0 for name in models}
+    seconds = {name: 0.0 for name in models}
+    while any(done[name] < steps for name in models):
+        for name, model in models.items():
+            if done[name] < steps:
+                n, t = timed_steps(model, min(chunk, steps - done[name]))
+                done[name] += n
+                seconds[name] += t
+    return {name: done[name] / seconds[name] for name in models}

@@ -1,0 +1,77 @@
+"""The named policy variants that ``scripts/bench_rl.py`` and ``scripts/rl_quality.py`` compare: one table.
+
+A variant is an algorithm of :data:`~sparsernn.agents.ALGOS`, a policy and the
+policy options it adds to a config's ``policy_kwargs``; :func:`variant_policy_kwargs`
+merges the two (renaming or dropping the config's recurrent options where the
+variant's policy names them otherwise or has none).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One named variant.
+
+    Parameters
+    ----------
+    algo : {"sparse", "recurrent", "ppo"}
+        Key of :data:`~sparsernn.agents.ALGOS`.
+    policy : str
+        Policy name the algorithm accepts (``"SparseRecurrentPolicy"``, ``"MlpLstmPolicy"``, ``"MlpPolicy"``).
+    policy_kwargs : dict
+        Options added to (and overriding) the config's ``policy_kwargs``.
+    """
+
+    algo: str
+    policy: str
+    policy_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+_SPARSE = "SparseRecurrentPolicy"
+
+#: Variants by name: stock sb3-contrib and SB3 baselines, then SparseRecurrentPolicy's layers.
+VARIANTS: dict[str, Variant] = {
+    "stock-lstm": Variant("recurrent", "MlpLstmPolicy"),
+    "ppo-mlp": Variant("ppo", "MlpPolicy"),
+    "lstm": Variant("sparse", _SPARSE, {"cell": "lstm"}),
+    "gru": Variant("sparse", _SPARSE, {"cell": "gru"}),
+    "gru-core": Variant("sparse", _SPARSE, {"cell": "gru", "backend": "reference"}),
+    "gru-d0.1": Variant("sparse", _SPARSE, {"cell": "gru", "density_ih": 0.1, "density_hh": 0.1}),
+    "gru-router0.1": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": 0.1}),
+    "gru-event": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "target_update_rate": 0.5}),
+    "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
+}
+
+#: Config options that only recurrent policies take (dropped for feed-forward PPO).
+RECURRENT_KEYS = ("hidden_size", "enable_critic_lstm", "shared_lstm")
+
+
+def variant_policy_kwargs(name: str, base: dict[str, Any]) -> dict[str, Any]:
+    """A config's ``policy_kwargs`` made fit for variant ``name``'s policy, plus the variant's options.
+
+    Parameters
+    ----------
+    name : str
+        Key of :data:`VARIANTS`.
+    base : dict
+        The config's ``policy_kwargs`` (not modified).
+
+    Returns
+    -------
+    dict
+        For feed-forward PPO ``base`` without :data:`RECURRENT_KEYS`; for sb3-contrib's
+        ``MlpLstmPolicy`` ``hidden_size`` renamed ``lstm_hidden_size`` (default 64); then the
+        variant's own ``policy_kwargs`` on top.
+    """
+    if name not in VARIANTS:
+        raise ValueError(f"name must be one of {list(VARIANTS)}; got {name!r}")
+    variant = VARIANTS[name]
+    kwargs = dict(base)
+    if variant.algo == "ppo":
+        kwargs = {key: value for key, value in kwargs.items() if key not in RECURRENT_KEYS}
+    elif variant.policy == "MlpLstmPolicy":
+        kwargs["lstm_hidden_size"] = kwargs.pop("hidden_size", 64)
+    return {**kwargs, **variant.policy_kwargs}
