@@ -4,6 +4,13 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples in every run (CI included): a failure found once is found
+# again. ``pytest --hypothesis-profile=explore`` draws fresh examples to search further.
+settings.register_profile("reproducible", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=500)
+settings.load_profile("reproducible")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAB_DIR = REPO_ROOT.parent / "shared" / "data" / "nab"
