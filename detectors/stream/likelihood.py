@@ -280,7 +280,7 @@ class AnomalyLikelihood(LikelihoodEstimator, ScoreTransform):
         """Whether ``score`` is an alarm (``score >= alarm_threshold``)."""
         return score >= self.alarm_threshold
 
-    def score(self, chunk, stream: Hashable = 0):
+    def score_then_learn(self, chunk, stream: Hashable = 0):
         """Score, then learn, each row of a chunk of one stream (Series, DataFrame or array (n[, d])).
 
         Returns a DataFrame on the chunk's index (a RangeIndex for arrays) with
@@ -288,7 +288,7 @@ class AnomalyLikelihood(LikelihoodEstimator, ScoreTransform):
         """
         import pandas as pd
 
-        surprises = self.scorer.score(chunk, stream)
+        surprises = self.scorer.score_then_learn(chunk, stream)
         index = surprises.index if isinstance(surprises, pd.Series) else pd.RangeIndex(len(surprises))
         surprises = np.asarray(surprises, dtype=float)
         scores = self._block(surprises[:, None], self._rows([stream]), learn=True)[:, 0]

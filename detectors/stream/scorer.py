@@ -356,7 +356,7 @@ class StreamScorer(OnePointPath):
             self.last_time[rows] = times[-1]
         return scores
 
-    def score(self, chunk, stream: Hashable = 0):
+    def score_then_learn(self, chunk, stream: Hashable = 0):
         """Score, then learn, each row of a chunk of one stream.
 
         Parameters

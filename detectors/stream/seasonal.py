@@ -2,7 +2,7 @@
 
 A wrapper in the river sense around a :class:`StreamScorer` (same protocol:
 ``score_one``, ``learn_one``, ``score_many``, ``learn_many``, ``process``,
-``score``; per-stream state; ``save`` / ``load``). Its surprise is the
+``score_then_learn``; per-stream state; ``save`` / ``load``). Its surprise is the
 scorer's plus a seasonal one, per stream and channel ``c``:
 
 - ``r_t = x_t - x_{t-P}``, the residual against the point one period ``P``
@@ -212,14 +212,14 @@ class SeasonalSurprise(StreamWrapper):
         self._commit_periods(rows, periods, names)
         return surprises + self._seasonal(values, rows, learn=True)
 
-    def score(self, chunk, stream: Hashable = 0):
+    def score_then_learn(self, chunk, stream: Hashable = 0):
         """Score, then learn, each row of a chunk of one stream; surprises (n,) or a Series on its index."""
         series = as_series(chunk, "chunk", n_channels=self.n_channels)
         times = None
         if isinstance(series.index, pd.DatetimeIndex):
             times = series.index.as_unit("ns").asi8.reshape(-1, 1)
         periods = self._periods([stream], times)
-        surprises = np.asarray(self.scorer.score(chunk, stream), dtype=float)
+        surprises = np.asarray(self.scorer.score_then_learn(chunk, stream), dtype=float)
         rows = self._rows([stream])
         self._commit_periods(rows, periods, [stream])
         total = surprises + self._seasonal(series.values[:, None, :], rows, learn=True)[:, 0]

@@ -115,8 +115,8 @@ def test_pandas_chunks_give_a_frame_on_the_index_and_equal_the_block(fitted, ser
     x = series[0][:300]
     index = pd.date_range("2024-01-01", periods=len(x), freq="h")
     stream = AnomalyLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30)
-    frame = pd.concat([stream.score(pd.Series(x[:120], index=index[:120])),
-                       stream.score(pd.Series(x[120:], index=index[120:]))])
+    frame = pd.concat([stream.score_then_learn(pd.Series(x[:120], index=index[:120])),
+                       stream.score_then_learn(pd.Series(x[120:], index=index[120:]))])
     assert list(frame.columns) == ["surprise", "score", "alarm"] and frame.index.equals(index)
     block = AnomalyLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30).process(x[:, None])
     np.testing.assert_array_equal(frame["score"].to_numpy(), block[:, 0])
