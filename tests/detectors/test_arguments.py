@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SelectiveUpdateDetector,
-                                 SelectiveUpdateNAB, SpatialAnomaly, StreamScorer, WindowNovelty)
+                                 SpatialAnomaly, StreamScorer, WindowNovelty)
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 
 from .conftest import SMALL
 

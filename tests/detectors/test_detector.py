@@ -6,7 +6,8 @@ import torch
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
-from sparsernn.detectors import SelectiveUpdateDetector, fast_forward, load_detector, save_detector
+from sparsernn.detectors import SelectiveUpdateDetector, load_detector, save_detector
+from sparsernn.detectors.forecaster import fast_forward
 from sparsernn.detectors.numpy_step import NumpyForecasterStep, supports_numpy_step
 from sparsernn.detectors.torch_step import TorchBlockStep
 

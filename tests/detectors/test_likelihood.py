@@ -8,7 +8,9 @@ from scipy.stats import norm
 
 import pandas as pd
 
-from sparsernn.detectors import AnomalyLikelihood, StreamScorer, anomaly_likelihood, likelihood_scores
+from sparsernn.detectors import AnomalyLikelihood, StreamScorer
+from sparsernn.detectors.nab.baselines import anomaly_likelihood
+from sparsernn.detectors.stream import likelihood_scores
 
 from .conftest import blocks_and_points
 

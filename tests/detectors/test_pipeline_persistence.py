@@ -4,8 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SelectiveUpdateNAB,
-                                 SpatialAnomaly, StreamScorer, WindowNovelty, load_stream)
+from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SpatialAnomaly, StreamScorer,
+                                 WindowNovelty, load_stream)
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 
 from .conftest import SMALL
 

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SelectiveUpdateDetector,
-                                 SelectiveUpdateNAB, SpatialAnomaly, StreamScorer, WindowNovelty)
+                                 SpatialAnomaly, StreamScorer, WindowNovelty)
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 from sparsernn.detectors.stream.persistence import SCORER_ARRAYS
 
 from .conftest import SMALL

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsernn.detectors import SeasonalSurprise, StreamScorer, rows_per_season
+from sparsernn.detectors import SeasonalSurprise, StreamScorer
+from sparsernn.detectors.stream import rows_per_season
 
 DAY = 24  # hourly points
 

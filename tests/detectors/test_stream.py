@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, SelectiveUpdateNAB, StreamScorer
+from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, StreamScorer
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 
 from .conftest import SMALL
 
