@@ -35,15 +35,10 @@ from collections.abc import Hashable
 
 import numpy as np
 
-from .likelihood import LikelihoodEstimator, _check_int
-from ..checks import check_number
+from .likelihood import LikelihoodEstimator
+from ..checks import check_int, check_weight
 from ..normalization import clip_units
 from .wrappers import StreamWrapper
-
-
-def check_weight(name: str, value) -> float:
-    """``value`` as a float in [0, 1]; TypeError / ValueError naming ``name`` otherwise."""
-    return check_number(name, value, 0.0, 1.0)
 
 
 class WindowNovelty(LikelihoodEstimator, StreamWrapper):
@@ -93,10 +88,10 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
                          reestimation_period)
         self.inner_weight = check_weight("inner_weight", inner_weight)
         self.stream = stream
-        self.block = _check_int("block", block, 1)
-        self.window = _check_int("window", window, 1)
-        self.memory = _check_int("memory", memory, 1)
-        self.exclude = self.window * self.block if exclude is None else _check_int("exclude", exclude, 1)
+        self.block = check_int("block", block, 1)
+        self.window = check_int("window", window, 1)
+        self.memory = check_int("memory", memory, 1)
+        self.exclude = self.window * self.block if exclude is None else check_int("exclude", exclude, 1)
         detector = self._scorer.detector
         self._center = np.asarray(detector.center_, dtype=float)
         self._scale = np.asarray(detector.scale_, dtype=float)
@@ -111,7 +106,7 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
         """Rows per embedding: ``window * block``."""
         return self.window * self.block
 
-    def _settings(self) -> dict:
+    def settings(self) -> dict:
         return {"block": self.block, "window": self.window, "memory": self.memory, "exclude": self.exclude,
                 **self._estimator_settings(), "inner_weight": self.inner_weight}
 
@@ -173,15 +168,15 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
     # ------------------------------------------------------------ protocol
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Score of ``x`` for ``stream``; changes no state."""
-        if stream not in self._scorer._rows_of or isinstance(stream, bool):
+        if self._scorer.row_of(stream) is None or isinstance(stream, bool):
             return self._with_streams([stream]).score_one(x, timestamp, stream)
         score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
         rows = self._rows([stream])
-        return float(self._scores(np.array([[score]], dtype=float), self._scorer._point(x)[None], rows, False)[0, 0])
+        return float(self._scores(np.array([[score]], dtype=float), self._scorer.as_point(x)[None], rows, False)[0, 0])
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
         """Advance ``stream`` by ``x``: the wrapped stream, then the novelty and its likelihood."""
-        values = self._scorer._point(x)[None]
+        values = self._scorer.as_point(x)[None]
         self.stream.learn_one(x, timestamp=timestamp, stream=stream)
         self._scores(np.zeros((1, 1)), values, self._rows([stream]), True)
 
@@ -192,10 +187,10 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
             return view.score_many(X, streams)
         scores = np.asarray(self.stream.score_many(X, streams), dtype=float)
         rows = self._rows(self._streams(streams, len(scores)))
-        return self._scores(scores[None], self._scorer._block(np.asarray(X)[None], "X"), rows, False)[0]
+        return self._scores(scores[None], self._scorer.as_block(np.asarray(X)[None], "X"), rows, False)[0]
 
     def process(self, X, streams=None, timestamps=None) -> np.ndarray:
         """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
         scores = np.asarray(self.stream.process(X, streams, timestamps), dtype=float)
         rows = self._rows(self._streams(streams, scores.shape[1]))
-        return self._scores(scores, self._scorer._block(X, "X"), rows, True)
+        return self._scores(scores, self._scorer.as_block(X, "X"), rows, True)

@@ -45,11 +45,11 @@ class OnePointPath:
     def _one(self, x, timestamp, stream) -> tuple[np.ndarray, int, int | None]:
         """Checked point ``(1, d)``, the stream's row and the timestamp in ns (or None); registers
         a new stream only once everything is checked."""
-        values = self._point(x)
+        values = self.as_point(x)
         row = self._rows_of.get(stream)
         new = []
         if row is None or isinstance(stream, (bool, np.bool_)):
-            rows, new = self._resolve([stream])
+            rows, new = self.resolve_streams([stream])
             row = int(rows[0])
         time = None
         if timestamp is not None:

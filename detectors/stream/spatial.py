@@ -61,7 +61,7 @@ class SpatialAnomaly(StreamWrapper):
         self.low = np.zeros((0, n_channels))
         self.high = np.zeros((0, n_channels))
 
-    def _settings(self) -> dict:
+    def settings(self) -> dict:
         return {"tolerance": self.tolerance}
 
     def _grow(self, n: int) -> None:
@@ -70,11 +70,11 @@ class SpatialAnomaly(StreamWrapper):
 
     def _point(self, x) -> np.ndarray:
         """One point (number, sequence or dict) as values (1, 1, n_channels)."""
-        return self._scorer._point(x)[None]
+        return self._scorer.as_point(x)[None]
 
     def _block(self, X) -> np.ndarray:
         """A block (T, B[, n_channels]) as values (T, B, n_channels)."""
-        return self._scorer._block(X, "X")
+        return self._scorer.as_block(X, "X")
 
     def _flag(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
         """Boolean (T, B): where ``values`` (T, B, C) leave the range seen before them."""
@@ -92,7 +92,7 @@ class SpatialAnomaly(StreamWrapper):
     # ------------------------------------------------------------ protocol
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Score of ``x`` for ``stream`` (1.0 if it leaves the range); changes no state."""
-        if stream not in self._scorer._rows_of or isinstance(stream, bool):
+        if self._scorer.row_of(stream) is None or isinstance(stream, bool):
             return self._with_streams([stream]).score_one(x, timestamp, stream)
         score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
         flag = self._flag(self._point(x), self._rows([stream]), learn=False)[0, 0]
