@@ -26,10 +26,10 @@ class Surprises:
     def process(self, X, streams=None, timestamps=None):
         return self.surprises[:, None]
 
-    def _rows(self, streams):
+    def stream_rows(self, streams):
         return np.array([0])
 
-    def _streams(self, streams, n):
+    def check_streams(self, streams, n):
         return [0]
 
 
