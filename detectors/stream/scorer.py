@@ -27,12 +27,13 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 
 from ..forecaster import fast_forward
-from ..normalization import clip_units, ew_mean_var, halflife_to_alpha
+from ..normalization import ew_mean_var, halflife_to_alpha, online_scale, standardize
 from ..numpy_step import NUMPY_MAX_STREAMS, NumpyForecasterStep, supports_numpy_step
 from ..torch_step import TorchBlockStep, supports_torch_step
 from ..checks import check_number
 from .point import NO_TIME, OnePointPath, timestamp_ns
 from ..series_input import as_series, check_feature_names, check_finite
+from .surprise import surprise
 
 class StreamScorer(OnePointPath):
     """Streaming scorer around a fitted :class:`SelectiveUpdateDetector`.
@@ -283,15 +284,15 @@ class StreamScorer(OnePointPath):
     def _normalized(self, values: np.ndarray, rows: np.ndarray, update: bool) -> np.ndarray:
         """Normalise ``values`` (T, B, d) with each stream's statistics *before* each point."""
         det = self.detector
-        with np.errstate(over="ignore"):  # (values - centre) may overflow to inf: clipped below
-            if self.normalizer_halflife is None:
-                return clip_units((values - det.center_) / det.scale_)
-            alpha, floor = halflife_to_alpha(self.normalizer_halflife), self.min_scale * det.scale_
+        if self.normalizer_halflife is None:
+            return standardize(values, det.center_, det.scale_)
+        alpha, floor = halflife_to_alpha(self.normalizer_halflife), self.min_scale * det.scale_
+        with np.errstate(over="ignore"):  # (x - mean) may overflow to inf: ew_step clips it
             means, variances, mean, var = ew_mean_var(values, self.norm_mean[rows], self.norm_var[rows], alpha,
                                                       floor)
-            if update:
-                self.norm_mean[rows], self.norm_var[rows] = mean, var
-            return clip_units((values - means) / np.maximum(np.sqrt(variances), floor))
+        if update:
+            self.norm_mean[rows], self.norm_var[rows] = mean, var
+        return standardize(values, means, online_scale(variances, floor))
 
     def _advance(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
         """Surprise of each point of ``values`` (T, B, d) for streams ``rows``; with ``learn`` the
@@ -308,8 +309,7 @@ class StreamScorer(OnePointPath):
                 mean, var, state = (a.numpy() for a in run(torch.from_numpy(u), torch.from_numpy(state)))
             prev_mean = np.concatenate([prev_mean, mean[:-1]])
             prev_var = np.concatenate([prev_var, var[:-1]])
-        diff = u - prev_mean
-        scores = ((diff * diff / prev_var).sum(-1) * np.float32(0.5 / self.n_channels)).astype(np.float64)
+        scores = surprise(u, prev_mean, prev_var, self._half).astype(np.float64)
         seen = self.count[rows][None, :] + np.arange(T)[:, None]
         scores[seen < self.detector.warmup] = 0.0
         if learn:
