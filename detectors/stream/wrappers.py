@@ -1,11 +1,13 @@
 """``StreamWrapper``: what every river-style wrapper around a :class:`StreamScorer` shares.
 
 A wrapper (:class:`SeasonalSurprise`, :class:`AnomalyLikelihood`,
-:class:`PeakSuppression`, :class:`SpatialAnomaly`) has the scorer's protocol
+:class:`PeakSuppression`, :class:`SpatialAnomaly`, :class:`WindowNovelty`) has the scorer's protocol
 (``score_one``, ``learn_one``, ``score_many``, ``learn_many``, ``process``,
 ``stream_ids``) and adds one behaviour. Wrappers nest; the innermost object is
 always a :class:`StreamScorer`, which owns the stream ids: a stream's row in
-every wrapper's per-stream arrays is its row in the scorer.
+every wrapper's per-stream arrays is its row in the scorer. The protocol is
+written once: :class:`ScoreTransform` for wrappers whose score depends on the
+wrapped score only, :class:`ValueTransform` for those that also read the point.
 
 Each wrapper keeps its per-stream state in NumPy arrays whose first axis is
 the stream row (the names in ``STATE``) and its settings in JSON-able values
@@ -111,6 +113,27 @@ class StreamWrapper:
         """Advance each stream by its point in ``X`` (n_streams[, n_channels]): one batched step."""
         self.process(np.asarray(X)[None], streams, None if timestamps is None else [timestamps])
 
+    def _transform_block(self, scores: np.ndarray, X, rows: np.ndarray,
+                         learn: bool) -> np.ndarray:  # pragma: no cover - ScoreTransform / ValueTransform define it
+        """This wrapper's scores (T, B) from the wrapped stream's ``scores`` (T, B) of the block ``X``
+        (T, B[, n_channels]) of streams ``rows`` (B,); with ``learn`` its state advances past the block."""
+        raise NotImplementedError
+
+    def score_many(self, X, streams=None) -> np.ndarray:
+        """Scores (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); changes no state."""
+        view = self._with_streams(streams)
+        if view is not self:
+            return view.score_many(X, streams)
+        scores = np.asarray(self.inner.score_many(X, streams), dtype=float)
+        rows = self._rows(self._streams(streams, len(scores)))
+        return self._transform_block(scores[None], np.asarray(X)[None], rows, learn=False)[0]
+
+    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
+        """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
+        scores = np.asarray(self.inner.process(X, streams, timestamps), dtype=float)
+        rows = self._rows(self._streams(streams, scores.shape[1]))
+        return self._transform_block(scores, X, rows, learn=True)
+
     # ------------------------------------------------------------ persistence
     def __init_subclass__(cls, **kwargs) -> None:
         """Register every wrapper class by name, so that a saved chain naming it can be loaded."""
@@ -180,17 +203,38 @@ class ScoreTransform(StreamWrapper):
         self.inner.learn_one(x, timestamp=timestamp, stream=stream)
         self._transform_one(float(score), self._row(stream), learn=True)
 
-    def score_many(self, X, streams=None) -> np.ndarray:
-        """Scores (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); changes no state."""
-        view = self._with_streams(streams)
-        if view is not self:
-            return view.score_many(X, streams)
-        scores = np.asarray(self.inner.score_many(X, streams), dtype=float)
-        rows = self._rows(self._streams(streams, len(scores)))
-        return self._transform(scores[None], rows, learn=False)[0]
+    def _transform_block(self, scores: np.ndarray, X, rows: np.ndarray, learn: bool) -> np.ndarray:
+        return self._transform(scores, rows, learn)
 
-    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
-        """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
-        scores = np.asarray(self.inner.process(X, streams, timestamps), dtype=float)
-        rows = self._rows(self._streams(streams, scores.shape[1]))
-        return self._transform(scores, rows, learn=True)
+
+class ValueTransform(StreamWrapper):
+    """A wrapper whose score is a function of the wrapped stream's score, the point's values and
+    its own per-stream state (:class:`WindowNovelty`, :class:`SpatialAnomaly`).
+
+    Subclasses implement :meth:`_combine` (a block, all streams at once); the
+    river protocol is written once here: the point is checked first, the
+    wrapped stream scores (or learns) it, then :meth:`_combine` runs.
+    """
+
+    def _combine(self, scores: np.ndarray, values: np.ndarray, rows: np.ndarray,
+                 learn: bool) -> np.ndarray:  # pragma: no cover - every subclass overrides
+        """Scores (T, B) from the wrapped stream's scores (T, B) and the values (T, B, n_channels) of
+        streams ``rows`` (B,); with ``learn`` the state advances past the block."""
+        raise NotImplementedError
+
+    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
+        """Score of ``x`` for ``stream``; changes no state."""
+        if self._scorer.row_of(stream) is None or isinstance(stream, bool):
+            return self._with_streams([stream]).score_one(x, timestamp, stream)
+        score = self.inner.score_one(x, timestamp=timestamp, stream=stream)
+        values = self._scorer.as_point(x)[None]
+        return float(self._combine(np.array([[score]], dtype=float), values, self._rows([stream]), False)[0, 0])
+
+    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
+        """Advance ``stream`` by ``x``: the wrapped stream, then this wrapper's state."""
+        values = self._scorer.as_point(x)[None]
+        self.inner.learn_one(x, timestamp=timestamp, stream=stream)
+        self._combine(np.zeros((1, 1)), values, self._rows([stream]), True)
+
+    def _transform_block(self, scores: np.ndarray, X, rows: np.ndarray, learn: bool) -> np.ndarray:
+        return self._combine(scores, self._scorer.as_block(X), rows, learn)
