@@ -50,3 +50,8 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
 def check_positive(name: str, value) -> float:
     """A finite number > 0."""
     return check_number(name, value, 0.0, low_open=True)
+
+
+def check_weight(name: str, value) -> float:
+    """A weight: a number in [0, 1]."""
+    return check_number(name, value, 0.0, 1.0)

@@ -1,6 +1,8 @@
 """Normalisation: robust fit-time scaling, and its online (exponentially weighted) update."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 IQR_TO_STD = 1.349
@@ -21,6 +23,27 @@ VAR_LIMIT = 1e300
 def clip_units(u: np.ndarray) -> np.ndarray:
     """``u`` (normalised, any shape) clipped to ``[-INPUT_CLIP, INPUT_CLIP]`` (inf included, in place)."""
     return np.clip(u, -INPUT_CLIP, INPUT_CLIP, out=u)
+
+
+def standardize(values, center, scale):
+    """``(values - center) / scale`` clipped to ``[-INPUT_CLIP, INPUT_CLIP]``.
+
+    ``values`` is an array (any shape; ``center`` and ``scale`` broadcast) or a
+    plain float (with float ``center`` / ``scale``: the one-channel, one-point
+    path, the same float64 operations without NumPy's per-call cost).
+    """
+    if type(values) is float:
+        u = (values - center) / scale
+        return -INPUT_CLIP if u < -INPUT_CLIP else (INPUT_CLIP if u > INPUT_CLIP else u)
+    with np.errstate(over="ignore"):  # (values - centre) may overflow to inf: clipped here
+        return clip_units((values - center) / scale)
+
+
+def online_scale(var, floor):
+    """The online normaliser's scale: ``sqrt(var)`` floored at ``floor`` (arrays, or floats)."""
+    if type(var) is float:
+        return max(math.sqrt(var), floor)
+    return np.maximum(np.sqrt(var), floor)
 
 
 def robust_center_scale(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -69,7 +92,16 @@ def ew_mean_var(x: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: float, 
 
 
 def ew_step(x, mean, var, alpha: float, floor=0.0):
-    """One step of :func:`ew_mean_var` (arrays or floats): the new ``(mean, var)``."""
-    bound = INPUT_CLIP * np.maximum(np.sqrt(var), floor)
-    delta = np.clip(x - mean, -bound, bound)
-    return mean + alpha * delta, np.minimum((1.0 - alpha) * (var + alpha * delta * delta), VAR_LIMIT)
+    """One step of :func:`ew_mean_var`: the new ``(mean, var)``.
+
+    Arrays (any shape, broadcast), or plain floats ``x``, ``mean``, ``var``
+    (the one-channel, one-point path: the same operations on Python floats).
+    """
+    scalar = type(x) is float
+    bound, delta = INPUT_CLIP * online_scale(var, floor), x - mean
+    if scalar:
+        delta = -bound if delta < -bound else (bound if delta > bound else delta)
+    else:
+        delta = np.clip(delta, -bound, bound)
+    var = (1.0 - alpha) * (var + alpha * delta * delta)
+    return mean + alpha * delta, (min(var, VAR_LIMIT) if scalar else np.minimum(var, VAR_LIMIT))

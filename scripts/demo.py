@@ -65,7 +65,7 @@ def demo_detector() -> None:
 
     print("\n== anomaly detection: selective-update forecaster, fitted then streamed ==")
     if (NAB_DIR / "data" / NAB_FILE).exists():
-        from sparsernn.detectors import load_nab_corpus, score_corpus
+        from sparsernn.detectors.nab import load_nab_corpus, score_corpus
 
         corpus = load_nab_corpus(NAB_DIR, files=[NAB_FILE])
         item = corpus[NAB_FILE]

@@ -28,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from sparsernn.detectors.nab.baselines import BASELINES, run_corpus
+from sparsernn.detectors.nab.baselines import run_corpus
 from sparsernn.detectors.nab.corpus import (
     PROFILE_NAMES,
     list_result_detectors,
@@ -37,11 +37,8 @@ from sparsernn.detectors.nab.corpus import (
     read_results,
     write_results,
 )
-from sparsernn.detectors.nab.chain import SelectiveUpdateNAB
+from sparsernn.detectors.nab.registry import DETECTORS
 from sparsernn.detectors.nab.scoring import range_metrics, summarize
-
-# name -> factory(seed) -> NABStreamDetector. Register further detectors here.
-DETECTORS = {**BASELINES, SelectiveUpdateNAB.name: SelectiveUpdateNAB}
 
 COLUMNS = (*PROFILE_NAMES, "vus_pr", "auc_pr")
 

@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         stream = AnomalyLikelihood(StreamScorer(detector, normalizer_halflife=args.halflife),
                                    learning_period=n_fit // 2, estimation_samples=n_fit - n_fit // 2,
                                    alarm_threshold=args.alarm_threshold)
-        scored = stream.score(frame)
+        scored = stream.score_then_learn(frame)
     except (TypeError, ValueError) as error:
         print(f"error: {args.csv}: {error}", file=sys.stderr)
         return 2

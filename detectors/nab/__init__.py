@@ -1,8 +1,24 @@
 """sparsernn.detectors.nab: the NAB benchmark harness.
 
-The corpus loader (:mod:`.corpus`), NAB's scorer and threshold sweep
-(:mod:`.scoring`, :mod:`.sweep`), the causal baseline detectors
-(:mod:`.baselines`) and the benchmark chain built on the selective-update
-detector (:mod:`.chain`). Tuned benchmark recipes live here, not in the
-library's defaults.
+- :func:`load_nab_corpus` / :class:`NABCorpus` — a NAB-format corpus (data,
+  labels, windows, cost profiles); results files are read and written by
+  :mod:`.corpus`.
+- :func:`score_corpus`, :func:`score_all_profiles`, :func:`summarize` — NAB's
+  scorer with thresholds optimised on the files (:mod:`.scoring`, the
+  threshold sweep in :mod:`.sweep`).
+- :func:`run_corpus` — stream every file through a detector factory;
+  :data:`DETECTORS` — the one registry of benchmark detectors (the baselines
+  of :mod:`.baselines` and :class:`SelectiveUpdateNAB`, the selective-update
+  chain with its tuned settings).
+
+Tuned benchmark recipes live here, not in the library's defaults; the
+sweep's and the corpus' internals are imported from their modules.
 """
+from .baselines import NABStreamDetector, run_corpus
+from .chain import SelectiveUpdateNAB
+from .corpus import NABCorpus, NABDataFile, load_nab_corpus
+from .registry import BASELINES, DETECTORS
+from .scoring import NABResult, score_all_profiles, score_corpus, summarize
+
+__all__ = ["load_nab_corpus", "NABCorpus", "NABDataFile", "NABStreamDetector", "run_corpus", "SelectiveUpdateNAB",
+           "BASELINES", "DETECTORS", "NABResult", "score_corpus", "score_all_profiles", "summarize"]

@@ -8,7 +8,7 @@ raw scores are calibrated per file by `anomaly_likelihood`: robust z-units,
 then the package's one anomaly likelihood (NAB's HTM estimator). Rows of the
 probationary period score about 0.03 (probability 0.5).
 
-Baselines (`BASELINES`, name -> factory(seed)):
+Baselines (registered in :mod:`.registry` under these names):
 
 * ``iforest``: PyOD's `IForest` on sliding windows of the last ``window`` values,
   fitted on the probationary windows.
@@ -20,15 +20,14 @@ Baselines (`BASELINES`, name -> factory(seed)):
   at every row.
 
 Another detector joins the benchmark by implementing `NABStreamDetector`
-(or `CalibratedStreamDetector._raw_scores`) and adding a factory to the
-registry of ``scripts/run_nab.py``.
+(or `CalibratedStreamDetector._raw_scores`) and adding a factory to
+:data:`~sparsernn.detectors.nab.registry.DETECTORS`.
 """
 from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping
-from types import MappingProxyType
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
 import numpy as np
@@ -289,16 +288,6 @@ class HalfSpaceTreesDetector(CalibratedStreamDetector):
             raw[t] = model.score_one(features)
             model.learn_one(features)
         return raw
-
-
-BASELINES: Mapping[str, Callable[[int], NABStreamDetector]] = MappingProxyType(
-    {
-        "iforest": lambda seed: IForestDetector(seed=seed),
-        "lstm": lambda seed: LSTMDetector(seed=seed),
-        "halfspacetrees": lambda seed: HalfSpaceTreesDetector(seed=seed),
-    }
-)
-"""Baseline factories: name -> factory(seed) -> NABStreamDetector."""
 
 
 def _takes_timestamps(detector) -> bool:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 
 from .baselines import NABStreamDetector, check_series
-from ..checks import check_int, check_number, check_seed
+from ..checks import check_int, check_number, check_seed, check_weight
 from ..stream.likelihood import AnomalyLikelihood
-from ..stream.novelty import WindowNovelty, check_weight
+from ..stream.novelty import WindowNovelty
 from ..stream.seasonal import SeasonalSurprise, rows_per_season
 from ..selective_update import SelectiveUpdateDetector
 from ..stream.scorer import StreamScorer
@@ -97,7 +97,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
             check_int("novelty_blocks", novelty_blocks, 1)
         self.surprise_weight = check_weight("surprise_weight", surprise_weight)
         if seasonal_period is not None:
-            seasonal_period = SeasonalSurprise._check_period(seasonal_period)
+            seasonal_period = check_int("seasonal_period", seasonal_period, 1)
         if suppression is not None:
             suppression = check_number("suppression", suppression, 0.0, low_open=True)
         if normalizer_halflife is not None:

@@ -2,17 +2,22 @@
 
 :class:`StreamScorer` scores and learns points of many streams with one
 detector; the wrappers (:class:`AnomalyLikelihood`, :class:`SeasonalSurprise`,
-:class:`WindowNovelty`, :class:`SpatialAnomaly`, :class:`PeakSuppression`)
-nest around it, and :func:`save_stream` / :func:`load_stream` write and read a
-whole chain.
+:class:`WindowNovelty`, :class:`SpatialAnomaly`, :class:`PeakSuppression`,
+all :class:`StreamWrapper` subclasses) nest around it, and
+:func:`save_stream` / :func:`load_stream` write and read a whole chain.
+:class:`LikelihoodEstimator` / :func:`likelihood_scores` are the anomaly
+likelihood on its own (also used by the NAB baselines), and
+:func:`rows_per_season` the seasonal wrapper's period from timestamps.
 """
-from .likelihood import AnomalyLikelihood
+from .likelihood import AnomalyLikelihood, LikelihoodEstimator, likelihood_scores
 from .novelty import WindowNovelty
 from .persistence import CorruptSaveError, load_stream, save_stream
 from .scorer import StreamScorer
-from .seasonal import SeasonalSurprise
+from .seasonal import SeasonalSurprise, rows_per_season
 from .spatial import SpatialAnomaly
 from .suppression import PeakSuppression
+from .wrappers import StreamWrapper
 
-__all__ = ["StreamScorer", "AnomalyLikelihood", "SeasonalSurprise", "WindowNovelty", "SpatialAnomaly",
-           "PeakSuppression", "save_stream", "load_stream", "CorruptSaveError"]
+__all__ = ["StreamScorer", "StreamWrapper", "AnomalyLikelihood", "SeasonalSurprise", "WindowNovelty",
+           "SpatialAnomaly", "PeakSuppression", "save_stream", "load_stream", "CorruptSaveError",
+           "LikelihoodEstimator", "likelihood_scores", "rows_per_season"]

@@ -74,10 +74,6 @@ def log_scores(q: np.ndarray) -> np.ndarray:
     return np.clip(np.log(q + 1e-10) / LOG_EPSILON, 0.0, 1.0)
 
 
-def _check_int(name: str, value, least: int) -> int:
-    return check_int(name, value, least)
-
-
 class LikelihoodEstimator:
     """NAB's anomaly likelihood for any number of independent streams (rows); see the module doc.
 
@@ -102,11 +98,11 @@ class LikelihoodEstimator:
 
     def __init__(self, learning_period: int = 288, estimation_samples: int = 100, averaging_window: int = 10,
                  historic_window: int = 8640, reestimation_period: int = 100) -> None:
-        self.learning_period = _check_int("learning_period", learning_period, 0)
-        self.estimation_samples = _check_int("estimation_samples", estimation_samples, 1)
-        self.averaging_window = _check_int("averaging_window", averaging_window, 1)
-        self.historic_window = _check_int("historic_window", historic_window, 1)
-        self.reestimation_period = _check_int("reestimation_period", reestimation_period, 1)
+        self.learning_period = check_int("learning_period", learning_period, 0)
+        self.estimation_samples = check_int("estimation_samples", estimation_samples, 1)
+        self.averaging_window = check_int("averaging_window", averaging_window, 1)
+        self.historic_window = check_int("historic_window", historic_window, 1)
+        self.reestimation_period = check_int("reestimation_period", reestimation_period, 1)
         if self.historic_window < self.estimation_samples:
             raise ValueError(f"historic_window ({historic_window}) must be >= estimation_samples "
                              f"({estimation_samples})")
@@ -264,7 +260,7 @@ class AnomalyLikelihood(LikelihoodEstimator, ScoreTransform):
         self.scorer = scorer
         self.alarm_threshold = check_number("alarm_threshold", alarm_threshold, 0.0, 1.0, low_open=True)
 
-    def _settings(self) -> dict:
+    def settings(self) -> dict:
         return {**self._estimator_settings(), "alarm_threshold": self.alarm_threshold}
 
     def _transform(self, scores: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
@@ -280,7 +276,7 @@ class AnomalyLikelihood(LikelihoodEstimator, ScoreTransform):
         """Whether ``score`` is an alarm (``score >= alarm_threshold``)."""
         return score >= self.alarm_threshold
 
-    def score(self, chunk, stream: Hashable = 0):
+    def score_then_learn(self, chunk, stream: Hashable = 0):
         """Score, then learn, each row of a chunk of one stream (Series, DataFrame or array (n[, d])).
 
         Returns a DataFrame on the chunk's index (a RangeIndex for arrays) with
@@ -288,7 +284,7 @@ class AnomalyLikelihood(LikelihoodEstimator, ScoreTransform):
         """
         import pandas as pd
 
-        surprises = self.scorer.score(chunk, stream)
+        surprises = self.scorer.score_then_learn(chunk, stream)
         index = surprises.index if isinstance(surprises, pd.Series) else pd.RangeIndex(len(surprises))
         surprises = np.asarray(surprises, dtype=float)
         scores = self._block(surprises[:, None], self._rows([stream]), learn=True)[:, 0]

@@ -31,22 +31,15 @@ It is causal: row ``t`` is judged against embeddings of rows before it only.
 """
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 import numpy as np
 
-from .likelihood import LikelihoodEstimator, _check_int
-from ..checks import check_number
+from .likelihood import LikelihoodEstimator
+from ..checks import check_int, check_weight
 from ..normalization import clip_units
-from .wrappers import StreamWrapper
+from .wrappers import ValueTransform
 
 
-def check_weight(name: str, value) -> float:
-    """``value`` as a float in [0, 1]; TypeError / ValueError naming ``name`` otherwise."""
-    return check_number(name, value, 0.0, 1.0)
-
-
-class WindowNovelty(LikelihoodEstimator, StreamWrapper):
+class WindowNovelty(LikelihoodEstimator, ValueTransform):
     """The wrapped score, or the likelihood of the recent window's nearest-neighbour distance if higher.
 
     Parameters
@@ -93,10 +86,10 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
                          reestimation_period)
         self.inner_weight = check_weight("inner_weight", inner_weight)
         self.stream = stream
-        self.block = _check_int("block", block, 1)
-        self.window = _check_int("window", window, 1)
-        self.memory = _check_int("memory", memory, 1)
-        self.exclude = self.window * self.block if exclude is None else _check_int("exclude", exclude, 1)
+        self.block = check_int("block", block, 1)
+        self.window = check_int("window", window, 1)
+        self.memory = check_int("memory", memory, 1)
+        self.exclude = self.window * self.block if exclude is None else check_int("exclude", exclude, 1)
         detector = self._scorer.detector
         self._center = np.asarray(detector.center_, dtype=float)
         self._scale = np.asarray(detector.scale_, dtype=float)
@@ -111,7 +104,7 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
         """Rows per embedding: ``window * block``."""
         return self.window * self.block
 
-    def _settings(self) -> dict:
+    def settings(self) -> dict:
         return {"block": self.block, "window": self.window, "memory": self.memory, "exclude": self.exclude,
                 **self._estimator_settings(), "inner_weight": self.inner_weight}
 
@@ -165,37 +158,7 @@ class WindowNovelty(LikelihoodEstimator, StreamWrapper):
             self.ring[rows], self.stored[rows] = ring, stored
         return out
 
-    def _scores(self, inner: np.ndarray, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
-        """max(inner_weight * inner scores (T, B), likelihood scores of the novelties of ``values`` (T, B, C))."""
+    def _combine(self, scores: np.ndarray, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """max(inner_weight * the wrapped scores (T, B), likelihood scores of the novelties of ``values`` (T, B, C))."""
         novelty = self._novelty(values, rows, learn)
-        return np.maximum(self.inner_weight * inner, self._block(novelty, rows, learn))
-
-    # ------------------------------------------------------------ protocol
-    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
-        """Score of ``x`` for ``stream``; changes no state."""
-        if stream not in self._scorer._rows_of or isinstance(stream, bool):
-            return self._with_streams([stream]).score_one(x, timestamp, stream)
-        score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
-        rows = self._rows([stream])
-        return float(self._scores(np.array([[score]], dtype=float), self._scorer._point(x)[None], rows, False)[0, 0])
-
-    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
-        """Advance ``stream`` by ``x``: the wrapped stream, then the novelty and its likelihood."""
-        values = self._scorer._point(x)[None]
-        self.stream.learn_one(x, timestamp=timestamp, stream=stream)
-        self._scores(np.zeros((1, 1)), values, self._rows([stream]), True)
-
-    def score_many(self, X, streams=None) -> np.ndarray:
-        """Scores (n_streams,) of one point per stream, ``X`` (n_streams[, n_channels]); changes no state."""
-        view = self._with_streams(streams)
-        if view is not self:
-            return view.score_many(X, streams)
-        scores = np.asarray(self.stream.score_many(X, streams), dtype=float)
-        rows = self._rows(self._streams(streams, len(scores)))
-        return self._scores(scores[None], self._scorer._block(np.asarray(X)[None], "X"), rows, False)[0]
-
-    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
-        """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
-        scores = np.asarray(self.stream.process(X, streams, timestamps), dtype=float)
-        rows = self._rows(self._streams(streams, scores.shape[1]))
-        return self._scores(scores, self._scorer._block(X, "X"), rows, True)
+        return np.maximum(self.inner_weight * scores, self._block(novelty, rows, learn))

@@ -37,8 +37,8 @@ read, with every other check.
 ``tensors`` holds ``model.<name>`` (the forecaster's ``state_dict``: weights,
 masks), ``detector.<attr>`` (``center_``, ``scale_``, ``decision_scores_``,
 ``labels_``, ``threshold_``, ``training_losses_``), ``scorer.<attr>``
-(recurrent ``state``, ``forecast_mean``, ``forecast_var``, ``norm_mean``,
-``norm_var``, ``count``, ``last_time``) and ``wrapper<i>.<attr>``, the
+(``StreamScorer.STATE``: recurrent ``state``, ``forecast_mean``,
+``forecast_var``, ``norm_mean``, ``norm_var``, ``count``, ``last_time``) and ``wrapper<i>.<attr>``, the
 per-stream arrays of the i-th wrapper (its ``STATE``: e.g. the likelihood's
 ``recent``, ``history``, ``seen``, ``mean``, ``std``, ``last_q``). Every array
 keeps its dtype, so a loaded stream continues with bit-identical scores.
@@ -55,12 +55,13 @@ import numpy as np
 import torch
 
 from ...core.files import atomic_write
+from .scorer import StreamScorer
+from .wrappers import WRAPPERS, StreamWrapper
 
 FORMAT = "sparsernn.detectors/stream"
 VERSION = 3
 READABLE = (2, 3)
 DETECTOR_ARRAYS = ("center_", "scale_", "decision_scores_", "labels_", "threshold_", "training_losses_")
-SCORER_ARRAYS = ("state", "forecast_mean", "forecast_var", "norm_mean", "norm_var", "count", "last_time")
 
 
 class CorruptSaveError(ValueError):
@@ -215,92 +216,82 @@ VARIABLE_WIDTH = {"values"}
 """Wrapper arrays whose non-stream axes may differ from a fresh stream's (the seasonal ring widens)."""
 
 
-def _wrapper_classes() -> dict:
-    from .likelihood import AnomalyLikelihood
-    from .novelty import WindowNovelty
-    from .seasonal import SeasonalSurprise
-    from .spatial import SpatialAnomaly
-    from .suppression import PeakSuppression
-
-    return {cls.__name__: cls for cls in (SeasonalSurprise, AnomalyLikelihood, WindowNovelty, PeakSuppression,
-                                          SpatialAnomaly)}
+def _chain(stream) -> tuple:
+    """The scorer at the heart of ``stream`` and the wrappers around it, innermost first."""
+    wrappers = []
+    while isinstance(stream, StreamWrapper):
+        wrappers.append(stream)
+        stream = stream.inner
+    if not isinstance(stream, StreamScorer):
+        raise TypeError(f"stream must be a StreamScorer or a chain of StreamWrappers around one; "
+                        f"got {type(stream).__name__} at its heart")
+    return stream, wrappers[::-1]
 
 
 def save_stream(stream, path) -> None:
     """Write a :class:`StreamScorer`, or any chain of wrappers around one, to ``path``."""
-    from .wrappers import StreamWrapper
-
-    chain = []
-    scorer = stream
-    while isinstance(scorer, StreamWrapper):
-        chain.append(scorer)
-        scorer = scorer.inner
-    chain.reverse()  # innermost first
-    known = _wrapper_classes()
+    scorer, chain = _chain(stream)
     det_config, tensors = _detector_parts(scorer.detector)
     config = {"detector": det_config,
               "scorer": {"normalizer_halflife": scorer.normalizer_halflife, "min_scale": scorer.min_scale,
                          "stream_ids": scorer.stream_ids, "dict_keys": scorer.dict_keys},
               "wrappers": []}
-    for attr in SCORER_ARRAYS:
-        tensors[f"scorer.{attr}"] = torch.from_numpy(getattr(scorer, attr).copy())
+    for attr, array in scorer.state_arrays().items():
+        tensors[f"scorer.{attr}"] = torch.from_numpy(array)
     for i, wrapper in enumerate(chain):
-        name = type(wrapper).__name__
-        if known.get(name) is not type(wrapper):
-            raise TypeError(f"stream: cannot save a {name} (known wrappers: {sorted(known)})")
-        config["wrappers"].append({"class": name, "settings": wrapper._settings()})
-        for attr, array in wrapper._state().items():
+        config["wrappers"].append({"class": type(wrapper).__name__, "settings": wrapper.settings()})
+        for attr, array in wrapper.state_arrays().items():
             tensors[f"wrapper{i}.{attr}"] = torch.from_numpy(np.ascontiguousarray(array))
     _write(path, type(stream).__name__, config, tensors)
 
 
 def load_stream(path, expect: type | None = None):
-    """Read a stream written by :func:`save_stream`; ``expect`` checks the outermost class."""
-    from .scorer import StreamScorer
+    """Read a stream written by :func:`save_stream`; ``expect`` checks the outermost class.
 
+    Wrappers are found by class name in :data:`~sparsernn.detectors.stream.wrappers.WRAPPERS`
+    (every :class:`StreamWrapper` subclass defined so far).
+    """
     config, tensors = _read(path)
-    kinds = {"StreamScorer": StreamScorer, **_wrapper_classes()}
+    kinds = {"StreamScorer": StreamScorer, **WRAPPERS}
     if config.get("kind") not in kinds:
         raise ValueError(f"{path} holds a {config.get('kind')!r}, not a stream")
     if expect is not None and kinds[config["kind"]] is not expect:
         raise ValueError(f"{path} holds a {config['kind']}, not a {expect.__name__}")
-    return _restoring(path, lambda: _stream_from(config, tensors, kinds, path))
+    return _restoring(path, lambda: _stream_from(config, tensors, path))
 
 
-def _stream_from(config: dict, tensors: dict, kinds: dict, path):
-    from .scorer import StreamScorer
-
+def _stream_from(config: dict, tensors: dict, path):
     detector = _detector_from(config["detector"], tensors, path)
     settings = config["scorer"]
     stream = StreamScorer(detector, settings["normalizer_halflife"], settings["min_scale"])
     ids = list(settings["stream_ids"])
     if len(set(ids)) != len(ids) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
         raise CorruptSaveError(f"{path}: stream_ids must be distinct str / int ids; got {ids!r}")
-    stream.stream_ids, stream._rows_of = ids, {sid: row for row, sid in enumerate(ids)}
+    stream.restore_streams(ids)
     if settings.get("dict_keys") is not None:
         stream.dict_keys = list(settings["dict_keys"])
-    n, d, size = len(ids), detector.n_channels_, stream.model.layer.state_size
-    shapes = {"state": (n, size), "forecast_mean": (n, d), "forecast_var": (n, d), "norm_mean": (n, d),
-              "norm_var": (n, d), "count": (n,), "last_time": (n,)}
-    for attr in SCORER_ARRAYS:
-        expected = getattr(stream, attr)
+    arrays = {}
+    for attr, like in stream.state_arrays().items():  # fresh state: the shapes and dtypes
         array = _tensor(tensors, f"scorer.{attr}", path).numpy().copy()
-        setattr(stream, attr, _check_array(path, f"scorer.{attr}", array, shapes[attr], dtype=expected.dtype))
+        arrays[attr] = _check_array(path, f"scorer.{attr}", array, like.shape, dtype=like.dtype)
+    stream.load_state_arrays(arrays)
+    n = len(ids)
     for i, part in enumerate(config["wrappers"]):
-        if part["class"] not in kinds or part["class"] == "StreamScorer":
-            raise CorruptSaveError(f"{path}: unknown wrapper {part['class']!r}")
-        cls = kinds[part["class"]]
+        cls = WRAPPERS.get(part["class"])
+        if cls is None:
+            raise CorruptSaveError(f"{path}: unknown wrapper {part['class']!r} (known: {sorted(WRAPPERS)})")
         stream = cls(stream, **part["settings"])
         fresh = cls(stream.inner, **part["settings"])
-        fresh._grow(n)  # the arrays of n fresh streams: the shapes, dtypes and where NaN may be
+        # the arrays of n fresh streams: the shapes, dtypes and where NaN may be
+        fresh_arrays = fresh.state_arrays()
         arrays = {}
         for attr in cls.STATE:
-            array, like = _tensor(tensors, f"wrapper{i}.{attr}", path).numpy(), getattr(fresh, attr)
+            array, like = _tensor(tensors, f"wrapper{i}.{attr}", path).numpy(), fresh_arrays[attr]
             shape = (n,) + (None,) * (like.ndim - 1) if attr in VARIABLE_WIDTH else like.shape
             _check_array(path, f"wrapper{i}.{attr}", array, shape, dtype=like.dtype,
                          finite=bool(np.isfinite(like).all()) if like.dtype.kind == "f" else True)
             if array.dtype.kind == "f" and np.isinf(array).any():
                 raise CorruptSaveError(f"{path}: wrapper{i}.{attr} holds inf")
             arrays[attr] = array
-        stream._load_state(arrays)
+        stream.load_state_arrays(arrays)
     return stream

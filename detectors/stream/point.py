@@ -12,7 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..normalization import INPUT_CLIP, VAR_LIMIT, clip_units, ew_step, halflife_to_alpha
+from ..normalization import ew_step, halflife_to_alpha, online_scale, standardize
+from .surprise import surprise
 
 NO_TIME = np.iinfo(np.int64).min
 """Last-timestamp value of a stream that has not seen a timestamp."""
@@ -36,20 +37,21 @@ class OnePointPath:
 
     # ------------------------------------------------------------ one point
     # score_one / learn_one compute what _advance computes for a block of one
-    # point. With one channel they do it on scalars: the same float64 / float32
-    # operations in the same order, so the same numbers, without the cost of
-    # NumPy calls on arrays of one element (the benchmark's one-stream test is
-    # dominated by that cost). A plain finite float (or np.float64) for a stream already seen,
+    # point, with the same functions (normalization.standardize / online_scale /
+    # ew_step, surprise.surprise). With one channel they call them on scalars:
+    # the same float64 / float32 operations in the same order, so the same
+    # numbers, without the cost of NumPy calls on arrays of one element (the
+    # benchmark's one-stream test is dominated by that cost). A plain finite float (or np.float64) for a stream already seen,
     # without a timestamp, takes a shortcut past the checks of _one (which it
     # would pass); anything else goes through them.
     def _one(self, x, timestamp, stream) -> tuple[np.ndarray, int, int | None]:
         """Checked point ``(1, d)``, the stream's row and the timestamp in ns (or None); registers
         a new stream only once everything is checked."""
-        values = self._point(x)
+        values = self.as_point(x)
         row = self._rows_of.get(stream)
         new = []
         if row is None or isinstance(stream, (bool, np.bool_)):
-            rows, new = self._resolve([stream])
+            rows, new = self.resolve_streams([stream])
             row = int(rows[0])
         time = None
         if timestamp is not None:
@@ -69,30 +71,25 @@ class OnePointPath:
     def _scalar_normalized(self, value: float, row: int) -> float:
         """One-channel ``value`` normalised with the stream's statistics as they are (float64)."""
         if self.normalizer_halflife is None:
-            u = (value - self._center0) / self._scale0
-        else:
-            center = float(self.norm_mean[row, 0])
-            scale = max(math.sqrt(self.norm_var[row, 0]), self.min_scale * self._scale0)
-            u = (value - center) / scale
-        return -INPUT_CLIP if u < -INPUT_CLIP else (INPUT_CLIP if u > INPUT_CLIP else u)
+            return standardize(value, self._center0, self._scale0)
+        return standardize(value, float(self.norm_mean[row, 0]),
+                           online_scale(float(self.norm_var[row, 0]), self.min_scale * self._scale0))
 
     def _scalar_surprise(self, u: np.float32, row: int) -> float:
         """Surprise of one normalised one-channel point ``u`` (float32) under the stream's forecast."""
         if self.count[row] < self.detector.warmup:
             return 0.0
-        diff = u - self.forecast_mean[row, 0]  # float32 scalars
-        return float(diff * diff / self.forecast_var[row, 0] * self._half)
+        return float(surprise(u, self.forecast_mean[row, 0], self.forecast_var[row, 0], self._half))
 
     def _point_normalized(self, values: np.ndarray, row: int) -> np.ndarray:
         """One point (1, d) normalised with the stream's statistics as they are, as float32 (1, d)."""
         if self.n_channels == 1:
             return np.array([[self._scalar_normalized(float(values[0, 0]), row)]], dtype=np.float32)
         det = self.detector
-        with np.errstate(over="ignore"):
-            if self.normalizer_halflife is None:
-                return clip_units((values - det.center_) / det.scale_).astype(np.float32)
-            scale = np.maximum(np.sqrt(self.norm_var[row]), self.min_scale * det.scale_)
-            return clip_units((values - self.norm_mean[row]) / scale).astype(np.float32)
+        if self.normalizer_halflife is None:
+            return standardize(values, det.center_, det.scale_).astype(np.float32)
+        scale = online_scale(self.norm_var[row], self.min_scale * det.scale_)
+        return standardize(values, self.norm_mean[row], scale).astype(np.float32)
 
     def _point_surprise(self, u: np.ndarray, row: int) -> float:
         """Surprise of one normalised point ``u`` (1, d) under the stream's forecast."""
@@ -100,8 +97,7 @@ class OnePointPath:
             return self._scalar_surprise(u[0, 0], row)
         if self.count[row] < self.detector.warmup:
             return 0.0
-        diff = u[0] - self.forecast_mean[row]
-        return float((diff * diff / self.forecast_var[row]).sum() * self._half)
+        return float(surprise(u[0], self.forecast_mean[row], self.forecast_var[row], self._half))
 
     def _update_normalizer(self, values: np.ndarray, row: int) -> None:
         """Add one point (1, d) to the stream's normaliser (the update of ``ew_mean_var``)."""
@@ -114,12 +110,10 @@ class OnePointPath:
                                                               alpha, self.min_scale * self.detector.scale_)
 
     def _update_scalar_normalizer(self, value: float, row: int) -> None:
-        alpha = halflife_to_alpha(self.normalizer_halflife)
-        mean, var = float(self.norm_mean[row, 0]), float(self.norm_var[row, 0])
-        delta, bound = value - mean, INPUT_CLIP * max(math.sqrt(var), self.min_scale * self._scale0)
-        delta = -bound if delta < -bound else (bound if delta > bound else delta)  # the clip of ew_step
-        self.norm_mean[row, 0] = mean + alpha * delta
-        self.norm_var[row, 0] = min((1.0 - alpha) * (var + alpha * delta * delta), VAR_LIMIT)
+        """:meth:`_update_normalizer` of one channel, on floats."""
+        self.norm_mean[row, 0], self.norm_var[row, 0] = ew_step(
+            value, float(self.norm_mean[row, 0]), float(self.norm_var[row, 0]),
+            halflife_to_alpha(self.normalizer_halflife), self.min_scale * self._scale0)
 
     def _step_point(self, u: np.ndarray, row: int) -> None:
         """The recurrent step of one stream for its normalised point ``u (d,)`` float32, in place."""

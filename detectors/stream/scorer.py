@@ -24,11 +24,12 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
-from ..normalization import clip_units, ew_mean_var, halflife_to_alpha
+from ..normalization import ew_mean_var, halflife_to_alpha, online_scale, standardize
 from ...core.inference import InferenceStepper
 from ..checks import check_number
 from .point import NO_TIME, OnePointPath, timestamp_ns
 from ..series_input import as_series, check_feature_names, check_finite
+from .surprise import surprise
 
 class StreamScorer(OnePointPath):
     """Streaming scorer around a fitted :class:`SelectiveUpdateDetector`.
@@ -49,6 +50,9 @@ class StreamScorer(OnePointPath):
     ----------
     stream_ids : list
         Ids of the streams seen so far (str or int), in order of arrival.
+    STATE : tuple of str
+        Names of the per-stream arrays (first axis = stream row), what
+        :meth:`state_arrays` returns and :meth:`save` writes.
 
     Notes
     -----
@@ -64,6 +68,8 @@ class StreamScorer(OnePointPath):
     ...     score = scorer.score_one(x)
     ...     scorer.learn_one(x)
     """
+
+    STATE = ("state", "forecast_mean", "forecast_var", "norm_mean", "norm_var", "count", "last_time")
 
     def __init__(self, detector, normalizer_halflife: float | None = None, min_scale: float = 0.05) -> None:
         check_is_fitted(detector, ["model_", "center_", "scale_"])
@@ -98,7 +104,7 @@ class StreamScorer(OnePointPath):
         self.last_time = np.zeros(0, dtype=np.int64)
 
     # ------------------------------------------------------------ streams
-    def _resolve(self, streams: Sequence[Hashable]) -> tuple[np.ndarray, list]:
+    def resolve_streams(self, streams: Sequence[Hashable]) -> tuple[np.ndarray, list]:
         """Row of each stream id (an id not seen yet gets the row it would be given) and the new
         ids, in order; checks the ids and changes nothing."""
         rows = np.empty(len(streams), dtype=np.int64)
@@ -127,12 +133,37 @@ class StreamScorer(OnePointPath):
             self.stream_ids.append(sid)
         self._grow(len(new))
 
-    def _rows(self, streams: Sequence[Hashable]) -> np.ndarray:
+    def stream_rows(self, streams: Sequence[Hashable]) -> np.ndarray:
         """Row of each stream id, allocating fresh state for ids not seen yet."""
-        rows, new = self._resolve(streams)
+        rows, new = self.resolve_streams(streams)
         if new:
             self._register(new)
         return rows
+
+    def row_of(self, stream: Hashable) -> int | None:
+        """Row of ``stream`` in the per-stream arrays, or None when it has not been seen."""
+        return self._rows_of.get(stream)
+
+    # ------------------------------------------------------------ persistence
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """Per-stream arrays by name (the names in ``STATE``; copies, first axis = stream row)."""
+        return {name: getattr(self, name).copy() for name in self.STATE}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Set the per-stream arrays written by :meth:`state_arrays` (shapes and dtypes as those)."""
+        for name in self.STATE:
+            setattr(self, name, np.array(arrays[name], copy=True))
+
+    def restore_streams(self, stream_ids: list) -> None:
+        """Give a scorer without streams the streams ``stream_ids`` (distinct str / int ids, in row
+        order) with fresh state; :meth:`load_state_arrays` then sets their saved state."""
+        if self.stream_ids:
+            raise ValueError(f"restore_streams needs a scorer without streams; this one has {len(self.stream_ids)}")
+        ids = list(stream_ids)
+        if len(set(ids)) != len(ids) or not all(isinstance(i, (str, int)) and not isinstance(i, bool)
+                                                for i in ids):
+            raise ValueError(f"stream_ids must be distinct str / int ids; got {ids!r}")
+        self._register(ids)
 
     @staticmethod
     def _ids(streams) -> list:
@@ -150,7 +181,7 @@ class StreamScorer(OnePointPath):
     def _with_streams(self, streams) -> "StreamScorer":
         """This scorer when it knows every id of ``streams``; else a copy that has them too, in their
         initial state, and shares nothing that scoring could change (scoring never registers an id)."""
-        _, new = self._resolve(self._ids(streams))
+        _, new = self.resolve_streams(self._ids(streams))
         if not new:
             return self
         clone = copy.copy(self)
@@ -168,7 +199,7 @@ class StreamScorer(OnePointPath):
         self.count = np.concatenate([self.count, np.zeros(n, dtype=np.int64)])
         self.last_time = np.concatenate([self.last_time, np.full(n, NO_TIME, dtype=np.int64)])
 
-    def _streams(self, streams, n: int) -> list:
+    def check_streams(self, streams, n: int) -> list:
         if streams is None:
             if n != 1:
                 raise ValueError(f"streams must name the {n} streams of a batch; got None")
@@ -178,7 +209,7 @@ class StreamScorer(OnePointPath):
             raise ValueError(f"streams has {len(streams)} ids but the batch has {n} streams")
         return streams
 
-    def _point(self, x) -> np.ndarray:
+    def as_point(self, x) -> np.ndarray:
         """One point (a number, a sequence of n_channels numbers or a dict) as an array (1, d)."""
         if (type(x) is float or isinstance(x, (int, np.floating, np.integer)) and not isinstance(x, bool)) \
                 and self.n_channels == 1:
@@ -207,7 +238,7 @@ class StreamScorer(OnePointPath):
         if self.dict_keys is None and isinstance(x, dict):
             self.dict_keys = list(x)
 
-    def _block(self, X, name: str) -> np.ndarray:
+    def as_block(self, X, name: str = "X") -> np.ndarray:
         """A (T, B, d) float64 block from ``X`` of shape (T, B, d), or (T, B) when d == 1."""
         array = np.asarray(X)
         if array.dtype == object or not np.issubdtype(array.dtype, np.number) \
@@ -223,7 +254,7 @@ class StreamScorer(OnePointPath):
         return values
 
     @staticmethod
-    def _times(timestamps, shape) -> np.ndarray:
+    def as_times(timestamps, shape) -> np.ndarray:
         """``timestamps`` of shape (T, B) as int64 nanoseconds."""
         stamps = np.asarray(timestamps)
         if stamps.dtype != np.int64:
@@ -251,15 +282,15 @@ class StreamScorer(OnePointPath):
     def _normalized(self, values: np.ndarray, rows: np.ndarray, update: bool) -> np.ndarray:
         """Normalise ``values`` (T, B, d) with each stream's statistics *before* each point."""
         det = self.detector
-        with np.errstate(over="ignore"):  # (values - centre) may overflow to inf: clipped below
-            if self.normalizer_halflife is None:
-                return clip_units((values - det.center_) / det.scale_)
-            alpha, floor = halflife_to_alpha(self.normalizer_halflife), self.min_scale * det.scale_
+        if self.normalizer_halflife is None:
+            return standardize(values, det.center_, det.scale_)
+        alpha, floor = halflife_to_alpha(self.normalizer_halflife), self.min_scale * det.scale_
+        with np.errstate(over="ignore"):  # (x - mean) may overflow to inf: ew_step clips it
             means, variances, mean, var = ew_mean_var(values, self.norm_mean[rows], self.norm_var[rows], alpha,
                                                       floor)
-            if update:
-                self.norm_mean[rows], self.norm_var[rows] = mean, var
-            return clip_units((values - means) / np.maximum(np.sqrt(variances), floor))
+        if update:
+            self.norm_mean[rows], self.norm_var[rows] = mean, var
+        return standardize(values, means, online_scale(variances, floor))
 
     def _advance(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
         """Surprise of each point of ``values`` (T, B, d) for streams ``rows``; with ``learn`` the
@@ -272,8 +303,7 @@ class StreamScorer(OnePointPath):
             mean, var, state = self.inference.run(u, state)
             prev_mean = np.concatenate([prev_mean, mean[:-1]])
             prev_var = np.concatenate([prev_var, var[:-1]])
-        diff = u - prev_mean
-        scores = ((diff * diff / prev_var).sum(-1) * np.float32(0.5 / self.n_channels)).astype(np.float64)
+        scores = surprise(u, prev_mean, prev_var, self._half).astype(np.float64)
         seen = self.count[rows][None, :] + np.arange(T)[:, None]
         scores[seen < self.detector.warmup] = 0.0
         if learn:
@@ -317,8 +347,8 @@ class StreamScorer(OnePointPath):
         """Surprise of one point per stream, ``X`` (n_streams, n_channels) or (n_streams,); no state changes.
         Returns an array of shape (n_streams,)."""
         scorer = self._with_streams(streams)
-        block = scorer._block(np.asarray(X)[None], "X")
-        return scorer._advance(block, scorer._rows(scorer._streams(streams, block.shape[1])), learn=False)[0]
+        block = scorer.as_block(np.asarray(X)[None], "X")
+        return scorer._advance(block, scorer.stream_rows(scorer.check_streams(streams, block.shape[1])), learn=False)[0]
 
     def learn_many(self, X, streams=None, timestamps=None) -> None:
         """Advance every stream of ``streams`` by its point in ``X`` (n_streams, n_channels): one batched step."""
@@ -338,10 +368,10 @@ class StreamScorer(OnePointPath):
         -------
         surprises : array of shape (T, n_streams)
         """
-        block = self._block(X, "X")
-        names = self._streams(streams, block.shape[1])
-        rows, new = self._resolve(names)
-        times = None if timestamps is None else self._times(timestamps, block.shape[:2])
+        block = self.as_block(X, "X")
+        names = self.check_streams(streams, block.shape[1])
+        rows, new = self.resolve_streams(names)
+        times = None if timestamps is None else self.as_times(timestamps, block.shape[:2])
         self._check_times(rows, times, names)
         if new:  # everything is checked: now the new streams get their rows
             self._register(new)
@@ -350,7 +380,7 @@ class StreamScorer(OnePointPath):
             self.last_time[rows] = times[-1]
         return scores
 
-    def score(self, chunk, stream: Hashable = 0):
+    def score_then_learn(self, chunk, stream: Hashable = 0):
         """Score, then learn, each row of a chunk of one stream.
 
         Parameters

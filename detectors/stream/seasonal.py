@@ -2,7 +2,7 @@
 
 A wrapper in the river sense around a :class:`StreamScorer` (same protocol:
 ``score_one``, ``learn_one``, ``score_many``, ``learn_many``, ``process``,
-``score``; per-stream state; ``save`` / ``load``). Its surprise is the
+``score_then_learn``; per-stream state; ``save`` / ``load``). Its surprise is the
 scorer's plus a seasonal one, per stream and channel ``c``:
 
 - ``r_t = x_t - x_{t-P}``, the residual against the point one period ``P``
@@ -84,7 +84,7 @@ class SeasonalSurprise(StreamWrapper):
     def __init__(self, scorer, period: int | None = None, season="1D", memory: int = 1000,
                  min_var: float = 1e-12, max_surprise: float = 1e6) -> None:
         self.scorer = scorer
-        self.default_period = None if period is None else self._check_period(period)
+        self.default_period = None if period is None else check_int("period", period, 1)
         try:
             self.season = str(pd.Timedelta(season))
         except (TypeError, ValueError) as error:
@@ -101,11 +101,7 @@ class SeasonalSurprise(StreamWrapper):
         self.var = np.zeros((0, d))
         self.residuals = np.zeros(0, dtype=np.int64)
 
-    @staticmethod
-    def _check_period(period) -> int:
-        return check_int("period", period, 1)
-
-    def _settings(self) -> dict:
+    def settings(self) -> dict:
         return {"period": self.default_period, "season": self.season, "memory": self.memory,
                 "min_var": self.min_var, "max_surprise": self.max_surprise}
 
@@ -119,7 +115,7 @@ class SeasonalSurprise(StreamWrapper):
 
     def set_period(self, stream: Hashable, period: int) -> None:
         """Give ``stream`` its period (rows per season) before its first point."""
-        period = self._check_period(period)
+        period = check_int("period", period, 1)
         self._commit_periods(self._rows([stream]), np.array([period]), [stream])
 
     def _commit_periods(self, rows: np.ndarray, periods: np.ndarray, streams: list) -> None:
@@ -137,7 +133,7 @@ class SeasonalSurprise(StreamWrapper):
     def _periods(self, streams: list, times: np.ndarray | None) -> np.ndarray:
         """Periods (B,) of ``streams``: theirs, or (not stored yet) from ``times`` (T, B) int64 ns.
         Changes nothing (a new stream is not registered)."""
-        rows, _ = self._scorer._resolve(streams)
+        rows, _ = self._scorer.resolve_streams(streams)
         self._sync()
         known = rows < len(self.period)
         periods = np.full(len(rows), self.default_period or 0, dtype=np.int64)
@@ -176,16 +172,16 @@ class SeasonalSurprise(StreamWrapper):
     # ------------------------------------------------------------ protocol
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
         """Surprise (scorer's + seasonal) of ``x`` for ``stream``; changes no state."""
-        if stream not in self._scorer._rows_of or isinstance(stream, bool):
+        if self._scorer.row_of(stream) is None or isinstance(stream, bool):
             return self._with_streams([stream]).score_one(x, timestamp, stream)
         surprise = self.scorer.score_one(x, timestamp=timestamp, stream=stream)
         self._periods([stream], None)
         rows = self._rows([stream])
-        return float(surprise) + float(self._seasonal(self._scorer._point(x)[None], rows, learn=False)[0, 0])
+        return float(surprise) + float(self._seasonal(self._scorer.as_point(x)[None], rows, learn=False)[0, 0])
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
         """Advance ``stream`` by ``x``: the scorer, then the seasonal state."""
-        values = self._scorer._point(x)[None]
+        values = self._scorer.as_point(x)[None]
         self._periods([stream], None)
         self.scorer.learn_one(x, timestamp=timestamp, stream=stream)
         self._seasonal(values, self._rows([stream]), learn=True)
@@ -199,27 +195,27 @@ class SeasonalSurprise(StreamWrapper):
         names = self._streams(streams, len(surprises))
         self._periods(names, None)
         rows = self._rows(names)
-        return surprises + self._seasonal(self._scorer._block(np.asarray(X)[None], "X"), rows, learn=False)[0]
+        return surprises + self._seasonal(self._scorer.as_block(np.asarray(X)[None], "X"), rows, learn=False)[0]
 
     def process(self, X, streams=None, timestamps=None) -> np.ndarray:
         """Score, then learn, a block (T, n_streams[, n_channels]); returns surprises (T, n_streams)."""
-        values = self._scorer._block(X, "X")
+        values = self._scorer.as_block(X, "X")
         names = self._streams(streams, values.shape[1])
-        times = None if timestamps is None else self._scorer._times(timestamps, values.shape[:2])
+        times = None if timestamps is None else self._scorer.as_times(timestamps, values.shape[:2])
         periods = self._periods(names, times)
         surprises = np.asarray(self.scorer.process(X, streams, timestamps), dtype=float)
         rows = self._rows(names)
         self._commit_periods(rows, periods, names)
         return surprises + self._seasonal(values, rows, learn=True)
 
-    def score(self, chunk, stream: Hashable = 0):
+    def score_then_learn(self, chunk, stream: Hashable = 0):
         """Score, then learn, each row of a chunk of one stream; surprises (n,) or a Series on its index."""
         series = as_series(chunk, "chunk", n_channels=self.n_channels)
         times = None
         if isinstance(series.index, pd.DatetimeIndex):
             times = series.index.as_unit("ns").asi8.reshape(-1, 1)
         periods = self._periods([stream], times)
-        surprises = np.asarray(self.scorer.score(chunk, stream), dtype=float)
+        surprises = np.asarray(self.scorer.score_then_learn(chunk, stream), dtype=float)
         rows = self._rows([stream])
         self._commit_periods(rows, periods, [stream])
         total = surprises + self._seasonal(series.values[:, None, :], rows, learn=True)[:, 0]

@@ -18,18 +18,16 @@ With several channels, the rule fires where any channel leaves its range.
 """
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 import numpy as np
 
 from ..checks import check_number
-from .wrappers import StreamWrapper
+from .wrappers import ValueTransform
 
 SPATIAL_TOLERANCE = 0.05
 """NAB's published tolerance: the fraction of the seen range a value may exceed it by."""
 
 
-class SpatialAnomaly(StreamWrapper):
+class SpatialAnomaly(ValueTransform):
     """Score 1.0 where a value leaves the range seen so far by more than ``tolerance`` of it.
 
     Parameters
@@ -61,20 +59,12 @@ class SpatialAnomaly(StreamWrapper):
         self.low = np.zeros((0, n_channels))
         self.high = np.zeros((0, n_channels))
 
-    def _settings(self) -> dict:
+    def settings(self) -> dict:
         return {"tolerance": self.tolerance}
 
     def _grow(self, n: int) -> None:
         fresh = np.full((n, self.low.shape[1]), np.nan)
         self.low, self.high = np.concatenate([self.low, fresh]), np.concatenate([self.high, fresh])
-
-    def _point(self, x) -> np.ndarray:
-        """One point (number, sequence or dict) as values (1, 1, n_channels)."""
-        return self._scorer._point(x)[None]
-
-    def _block(self, X) -> np.ndarray:
-        """A block (T, B[, n_channels]) as values (T, B, n_channels)."""
-        return self._scorer._block(X, "X")
 
     def _flag(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
         """Boolean (T, B): where ``values`` (T, B, C) leave the range seen before them."""
@@ -89,33 +79,6 @@ class SpatialAnomaly(StreamWrapper):
             self.low[rows], self.high[rows] = low, high
         return flags
 
-    # ------------------------------------------------------------ protocol
-    def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
-        """Score of ``x`` for ``stream`` (1.0 if it leaves the range); changes no state."""
-        if stream not in self._scorer._rows_of or isinstance(stream, bool):
-            return self._with_streams([stream]).score_one(x, timestamp, stream)
-        score = self.stream.score_one(x, timestamp=timestamp, stream=stream)
-        flag = self._flag(self._point(x), self._rows([stream]), learn=False)[0, 0]
-        return 1.0 if flag else float(score)
-
-    def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
-        """Advance ``stream`` by ``x`` (the wrapped stream, then the range)."""
-        self.stream.learn_one(x, timestamp=timestamp, stream=stream)
-        self._flag(self._point(x), self._rows([stream]), learn=True)
-
-    def score_many(self, X, streams=None) -> np.ndarray:
-        """Scores (n_streams,) of one point per stream; changes no state."""
-        view = self._with_streams(streams)
-        if view is not self:
-            return view.score_many(X, streams)
-        scores = np.asarray(self.stream.score_many(X, streams), dtype=float)
-        rows = self._rows(self._streams(streams, len(scores)))
-        flags = self._flag(self._block(np.asarray(X)[None]), rows, learn=False)[0]
-        return np.where(flags, 1.0, scores)
-
-    def process(self, X, streams=None, timestamps=None) -> np.ndarray:
-        """Score, then learn, a block (T, n_streams[, n_channels]); returns scores (T, n_streams)."""
-        scores = np.asarray(self.stream.process(X, streams, timestamps), dtype=float)
-        rows = self._rows(self._streams(streams, scores.shape[1]))
-        flags = self._flag(self._block(X), rows, learn=True)
-        return np.where(flags, 1.0, scores)
+    def _combine(self, scores: np.ndarray, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """The wrapped scores (T, B), 1.0 where ``values`` (T, B, C) leave the range (:meth:`_flag`)."""
+        return np.where(self._flag(values, rows, learn), 1.0, scores)

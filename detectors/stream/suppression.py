@@ -49,7 +49,7 @@ class PeakSuppression(ScoreTransform):
         self.period = check_int("period", period, 1)
         self.recent = np.zeros((0, self.period))  # the last `period` raw scores of each stream, oldest first
 
-    def _settings(self) -> dict:
+    def settings(self) -> dict:
         return {"period": self.period}
 
     def _grow(self, n: int) -> None:

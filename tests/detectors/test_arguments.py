@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SelectiveUpdateDetector,
-                                 SelectiveUpdateNAB, SpatialAnomaly, StreamScorer, WindowNovelty)
+                                 SpatialAnomaly, StreamScorer, WindowNovelty)
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 
 from .conftest import SMALL
 
@@ -74,7 +75,7 @@ def test_feature_names_are_remembered_and_checked(frame_detector):
     with pytest.raises(ValueError, match="another order"):
         detector.predict(frame[["temp", "load"]])
     with pytest.raises(ValueError, match="missing"):
-        StreamScorer(detector).score(frame.rename(columns={"temp": "t"}))
+        StreamScorer(detector).score_then_learn(frame.rename(columns={"temp": "t"}))
     # sklearn's behaviour: an array after a DataFrame fit is accepted
     np.testing.assert_array_equal(detector.decision_function(frame.to_numpy()), detector.decision_function(frame))
 

@@ -4,7 +4,6 @@ import pandas as pd
 import pytest
 
 from sparsernn.detectors.nab.baselines import (
-    BASELINES,
     HalfSpaceTreesDetector,
     IForestDetector,
     LSTMDetector,
@@ -14,6 +13,7 @@ from sparsernn.detectors.nab.baselines import (
     run_corpus,
 )
 from sparsernn.detectors.nab.corpus import CostProfile, NABCorpus, NABDataFile
+from sparsernn.detectors.nab.registry import BASELINES, DETECTORS
 
 N, PROBATIONARY, CUT = 300, 100, 180
 
@@ -72,6 +72,13 @@ def test_registry_builds_every_baseline():
         assert isinstance(detector, NABStreamDetector)
         assert detector.name == name
         assert detector.seed == 0
+
+
+def test_one_registry_holds_the_baselines_and_the_chain():
+    assert set(DETECTORS) == set(BASELINES) | {"surnn"}
+    detector = DETECTORS["surnn"](3)
+    assert isinstance(detector, NABStreamDetector)
+    assert (detector.name, detector.seed) == ("surnn", 3)
 
 
 def test_bad_input_is_rejected():

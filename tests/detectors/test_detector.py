@@ -9,7 +9,8 @@ from sklearn.metrics import roc_auc_score
 from sparsernn.core import step_weights, supports_steppers
 from sparsernn.core.infer_numba import NumbaStepper
 from sparsernn.core.infer_torch import TorchBlockStepper
-from sparsernn.detectors import SelectiveUpdateDetector, forecast, load_detector, save_detector
+from sparsernn.detectors import SelectiveUpdateDetector, load_detector, save_detector
+from sparsernn.detectors.forecaster import forecast
 
 from .conftest import SMALL
 

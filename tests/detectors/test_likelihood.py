@@ -8,7 +8,9 @@ from scipy.stats import norm
 
 import pandas as pd
 
-from sparsernn.detectors import AnomalyLikelihood, StreamScorer, anomaly_likelihood, likelihood_scores
+from sparsernn.detectors import AnomalyLikelihood, StreamScorer
+from sparsernn.detectors.nab.baselines import anomaly_likelihood
+from sparsernn.detectors.stream import likelihood_scores
 
 from .conftest import blocks_and_points
 
@@ -24,10 +26,10 @@ class Surprises:
     def process(self, X, streams=None, timestamps=None):
         return self.surprises[:, None]
 
-    def _rows(self, streams):
+    def stream_rows(self, streams):
         return np.array([0])
 
-    def _streams(self, streams, n):
+    def check_streams(self, streams, n):
         return [0]
 
 
@@ -115,8 +117,8 @@ def test_pandas_chunks_give_a_frame_on_the_index_and_equal_the_block(fitted, ser
     x = series[0][:300]
     index = pd.date_range("2024-01-01", periods=len(x), freq="h")
     stream = AnomalyLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30)
-    frame = pd.concat([stream.score(pd.Series(x[:120], index=index[:120])),
-                       stream.score(pd.Series(x[120:], index=index[120:]))])
+    frame = pd.concat([stream.score_then_learn(pd.Series(x[:120], index=index[:120])),
+                       stream.score_then_learn(pd.Series(x[120:], index=index[120:]))])
     assert list(frame.columns) == ["surprise", "score", "alarm"] and frame.index.equals(index)
     block = AnomalyLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30).process(x[:, None])
     np.testing.assert_array_equal(frame["score"].to_numpy(), block[:, 0])

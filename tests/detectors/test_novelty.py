@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateNAB, SpatialAnomaly, StreamScorer, WindowNovelty
+from sparsernn.detectors import AnomalyLikelihood, SpatialAnomaly, StreamScorer, WindowNovelty
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 from sparsernn.detectors.stream.likelihood import likelihood_scores
 
 from .conftest import SMALL, blocks_and_points

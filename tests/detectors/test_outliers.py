@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SelectiveUpdateDetector,
-                                 SelectiveUpdateNAB, SpatialAnomaly, StreamScorer, WindowNovelty)
+                                 SpatialAnomaly, StreamScorer, WindowNovelty)
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 from sparsernn.detectors.normalization import INPUT_CLIP, ew_mean_var
 
 from .conftest import SMALL

@@ -4,8 +4,10 @@ import pandas as pd
 import pytest
 import torch
 
-from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SelectiveUpdateNAB,
-                                 SpatialAnomaly, StreamScorer, WindowNovelty, load_stream)
+from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SpatialAnomaly, StreamScorer,
+                                 WindowNovelty, load_stream)
+from sparsernn.detectors.nab import SelectiveUpdateNAB
+from sparsernn.detectors.stream.wrappers import ScoreTransform
 
 from .conftest import SMALL
 
@@ -67,3 +69,42 @@ def test_each_wrapper_alone_round_trips(fitted, series, tmp_path, make):
     with pytest.raises(ValueError, match="not a"):
         (StreamScorer if type(stream) is not StreamScorer else AnomalyLikelihood).load(tmp_path / "w.pt")
     assert type(load_stream(tmp_path / "w.pt")) is type(stream)
+
+
+class ScaledScore(ScoreTransform):
+    """A user's own wrapper (defined outside the package): the wrapped score times ``factor``; it
+    counts the points each stream learned."""
+
+    STATE = ("learned",)
+
+    def __init__(self, stream, factor: float = 2.0) -> None:
+        self.stream, self.factor = stream, float(factor)
+        self.learned = np.zeros(0, dtype=np.int64)
+
+    def settings(self) -> dict:
+        return {"factor": self.factor}
+
+    def _grow(self, n: int) -> None:
+        self.learned = np.concatenate([self.learned, np.zeros(n, dtype=np.int64)])
+
+    def _transform(self, scores, rows, learn):
+        if learn:
+            self.learned[rows] += len(scores)
+        return scores * self.factor
+
+
+def test_a_wrapper_defined_outside_the_package_saves_and_loads(fitted, series, tmp_path):
+    x = series[0]
+    stream = ScaledScore(AnomalyLikelihood(StreamScorer(fitted), learning_period=20, estimation_samples=20), 3.0)
+    head = stream.process(x[:200, None], ["a"])
+    stream.save(tmp_path / "own.pt")
+    loaded = load_stream(tmp_path / "own.pt")
+    assert type(loaded) is ScaledScore and loaded.factor == 3.0
+    np.testing.assert_array_equal(loaded.learned, [200])
+    np.testing.assert_array_equal(loaded.process(x[200:, None], ["a"]), stream.process(x[200:, None], ["a"]))
+    assert (head > 0).any()
+
+
+def test_two_wrapper_classes_cannot_share_a_name():
+    with pytest.raises(TypeError, match="already registered"):
+        type("AnomalyLikelihood", (ScoreTransform,), {})

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sparsernn.detectors import (AnomalyLikelihood, PeakSuppression, SeasonalSurprise, SelectiveUpdateDetector,
-                                 SelectiveUpdateNAB, SpatialAnomaly, StreamScorer, WindowNovelty)
-from sparsernn.detectors.stream.persistence import SCORER_ARRAYS
+                                 SpatialAnomaly, StreamScorer, WindowNovelty)
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 
 from .conftest import SMALL
 
@@ -58,7 +58,7 @@ def snapshot(stream) -> dict:
     while hasattr(stream, "inner"):
         chain.append(stream)
         stream = stream.inner
-    state = {f"scorer.{a}": getattr(stream, a).copy() for a in SCORER_ARRAYS}
+    state = {f"scorer.{a}": getattr(stream, a).copy() for a in StreamScorer.STATE}
     state["ids"], state["keys"] = list(stream.stream_ids), stream.dict_keys
     for i, wrapper in enumerate(chain):
         state.update({f"{i}.{a}": np.array(getattr(wrapper, a), copy=True) for a in wrapper.STATE})

@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sparsernn.detectors import SeasonalSurprise, StreamScorer, rows_per_season
+from sparsernn.detectors import SeasonalSurprise, StreamScorer
+from sparsernn.detectors.stream import rows_per_season
 
 DAY = 24  # hourly points
 
@@ -18,8 +19,8 @@ def daily_series(days: int = 12, seed: int = 0) -> np.ndarray:
 def seasonal_part(fitted, x, **kwargs) -> np.ndarray:
     """The seasonal surprise alone: the wrapper's surprise minus the scorer's."""
     index = pd.date_range("2024-01-01", periods=len(x), freq="h")
-    total = SeasonalSurprise(StreamScorer(fitted), **kwargs).score(pd.Series(x, index=index)).to_numpy()
-    return total - StreamScorer(fitted).score(x)
+    total = SeasonalSurprise(StreamScorer(fitted), **kwargs).score_then_learn(pd.Series(x, index=index)).to_numpy()
+    return total - StreamScorer(fitted).score_then_learn(x)
 
 
 def reference(x: np.ndarray, period: int, memory: int) -> np.ndarray:

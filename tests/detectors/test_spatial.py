@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateNAB, SpatialAnomaly, StreamScorer
+from sparsernn.detectors import AnomalyLikelihood, SpatialAnomaly, StreamScorer
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 
 from .conftest import SMALL, blocks_and_points
 

@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 import torch
 
-from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, SelectiveUpdateNAB, StreamScorer
+from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, StreamScorer
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 
 from .conftest import SMALL
 
@@ -53,7 +54,7 @@ def test_stream_with_fixed_scaling_reproduces_decision_function(fitted, series):
         scorer.learn_one(v)
     np.testing.assert_allclose(one_by_one, fitted.decision_function(x), rtol=1e-5, atol=1e-7)
     chunked = StreamScorer(fitted)
-    parts = np.concatenate([chunked.score(x[:70]), chunked.score(x[70:71]), chunked.score(x[71:])])
+    parts = np.concatenate([chunked.score_then_learn(x[:70]), chunked.score_then_learn(x[70:71]), chunked.score_then_learn(x[71:])])
     np.testing.assert_allclose(parts, one_by_one, rtol=1e-5, atol=1e-7)
 
 
@@ -95,8 +96,8 @@ def test_one_point_path_equals_the_block_path_exactly(fitted, series, halflife, 
 
 def test_online_normalizer_adapts_to_a_new_level(fitted, series):
     shifted = series[0][:400] * 10 + 500
-    fixed = StreamScorer(fitted).score(shifted)
-    online = StreamScorer(fitted, normalizer_halflife=20.0).score(shifted)
+    fixed = StreamScorer(fitted).score_then_learn(shifted)
+    online = StreamScorer(fitted, normalizer_halflife=20.0).score_then_learn(shifted)
     assert np.median(online[200:]) < 0.1 * np.median(fixed[200:])
 
 
@@ -143,18 +144,18 @@ def test_rejected_point_leaves_the_stream_unchanged(fitted, series, bad, error, 
 def test_bad_timestamps_and_chunks_are_rejected_without_change(fitted, series):
     stream = StreamScorer(fitted)
     index = pd.date_range("2024-01-01", periods=40, freq="min")
-    stream.score(pd.Series(series[0][:40], index=index))
+    stream.score_then_learn(pd.Series(series[0][:40], index=index))
     before = snapshot(stream)
     with pytest.raises(ValueError, match="strictly increase"):
         stream.learn_one(1.0, timestamp=index[-1])  # duplicate
     with pytest.raises(ValueError, match="strictly increase"):
-        stream.score(pd.Series([1.0, 2.0], index=[index[0] - pd.Timedelta("1D"), index[0]]))  # goes back
+        stream.score_then_learn(pd.Series([1.0, 2.0], index=[index[0] - pd.Timedelta("1D"), index[0]]))  # goes back
     with pytest.raises(ValueError, match="unsorted"):
-        stream.score(pd.Series([1.0, 2.0], index=pd.to_datetime(["2025-01-02", "2025-01-01"])))
+        stream.score_then_learn(pd.Series([1.0, 2.0], index=pd.to_datetime(["2025-01-02", "2025-01-01"])))
     with pytest.raises(ValueError, match="channel"):
-        stream.score(pd.DataFrame({"a": [1.0], "b": [2.0]}, index=pd.to_datetime(["2025-01-01"])))
+        stream.score_then_learn(pd.DataFrame({"a": [1.0], "b": [2.0]}, index=pd.to_datetime(["2025-01-01"])))
     with pytest.raises(ValueError, match="at least"):
-        stream.score(np.zeros(0))
+        stream.score_then_learn(np.zeros(0))
     with pytest.raises(ValueError, match="repeat"):
         stream.process(np.zeros((3, 2)), [0, 0])
     with pytest.raises(ValueError, match="finite"):
@@ -166,7 +167,7 @@ def test_likelihood_scores_are_in_unit_interval_and_alarm_on_spikes(fitted, seri
     x, labels = series
     stream = AnomalyLikelihood(StreamScorer(fitted), learning_period=50, estimation_samples=50,
                                averaging_window=1, alarm_threshold=0.5)  # NAB averages 10: one-point spikes dilute
-    frame = stream.score(pd.Series(x, index=pd.date_range("2024-01-01", periods=len(x), freq="h")))
+    frame = stream.score_then_learn(pd.Series(x, index=pd.date_range("2024-01-01", periods=len(x), freq="h")))
     assert list(frame.columns) == ["surprise", "score", "alarm"]
     assert frame["score"].between(0, 1).all()
     alarms = frame["alarm"].to_numpy()

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from sparsernn.detectors import AnomalyLikelihood, PeakSuppression, SelectiveUpdateNAB, StreamScorer
+from sparsernn.detectors import AnomalyLikelihood, PeakSuppression, StreamScorer
+from sparsernn.detectors.nab import SelectiveUpdateNAB
 
 from .conftest import SMALL, blocks_and_points
 
