@@ -61,6 +61,8 @@ class LayerOption:
 
 def _docstring_entries(doc: str) -> dict[str, str]:
     """``{name: "type line: first sentence"}`` from a numpydoc ``Parameters`` section."""
+    if "Parameters\n    ----------\n" not in doc:  # e.g. ``python -OO`` strips docstrings
+        return {}
     section = doc.split("Parameters\n    ----------\n", 1)[1]
     section = re.split(r"\n    \w+\n    -+\n", section, maxsplit=1)[0]
     entries: dict[str, str] = {}
@@ -103,7 +105,7 @@ def layer_options() -> dict[str, LayerOption]:
         if name == "self" or name in NOT_OPTIONS:
             continue
         kind, optional = _kind(name, hints[name])
-        options[name] = LayerOption(name, parameter.default, kind, optional, _CHOICES.get(name), helps[name])
+        options[name] = LayerOption(name, parameter.default, kind, optional, _CHOICES.get(name), helps.get(name, ""))
     return options
 
 
