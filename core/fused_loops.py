@@ -42,6 +42,22 @@ import torch
 from .native import NATIVE_FUNCTIONS, native_for
 
 
+def _gate_preactivation(gate_t: torch.Tensor, gate_w: Optional[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+    """The switch's pre-activation at one step: its hoisted input part, plus ``w * h`` for the event gate."""
+    return torch.addcmul(gate_t, gate_w, h) if gate_w is not None else gate_t
+
+
+def _results(outputs: List[torch.Tensor], finals: List[torch.Tensor], preacts: List[torch.Tensor], gated: bool,
+             saved: List[List[torch.Tensor]]) -> List[torch.Tensor]:
+    """A forward loop's return list: ``[y, *finals]``, then ``a`` (with a gate), then each saved sequence."""
+    result = [torch.stack(outputs)] + finals
+    if gated:
+        result.append(torch.stack(preacts))
+    for values in saved:
+        result.append(torch.stack(values))
+    return result
+
+
 def gru_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor], resets: List[bool],
                 w_t: torch.Tensor, b_hh: torch.Tensor, gate_x: Optional[torch.Tensor],
                 gate_w: Optional[torch.Tensor], save: bool) -> List[torch.Tensor]:
@@ -64,7 +80,7 @@ def gru_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor]
         n = torch.tanh(torch.addcmul(gx_n[t], r, ghn))
         h_new = torch.addcmul(n, z, h - n)
         if gate_x is not None:
-            a = torch.addcmul(gates[t], gate_w, h) if gate_w is not None else gates[t]
+            a = _gate_preactivation(gates[t], gate_w, h)
             h_new = torch.where(a > 0, h_new, h)
             preacts.append(a)
         if save:
@@ -74,12 +90,10 @@ def gru_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor]
             ghns.append(ghn)
         h = h_new
         outputs.append(h)
-    result = [torch.stack(outputs), h]
-    if gate_x is not None:
-        result.append(torch.stack(preacts))
+    saved: List[List[torch.Tensor]] = []
     if save:
-        result += [torch.stack(h_reads), torch.stack(rzs), torch.stack(ns), torch.stack(ghns)]
-    return result
+        saved = [h_reads, rzs, ns, ghns]
+    return _results(outputs, [h], preacts, gate_x is not None, saved)
 
 
 def elman_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tensor], resets: List[bool],
@@ -98,17 +112,15 @@ def elman_forward(gx: torch.Tensor, h: torch.Tensor, alive: Optional[torch.Tenso
             h_reads.append(h)
             candidates.append(h_new)
         if gate_x is not None:
-            a = torch.addcmul(gates[t], gate_w, h) if gate_w is not None else gates[t]
+            a = _gate_preactivation(gates[t], gate_w, h)
             h_new = torch.where(a > 0, h_new, h)
             preacts.append(a)
         h = h_new
         outputs.append(h)
-    result = [torch.stack(outputs), h]
-    if gate_x is not None:
-        result.append(torch.stack(preacts))
+    saved: List[List[torch.Tensor]] = []
     if save:
-        result += [torch.stack(h_reads), torch.stack(candidates)]
-    return result
+        saved = [h_reads, candidates]
+    return _results(outputs, [h], preacts, gate_x is not None, saved)
 
 
 def _lstm_cell(pre: torch.Tensor, c: torch.Tensor, hidden: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
@@ -144,19 +156,17 @@ def lstm_forward(gx: torch.Tensor, h: torch.Tensor, c: torch.Tensor, alive: Opti
             acts.append(torch.cat([ifo, g], 2))
             candidates.append(c_new)
         if gate_x is not None:
-            a = torch.addcmul(gates[t], gate_w, h) if gate_w is not None else gates[t]
+            a = _gate_preactivation(gates[t], gate_w, h)
             is_open = a > 0
             h_new = torch.where(is_open, h_new, h)
             c_new = torch.where(is_open, c_new, c)
             preacts.append(a)
         h, c = h_new, c_new
         outputs.append(h)
-    result = [torch.stack(outputs), h, c]
-    if gate_x is not None:
-        result.append(torch.stack(preacts))
+    saved: List[List[torch.Tensor]] = []
     if save:
-        result += [torch.stack(h_reads), torch.stack(c_reads), torch.stack(acts), torch.stack(candidates)]
-    return result
+        saved = [h_reads, c_reads, acts, candidates]
+    return _results(outputs, [h, c], preacts, gate_x is not None, saved)
 
 
 def single_state_backward(dy: torch.Tensor, dh: torch.Tensor, k_h: torch.Tensor, carry: Optional[torch.Tensor],
@@ -297,7 +307,7 @@ def routed_forward(cell: str, x: torch.Tensor, h: torch.Tensor, c: Optional[torc
             if save:
                 first.append(h_new)
         if gate_x is not None:
-            a = torch.addcmul(gates[t], gate_w, h) if gate_w is not None else gates[t]
+            a = _gate_preactivation(gates[t], gate_w, h)
             is_open = a > 0
             h_new = torch.where(is_open, h_new, h)
             if cell == "lstm":
