@@ -1,11 +1,11 @@
 """The fused backend for routed layers (DS-RNN channel router), with or without switches.
 
 The router's choice depends on the state, so it runs inside the loop
-(:func:`~sparsernn.core.fused_loops.routed_forward`): per step the scores of
+(:func:`~sparsernn.core.fused_routed_loops.routed_forward`): per step the scores of
 ``z = [x_t, h]``, the exact top-k of each side, the kept channels' products
 (dense GEMMs on the masked inputs: on a CPU at RL's sizes a small dense GEMM
 beats a gather) and the cell. The backward recursion
-(:func:`~sparsernn.core.fused_loops.routed_backward`) carries the gradient
+(:func:`~sparsernn.core.fused_routed_loops.routed_backward`) carries the gradient
 through the kept channels, the straight-through scores and the router's
 low-rank context term; every weight gradient is one GEMM over all steps.
 It computes what the reference computes (tested against it).

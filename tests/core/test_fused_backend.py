@@ -135,7 +135,7 @@ def test_group_equals_separate_calls(options, loops, assert_rel_close):
 
 
 def test_fused_router_mask_keeps_exactly_the_top_k():
-    from sparsernn.core.fused_loops import _topk_mask
+    from sparsernn.core.fused_routed_loops import _topk_mask
 
     scores = torch.randn(2, 4, 20)
     mask = _topk_mask(scores, 5)
