@@ -56,7 +56,7 @@ class TorchBlockStepper:
         H = self.hidden_size
         self.head_h_t, self.head_u_t = _weight(readout.weight[:, :H].t()), _weight(readout.weight[:, H:].t())
         self.head_b = _weight(readout.bias)
-        self.log_var_range, self.min_variance = readout.log_var_range, readout.min_variance
+        self.readout = readout
 
     @torch.inference_mode()
     def run(self, u: torch.Tensor, state: torch.Tensor):
@@ -87,5 +87,5 @@ class TorchBlockStepper:
         parts = [h] + ([c] if c is not None else []) + ([(time + T)[:, None]] if time is not None else [])
         new_state = torch.cat(parts, dim=1) if len(parts) > 1 else h
         mean = head[..., :m]
-        var = torch.exp(head[..., m:].clamp(*self.log_var_range)) + self.min_variance
+        var = self.readout.variance(head[..., m:])
         return mean, var, new_state

@@ -188,4 +188,8 @@ class GaussianReadout:
     def apply(self, y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``mean, var`` of shape ``(..., m)`` from the layer's output ``y (..., H)`` and input ``x (..., I)``."""
         mean, log_var = torch.nn.functional.linear(torch.cat([y, x], dim=-1), self.weight, self.bias).chunk(2, -1)
-        return mean, torch.exp(log_var.clamp(*self.log_var_range)) + self.min_variance
+        return mean, self.variance(log_var)
+
+    def variance(self, log_var: torch.Tensor) -> torch.Tensor:
+        """The variance of the read-out's log-variance outputs: ``exp(clamp(log_var)) + min_variance``."""
+        return torch.exp(log_var.clamp(*self.log_var_range)) + self.min_variance
