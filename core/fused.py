@@ -254,8 +254,10 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
     if preact is None and scores is None:
         traces = [make_trace([], [], [], [], n_elements) for _ in layers]
     else:
+        keep = (first.keep_count_input, first.keep_count_hidden)
         traces = [_trace(preact[:, g] if preact is not None else None,
-                         scores[:, g] if scores is not None else None, n_in, n_elements) for g in range(len(layers))]
+                         scores[:, g] if scores is not None else None, n_in, n_elements, keep)
+                  for g in range(len(layers))]
     return ys, h, c, new_times, traces
 
 
@@ -275,9 +277,10 @@ def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
 
 
 def _trace(preact: Optional[torch.Tensor], scores: Optional[torch.Tensor], n_in: int,
-           n_elements: int) -> dict[str, Any]:
+           n_elements: int, keep: tuple[int, int]) -> dict[str, Any]:
     """The call's trace (:func:`~sparsernn.core.statistics.make_trace`) from the switch
-    pre-activations and the router scores of one layer (``(T, B, .)`` each)."""
+    pre-activations and the router scores of one layer (``(T, B, .)`` each); the scores are
+    also the selection's (the top-``keep`` of each side), recorded for the channel usage."""
     opens, open_st, importance_in, importance_h = [], [], [], []
     if preact is not None:
         is_open = preact > 0
@@ -288,7 +291,8 @@ def _trace(preact: Optional[torch.Tensor], scores: Optional[torch.Tensor], n_in:
         importance = torch.sigmoid(scores).sum((0, 1))
         importance_in.append(importance[:n_in])
         importance_h.append(importance[n_in:])
-    return make_trace(opens, open_st, importance_in, importance_h, n_elements)
+    return make_trace(opens, open_st, importance_in, importance_h, n_elements,
+                      [scores] if scores is not None else None, keep)
 
 
 def fused_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor],
