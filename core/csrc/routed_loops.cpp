@@ -1,0 +1,451 @@
+// The fused backend's loops for routed layers (DS-RNN router) on a CPU: the C++ twins of
+// routed_forward / routed_backward in sparsernn/core/fused_routed_loops.py (same arguments
+// and results, except that the weights come transposed, one contiguous (n, k*H) tensor per
+// layer), plus routed_weight_grads. Per step and sample: the router's scores of
+// z = [x_t, h], the exact top-k of each side (ties to the lower channel index), then the
+// kept channels' products through routed_products.h, which touch only the kept channels'
+// rows of W^T; the backward's dh / dx at the kept channels are sampled dot products, and a
+// weight gradient is accumulated channel by channel over the rows that kept the channel.
+// Sequence tensors are time-major, (T, G, B, .). Tested against the reference backend.
+#include <numeric>
+#include <string>
+
+#include "fused_cpu.h"
+#include "routed_products.h"
+
+namespace sparsernn {
+namespace {
+
+enum class Cell { kGru, kLstm, kElman };
+
+Cell cell_of(const std::string& name) {
+  if (name == "gru") return Cell::kGru;
+  if (name == "lstm") return Cell::kLstm;
+  TORCH_CHECK(name == "elman", "routed loops: unknown cell ", name);
+  return Cell::kElman;
+}
+
+int64_t gates_of(Cell cell) { return cell == Cell::kGru ? 3 : (cell == Cell::kLstm ? 4 : 1); }
+
+// NaN by its bits (-ffast-math may fold std::isnan to false); a NaN score ranks first, as in torch.sort.
+template <typename T>
+inline T rank_key(T v) {
+  if constexpr (sizeof(T) == 4) {
+    uint32_t u;
+    std::memcpy(&u, &v, 4);
+    return (u & 0x7fffffffu) > 0x7f800000u ? std::numeric_limits<T>::infinity() : v;
+  } else {
+    uint64_t u;
+    std::memcpy(&u, &v, 8);
+    return (u & 0x7fffffffffffffffull) > 0x7ff0000000000000ull ? std::numeric_limits<T>::infinity() : v;
+  }
+}
+
+// The k best channels of s[0:n] (higher score first; equal scores: the lower index first), as
+// ascending indices into idx[0:k], and mask[0:n] set to 1 there and 0 elsewhere.
+template <typename T>
+void select_top_k(const T* s, int64_t n, int64_t k, int32_t* idx, T* mask, std::vector<int32_t>& order) {
+  if (k >= n) {
+    for (int64_t j = 0; j < n; ++j) { idx[j] = int32_t(j); mask[j] = T(1); }
+    return;
+  }
+  order.resize(n);
+  std::iota(order.begin(), order.end(), 0);
+  const auto better = [s](int32_t a, int32_t b) {
+    const T ka = rank_key(s[a]), kb = rank_key(s[b]);
+    return ka > kb || (ka == kb && a < b);
+  };
+  std::nth_element(order.begin(), order.begin() + k, order.end(), better);
+  std::sort(order.begin(), order.begin() + k);
+  for (int64_t j = 0; j < n; ++j) mask[j] = T(0);
+  for (int64_t q = 0; q < k; ++q) { idx[q] = order[q]; mask[order[q]] = T(1); }
+}
+
+// The ascending indices of the kept channels of one mask row (exactly k of them).
+template <typename T>
+inline void kept_indices(const T* mask, int64_t n, int64_t k, int32_t* idx) {
+  int64_t q = 0;
+  for (int64_t j = 0; j < n && q < k; ++j)
+    if (mask[j] != T(0)) idx[q++] = int32_t(j);
+  TORCH_CHECK(q == k, "routed loops: a mask row keeps ", q, " channels, expected ", k);
+}
+
+std::vector<Tensor> contiguous_all(const std::vector<Tensor>& ts) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : ts) out.push_back(t.contiguous());
+  return out;
+}
+
+template <typename T>
+std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTensor c_o, OptTensor alive_o,
+                                        const std::vector<bool>& resets, const std::vector<Tensor>& w_ih_t_in,
+                                        Tensor b_ih, const std::vector<Tensor>& w_hh_t_in, Tensor b_hh, Tensor scale,
+                                        Tensor bias, Tensor down, Tensor up, int64_t k_in, int64_t k_h,
+                                        OptTensor gate_x_o, OptTensor gate_w_o, bool save) {
+  x = x.contiguous();
+  const int64_t steps = x.size(0), B = x.size(1), I = x.size(2), G = h0.size(0), H = h0.size(2), R = G * B;
+  const int64_t K = gates_of(cell) * H, W = I + H, rank = down.size(1);
+  const bool lstm = cell == Cell::kLstm, route_in = k_in < I;
+  auto opts = h0.options();
+  Tensor h = h0.contiguous().clone();
+  Tensor c = lstm ? opt(c_o)->contiguous().clone() : at::empty({0}, opts);
+  b_ih = b_ih.contiguous(); b_hh = b_hh.contiguous(); scale = scale.contiguous(); bias = bias.contiguous();
+  down = down.contiguous(); up = up.contiguous();
+  const std::vector<Tensor> wi = contiguous_all(w_ih_t_in), wh = contiguous_all(w_hh_t_in);
+  const Tensor alive = contiguous_or_none(alive_o), gate_x = contiguous_or_none(gate_x_o);
+  const Tensor gate_w = contiguous_or_none(gate_w_o);
+  const bool gated = gate_x.defined();
+  Tensor y = at::empty({steps, G, B, H}, opts), s_all = at::empty({steps, G, B, W}, opts);
+  Tensor a_all = gated ? at::empty({steps, G, B, H}, opts) : Tensor();
+  const int64_t zrows = save ? steps * R : R;  // without save, one step's worth of scratch
+  Tensor z_all = at::empty({zrows, W}, opts), u_all = at::empty({zrows, rank}, opts);
+  Tensor m_all = at::empty({zrows, W}, opts);
+  Tensor first, second, third;
+  if (save) {
+    if (cell == Cell::kGru) {
+      first = at::empty({steps, G, B, 2 * H}, opts); second = at::empty({steps, G, B, H}, opts);
+      third = at::empty({steps, G, B, H}, opts);
+    } else if (lstm) {
+      first = at::empty({steps, G, B, H}, opts); second = at::empty({steps, G, B, 4 * H}, opts);
+      third = at::empty({steps, G, B, H}, opts);
+    } else {
+      first = at::empty({steps, G, B, H}, opts);
+    }
+  }
+  // Unrouted input: every step's input projection in one GEMM per layer, (G, T * B, K).
+  Tensor gx_all;
+  if (!route_in) {
+    gx_all = at::empty({G, steps * B, K}, opts);
+    for (int64_t g = 0; g < G; ++g) {
+      Tensor out_g = gx_all[g];
+      at::addmm_out(out_g, b_ih[g][0], x.view({steps * B, I}), wi[g]);
+    }
+  }
+  Tensor gx = at::empty({R, K}, opts), gh = at::empty({R, K}, opts);
+  std::vector<int32_t> idx_in(R * k_in), idx_h(R * k_h), order;
+  std::vector<T> vals_in(R * k_in), vals_h(R * k_h), c_new(H);
+  const T* xp = x.data_ptr<T>();
+  T* hp = h.data_ptr<T>();
+  T* cp = lstm ? c.data_ptr<T>() : nullptr;
+  const T *bip = b_ih.data_ptr<T>(), *bhp = b_hh.data_ptr<T>(), *scp = scale.data_ptr<T>(), *bsp = bias.data_ptr<T>();
+  const T *dnp = down.data_ptr<T>(), *upp = up.data_ptr<T>();
+  T *yp = y.data_ptr<T>(), *sp = s_all.data_ptr<T>(), *zp = z_all.data_ptr<T>(), *up_ = u_all.data_ptr<T>();
+  T* mp = m_all.data_ptr<T>();
+  T *gxp = gx.data_ptr<T>(), *ghp = gh.data_ptr<T>();
+  for (int64_t t = 0; t < steps; ++t) {
+    if (alive.defined() && resets[t]) {
+      apply_reset<T>(hp, alive.data_ptr<T>() + t * B, G, B, H);
+      if (lstm) apply_reset<T>(cp, alive.data_ptr<T>() + t * B, G, B, H);
+    }
+    // The router: z, u = tanh(V z), s = |z| scale + U u + bias, the top-k of each side.
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t g = r / B, b = r % B, o = t * R + r, zo = save ? o : r;
+      T* __restrict__ zr = zp + zo * W;
+      T* __restrict__ ur = up_ + zo * rank;
+      T* __restrict__ sr = sp + o * W;
+      T* __restrict__ mr = mp + zo * W;
+      std::copy(xp + (t * B + b) * I, xp + (t * B + b + 1) * I, zr);
+      std::copy(hp + r * H, hp + (r + 1) * H, zr + I);
+      for (int64_t q = 0; q < rank; ++q) {
+        const T* __restrict__ dv = dnp + (g * rank + q) * W;
+        T acc = T(0);
+#pragma omp simd reduction(+ : acc)
+        for (int64_t w = 0; w < W; ++w) acc += dv[w] * zr[w];
+        ur[q] = tanh_sat<T>(acc);
+      }
+      const T* __restrict__ sc = scp + g * W;
+      const T* __restrict__ bs = bsp + g * W;
+      const T* __restrict__ uv = upp + g * W * rank;
+      for (int64_t w = 0; w < W; ++w) {
+        T acc = T(0);
+        for (int64_t q = 0; q < rank; ++q) acc += uv[w * rank + q] * ur[q];
+        sr[w] = std::abs(zr[w]) * sc[w] + acc + bs[w];
+      }
+      select_top_k<T>(sr, I, k_in, idx_in.data() + r * k_in, mr, order);
+      select_top_k<T>(sr + I, H, k_h, idx_h.data() + r * k_h, mr + I, order);
+      for (int64_t q = 0; q < k_in; ++q) vals_in[r * k_in + q] = zr[idx_in[r * k_in + q]];
+      for (int64_t q = 0; q < k_h; ++q) vals_h[r * k_h + q] = zr[I + idx_h[r * k_h + q]];
+    }
+    // The kept channels' products.
+    for (int64_t g = 0; g < G; ++g) {
+      if (route_in)
+        gather_product<T>(vals_in.data() + g * B * k_in, idx_in.data() + g * B * k_in, B, k_in, wi[g].data_ptr<T>(),
+                          K, bip + g * K, gxp + g * B * K, K);
+      gather_product<T>(vals_h.data() + g * B * k_h, idx_h.data() + g * B * k_h, B, k_h, wh[g].data_ptr<T>(), K,
+                        bhp + g * K, ghp + g * B * K, K);
+    }
+    // The cell, then the switch.
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t g = r / B, b = r % B, o = t * R + r;
+      const T* __restrict__ xr = route_in ? gxp + r * K : gx_all.data_ptr<T>() + ((g * steps + t) * B + b) * K;
+      const T* __restrict__ hr = ghp + r * K;
+      T* __restrict__ hv = hp + r * H;
+      T* __restrict__ yv = yp + o * H;
+      T* __restrict__ cv = lstm ? cp + r * H : nullptr;
+      if (cell == Cell::kGru) {
+        T* __restrict__ srz = save ? first.data_ptr<T>() + o * 2 * H : nullptr;
+        T* __restrict__ sn = save ? second.data_ptr<T>() + o * H : nullptr;
+        T* __restrict__ sg = save ? third.data_ptr<T>() + o * H : nullptr;
+        for (int64_t j = 0; j < H; ++j) {
+          const T rr = sigmoid<T>(xr[j] + hr[j]);
+          const T zz = sigmoid<T>(xr[H + j] + hr[H + j]);
+          const T gn = hr[2 * H + j];
+          const T nn = tanh_sat<T>(xr[2 * H + j] + rr * gn);
+          if (save) { srz[j] = rr; srz[H + j] = zz; sn[j] = nn; sg[j] = gn; }
+          yv[j] = nn + zz * (hv[j] - nn);
+        }
+      } else if (lstm) {
+        T* __restrict__ scr = save ? first.data_ptr<T>() + o * H : nullptr;
+        T* __restrict__ sact = save ? second.data_ptr<T>() + o * 4 * H : nullptr;
+        T* __restrict__ scand = save ? third.data_ptr<T>() + o * H : nullptr;
+        for (int64_t j = 0; j < H; ++j) {
+          const T ig = sigmoid<T>(xr[j] + hr[j]), fg = sigmoid<T>(xr[H + j] + hr[H + j]);
+          const T gg = tanh_sat<T>(xr[2 * H + j] + hr[2 * H + j]), og = sigmoid<T>(xr[3 * H + j] + hr[3 * H + j]);
+          const T cn = fg * cv[j] + ig * gg;
+          if (save) { scr[j] = cv[j]; sact[j] = ig; sact[H + j] = fg; sact[2 * H + j] = og; sact[3 * H + j] = gg; scand[j] = cn; }
+          c_new[j] = cn;
+          yv[j] = og * tanh_sat<T>(cn);
+        }
+      } else {
+        T* __restrict__ scand = save ? first.data_ptr<T>() + o * H : nullptr;
+        for (int64_t j = 0; j < H; ++j) {
+          const T hn = tanh_sat<T>(xr[j] + hr[j]);
+          if (save) scand[j] = hn;
+          yv[j] = hn;
+        }
+      }
+      if (gated) {
+        const T* __restrict__ gxr = gate_x.data_ptr<T>() + o * H;
+        const T* __restrict__ gw = gate_w.defined() ? gate_w.data_ptr<T>() + g * H : nullptr;
+        T* __restrict__ ar = a_all.data_ptr<T>() + o * H;
+        for (int64_t j = 0; j < H; ++j) {
+          const T a = gw ? gxr[j] + gw[j] * hv[j] : gxr[j];
+          ar[j] = a;
+          if (!(a > T(0))) {
+            yv[j] = hv[j];
+            if (lstm) c_new[j] = cv[j];
+          }
+        }
+      }
+      std::copy(yv, yv + H, hv);
+      if (lstm) std::copy(c_new.begin(), c_new.end(), cv);
+    }
+  }
+  std::vector<Tensor> out{y, h, c, s_all};
+  if (gated) out.push_back(a_all);
+  if (save) {
+    out.push_back(z_all.view({steps, G, B, W}));
+    out.push_back(u_all.view({steps, G, B, rank}));
+    out.push_back(m_all.view({steps, G, B, W}));
+    out.push_back(first);
+    if (cell != Cell::kElman) { out.push_back(second); out.push_back(third); }
+  }
+  return out;
+}
+
+// A (T, G, B, .) tensor's pointer, or nullptr when absent.
+template <typename T>
+inline const T* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr<T>() : nullptr; }
+
+template <typename T>
+std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tensor dc0, Tensor ds_ext, OptTensor alive_o,
+                                         const std::vector<bool>& resets, Tensor k_x, Tensor k_h, OptTensor carry_o,
+                                         OptTensor k_c_o, OptTensor c_carry_o, OptTensor c_keep_o,
+                                         OptTensor h_from_c_o, OptTensor extra_o, Tensor st_slope, Tensor z, Tensor u,
+                                         Tensor mask, Tensor scale, const std::vector<Tensor>& w_ih_t_in,
+                                         const std::vector<Tensor>& w_hh_t_in, Tensor up, Tensor down, int64_t k_in,
+                                         int64_t k_h_count) {
+  dy = dy.contiguous(); ds_ext = ds_ext.contiguous(); k_x = k_x.contiguous(); k_h = k_h.contiguous();
+  st_slope = st_slope.contiguous(); z = z.contiguous(); u = u.contiguous(); mask = mask.contiguous();
+  scale = scale.contiguous(); up = up.contiguous(); down = down.contiguous();
+  const std::vector<Tensor> wi = contiguous_all(w_ih_t_in), wh = contiguous_all(w_hh_t_in);
+  const int64_t steps = dy.size(0), G = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
+  const int64_t W = z.size(3), I = W - H, K = gates_of(cell) * H, rank = u.size(3);
+  const bool lstm = cell == Cell::kLstm, elman = cell == Cell::kElman;
+  auto opts = dy.options();
+  const Tensor alive = contiguous_or_none(alive_o), carry = contiguous_or_none(carry_o);
+  const Tensor k_c = contiguous_or_none(k_c_o), c_carry = contiguous_or_none(c_carry_o);
+  const Tensor c_keep = contiguous_or_none(c_keep_o), h_from_c = contiguous_or_none(h_from_c_o);
+  const Tensor extra = contiguous_or_none(extra_o);
+  Tensor dh = dh0.contiguous().clone();
+  Tensor dc = lstm ? dc0.contiguous().clone() : at::empty({0}, opts);
+  Tensor dh_all = at::empty({steps, G, B, H}, opts);
+  Tensor dc_all = lstm ? at::empty({steps, G, B, H}, opts) : at::empty({0}, opts);
+  Tensor dgx = at::empty({steps, G, B, K}, opts);
+  Tensor dgh = (lstm || elman) ? dgx : at::empty({steps, G, B, K}, opts);
+  Tensor ds_all = at::empty({steps, G, B, W}, opts), dpre_all = at::empty({steps, G, B, rank}, opts);
+  Tensor dx_all = at::empty({steps, G, B, I}, opts);
+  const T *dyp = dy.data_ptr<T>(), *dsep = ds_ext.data_ptr<T>(), *kxp = k_x.data_ptr<T>(), *khp = k_h.data_ptr<T>();
+  const T *crp = ptr_or_null<T>(carry), *kcp = ptr_or_null<T>(k_c), *ccp = ptr_or_null<T>(c_carry);
+  const T *ckp = ptr_or_null<T>(c_keep), *hfp = ptr_or_null<T>(h_from_c), *exp_ = ptr_or_null<T>(extra);
+  const T *slp = st_slope.data_ptr<T>(), *zp = z.data_ptr<T>(), *uvp = u.data_ptr<T>(), *mp = mask.data_ptr<T>();
+  const T *scl = scale.data_ptr<T>(), *upp = up.data_ptr<T>(), *dnp = down.data_ptr<T>();
+  T *dhp = dh.data_ptr<T>(), *dcp = lstm ? dc.data_ptr<T>() : nullptr;
+  T *dhap = dh_all.data_ptr<T>(), *dcap = lstm ? dc_all.data_ptr<T>() : nullptr;
+  T *dgxp = dgx.data_ptr<T>(), *dghp = dgh.data_ptr<T>(), *dsp = ds_all.data_ptr<T>();
+  T *dprp = dpre_all.data_ptr<T>(), *dxp = dx_all.data_ptr<T>();
+  std::vector<int32_t> idx_in(R * k_in), idx_h(R * k_h_count);
+  std::vector<T> dxk(R * k_in), dhk(R * k_h_count), dz(W), dc_old(H);
+  for (int64_t i = 0; i < steps; ++i) {
+    const int64_t t = steps - 1 - i;
+    // The gate-input gradients from the factors.
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t o = t * R + r;
+      T* __restrict__ d = dhp + r * H;
+      const T* __restrict__ yv = dyp + o * H;
+      for (int64_t j = 0; j < H; ++j) d[j] += yv[j];
+      std::copy(d, d + H, dhap + o * H);
+      const T* __restrict__ kx = kxp + o * K;
+      T* __restrict__ gx = dgxp + o * K;
+      if (lstm) {
+        T* __restrict__ cc = dcp + r * H;
+        std::copy(cc, cc + H, dcap + o * H);
+        const T* __restrict__ kc = kcp + o * H;
+        const T* __restrict__ cca = ccp + o * H;
+        const T* __restrict__ ck = ckp ? ckp + o * H : nullptr;
+        for (int64_t j = 0; j < H; ++j) {
+          const T e = cc[j] + d[j] * kc[j];
+          gx[j] = e * kx[j];
+          gx[H + j] = e * kx[H + j];
+          gx[2 * H + j] = e * kx[2 * H + j];
+          gx[3 * H + j] = d[j] * kx[3 * H + j];
+          cc[j] = e * cca[j] + (ck ? dcap[o * H + j] * ck[j] : T(0));
+        }
+      } else {
+        const int64_t ng = elman ? 1 : 3;
+        for (int64_t q = 0; q < ng; ++q)
+          for (int64_t j = 0; j < H; ++j) gx[q * H + j] = kx[q * H + j] * d[j];
+        if (!elman) {
+          const T* __restrict__ kh = khp + o * K;
+          T* __restrict__ gh = dghp + o * K;
+          for (int64_t q = 0; q < 3; ++q)
+            for (int64_t j = 0; j < H; ++j) gh[q * H + j] = kh[q * H + j] * d[j];
+        }
+      }
+      kept_indices<T>(mp + o * W, I, k_in, idx_in.data() + r * k_in);
+      kept_indices<T>(mp + o * W + I, H, k_h_count, idx_h.data() + r * k_h_count);
+    }
+    // dx and dh at the kept channels only.
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t o = (t * G + g) * B;
+      sampled_dots<T>(dgxp + o * K, K, idx_in.data() + g * B * k_in, B, k_in, wi[g].data_ptr<T>(), K,
+                      dxk.data() + g * B * k_in);
+      sampled_dots<T>(dghp + o * K, K, idx_h.data() + g * B * k_h_count, B, k_h_count, wh[g].data_ptr<T>(), K,
+                      dhk.data() + g * B * k_h_count);
+    }
+    // Through the straight-through scores and the router, to the state read and the input.
+    for (int64_t r = 0; r < R; ++r) {
+      const int64_t g = r / B, b = r % B, o = t * R + r;
+      const T* __restrict__ zr = zp + o * W;
+      const T* __restrict__ sl = slp + o * W;  // sigmoid'(score), as the reference rounds it
+      const T* __restrict__ ur = uvp + o * rank;
+      T* __restrict__ ds = dsp + o * W;
+      std::copy(dsep + o * W, dsep + (o + 1) * W, ds);
+      for (int64_t q = 0; q < k_in; ++q) {
+        const int64_t j = idx_in[r * k_in + q];
+        ds[j] += dxk[r * k_in + q] * zr[j] * sl[j];
+      }
+      for (int64_t q = 0; q < k_h_count; ++q) {
+        const int64_t j = I + idx_h[r * k_h_count + q];
+        ds[j] += dhk[r * k_h_count + q] * zr[j] * sl[j];
+      }
+      T* __restrict__ dpre = dprp + o * rank;
+      const T* __restrict__ uv = upp + g * W * rank;
+      for (int64_t q = 0; q < rank; ++q) dpre[q] = T(0);
+      for (int64_t w = 0; w < W; ++w)
+        for (int64_t q = 0; q < rank; ++q) dpre[q] += ds[w] * uv[w * rank + q];
+      for (int64_t q = 0; q < rank; ++q) dpre[q] *= T(1) - ur[q] * ur[q];
+      const T* __restrict__ sc = scl + g * W;
+      for (int64_t w = 0; w < W; ++w) {
+        const T sgn = zr[w] > T(0) ? T(1) : (zr[w] < T(0) ? T(-1) : T(0));
+        dz[w] = ds[w] * sc[w] * sgn;
+      }
+      for (int64_t q = 0; q < rank; ++q) {
+        const T p = dpre[q];
+        const T* __restrict__ dv = dnp + (g * rank + q) * W;
+        for (int64_t w = 0; w < W; ++w) dz[w] += p * dv[w];
+      }
+      for (int64_t q = 0; q < k_in; ++q) dz[idx_in[r * k_in + q]] += dxk[r * k_in + q];
+      for (int64_t q = 0; q < k_h_count; ++q) dz[I + idx_h[r * k_h_count + q]] += dhk[r * k_h_count + q];
+      std::copy(dz.begin(), dz.begin() + I, dxp + o * I);
+      T* __restrict__ d = dhp + r * H;
+      const T* __restrict__ cr = crp ? crp + o * H : nullptr;
+      const T* __restrict__ hf = hfp ? hfp + o * H : nullptr;
+      const T* __restrict__ ex = exp_ ? exp_ + o * H : nullptr;
+      const T a = (alive.defined() && resets[t]) ? alive.data_ptr<T>()[t * B + b] : T(1);
+      for (int64_t j = 0; j < H; ++j) {
+        T v = dz[I + j];
+        if (cr) v += d[j] * cr[j];
+        if (hf) v += dcap[o * H + j] * hf[j];
+        if (ex) v += ex[j];
+        d[j] = v * a;
+      }
+      if (lstm && a != T(1))
+        for (int64_t j = 0; j < H; ++j) dcp[r * H + j] *= a;
+    }
+  }
+  return {dh_all, dc_all, dgx, dgh, ds_all, dpre_all, dx_all, dh, dc};
+}
+
+template <typename T>
+Tensor routed_weight_grads_impl(Tensor dgates, Tensor values, Tensor mask, int64_t offset, int64_t n) {
+  dgates = dgates.contiguous(); values = values.contiguous(); mask = mask.contiguous();
+  const int64_t steps = dgates.size(0), G = dgates.size(1), B = dgates.size(2), K = dgates.size(3);
+  const int64_t W = values.size(3);
+  Tensor dw = at::empty({G, K, n}, dgates.options()), dwt = at::empty({n, K}, dgates.options());
+  const T *dp = dgates.data_ptr<T>(), *vp = values.data_ptr<T>(), *mp = mask.data_ptr<T>();
+  std::vector<int64_t> start(n + 1);
+  std::vector<int32_t> rows;
+  std::vector<T> vals;
+  for (int64_t g = 0; g < G; ++g) {
+    std::fill(start.begin(), start.end(), 0);
+    for (int64_t t = 0; t < steps; ++t)
+      for (int64_t b = 0; b < B; ++b) {
+        const T* m = mp + ((t * G + g) * B + b) * W + offset;
+        for (int64_t j = 0; j < n; ++j) start[j + 1] += m[j] != T(0);
+      }
+    for (int64_t j = 0; j < n; ++j) start[j + 1] += start[j];
+    rows.resize(start[n]);
+    vals.resize(start[n]);
+    std::vector<int64_t> fill(start.begin(), start.end() - 1);
+    for (int64_t t = 0; t < steps; ++t)
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t row = (t * G + g) * B + b;
+        const T* m = mp + row * W + offset;
+        const T* v = vp + row * W + offset;
+        for (int64_t j = 0; j < n; ++j)
+          if (m[j] != T(0)) { rows[fill[j]] = int32_t(row); vals[fill[j]++] = v[j]; }
+      }
+    channel_outer<T>(dp, K, start.data(), rows.data(), vals.data(), n, dwt.data_ptr<T>());
+    transpose_into<T>(dwt.data_ptr<T>(), dw.data_ptr<T>() + g * K * n, n, K);
+  }
+  return dw;
+}
+
+}  // namespace
+
+std::vector<Tensor> routed_forward(std::string cell, Tensor x, Tensor h, OptTensor c, OptTensor alive,
+                                   std::vector<bool> resets, std::vector<Tensor> w_ih_t, Tensor b_ih,
+                                   std::vector<Tensor> w_hh_t, Tensor b_hh, Tensor scale, Tensor bias, Tensor down,
+                                   Tensor up, int64_t k_in, int64_t k_h, OptTensor gate_x, OptTensor gate_w,
+                                   bool save) {
+  DISPATCH(x, routed_forward_impl<scalar>(cell_of(cell), x, h, c, alive, resets, w_ih_t, b_ih, w_hh_t, b_hh, scale,
+                                          bias, down, up, k_in, k_h, gate_x, gate_w, save))
+}
+
+std::vector<Tensor> routed_backward(std::string cell, Tensor dy, Tensor dh, Tensor dc, Tensor ds_ext, OptTensor alive,
+                                    std::vector<bool> resets, Tensor k_x, Tensor k_h, OptTensor carry, OptTensor k_c,
+                                    OptTensor c_carry, OptTensor c_keep, OptTensor h_from_c, OptTensor extra,
+                                    Tensor st_slope, Tensor z, Tensor u, Tensor mask, Tensor scale,
+                                    std::vector<Tensor> w_ih_t, std::vector<Tensor> w_hh_t, Tensor up, Tensor down,
+                                    int64_t k_in, int64_t k_h_count) {
+  DISPATCH(dy, routed_backward_impl<scalar>(cell_of(cell), dy, dh, dc, ds_ext, alive, resets, k_x, k_h, carry, k_c,
+                                            c_carry, c_keep, h_from_c, extra, st_slope, z, u, mask, scale, w_ih_t,
+                                            w_hh_t, up, down, k_in, k_h_count))
+}
+
+Tensor routed_weight_grads(Tensor dgates, Tensor values, Tensor mask, int64_t offset, int64_t n) {
+  DISPATCH(dgates, routed_weight_grads_impl<scalar>(dgates, values, mask, offset, n))
+}
+
+}  // namespace sparsernn
