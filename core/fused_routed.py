@@ -51,6 +51,10 @@ class RoutedSequence(torch.autograd.Function):
         h_read = z[..., n_in:]
         switch = preact if gated else None
         k_c = c_carry = c_keep = h_from_c = k_a = k_a_c = None
+        native = ctx.native_weights
+        if native is not None and cell == "gru":
+            return _native_gru_backward(ctx, native, x, alive, scale, down, up, gate_w, switch, scores, z, u, mask,
+                                        cell_saved, dy, dh, ds_ext, da_ext)
         if cell == "lstm":
             f = lstm_factors(cell_saved, h_read, switch, gate_w)
             k_x = k_h = f["k_gates"]
@@ -60,14 +64,14 @@ class RoutedSequence(torch.autograd.Function):
             k_x, k_h, carry, k_a = single_state_factors(cell, cell_saved, h_read, switch, gate_w)
         extra = gate_w * da_ext if gated and gate_w is not None else None
         dc_in = (dc if cell == "lstm" else dh).contiguous()
-        native = ctx.native_weights
         if native is not None:
             loops, w_ih_t, w_hh_t = native
             k_in, k_hidden = ctx.keep
             soft = torch.sigmoid(scores)  # sigmoid'(s) rounded as the reference's autograd rounds it
-            dh_all, dc_all, dgx, dgh, ds, dpre, dx_all, dh0, dc0 = loops.routed_backward(
-                cell, dy, dh, dc_in, ds_ext, alive, ctx.resets, k_x, k_h, carry, k_c, c_carry, c_keep, h_from_c,
-                extra, soft * (1 - soft), z, u, mask, scale, w_ih_t, w_hh_t, up, down, k_in, k_hidden)
+            dh_all, dc_all, dgx, dgh, ds, dpre, dx_all, dh0, dc0, _ = loops.routed_backward(
+                cell, dy, dh, dc_in, ds_ext, alive, ctx.resets, k_x, k_h, None, None, None, None, carry, k_c,
+                c_carry, c_keep, h_from_c, extra, soft * (1 - soft), z, u, mask, scale, w_ih_t, w_hh_t, up, down,
+                k_in, k_hidden)
             d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in, k_in)
             d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in, k_hidden)
         else:
@@ -93,6 +97,34 @@ class RoutedSequence(torch.autograd.Function):
                 d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
         return (None, dx_all.sum(1), dh0, dc0 if cell == "lstm" else None, None, None, d_w_ih, d_b_ih, d_w_hh,
                 d_b_hh, d_scale, d_bias, d_down, d_up, None, None, da, d_gate_w, None)
+
+
+def _native_gru_backward(ctx, native, x, alive, scale, down, up, gate_w, preact, scores, z, u, mask, saved, dy, dh,
+                         ds_ext, da_ext):
+    """The GRU's backward on the C++ routed loop with the cell's factors computed inside the step
+    (no ``(T, G, B, 3H)`` factor tensors): the gradients :meth:`RoutedSequence.backward` returns."""
+    loops, w_ih_t, w_hh_t = native
+    k_in, k_hidden = ctx.keep
+    n_in = x.shape[2]
+    rz = saved[0]
+    gru_saved = rz._base if rz._base is not None and rz._base.shape[3] == 2 * rz.shape[3] else torch.cat(saved, 3)
+    soft = torch.sigmoid(scores)  # sigmoid'(s) rounded as the reference's autograd rounds it
+    gated = preact is not None
+    _, _, dgx, dgh, ds, dpre, dx_all, dh0, _, da = loops.routed_backward(
+        "gru", dy, dh, dh, ds_ext, alive, ctx.resets, None, None, gru_saved, preact, gate_w,
+        da_ext if gated else None, None, None, None, None, None, None, soft * (1 - soft), z, u, mask, scale,
+        w_ih_t, w_hh_t, up, down, k_in, k_hidden)
+    d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in, k_in)
+    d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in, k_hidden)
+    d_scale = (ds * z.abs()).sum((0, 2)).unsqueeze(1)
+    d_bias = ds.sum((0, 2)).unsqueeze(1)
+    d_up = weight_grads(ds, u)[0]
+    d_down = weight_grads(dpre, z)[0]
+    d_gate_w = None
+    if gated and gate_w is not None:
+        d_gate_w = (da * z[..., n_in:]).sum((0, 2)).unsqueeze(1)
+    return (None, dx_all.sum(1), dh0, None, None, None, d_w_ih, d_b_ih, d_w_hh, d_b_hh, d_scale, d_bias, d_down,
+            d_up, None, None, da if gated else None, d_gate_w, None)
 
 
 def _kept_weight_grads(loops, dgates, z, mask, offset: int, width: int, keep: int):

@@ -145,7 +145,8 @@ std::vector<Tensor> routed_forward(std::string cell, Tensor x, Tensor h, OptTens
                                    Tensor up, int64_t k_in, int64_t k_h, OptTensor gate_x, OptTensor gate_w,
                                    bool save);
 std::vector<Tensor> routed_backward(std::string cell, Tensor dy, Tensor dh, Tensor dc, Tensor ds_ext, OptTensor alive,
-                                    std::vector<bool> resets, Tensor k_x, Tensor k_h, OptTensor carry, OptTensor k_c,
+                                    std::vector<bool> resets, OptTensor k_x, OptTensor k_h, OptTensor gru_saved,
+                                    OptTensor preact, OptTensor gate_w, OptTensor da_ext, OptTensor carry, OptTensor k_c,
                                     OptTensor c_carry, OptTensor c_keep, OptTensor h_from_c, OptTensor extra,
                                     Tensor st_slope, Tensor z, Tensor u, Tensor mask, Tensor scale,
                                     std::vector<Tensor> w_ih_t, std::vector<Tensor> w_hh_t, Tensor up, Tensor down,

@@ -7,6 +7,7 @@
 // rows of W^T; the backward's dh / dx at the kept channels are sampled dot products, and a
 // weight gradient is accumulated channel by channel over the rows that kept the channel.
 // Sequence tensors are time-major, (T, G, B, .). Tested against the reference backend.
+#include <functional>
 #include <numeric>
 #include <string>
 
@@ -42,23 +43,28 @@ inline T rank_key(T v) {
 }
 
 // The k best channels of s[0:n] (higher score first; equal scores: the lower index first), as
-// ascending indices into idx[0:k], and mask[0:n] set to 1 there and 0 elsewhere.
+// ascending indices into idx[0:k], and mask[0:n] set to 1 there and 0 elsewhere. The k-th best
+// score is found by nth_element on a copy of the scores (no indirection); then one ascending pass
+// keeps every channel above it and, of those equal to it, the lowest-indexed ones until k are kept.
 template <typename T>
-void select_top_k(const T* s, int64_t n, int64_t k, int32_t* idx, T* mask, std::vector<int32_t>& order) {
+void select_top_k(const T* s, int64_t n, int64_t k, int32_t* idx, T* mask, std::vector<T>& keys) {
   if (k >= n) {
     for (int64_t j = 0; j < n; ++j) { idx[j] = int32_t(j); mask[j] = T(1); }
     return;
   }
-  order.resize(n);
-  std::iota(order.begin(), order.end(), 0);
-  const auto better = [s](int32_t a, int32_t b) {
-    const T ka = rank_key(s[a]), kb = rank_key(s[b]);
-    return ka > kb || (ka == kb && a < b);
-  };
-  std::nth_element(order.begin(), order.begin() + k, order.end(), better);
-  std::sort(order.begin(), order.begin() + k);
-  for (int64_t j = 0; j < n; ++j) mask[j] = T(0);
-  for (int64_t q = 0; q < k; ++q) { idx[q] = order[q]; mask[order[q]] = T(1); }
+  keys.resize(n);
+  for (int64_t j = 0; j < n; ++j) keys[j] = rank_key(s[j]);
+  std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end(), std::greater<T>());
+  const T threshold = keys[k - 1];
+  int64_t above = 0;
+  for (int64_t j = 0; j < n; ++j) above += rank_key(s[j]) > threshold;
+  int64_t ties = k - above, q = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const T v = rank_key(s[j]);
+    const bool keep = v > threshold || (v == threshold && ties-- > 0);
+    mask[j] = keep ? T(1) : T(0);
+    if (keep) idx[q++] = int32_t(j);
+  }
 }
 
 // The ascending indices of the kept channels of one mask row (exactly k of them).
@@ -90,7 +96,8 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
   Tensor h = h0.contiguous().clone();
   Tensor c = lstm ? opt(c_o)->contiguous().clone() : at::empty({0}, opts);
   b_ih = b_ih.contiguous(); b_hh = b_hh.contiguous(); scale = scale.contiguous(); bias = bias.contiguous();
-  down = down.contiguous(); up = up.contiguous();
+  down = down.contiguous();
+  up = up.transpose(1, 2).contiguous();  // (G, r, W): the context term runs along the channels
   const std::vector<Tensor> wi = contiguous_all(w_ih_t_in), wh = contiguous_all(w_hh_t_in);
   const Tensor alive = contiguous_or_none(alive_o), gate_x = contiguous_or_none(gate_x_o);
   const Tensor gate_w = contiguous_or_none(gate_w_o);
@@ -100,11 +107,11 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
   const int64_t zrows = save ? steps * R : R;  // without save, one step's worth of scratch
   Tensor z_all = at::empty({zrows, W}, opts), u_all = at::empty({zrows, rank}, opts);
   Tensor m_all = at::empty({zrows, W}, opts);
-  Tensor first, second, third;
+  Tensor first, second, third, gru_all;
   if (save) {
-    if (cell == Cell::kGru) {
-      first = at::empty({steps, G, B, 2 * H}, opts); second = at::empty({steps, G, B, H}, opts);
-      third = at::empty({steps, G, B, H}, opts);
+    if (cell == Cell::kGru) {  // one [rz | n | ghn] buffer, handed out as views (the backward reads it whole)
+      gru_all = at::empty({steps, G, B, 4 * H}, opts);
+      first = gru_all.narrow(3, 0, 2 * H); second = gru_all.narrow(3, 2 * H, H); third = gru_all.narrow(3, 3 * H, H);
     } else if (lstm) {
       first = at::empty({steps, G, B, H}, opts); second = at::empty({steps, G, B, 4 * H}, opts);
       third = at::empty({steps, G, B, H}, opts);
@@ -122,8 +129,9 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
     }
   }
   Tensor gx = at::empty({R, K}, opts), gh = at::empty({R, K}, opts);
-  std::vector<int32_t> idx_in(R * k_in), idx_h(R * k_h), order;
-  std::vector<T> vals_in(R * k_in), vals_h(R * k_h), c_new(H);
+  Tensor scratch = save ? Tensor() : at::empty({6 * H}, opts);
+  std::vector<int32_t> idx_in(R * k_in), idx_h(R * k_h);
+  std::vector<T> vals_in(R * k_in), vals_h(R * k_h), c_new(H), keys;
   const T* xp = x.data_ptr<T>();
   T* hp = h.data_ptr<T>();
   T* cp = lstm ? c.data_ptr<T>() : nullptr;
@@ -146,23 +154,19 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
       T* __restrict__ mr = mp + zo * W;
       std::copy(xp + (t * B + b) * I, xp + (t * B + b + 1) * I, zr);
       std::copy(hp + r * H, hp + (r + 1) * H, zr + I);
-      for (int64_t q = 0; q < rank; ++q) {
-        const T* __restrict__ dv = dnp + (g * rank + q) * W;
-        T acc = T(0);
-#pragma omp simd reduction(+ : acc)
-        for (int64_t w = 0; w < W; ++w) acc += dv[w] * zr[w];
-        ur[q] = tanh_sat<T>(acc);
-      }
+      for (int64_t q = 0; q < rank; ++q) ur[q] = tanh_sat<T>(dot<T>(dnp + (g * rank + q) * W, zr, W));
       const T* __restrict__ sc = scp + g * W;
       const T* __restrict__ bs = bsp + g * W;
-      const T* __restrict__ uv = upp + g * W * rank;
-      for (int64_t w = 0; w < W; ++w) {
-        T acc = T(0);
-        for (int64_t q = 0; q < rank; ++q) acc += uv[w * rank + q] * ur[q];
-        sr[w] = std::abs(zr[w]) * sc[w] + acc + bs[w];
+#pragma omp simd
+      for (int64_t w = 0; w < W; ++w) sr[w] = std::abs(zr[w]) * sc[w] + bs[w];
+      for (int64_t q = 0; q < rank; ++q) {
+        const T* __restrict__ uq = upp + (g * rank + q) * W;
+        const T a = ur[q];
+#pragma omp simd
+        for (int64_t w = 0; w < W; ++w) sr[w] += uq[w] * a;
       }
-      select_top_k<T>(sr, I, k_in, idx_in.data() + r * k_in, mr, order);
-      select_top_k<T>(sr + I, H, k_h, idx_h.data() + r * k_h, mr + I, order);
+      select_top_k<T>(sr, I, k_in, idx_in.data() + r * k_in, mr, keys);
+      select_top_k<T>(sr + I, H, k_h, idx_h.data() + r * k_h, mr + I, keys);
       for (int64_t q = 0; q < k_in; ++q) vals_in[r * k_in + q] = zr[idx_in[r * k_in + q]];
       for (int64_t q = 0; q < k_h; ++q) vals_h[r * k_h + q] = zr[I + idx_h[r * k_h + q]];
     }
@@ -182,35 +186,41 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
       T* __restrict__ hv = hp + r * H;
       T* __restrict__ yv = yp + o * H;
       T* __restrict__ cv = lstm ? cp + r * H : nullptr;
+      // Without save, the step values go to scratch rows (so the element loops have no branches).
+      const int64_t so = save ? o : 0;
       if (cell == Cell::kGru) {
-        T* __restrict__ srz = save ? first.data_ptr<T>() + o * 2 * H : nullptr;
-        T* __restrict__ sn = save ? second.data_ptr<T>() + o * H : nullptr;
-        T* __restrict__ sg = save ? third.data_ptr<T>() + o * H : nullptr;
+        T* __restrict__ srz = (save ? gru_all.data_ptr<T>() : scratch.data_ptr<T>()) + so * 4 * H;
+        T* __restrict__ sn = srz + 2 * H;
+        T* __restrict__ sg = srz + 3 * H;
+#pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const T rr = sigmoid<T>(xr[j] + hr[j]);
           const T zz = sigmoid<T>(xr[H + j] + hr[H + j]);
           const T gn = hr[2 * H + j];
           const T nn = tanh_sat<T>(xr[2 * H + j] + rr * gn);
-          if (save) { srz[j] = rr; srz[H + j] = zz; sn[j] = nn; sg[j] = gn; }
+          srz[j] = rr; srz[H + j] = zz; sn[j] = nn; sg[j] = gn;
           yv[j] = nn + zz * (hv[j] - nn);
         }
       } else if (lstm) {
-        T* __restrict__ scr = save ? first.data_ptr<T>() + o * H : nullptr;
-        T* __restrict__ sact = save ? second.data_ptr<T>() + o * 4 * H : nullptr;
-        T* __restrict__ scand = save ? third.data_ptr<T>() + o * H : nullptr;
+        T* __restrict__ scr = (save ? first.data_ptr<T>() : scratch.data_ptr<T>()) + so * H;
+        T* __restrict__ sact = (save ? second.data_ptr<T>() : scratch.data_ptr<T>() + H) + so * 4 * H;
+        T* __restrict__ scand = (save ? third.data_ptr<T>() : scratch.data_ptr<T>() + 5 * H) + so * H;
+        T* __restrict__ cnew = c_new.data();
+#pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const T ig = sigmoid<T>(xr[j] + hr[j]), fg = sigmoid<T>(xr[H + j] + hr[H + j]);
           const T gg = tanh_sat<T>(xr[2 * H + j] + hr[2 * H + j]), og = sigmoid<T>(xr[3 * H + j] + hr[3 * H + j]);
           const T cn = fg * cv[j] + ig * gg;
-          if (save) { scr[j] = cv[j]; sact[j] = ig; sact[H + j] = fg; sact[2 * H + j] = og; sact[3 * H + j] = gg; scand[j] = cn; }
-          c_new[j] = cn;
+          scr[j] = cv[j]; sact[j] = ig; sact[H + j] = fg; sact[2 * H + j] = og; sact[3 * H + j] = gg; scand[j] = cn;
+          cnew[j] = cn;
           yv[j] = og * tanh_sat<T>(cn);
         }
       } else {
-        T* __restrict__ scand = save ? first.data_ptr<T>() + o * H : nullptr;
+        T* __restrict__ scand = (save ? first.data_ptr<T>() : scratch.data_ptr<T>()) + so * H;
+#pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const T hn = tanh_sat<T>(xr[j] + hr[j]);
-          if (save) scand[j] = hn;
+          scand[j] = hn;
           yv[j] = hn;
         }
       }
@@ -249,15 +259,25 @@ inline const T* ptr_or_null(const Tensor& t) { return t.defined() ? t.data_ptr<T
 
 template <typename T>
 std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tensor dc0, Tensor ds_ext, OptTensor alive_o,
-                                         const std::vector<bool>& resets, Tensor k_x, Tensor k_h, OptTensor carry_o,
+                                         const std::vector<bool>& resets, OptTensor k_x_o, OptTensor k_h_o,
+                                         OptTensor gru_saved_o, OptTensor preact_o, OptTensor gate_w_o,
+                                         OptTensor da_ext_o, OptTensor carry_o,
                                          OptTensor k_c_o, OptTensor c_carry_o, OptTensor c_keep_o,
                                          OptTensor h_from_c_o, OptTensor extra_o, Tensor st_slope, Tensor z, Tensor u,
                                          Tensor mask, Tensor scale, const std::vector<Tensor>& w_ih_t_in,
                                          const std::vector<Tensor>& w_hh_t_in, Tensor up, Tensor down, int64_t k_in,
                                          int64_t k_h_count) {
-  dy = dy.contiguous(); ds_ext = ds_ext.contiguous(); k_x = k_x.contiguous(); k_h = k_h.contiguous();
+  dy = dy.contiguous(); ds_ext = ds_ext.contiguous();
+  const Tensor k_x = contiguous_or_none(k_x_o), k_h = contiguous_or_none(k_h_o);
+  // A GRU's factors inside the step (as fused_backward.cpp's gru_backward): gru_saved = [rz | n | ghn]
+  // (T, G, B, 4H), and with an update gate its pre-activations, weights and external gradients.
+  const Tensor gru_saved = contiguous_or_none(gru_saved_o), preact = contiguous_or_none(preact_o);
+  const Tensor gate_w = contiguous_or_none(gate_w_o), da_ext = contiguous_or_none(da_ext_o);
+  const bool inline_gru = gru_saved.defined(), gated = preact.defined();
+  TORCH_CHECK(inline_gru || k_x.defined(), "routed_backward: give k_x (and k_h) or gru_saved");
   st_slope = st_slope.contiguous(); z = z.contiguous(); u = u.contiguous(); mask = mask.contiguous();
-  scale = scale.contiguous(); up = up.contiguous(); down = down.contiguous();
+  scale = scale.contiguous(); down = down.contiguous();
+  up = up.transpose(1, 2).contiguous();  // (G, r, W), as in the forward
   const std::vector<Tensor> wi = contiguous_all(w_ih_t_in), wh = contiguous_all(w_hh_t_in);
   const int64_t steps = dy.size(0), G = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   const int64_t W = z.size(3), I = W - H, K = gates_of(cell) * H, rank = u.size(3);
@@ -275,7 +295,12 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
   Tensor dgh = (lstm || elman) ? dgx : at::empty({steps, G, B, K}, opts);
   Tensor ds_all = at::empty({steps, G, B, W}, opts), dpre_all = at::empty({steps, G, B, rank}, opts);
   Tensor dx_all = at::empty({steps, G, B, I}, opts);
-  const T *dyp = dy.data_ptr<T>(), *dsep = ds_ext.data_ptr<T>(), *kxp = k_x.data_ptr<T>(), *khp = k_h.data_ptr<T>();
+  const T *dyp = dy.data_ptr<T>(), *dsep = ds_ext.data_ptr<T>(), *kxp = ptr_or_null<T>(k_x), *khp = ptr_or_null<T>(k_h);
+  const T *gsp = ptr_or_null<T>(gru_saved), *ap = ptr_or_null<T>(preact), *gwp = ptr_or_null<T>(gate_w);
+  const T* dep = ptr_or_null<T>(da_ext);
+  Tensor da_all = gated ? at::empty({steps, G, B, H}, opts) : at::empty({0}, opts);
+  T* dap = gated ? da_all.data_ptr<T>() : nullptr;
+  std::vector<T> base(inline_gru ? R * H : 0);
   const T *crp = ptr_or_null<T>(carry), *kcp = ptr_or_null<T>(k_c), *ccp = ptr_or_null<T>(c_carry);
   const T *ckp = ptr_or_null<T>(c_keep), *hfp = ptr_or_null<T>(h_from_c), *exp_ = ptr_or_null<T>(extra);
   const T *slp = st_slope.data_ptr<T>(), *zp = z.data_ptr<T>(), *uvp = u.data_ptr<T>(), *mp = mask.data_ptr<T>();
@@ -286,6 +311,7 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
   T *dprp = dpre_all.data_ptr<T>(), *dxp = dx_all.data_ptr<T>();
   std::vector<int32_t> idx_in(R * k_in), idx_h(R * k_h_count);
   std::vector<T> dxk(R * k_in), dhk(R * k_h_count), dz(W), dc_old(H);
+  std::vector<typename RoutedVec<T>::V> part;
   for (int64_t i = 0; i < steps; ++i) {
     const int64_t t = steps - 1 - i;
     // The gate-input gradients from the factors.
@@ -295,9 +321,41 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
       const T* __restrict__ yv = dyp + o * H;
       for (int64_t j = 0; j < H; ++j) d[j] += yv[j];
       std::copy(d, d + H, dhap + o * H);
-      const T* __restrict__ kx = kxp + o * K;
       T* __restrict__ gx = dgxp + o * K;
-      if (lstm) {
+      if (inline_gru) {
+        const T* __restrict__ rzv = gsp + o * 4 * H;
+        const T* __restrict__ h0 = zp + o * W + I;
+        const T* __restrict__ av = gated ? ap + o * H : nullptr;
+        const T* __restrict__ ev = gated && dep ? dep + o * H : nullptr;
+        const T* __restrict__ wv = gated && gwp ? gwp + (r / B) * H : nullptr;
+        T* __restrict__ gh = dghp + o * K;
+        T* __restrict__ bs = base.data() + r * H;
+        T* __restrict__ dav = gated ? dap + o * H : nullptr;
+        for (int64_t j = 0; j < H; ++j) {
+          const T v = d[j];
+          const T rr = rzv[j], zz = rzv[H + j], nn = rzv[2 * H + j], gn = rzv[3 * H + j];
+          const T k_n = (T(1) - zz) * (T(1) - nn * nn);
+          const T k_r = k_n * gn * rr * (T(1) - rr);
+          const T k_z = (h0[j] - nn) * zz * (T(1) - zz);
+          T open = T(1), carry = zz, b = T(0);
+          if (av) {
+            const T a = av[j];
+            open = a > T(0) ? T(1) : T(0);
+            const T sg = sigmoid<T>(a);
+            const T k_a = (nn + zz * (h0[j] - nn) - h0[j]) * sg * (T(1) - sg);
+            const T e = ev ? ev[j] : T(0);
+            const T w = wv ? wv[j] : T(0);
+            dav[j] = e + v * k_a;
+            carry = open * zz + (T(1) - open) + w * k_a;
+            b = w * e;
+          }
+          const T vu = v * open;
+          gx[j] = vu * k_r; gx[H + j] = vu * k_z; gx[2 * H + j] = vu * k_n;
+          gh[j] = vu * k_r; gh[H + j] = vu * k_z; gh[2 * H + j] = vu * k_n * rr;
+          bs[j] = v * carry + b;
+        }
+      } else if (lstm) {
+        const T* __restrict__ kx = kxp + o * K;
         T* __restrict__ cc = dcp + r * H;
         std::copy(cc, cc + H, dcap + o * H);
         const T* __restrict__ kc = kcp + o * H;
@@ -312,6 +370,7 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
           cc[j] = e * cca[j] + (ck ? dcap[o * H + j] * ck[j] : T(0));
         }
       } else {
+        const T* __restrict__ kx = kxp + o * K;
         const int64_t ng = elman ? 1 : 3;
         for (int64_t q = 0; q < ng; ++q)
           for (int64_t j = 0; j < H; ++j) gx[q * H + j] = kx[q * H + j] * d[j];
@@ -329,9 +388,9 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
     for (int64_t g = 0; g < G; ++g) {
       const int64_t o = (t * G + g) * B;
       sampled_dots<T>(dgxp + o * K, K, idx_in.data() + g * B * k_in, B, k_in, wi[g].data_ptr<T>(), K,
-                      dxk.data() + g * B * k_in);
+                      dxk.data() + g * B * k_in, part);
       sampled_dots<T>(dghp + o * K, K, idx_h.data() + g * B * k_h_count, B, k_h_count, wh[g].data_ptr<T>(), K,
-                      dhk.data() + g * B * k_h_count);
+                      dhk.data() + g * B * k_h_count, part);
     }
     // Through the straight-through scores and the router, to the state read and the input.
     for (int64_t r = 0; r < R; ++r) {
@@ -350,20 +409,20 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
         ds[j] += dhk[r * k_h_count + q] * zr[j] * sl[j];
       }
       T* __restrict__ dpre = dprp + o * rank;
-      const T* __restrict__ uv = upp + g * W * rank;
-      for (int64_t q = 0; q < rank; ++q) dpre[q] = T(0);
-      for (int64_t w = 0; w < W; ++w)
-        for (int64_t q = 0; q < rank; ++q) dpre[q] += ds[w] * uv[w * rank + q];
-      for (int64_t q = 0; q < rank; ++q) dpre[q] *= T(1) - ur[q] * ur[q];
+      for (int64_t q = 0; q < rank; ++q)
+        dpre[q] = dot<T>(ds, upp + (g * rank + q) * W, W) * (T(1) - ur[q] * ur[q]);
       const T* __restrict__ sc = scl + g * W;
+      T* __restrict__ dzp = dz.data();
+#pragma omp simd
       for (int64_t w = 0; w < W; ++w) {
         const T sgn = zr[w] > T(0) ? T(1) : (zr[w] < T(0) ? T(-1) : T(0));
-        dz[w] = ds[w] * sc[w] * sgn;
+        dzp[w] = ds[w] * sc[w] * sgn;
       }
       for (int64_t q = 0; q < rank; ++q) {
         const T p = dpre[q];
         const T* __restrict__ dv = dnp + (g * rank + q) * W;
-        for (int64_t w = 0; w < W; ++w) dz[w] += p * dv[w];
+#pragma omp simd
+        for (int64_t w = 0; w < W; ++w) dzp[w] += p * dv[w];
       }
       for (int64_t q = 0; q < k_in; ++q) dz[idx_in[r * k_in + q]] += dxk[r * k_in + q];
       for (int64_t q = 0; q < k_h_count; ++q) dz[I + idx_h[r * k_h_count + q]] += dhk[r * k_h_count + q];
@@ -373,8 +432,10 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
       const T* __restrict__ hf = hfp ? hfp + o * H : nullptr;
       const T* __restrict__ ex = exp_ ? exp_ + o * H : nullptr;
       const T a = (alive.defined() && resets[t]) ? alive.data_ptr<T>()[t * B + b] : T(1);
+      const T* __restrict__ bs = inline_gru ? base.data() + r * H : nullptr;
       for (int64_t j = 0; j < H; ++j) {
         T v = dz[I + j];
+        if (bs) v += bs[j];
         if (cr) v += d[j] * cr[j];
         if (hf) v += dcap[o * H + j] * hf[j];
         if (ex) v += ex[j];
@@ -384,7 +445,7 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
         for (int64_t j = 0; j < H; ++j) dcp[r * H + j] *= a;
     }
   }
-  return {dh_all, dc_all, dgx, dgh, ds_all, dpre_all, dx_all, dh, dc};
+  return {dh_all, dc_all, dgx, dgh, ds_all, dpre_all, dx_all, dh, dc, da_all};
 }
 
 template <typename T>
@@ -434,12 +495,14 @@ std::vector<Tensor> routed_forward(std::string cell, Tensor x, Tensor h, OptTens
 }
 
 std::vector<Tensor> routed_backward(std::string cell, Tensor dy, Tensor dh, Tensor dc, Tensor ds_ext, OptTensor alive,
-                                    std::vector<bool> resets, Tensor k_x, Tensor k_h, OptTensor carry, OptTensor k_c,
+                                    std::vector<bool> resets, OptTensor k_x, OptTensor k_h, OptTensor gru_saved,
+                                    OptTensor preact, OptTensor gate_w, OptTensor da_ext, OptTensor carry, OptTensor k_c,
                                     OptTensor c_carry, OptTensor c_keep, OptTensor h_from_c, OptTensor extra,
                                     Tensor st_slope, Tensor z, Tensor u, Tensor mask, Tensor scale,
                                     std::vector<Tensor> w_ih_t, std::vector<Tensor> w_hh_t, Tensor up, Tensor down,
                                     int64_t k_in, int64_t k_h_count) {
-  DISPATCH(dy, routed_backward_impl<scalar>(cell_of(cell), dy, dh, dc, ds_ext, alive, resets, k_x, k_h, carry, k_c,
+  DISPATCH(dy, routed_backward_impl<scalar>(cell_of(cell), dy, dh, dc, ds_ext, alive, resets, k_x, k_h, gru_saved,
+                                            preact, gate_w, da_ext, carry, k_c,
                                             c_carry, c_keep, h_from_c, extra, st_slope, z, u, mask, scale, w_ih_t,
                                             w_hh_t, up, down, k_in, k_h_count))
 }

@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <vector>
 
 namespace sparsernn {
 
@@ -35,6 +36,24 @@ struct RoutedVec {
     return s;
   }
 };
+
+// a[0:n] . b[0:n], with vector partial sums (no per-iteration masking or spills).
+template <typename T>
+inline T dot(const T* __restrict__ a, const T* __restrict__ b, int64_t n) {
+  using R = RoutedVec<T>;
+  using V = typename R::V;
+  constexpr int L = R::L;
+  V acc0 = V{}, acc1 = V{};
+  int64_t i = 0;
+  for (; i + 2 * L <= n; i += 2 * L) {
+    acc0 += R::load(a + i) * R::load(b + i);
+    acc1 += R::load(a + i + L) * R::load(b + i + L);
+  }
+  for (; i + L <= n; i += L) acc0 += R::load(a + i) * R::load(b + i);
+  T s = R::sum(acc0 + acc1);
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
 
 namespace detail {
 
@@ -63,10 +82,10 @@ inline void gather_panel(const T* __restrict__ vals, const int32_t* __restrict__
   }
 }
 
-// Columns [c0, c0 + NV * L) of sampled_dots, added to out.
+// Columns [c0, c0 + NV * L) of sampled_dots, added to the vector partial sums part (B * k vectors).
 template <typename T, int NV>
 inline void dots_panel(const T* __restrict__ dg, int64_t ldg, const int32_t* __restrict__ idx, int64_t B, int64_t k,
-                       const T* __restrict__ wt, int64_t N, T* __restrict__ out, int64_t c0) {
+                       const T* __restrict__ wt, int64_t N, typename RoutedVec<T>::V* __restrict__ part, int64_t c0) {
   using R = RoutedVec<T>;
   using V = typename R::V;
   constexpr int L = R::L;
@@ -75,13 +94,13 @@ inline void dots_panel(const T* __restrict__ dg, int64_t ldg, const int32_t* __r
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) d[v] = R::load(dg + b * ldg + c0 + v * L);
     const int32_t* ib = idx + b * k;
-    T* ob = out + b * k;
+    V* pb = part + b * k;
     for (int64_t q = 0; q < k; ++q) {
       const T* w = wt + int64_t(ib[q]) * N + c0;
       V s = d[0] * R::load(w);
 #pragma GCC unroll 8
       for (int v = 1; v < NV; ++v) s += d[v] * R::load(w + v * L);
-      ob[q] += R::sum(s);
+      pb[q] += s;
     }
   }
 }
@@ -129,14 +148,17 @@ void gather_product(const T* vals, const int32_t* idx, int64_t B, int64_t k, con
 }
 
 // out[b, q] = dg[b, :] . wt[idx[b, q], :] for b < B, q < k (dg's rows ldg apart; out (B, k)).
+// part: scratch of at least B * k vectors.
 template <typename T>
 void sampled_dots(const T* dg, int64_t ldg, const int32_t* idx, int64_t B, int64_t k, const T* wt, int64_t N,
-                  T* out) {
-  constexpr int L = RoutedVec<T>::L, P = RoutedVec<T>::kPanel;
-  for (int64_t e = 0; e < B * k; ++e) out[e] = T(0);
+                  T* out, std::vector<typename RoutedVec<T>::V>& part) {
+  using R = RoutedVec<T>;
+  constexpr int L = R::L, P = R::kPanel;
+  part.assign(B * k, typename R::V{});
   int64_t c0 = 0;
-  for (; c0 + P * L <= N; c0 += P * L) detail::dots_panel<T, P>(dg, ldg, idx, B, k, wt, N, out, c0);
-  for (; c0 + L <= N; c0 += L) detail::dots_panel<T, 1>(dg, ldg, idx, B, k, wt, N, out, c0);
+  for (; c0 + P * L <= N; c0 += P * L) detail::dots_panel<T, P>(dg, ldg, idx, B, k, wt, N, part.data(), c0);
+  for (; c0 + L <= N; c0 += L) detail::dots_panel<T, 1>(dg, ldg, idx, B, k, wt, N, part.data(), c0);
+  for (int64_t e = 0; e < B * k; ++e) out[e] = R::sum(part[e]);
   for (; c0 < N; ++c0)
     for (int64_t b = 0; b < B; ++b)
       for (int64_t q = 0; q < k; ++q) out[b * k + q] += dg[b * ldg + c0] * wt[int64_t(idx[b * k + q]) * N + c0];
