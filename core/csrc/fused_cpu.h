@@ -151,8 +151,9 @@ std::vector<Tensor> routed_backward(std::string cell, Tensor dy, Tensor dh, Tens
                                     Tensor st_slope, Tensor z, Tensor u, Tensor mask, Tensor scale,
                                     std::vector<Tensor> w_ih_t, std::vector<Tensor> w_hh_t, Tensor up, Tensor down,
                                     int64_t k_in, int64_t k_h_count);
-// dW (G, k*H, n) of gates = kept @ W^T over a sequence, accumulated over the kept entries only: the
-// columns [offset, offset + n) of values (T, G, B, .) where mask is nonzero, against dgates (T, G, B, k*H).
-Tensor routed_weight_grads(Tensor dgates, Tensor values, Tensor mask, int64_t offset, int64_t n);
+// dW (G, k*H, n) and db (G, 1, k*H) of gates = kept @ W^T + b over a sequence, dW accumulated over the kept
+// entries only: the columns [offset, offset + n) of values (T, G, B, .) where mask is nonzero, against
+// dgates (T, G, B, k*H).
+std::vector<Tensor> routed_weight_grads(Tensor dgates, Tensor values, Tensor mask, int64_t offset, int64_t n);
 
 }  // namespace sparsernn

@@ -8,6 +8,7 @@
 // weight gradient is accumulated channel by channel over the rows that kept the channel.
 // Sequence tensors are time-major, (T, G, B, .). Tested against the reference backend.
 #include <functional>
+#include <type_traits>
 #include <numeric>
 #include <string>
 
@@ -43,28 +44,33 @@ inline T rank_key(T v) {
 }
 
 // The k best channels of s[0:n] (higher score first; equal scores: the lower index first), as
-// ascending indices into idx[0:k], and mask[0:n] set to 1 there and 0 elsewhere. The k-th best
-// score is found by nth_element on a copy of the scores (no indirection); then one ascending pass
-// keeps every channel above it and, of those equal to it, the lowest-indexed ones until k are kept.
+// ascending indices into idx[0:k], and mask[0:n] set to 1 there and 0 elsewhere. One ascending pass
+// keeps the best k so far in a heap whose top is the worst of them; a later channel enters only
+// with a strictly higher score (on a tie the earlier, lower index stays), so the set is exact.
 template <typename T>
-void select_top_k(const T* s, int64_t n, int64_t k, int32_t* idx, T* mask, std::vector<T>& keys) {
+void select_top_k(const T* s, int64_t n, int64_t k, int32_t* idx, T* mask, std::vector<std::pair<T, int32_t>>& heap) {
   if (k >= n) {
     for (int64_t j = 0; j < n; ++j) { idx[j] = int32_t(j); mask[j] = T(1); }
     return;
   }
-  keys.resize(n);
-  for (int64_t j = 0; j < n; ++j) keys[j] = rank_key(s[j]);
-  std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end(), std::greater<T>());
-  const T threshold = keys[k - 1];
-  int64_t above = 0;
-  for (int64_t j = 0; j < n; ++j) above += rank_key(s[j]) > threshold;
-  int64_t ties = k - above, q = 0;
-  for (int64_t j = 0; j < n; ++j) {
+  const auto better = [](const std::pair<T, int32_t>& a, const std::pair<T, int32_t>& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  heap.clear();
+  for (int64_t j = 0; j < k; ++j) heap.emplace_back(rank_key(s[j]), int32_t(j));
+  std::make_heap(heap.begin(), heap.end(), better);  // top: the worst kept
+  for (int64_t j = k; j < n; ++j) {
     const T v = rank_key(s[j]);
-    const bool keep = v > threshold || (v == threshold && ties-- > 0);
-    mask[j] = keep ? T(1) : T(0);
-    if (keep) idx[q++] = int32_t(j);
+    if (v > heap.front().first) {
+      std::pop_heap(heap.begin(), heap.end(), better);
+      heap.back() = {v, int32_t(j)};
+      std::push_heap(heap.begin(), heap.end(), better);
+    }
   }
+  for (int64_t q = 0; q < k; ++q) idx[q] = heap[q].second;
+  std::sort(idx, idx + k);
+  for (int64_t j = 0; j < n; ++j) mask[j] = T(0);
+  for (int64_t q = 0; q < k; ++q) mask[idx[q]] = T(1);
 }
 
 // The ascending indices of the kept channels of one mask row (exactly k of them).
@@ -130,8 +136,10 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
   }
   Tensor gx = at::empty({R, K}, opts), gh = at::empty({R, K}, opts);
   Tensor scratch = save ? Tensor() : at::empty({6 * H}, opts);
+  const std::vector<T> zero_row(H, T(0));
   std::vector<int32_t> idx_in(R * k_in), idx_h(R * k_h);
-  std::vector<T> vals_in(R * k_in), vals_h(R * k_h), c_new(H), keys;
+  std::vector<T> vals_in(R * k_in), vals_h(R * k_h), c_new(H);
+  std::vector<std::pair<T, int32_t>> keys;
   const T* xp = x.data_ptr<T>();
   T* hp = h.data_ptr<T>();
   T* cp = lstm ? c.data_ptr<T>() : nullptr;
@@ -226,10 +234,12 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
       }
       if (gated) {
         const T* __restrict__ gxr = gate_x.data_ptr<T>() + o * H;
-        const T* __restrict__ gw = gate_w.defined() ? gate_w.data_ptr<T>() + g * H : nullptr;
+        // An absent gate weight reads as zeros: a conditional read of a null pointer inside a vector loop
+        // becomes a masked load that AVX-512 cores serve through a slow fault-suppression assist.
+        const T* __restrict__ gw = gate_w.defined() ? gate_w.data_ptr<T>() + g * H : zero_row.data();
         T* __restrict__ ar = a_all.data_ptr<T>() + o * H;
         for (int64_t j = 0; j < H; ++j) {
-          const T a = gw ? gxr[j] + gw[j] * hv[j] : gxr[j];
+          const T a = gxr[j] + gw[j] * hv[j];
           ar[j] = a;
           if (!(a > T(0))) {
             yv[j] = hv[j];
@@ -295,12 +305,17 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
   Tensor dgh = (lstm || elman) ? dgx : at::empty({steps, G, B, K}, opts);
   Tensor ds_all = at::empty({steps, G, B, W}, opts), dpre_all = at::empty({steps, G, B, rank}, opts);
   Tensor dx_all = at::empty({steps, G, B, I}, opts);
+  // The router's scale and bias gradients, sum over steps and samples of ds * |z| and ds: (G, W).
+  Tensor d_scale = at::zeros({G, W}, opts), d_bias = at::zeros({G, W}, opts);
   const T *dyp = dy.data_ptr<T>(), *dsep = ds_ext.data_ptr<T>(), *kxp = ptr_or_null<T>(k_x), *khp = ptr_or_null<T>(k_h);
   const T *gsp = ptr_or_null<T>(gru_saved), *ap = ptr_or_null<T>(preact), *gwp = ptr_or_null<T>(gate_w);
   const T* dep = ptr_or_null<T>(da_ext);
   Tensor da_all = gated ? at::empty({steps, G, B, H}, opts) : at::empty({0}, opts);
   T* dap = gated ? da_all.data_ptr<T>() : nullptr;
   std::vector<T> base(inline_gru ? R * H : 0);
+  // Absent optional inputs read as zeros inside the vector loops (see the forward's gate weights).
+  const std::vector<T> zero_row(H, T(0));
+  const T* zero = zero_row.data();
   const T *crp = ptr_or_null<T>(carry), *kcp = ptr_or_null<T>(k_c), *ccp = ptr_or_null<T>(c_carry);
   const T *ckp = ptr_or_null<T>(c_keep), *hfp = ptr_or_null<T>(h_from_c), *exp_ = ptr_or_null<T>(extra);
   const T *slp = st_slope.data_ptr<T>(), *zp = z.data_ptr<T>(), *uvp = u.data_ptr<T>(), *mp = mask.data_ptr<T>();
@@ -325,49 +340,52 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
       if (inline_gru) {
         const T* __restrict__ rzv = gsp + o * 4 * H;
         const T* __restrict__ h0 = zp + o * W + I;
-        const T* __restrict__ av = gated ? ap + o * H : nullptr;
-        const T* __restrict__ ev = gated && dep ? dep + o * H : nullptr;
-        const T* __restrict__ wv = gated && gwp ? gwp + (r / B) * H : nullptr;
+        const T* __restrict__ av = gated ? ap + o * H : zero;
+        const T* __restrict__ ev = gated && dep ? dep + o * H : zero;
+        const T* __restrict__ wv = gated && gwp ? gwp + (r / B) * H : zero;
         T* __restrict__ gh = dghp + o * K;
         T* __restrict__ bs = base.data() + r * H;
-        T* __restrict__ dav = gated ? dap + o * H : nullptr;
-        for (int64_t j = 0; j < H; ++j) {
-          const T v = d[j];
-          const T rr = rzv[j], zz = rzv[H + j], nn = rzv[2 * H + j], gn = rzv[3 * H + j];
-          const T k_n = (T(1) - zz) * (T(1) - nn * nn);
-          const T k_r = k_n * gn * rr * (T(1) - rr);
-          const T k_z = (h0[j] - nn) * zz * (T(1) - zz);
-          T open = T(1), carry = zz, b = T(0);
-          if (av) {
-            const T a = av[j];
-            open = a > T(0) ? T(1) : T(0);
-            const T sg = sigmoid<T>(a);
-            const T k_a = (nn + zz * (h0[j] - nn) - h0[j]) * sg * (T(1) - sg);
-            const T e = ev ? ev[j] : T(0);
-            const T w = wv ? wv[j] : T(0);
-            dav[j] = e + v * k_a;
-            carry = open * zz + (T(1) - open) + w * k_a;
-            b = w * e;
+        T* __restrict__ dav = gated ? dap + o * H : bs;  // ungated: never written
+        const auto step = [&](auto gate_on) {
+          constexpr bool kGated = decltype(gate_on)::value;
+#pragma omp simd
+          for (int64_t j = 0; j < H; ++j) {
+            const T v = d[j];
+            const T rr = rzv[j], zz = rzv[H + j], nn = rzv[2 * H + j], gn = rzv[3 * H + j];
+            const T k_n = (T(1) - zz) * (T(1) - nn * nn);
+            const T k_r = k_n * gn * rr * (T(1) - rr);
+            const T k_z = (h0[j] - nn) * zz * (T(1) - zz);
+            T open = T(1), carry = zz, b = T(0);
+            if constexpr (kGated) {
+              const T a = av[j];
+              open = a > T(0) ? T(1) : T(0);
+              const T sg = sigmoid<T>(a);
+              const T k_a = (nn + zz * (h0[j] - nn) - h0[j]) * sg * (T(1) - sg);
+              dav[j] = ev[j] + v * k_a;
+              carry = open * zz + (T(1) - open) + wv[j] * k_a;
+              b = wv[j] * ev[j];
+            }
+            const T vu = v * open;
+            gx[j] = vu * k_r; gx[H + j] = vu * k_z; gx[2 * H + j] = vu * k_n;
+            gh[j] = vu * k_r; gh[H + j] = vu * k_z; gh[2 * H + j] = vu * k_n * rr;
+            bs[j] = v * carry + b;
           }
-          const T vu = v * open;
-          gx[j] = vu * k_r; gx[H + j] = vu * k_z; gx[2 * H + j] = vu * k_n;
-          gh[j] = vu * k_r; gh[H + j] = vu * k_z; gh[2 * H + j] = vu * k_n * rr;
-          bs[j] = v * carry + b;
-        }
+        };
+        if (gated) step(std::true_type{}); else step(std::false_type{});
       } else if (lstm) {
         const T* __restrict__ kx = kxp + o * K;
         T* __restrict__ cc = dcp + r * H;
         std::copy(cc, cc + H, dcap + o * H);
         const T* __restrict__ kc = kcp + o * H;
         const T* __restrict__ cca = ccp + o * H;
-        const T* __restrict__ ck = ckp ? ckp + o * H : nullptr;
+        const T* __restrict__ ck = ckp ? ckp + o * H : zero;
         for (int64_t j = 0; j < H; ++j) {
           const T e = cc[j] + d[j] * kc[j];
           gx[j] = e * kx[j];
           gx[H + j] = e * kx[H + j];
           gx[2 * H + j] = e * kx[2 * H + j];
           gx[3 * H + j] = d[j] * kx[3 * H + j];
-          cc[j] = e * cca[j] + (ck ? dcap[o * H + j] * ck[j] : T(0));
+          cc[j] = e * cca[j] + dcap[o * H + j] * ck[j];
         }
       } else {
         const T* __restrict__ kx = kxp + o * K;
@@ -408,6 +426,13 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
         const int64_t j = I + idx_h[r * k_h_count + q];
         ds[j] += dhk[r * k_h_count + q] * zr[j] * sl[j];
       }
+      T* __restrict__ dsc = d_scale.data_ptr<T>() + g * W;
+      T* __restrict__ dbi = d_bias.data_ptr<T>() + g * W;
+#pragma omp simd
+      for (int64_t w = 0; w < W; ++w) {
+        dsc[w] += ds[w] * std::abs(zr[w]);
+        dbi[w] += ds[w];
+      }
       T* __restrict__ dpre = dprp + o * rank;
       for (int64_t q = 0; q < rank; ++q)
         dpre[q] = dot<T>(ds, upp + (g * rank + q) * W, W) * (T(1) - ur[q] * ur[q]);
@@ -432,28 +457,33 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
       const T* __restrict__ hf = hfp ? hfp + o * H : nullptr;
       const T* __restrict__ ex = exp_ ? exp_ + o * H : nullptr;
       const T a = (alive.defined() && resets[t]) ? alive.data_ptr<T>()[t * B + b] : T(1);
-      const T* __restrict__ bs = inline_gru ? base.data() + r * H : nullptr;
-      for (int64_t j = 0; j < H; ++j) {
-        T v = dz[I + j];
-        if (bs) v += bs[j];
-        if (cr) v += d[j] * cr[j];
-        if (hf) v += dcap[o * H + j] * hf[j];
-        if (ex) v += ex[j];
-        d[j] = v * a;
+      // One pass per term present (no conditional reads inside the vector loops).
+      T* __restrict__ v = dzp + I;
+      if (inline_gru) {
+        const T* __restrict__ bs = base.data() + r * H;
+        for (int64_t j = 0; j < H; ++j) v[j] += bs[j];
       }
+      if (cr)
+        for (int64_t j = 0; j < H; ++j) v[j] += d[j] * cr[j];
+      if (hf)
+        for (int64_t j = 0; j < H; ++j) v[j] += dcap[o * H + j] * hf[j];
+      if (ex)
+        for (int64_t j = 0; j < H; ++j) v[j] += ex[j];
+      for (int64_t j = 0; j < H; ++j) d[j] = v[j] * a;
       if (lstm && a != T(1))
         for (int64_t j = 0; j < H; ++j) dcp[r * H + j] *= a;
     }
   }
-  return {dh_all, dc_all, dgx, dgh, ds_all, dpre_all, dx_all, dh, dc, da_all};
+  return {dh_all, dc_all, dgx, dgh, ds_all, dpre_all, dx_all, dh, dc, da_all, d_scale, d_bias};
 }
 
 template <typename T>
-Tensor routed_weight_grads_impl(Tensor dgates, Tensor values, Tensor mask, int64_t offset, int64_t n) {
+std::vector<Tensor> routed_weight_grads_impl(Tensor dgates, Tensor values, Tensor mask, int64_t offset, int64_t n) {
   dgates = dgates.contiguous(); values = values.contiguous(); mask = mask.contiguous();
   const int64_t steps = dgates.size(0), G = dgates.size(1), B = dgates.size(2), K = dgates.size(3);
   const int64_t W = values.size(3);
   Tensor dw = at::empty({G, K, n}, dgates.options()), dwt = at::empty({n, K}, dgates.options());
+  Tensor db = at::zeros({G, 1, K}, dgates.options());
   const T *dp = dgates.data_ptr<T>(), *vp = values.data_ptr<T>(), *mp = mask.data_ptr<T>();
   std::vector<int64_t> start(n + 1);
   std::vector<int32_t> rows;
@@ -479,8 +509,15 @@ Tensor routed_weight_grads_impl(Tensor dgates, Tensor values, Tensor mask, int64
       }
     channel_outer<T>(dp, K, start.data(), rows.data(), vals.data(), n, dwt.data_ptr<T>());
     transpose_into<T>(dwt.data_ptr<T>(), dw.data_ptr<T>() + g * K * n, n, K);
+    T* __restrict__ bg = db.data_ptr<T>() + g * K;
+    for (int64_t t = 0; t < steps; ++t)
+      for (int64_t b = 0; b < B; ++b) {
+        const T* __restrict__ row = dp + ((t * G + g) * B + b) * K;
+#pragma omp simd
+        for (int64_t j = 0; j < K; ++j) bg[j] += row[j];
+      }
   }
-  return dw;
+  return {dw, db};
 }
 
 }  // namespace
@@ -507,7 +544,7 @@ std::vector<Tensor> routed_backward(std::string cell, Tensor dy, Tensor dh, Tens
                                             w_hh_t, up, down, k_in, k_h_count))
 }
 
-Tensor routed_weight_grads(Tensor dgates, Tensor values, Tensor mask, int64_t offset, int64_t n) {
+std::vector<Tensor> routed_weight_grads(Tensor dgates, Tensor values, Tensor mask, int64_t offset, int64_t n) {
   DISPATCH(dgates, routed_weight_grads_impl<scalar>(dgates, values, mask, offset, n))
 }
 
