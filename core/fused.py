@@ -254,8 +254,11 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
     if preact is None and scores is None:
         traces = [make_trace([], [], [], [], n_elements) for _ in layers]
     else:
+        # The router's importance (sigmoid of the scores, summed) feeds only the balance loss: as in the
+        # compiled backend, it is computed when that loss is on.
         traces = [_trace(preact[:, g] if preact is not None else None,
-                         scores[:, g] if scores is not None else None, n_in, n_elements) for g in range(len(layers))]
+                         scores[:, g] if scores is not None and layer.router_balance_weight > 0 else None, n_in,
+                         n_elements) for g, layer in enumerate(layers)]
     return ys, h, c, new_times, traces
 
 

@@ -172,25 +172,31 @@ def _stack(tensors: list[torch.Tensor]) -> torch.Tensor:
 
 def routed_group(layers, x: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor], alive, resets,
                  gate_x: Optional[torch.Tensor], gate_w: Optional[torch.Tensor]):
-    """Run a routed group; returns ``y, h, c (or None), scores (T, G, B, W), a (or None)``."""
+    """Run a routed group; returns ``y, h, c (or None), scores (T, G, B, W), a (or None)``.
+
+    Parameters are read from the modules' ``_parameters`` (``nn.Module.__getattr__`` costs about a
+    microsecond a lookup, which adds up on acting and streaming steps)."""
     first = layers[0]
-    weights = [layer.effective_weights() for layer in layers]
-    w_ih = _stack([w for w, _ in weights])
-    w_hh = _stack([w for _, w in weights])
-    b_ih = _stack([layer.bias_ih for layer in layers]).unsqueeze(1)
-    b_hh = _stack([layer.bias_hh for layer in layers]).unsqueeze(1)
-    routers = [layer.router for layer in layers]
-    scale = _stack([r.scale for r in routers]).unsqueeze(1)
-    bias = _stack([r.bias for r in routers]).unsqueeze(1)
-    down = _stack([r.down for r in routers])
-    up = _stack([r.up for r in routers])
+    params = [layer._parameters for layer in layers]
+    routers = [layer._modules["router"]._parameters for layer in layers]
+    b_ih = _stack([p["bias_ih"] for p in params]).unsqueeze(1)
+    b_hh = _stack([p["bias_hh"] for p in params]).unsqueeze(1)
+    scale = _stack([r["scale"] for r in routers]).unsqueeze(1)
+    bias = _stack([r["bias"] for r in routers]).unsqueeze(1)
+    down = _stack([r["down"] for r in routers])
+    up = _stack([r["up"] for r in routers])
     k_in, k_h = first.keep_count_input, first.keep_count_hidden
     loops = native_for(x)
-    native_weights = None
+    native_weights = w_ih = w_hh = None
     if loops is not None:
         pairs = [transposed_weights(layer) for layer in layers]
         native_weights = (loops, [p[0] for p in pairs], [p[1] for p in pairs])
-    if torch.is_grad_enabled():
+    grad = torch.is_grad_enabled()
+    if grad or loops is None:  # the autograd function returns W's gradients; the TorchScript loop reads W
+        weights = [layer.effective_weights() for layer in layers]
+        w_ih = _stack([w for w, _ in weights])
+        w_hh = _stack([w for _, w in weights])
+    if grad:
         y, h, c_out, scores, preact = RoutedSequence.apply(first.cell, x, h, c, alive, resets, w_ih, b_ih, w_hh,
                                                            b_hh, scale, bias, down, up, k_in, k_h, gate_x, gate_w,
                                                            native_weights)

@@ -139,12 +139,15 @@ def routed_vs_dense(rows: list[dict]) -> list[dict]:
 
 
 def one_step_rows(args, device: torch.device, sync) -> list[dict]:
-    """One acting / streaming step: ``layer(x (1, B, I), state)`` without grad, dense vs routed, ``auto`` backend."""
+    """One acting / streaming step: ``layer(x (1, B, I), state)`` without grad, the routed layer (``auto``
+    backend) against the dense layer on its faster backend for the call (``auto`` or ``reference``) and
+    ``nn.GRU``."""
     rows = []
     print(f"one step: T=1 B={args.step_batch} I={args.I}, no grad, backend auto; median of {args.step_repeats}")
     for H in args.hidden:
         x = torch.randn(1, args.step_batch, args.I, device=device)
         dense = SparseRecurrent(args.I, H, cell="gru", seed=0, device=device)
+        dense_reference = SparseRecurrent(args.I, H, cell="gru", seed=0, device=device, backend="reference")
         state = dense.initial_state(args.step_batch)
 
         def step(layer):
@@ -154,7 +157,9 @@ def one_step_rows(args, device: torch.device, sync) -> list[dict]:
                 sync()
             return call
 
-        dense_ms = time_call(step(dense), args.step_repeats, warmup=5)
+        auto_ms = time_call(step(dense), args.step_repeats, warmup=5)
+        reference_ms = time_call(step(dense_reference), args.step_repeats, warmup=5)
+        dense_ms = min(auto_ms, reference_ms)  # the dense layer on its faster backend for this call
         nn_gru = torch.nn.GRU(args.I, H).to(device)
         h0 = torch.zeros(1, args.step_batch, H, device=device)
 
@@ -164,7 +169,8 @@ def one_step_rows(args, device: torch.device, sync) -> list[dict]:
             sync()
 
         nn_ms = time_call(nn_call, args.step_repeats, warmup=5)
-        print(f"{H:>5} dense gru {dense_ms * 1e3:9.1f} us   nn.GRU {nn_ms * 1e3:9.1f} us")
+        print(f"{H:>5} dense gru: auto ({dense.last_backend}) {auto_ms * 1e3:9.1f} us, reference "
+              f"{reference_ms * 1e3:9.1f} us   nn.GRU {nn_ms * 1e3:9.1f} us")
         for frac in args.fractions:
             if frac >= 1.0:
                 continue
@@ -172,7 +178,8 @@ def one_step_rows(args, device: torch.device, sync) -> list[dict]:
                 layer = SparseRecurrent(args.I, H, cell="gru", router_keep=keep, seed=0, device=device)
                 ms = time_call(step(layer), args.step_repeats, warmup=5)
                 row = {"hidden": H, "batch": args.step_batch, "keep": list(keep) if isinstance(keep, tuple) else keep,
-                       "routed_us": ms * 1e3, "dense_us": dense_ms * 1e3, "nn_gru_us": nn_ms * 1e3,
+                       "routed_us": ms * 1e3, "dense_us": dense_ms * 1e3, "dense_auto_us": auto_ms * 1e3,
+                       "dense_reference_us": reference_ms * 1e3, "nn_gru_us": nn_ms * 1e3,
                        "speedup_vs_dense": dense_ms / ms, "speedup_vs_nn_gru": nn_ms / ms,
                        "backend": layer.last_backend}
                 rows.append(row)
