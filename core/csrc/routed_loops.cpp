@@ -43,34 +43,94 @@ inline T rank_key(T v) {
   }
 }
 
-// The k best channels of s[0:n] (higher score first; equal scores: the lower index first), as
-// ascending indices into idx[0:k], and mask[0:n] set to 1 there and 0 elsewhere. One ascending pass
-// keeps the best k so far in a heap whose top is the worst of them; a later channel enters only
-// with a strictly higher score (on a tie the earlier, lower index stays), so the set is exact.
+// Scores as unsigned integers in the same order (NaN first, as rank_key; -0 as +0): then the
+// selection below is integer compares that vectorise, with no data-dependent branches.
 template <typename T>
-void select_top_k(const T* s, int64_t n, int64_t k, int32_t* idx, T* mask, std::vector<std::pair<T, int32_t>>& heap) {
+using OrderKey = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+
+template <typename T>
+inline OrderKey<T> order_key(T v) {
+  using U = OrderKey<T>;
+  constexpr U kSign = U(1) << (8 * sizeof(T) - 1);
+  v = rank_key(v);
+  U u;
+  std::memcpy(&u, &v, sizeof(T));
+  if (u == kSign) u = 0;
+  return (u & kSign) ? ~u : (u | kSign);
+}
+
+// The k best channels of s[0:n] (higher score first; equal scores: the lower index first), as
+// ascending indices into idx[0:k], and mask[0:n] set to 1 there and 0 elsewhere. The k-th best
+// key is built bit by bit (the largest c with at least k keys >= c; each bit one counting pass);
+// then one ascending pass keeps the keys above it and, of those equal to it, the lowest-indexed.
+//
+// For at most 16 channels, each channel's rank is counted directly. For a small budget (k <= n / 8)
+// one ascending pass with a heap of the best k so far is cheaper
+// (a later channel enters only with a strictly higher key, so on a tie the lower index stays).
+template <typename T>
+void select_top_k(const T* s, int64_t n, int64_t k, int32_t* idx, T* mask, std::vector<OrderKey<T>>& keys) {
+  using U = OrderKey<T>;
   if (k >= n) {
     for (int64_t j = 0; j < n; ++j) { idx[j] = int32_t(j); mask[j] = T(1); }
     return;
   }
-  const auto better = [](const std::pair<T, int32_t>& a, const std::pair<T, int32_t>& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  };
-  heap.clear();
-  for (int64_t j = 0; j < k; ++j) heap.emplace_back(rank_key(s[j]), int32_t(j));
-  std::make_heap(heap.begin(), heap.end(), better);  // top: the worst kept
-  for (int64_t j = k; j < n; ++j) {
-    const T v = rank_key(s[j]);
-    if (v > heap.front().first) {
-      std::pop_heap(heap.begin(), heap.end(), better);
-      heap.back() = {v, int32_t(j)};
-      std::push_heap(heap.begin(), heap.end(), better);
+  if (n <= 16) {  // a few channels (e.g. an observation): each one's rank by direct comparison
+    int64_t q = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const U v = order_key(s[j]);
+      int64_t rank = 0;
+      for (int64_t i = 0; i < n; ++i) {
+        const U w = order_key(s[i]);
+        rank += w > v || (w == v && i < j);
+      }
+      const bool keep = rank < k;
+      mask[j] = keep ? T(1) : T(0);
+      if (keep) idx[q++] = int32_t(j);
     }
+    return;
   }
-  for (int64_t q = 0; q < k; ++q) idx[q] = heap[q].second;
-  std::sort(idx, idx + k);
-  for (int64_t j = 0; j < n; ++j) mask[j] = T(0);
-  for (int64_t q = 0; q < k; ++q) mask[idx[q]] = T(1);
+  if (8 * k <= n) {
+    std::vector<std::pair<U, int32_t>> heap;
+    heap.reserve(k);
+    const auto better = [](const std::pair<U, int32_t>& a, const std::pair<U, int32_t>& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
+    for (int64_t j = 0; j < k; ++j) heap.emplace_back(order_key(s[j]), int32_t(j));
+    std::make_heap(heap.begin(), heap.end(), better);  // top: the worst kept
+    for (int64_t j = k; j < n; ++j) {
+      const U v = order_key(s[j]);
+      if (v > heap.front().first) {
+        std::pop_heap(heap.begin(), heap.end(), better);
+        heap.back() = {v, int32_t(j)};
+        std::push_heap(heap.begin(), heap.end(), better);
+      }
+    }
+    for (int64_t q = 0; q < k; ++q) idx[q] = heap[q].second;
+    std::sort(idx, idx + k);
+    for (int64_t j = 0; j < n; ++j) mask[j] = T(0);
+    for (int64_t q = 0; q < k; ++q) mask[idx[q]] = T(1);
+    return;
+  }
+  keys.resize(n);
+  U* __restrict__ key = keys.data();
+  for (int64_t j = 0; j < n; ++j) key[j] = order_key(s[j]);
+  U c = 0;
+  for (int bit = int(8 * sizeof(T)) - 1; bit >= 0; --bit) {
+    const U candidate = c | (U(1) << bit);
+    int64_t count = 0;
+#pragma omp simd reduction(+ : count)
+    for (int64_t j = 0; j < n; ++j) count += key[j] >= candidate;
+    if (count >= k) c = candidate;
+  }
+  int64_t above = 0;
+#pragma omp simd reduction(+ : above)
+  for (int64_t j = 0; j < n; ++j) above += key[j] > c;
+  int64_t ties = k - above, q = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const bool keep = key[j] > c || (key[j] == c && ties-- > 0);
+    mask[j] = keep ? T(1) : T(0);
+    if (keep) idx[q++] = int32_t(j);
+  }
 }
 
 // The ascending indices of the kept channels of one mask row (exactly k of them).
@@ -139,7 +199,7 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
   const std::vector<T> zero_row(H, T(0));
   std::vector<int32_t> idx_in(R * k_in), idx_h(R * k_h);
   std::vector<T> vals_in(R * k_in), vals_h(R * k_h), c_new(H);
-  std::vector<std::pair<T, int32_t>> keys;
+  std::vector<OrderKey<T>> keys;
   const T* xp = x.data_ptr<T>();
   T* hp = h.data_ptr<T>();
   T* cp = lstm ? c.data_ptr<T>() : nullptr;

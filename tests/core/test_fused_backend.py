@@ -265,3 +265,26 @@ def test_routed_loops_see_every_weight_change(change, assert_rel_close):
         y_ref, final_ref = layer(x, state, starts)
     assert_rel_close("y", y, y_ref, RTOL)
     assert_rel_close("state", final, final_ref, RTOL)
+
+
+@pytest.mark.parametrize("hidden,keep", [(12, 0.25), (40, 0.1), (40, 0.4), (300, 0.05), (300, 0.5)])
+def test_routed_top_k_breaks_ties_by_the_lower_index_as_the_reference(hidden, keep, loops, assert_rel_close):
+    """Scores with many exact ties (the router's scale and context term zeroed, so each channel's
+    score is its bias, drawn from a few values, with a -0.0 among the zeros): every selection
+    strategy of the C++ top-k (direct ranks, heap, bit-by-bit threshold) must keep the channels
+    the reference keeps, or the outputs differ."""
+    layer = SparseRecurrent(9, hidden, router_keep=keep, seed=hidden, dtype=torch.float64, backend="reference")
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(hidden)
+        layer.router.scale.zero_()
+        layer.router.up.zero_()
+        layer.router.bias.copy_(torch.randint(-2, 3, layer.router.bias.shape, generator=gen).double())
+        zeros = (layer.router.bias == 0).nonzero().flatten()
+        layer.router.bias[zeros[::2]] = -0.0
+    x, state, starts = random_inputs(layer, hidden, steps=5, batch=4)
+    with torch.no_grad():
+        y_ref, s_ref = layer(x, state, starts)
+        layer.backend = "fused"
+        y, s = layer(x, state, starts)
+    assert_rel_close("y", y, y_ref, RTOL)
+    assert_rel_close("state", s, s_ref, RTOL)
