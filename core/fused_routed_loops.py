@@ -17,10 +17,12 @@ from .fused_loops import _gate_preactivation, _lstm_cell
 
 
 def _topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """``(G, B, W)`` float mask with exactly ``k`` ones per row: the top-k scores."""
+    """``(G, B, W)`` float mask with exactly ``k`` ones per row: the top-k scores (equal scores:
+    the lower channel index first, as in the reference)."""
     if k >= scores.shape[2]:
         return torch.ones_like(scores)
-    return torch.zeros_like(scores).scatter(2, scores.topk(k, 2).indices, 1.0)
+    order = torch.sort(scores, dim=2, descending=True, stable=True).indices
+    return torch.zeros_like(scores).scatter(2, order[:, :, :k], 1.0)
 
 
 def routed_forward(cell: str, x: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor],

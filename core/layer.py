@@ -184,6 +184,7 @@ class SparseRecurrent(nn.Module):
         """What ``copy.deepcopy`` and pickling copy: the module, with the last call's trace
         detached (it holds tensors of the caller's autograd graph, which deepcopy refuses)."""
         state = self.__dict__.copy()
+        state.pop("_transposed_weights", None)  # a cache of the fused routed loops, rebuilt on use
         trace = state.get("_last_trace")
         if trace is not None:
             state["_last_trace"] = {key: value.detach() if isinstance(value, torch.Tensor) else value

@@ -21,8 +21,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean ``(B, W)`` mask with exactly ``k`` True entries per row: the top-k scores."""
-    return torch.zeros_like(scores, dtype=torch.bool).scatter(1, scores.topk(k, dim=1).indices, True)
+    """Boolean ``(B, W)`` mask with exactly ``k`` True entries per row: the top-k scores; among
+    equal scores the lower channel index is kept (every backend follows this rule)."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    return torch.zeros_like(scores, dtype=torch.bool).scatter(1, order[:, :k], True)
 
 
 def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,

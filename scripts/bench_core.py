@@ -3,13 +3,19 @@
 Forward (no grad) and forward+backward of one (T, B, I) sequence, for hidden
 sizes H, at static density d (density_ih = density_hh = d) and at router keep
 k (input and hidden), all measured in the same run. Ratios are
-``time(nn.GRU dense) / time(ours)``: above 1 means faster than nn.GRU.
+``time(nn.GRU dense) / time(ours)``: above 1 means faster than nn.GRU. For
+routed layers it also prints ``time(same layer dense) / time(routed)`` (the
+same backend, ``keep=1``) and, with ``--step``, the time of one acting /
+streaming step (T=1, B=``--step-batch``, no grad) of the dense and the routed
+layer on the ``auto`` backend.
 
 Example::
 
     python scripts/bench_core.py --json out/bench_core.json
     python scripts/bench_core.py --hidden 256 --backends compiled --repeats 3   # quick
     python scripts/bench_core.py --T 32 --B 8 --I 4 --hidden 64 --fractions 1 0.1   # RL's shapes
+    python scripts/bench_core.py --T 32 --B 64 --I 64 --hidden 1024 --fractions 1 0.1 --backends fused \
+        --threads 1 --step   # routed vs dense (issue 12's targets)
 """
 from __future__ import annotations
 
@@ -49,6 +55,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--step", action="store_true",
+                        help="also time one step (T=1, no grad) of the dense and the routed layers")
+    parser.add_argument("--step-batch", type=int, default=1)
+    parser.add_argument("--step-repeats", type=int, default=200)
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -97,10 +107,85 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(row)
             print(f"{H:>5} {name:<34} {fwd:>9.1f} {fwd_bwd:>11.1f} {row['speedup_vs_nn_gru_forward']:>12.2f}x "
                   f"{row['speedup_vs_nn_gru_forward_backward']:>12.2f}x", flush=True)
+    routed = routed_vs_dense(rows)
+    steps = one_step_rows(args, device, sync) if args.step else []
     payload = {"benchmark": "bench_core", "command": " ".join(["python", "scripts/bench_core.py", *(argv or sys.argv[1:])]),
-               "machine": machine_info(), "shape": {"T": args.T, "B": args.B, "I": args.I}, "rows": rows}
+               "machine": machine_info(), "shape": {"T": args.T, "B": args.B, "I": args.I}, "rows": rows,
+               "routed_vs_dense": routed, "one_step": steps}
     write_json(args.json, payload)
     return payload
+
+
+def routed_vs_dense(rows: list[dict]) -> list[dict]:
+    """``time(<backend> gru density=1) / time(<backend> gru keep=k)`` per hidden size, backend and keep."""
+    by_name = {(row["hidden"], row["model"]): row for row in rows}
+    out = []
+    for (hidden, name), row in by_name.items():
+        if " gru keep=" not in name:
+            continue
+        backend, keep = name.split(" gru keep=")
+        dense = by_name.get((hidden, f"{backend} gru density=1"))
+        if dense is None:
+            continue
+        out.append({"hidden": hidden, "backend": backend, "keep": float(keep),
+                    "forward_speedup": dense["forward_ms"] / row["forward_ms"],
+                    "forward_backward_speedup": dense["forward_backward_ms"] / row["forward_backward_ms"]})
+    if out:
+        print("routed vs the same layer dense (same backend): time(dense) / time(routed)")
+        for r in out:
+            print(f"{r['hidden']:>5} {r['backend']:<10} keep={r['keep']:<5g} forward {r['forward_speedup']:6.2f}x   "
+                  f"forward+backward {r['forward_backward_speedup']:6.2f}x")
+    return out
+
+
+def one_step_rows(args, device: torch.device, sync) -> list[dict]:
+    """One acting / streaming step: ``layer(x (1, B, I), state)`` without grad, the routed layer (``auto``
+    backend) against the dense layer on its faster backend for the call (``auto`` or ``reference``) and
+    ``nn.GRU``."""
+    rows = []
+    print(f"one step: T=1 B={args.step_batch} I={args.I}, no grad, backend auto; median of {args.step_repeats}")
+    for H in args.hidden:
+        x = torch.randn(1, args.step_batch, args.I, device=device)
+        dense = SparseRecurrent(args.I, H, cell="gru", seed=0, device=device)
+        dense_reference = SparseRecurrent(args.I, H, cell="gru", seed=0, device=device, backend="reference")
+        state = dense.initial_state(args.step_batch)
+
+        def step(layer):
+            def call():
+                with torch.no_grad():
+                    layer(x, state)
+                sync()
+            return call
+
+        auto_ms = time_call(step(dense), args.step_repeats, warmup=5)
+        reference_ms = time_call(step(dense_reference), args.step_repeats, warmup=5)
+        dense_ms = min(auto_ms, reference_ms)  # the dense layer on its faster backend for this call
+        nn_gru = torch.nn.GRU(args.I, H).to(device)
+        h0 = torch.zeros(1, args.step_batch, H, device=device)
+
+        def nn_call():
+            with torch.no_grad():
+                nn_gru(x, h0)
+            sync()
+
+        nn_ms = time_call(nn_call, args.step_repeats, warmup=5)
+        print(f"{H:>5} dense gru: auto ({dense.last_backend}) {auto_ms * 1e3:9.1f} us, reference "
+              f"{reference_ms * 1e3:9.1f} us   nn.GRU {nn_ms * 1e3:9.1f} us")
+        for frac in args.fractions:
+            if frac >= 1.0:
+                continue
+            for keep in (frac, (1.0, frac)):
+                layer = SparseRecurrent(args.I, H, cell="gru", router_keep=keep, seed=0, device=device)
+                ms = time_call(step(layer), args.step_repeats, warmup=5)
+                row = {"hidden": H, "batch": args.step_batch, "keep": list(keep) if isinstance(keep, tuple) else keep,
+                       "routed_us": ms * 1e3, "dense_us": dense_ms * 1e3, "dense_auto_us": auto_ms * 1e3,
+                       "dense_reference_us": reference_ms * 1e3, "nn_gru_us": nn_ms * 1e3,
+                       "speedup_vs_dense": dense_ms / ms, "speedup_vs_nn_gru": nn_ms / ms,
+                       "backend": layer.last_backend}
+                rows.append(row)
+                print(f"{H:>5} keep={str(keep):<12} {ms * 1e3:9.1f} us  {dense_ms / ms:6.2f}x dense  "
+                      f"{nn_ms / ms:6.2f}x nn.GRU  ({layer.last_backend})")
+    return rows
 
 
 if __name__ == "__main__":

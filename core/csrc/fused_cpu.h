@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
 #include <vector>
 
 #include "small_gemm.h"
@@ -39,11 +42,17 @@ template <> constexpr float kSigmoidOne<float> = 17.5f;       // exp(-17.5) ~ 2.
 template <typename T> constexpr T kTanhSaturated = T(19.5);  // 1 - tanh(19.5) ~ 2.3e-17 < eps(double) / 4
 template <> constexpr float kTanhSaturated<float> = 9.5f;     // 1 - tanh(9.5) ~ 1.1e-8 < eps(float) / 4
 
+// Below -kExpOverflow<T>, exp(-v) overflows and torch's 1 / (1 + exp(-v)) is exactly 0; so is this
+// sigmoid there (not a subnormal exp(v)): a state that is exactly 0 in the reference must be exactly 0
+// here too, since the router's |z| has a kink at 0.
+template <typename T> constexpr T kExpOverflow = T(709.782712893384);  // log of the largest double
+template <> constexpr float kExpOverflow<float> = 88.72283905206835f;  // log of the largest float
+
 template <typename T>
 inline T sigmoid(T v) {
   const T e = std::exp(-std::min(std::abs(v), kExpUnderflow<T>));
   const T s = T(1) / (T(1) + e);
-  return v >= kSigmoidOne<T> ? T(1) : (v >= T(0) ? s : e * s);
+  return v >= kSigmoidOne<T> ? T(1) : (v >= T(0) ? s : (v < -kExpOverflow<T> ? T(0) : e * s));
 }
 
 template <typename T>
@@ -127,5 +136,24 @@ std::vector<Tensor> gru_cell_backward(Tensor dy, Tensor dh, OptTensor da_ext, Te
 std::vector<Tensor> lstm_cell_backward(Tensor dy, Tensor dh, Tensor dc, OptTensor da_ext, Tensor h_read, Tensor c_read,
                                   Tensor act, Tensor cand, OptTensor preact, OptTensor gate_w, OptTensor alive,
                                   std::vector<bool> resets, Tensor w_hh);
+
+// The routed loops (routed_loops.cpp; TorchScript twins in fused_routed_loops.py): weights transposed,
+// one contiguous (n, k*H) tensor per layer; sequences time-major (T, G, B, .).
+std::vector<Tensor> routed_forward(std::string cell, Tensor x, Tensor h, OptTensor c, OptTensor alive,
+                                   std::vector<bool> resets, std::vector<Tensor> w_ih_t, Tensor b_ih,
+                                   std::vector<Tensor> w_hh_t, Tensor b_hh, Tensor scale, Tensor bias, Tensor down,
+                                   Tensor up, int64_t k_in, int64_t k_h, OptTensor gate_x, OptTensor gate_w,
+                                   bool save);
+std::vector<Tensor> routed_backward(std::string cell, Tensor dy, Tensor dh, Tensor dc, Tensor ds_ext, OptTensor alive,
+                                    std::vector<bool> resets, OptTensor k_x, OptTensor k_h, OptTensor gru_saved,
+                                    OptTensor preact, OptTensor gate_w, OptTensor da_ext, OptTensor carry, OptTensor k_c,
+                                    OptTensor c_carry, OptTensor c_keep, OptTensor h_from_c, OptTensor extra,
+                                    Tensor st_slope, Tensor z, Tensor u, Tensor mask, Tensor scale,
+                                    std::vector<Tensor> w_ih_t, std::vector<Tensor> w_hh_t, Tensor up, Tensor down,
+                                    int64_t k_in, int64_t k_h_count);
+// dW (G, k*H, n) and db (G, 1, k*H) of gates = kept @ W^T + b over a sequence, dW accumulated over the kept
+// entries only: the columns [offset, offset + n) of values (T, G, B, .) where mask is nonzero, against
+// dgates (T, G, B, k*H).
+std::vector<Tensor> routed_weight_grads(Tensor dgates, Tensor values, Tensor mask, int64_t offset, int64_t n);
 
 }  // namespace sparsernn

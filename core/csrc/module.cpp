@@ -8,4 +8,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("single_state_backward", &sparsernn::single_state_backward);
   m.def("gru_cell_backward", &sparsernn::gru_cell_backward);
   m.def("lstm_cell_backward", &sparsernn::lstm_cell_backward);
+  m.def("routed_forward", &sparsernn::routed_forward);
+  m.def("routed_backward", &sparsernn::routed_backward);
+  m.def("routed_weight_grads", &sparsernn::routed_weight_grads);
 }

@@ -75,12 +75,9 @@ def test_auto_backend_rule_is_visible():
     with torch.no_grad():
         dense(torch.randn(32, 2, 3))
         assert dense.last_backend == "fused"  # CPU, small unrouted call: the fused backend
-        routed(torch.randn(1, 2, 3))
-        assert routed.last_backend == "fused"  # a small call: the fused loop
-        routed(torch.randn(1, 16, 3))
-        assert routed.last_backend == "reference"  # wide, one step
-        routed(torch.randn(16, 16, 3))
-        assert routed.last_backend == "compiled"  # wide and long: gathered products pay off
+        for shape in ((1, 2, 3), (1, 16, 3), (16, 16, 3)):
+            routed(torch.randn(*shape))
+            assert routed.last_backend == "fused"  # on a CPU the C++ routed loops, whatever the shape
 
 
 @pytest.mark.parametrize("backend", ["reference", "compiled", "fused", "auto"])

@@ -31,10 +31,11 @@ def reference_masks(monkeypatch, keep, x, state, starts=None):
 def test_fused_usage_is_the_share_of_rows_the_reference_kept(keep, monkeypatch):
     torch.manual_seed(0)
     x = torch.randn(T, B, I, dtype=torch.float64)
-    state = torch.randn(B, H, dtype=torch.float64)  # a non-zero state: no tied hidden scores
-    mask_in, mask_h = reference_masks(monkeypatch, keep, x, state)
+    state = torch.randn(B, H, dtype=torch.float64)
+    starts = (torch.rand(T, B) < 0.3).double()  # a reset zeroes h: every hidden score ties there
+    mask_in, mask_h = reference_masks(monkeypatch, keep, x, state, starts)
     layer = SparseRecurrent(I, H, router_keep=keep, seed=0, backend="fused", dtype=torch.float64)
-    layer(x.requires_grad_(), state)  # with gradient: the training path
+    layer(x.requires_grad_(), state, starts)  # with gradient: the training path
     usage = layer.channel_usage()
     assert layer.last_backend == "fused"
     assert torch.equal(usage["input"], mask_in.double().mean(0))
@@ -63,6 +64,19 @@ def test_a_group_records_each_layers_own_selection():
     alone(x_again, states[1])
     assert torch.equal(layers[1].channel_usage()["hidden"], alone.channel_usage()["hidden"])
     assert not torch.equal(layers[0].channel_usage()["hidden"], layers[1].channel_usage()["hidden"])
+
+
+def test_acting_calls_record_usage_too():
+    """No gradient, one step (RL's acting call, the streaming detector's): the C++ path records the same."""
+    layer = SparseRecurrent(I, H, router_keep=0.25, seed=0, backend="fused")
+    x, state = torch.randn(1, B, I), torch.randn(B, H)
+    with torch.no_grad():
+        layer(x, state)
+    usage = layer.channel_usage()
+    assert usage["hidden"].sum().item() == pytest.approx(layer.keep_count_hidden)
+    with_grad = SparseRecurrent(I, H, router_keep=0.25, seed=0, backend="fused")
+    with_grad(x, state)
+    assert torch.equal(usage["hidden"], with_grad.channel_usage()["hidden"])
 
 
 def test_ties_go_to_the_lower_channel_index():

@@ -161,12 +161,26 @@ def test_auto_picks_fused_for_small_calls_on_cpu():
     assert choose_backend(torch.zeros(32, 8, 4), layer) == "fused"
     assert choose_backend(torch.zeros(32, 1024, 4), layer) == "fused"  # B * H = 65536: RL's largest minibatches
     assert choose_backend(torch.zeros(32, 1025, 4), layer) == "reference"
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_auto_rule_for_routed_layers_on_cpu(native, monkeypatch):
+    """With the C++ loops, a routed layer always runs them (float32 / float64); without them
+    (SPARSERNN_NATIVE=0, or a dtype they do not take) the TorchScript loop for small calls,
+    the compiled gathered products for wide and long ones, else the reference."""
+    monkeypatch.setenv("SPARSERNN_NATIVE", native)
     routed = SparseRecurrent(4, 64, router_keep=0.1, seed=0)
-    assert choose_backend(torch.zeros(32, 8, 4), routed) == "fused"
-    assert choose_backend(torch.zeros(32, 256, 4), routed) == "reference"
     wide_routed = SparseRecurrent(4, 512, router_keep=0.1, seed=0)
-    assert choose_backend(torch.zeros(16, 16, 4), wide_routed) == "compiled"
-    assert choose_backend(torch.zeros(15, 16, 4), wide_routed) == "reference"
+    assert choose_backend(torch.zeros(32, 8, 4), routed) == "fused"
+    if native == "1":
+        for x in (torch.zeros(32, 256, 4), torch.zeros(16, 16, 4), torch.zeros(1, 1024, 4)):
+            assert choose_backend(x, wide_routed) == choose_backend(x, routed) == "fused"
+        x = torch.zeros(32, 256, 4, dtype=torch.bfloat16)
+        assert choose_backend(x, routed) == "reference"  # the C++ loops take float32 / float64 only
+    else:
+        assert choose_backend(torch.zeros(32, 256, 4), routed) == "reference"
+        assert choose_backend(torch.zeros(16, 16, 4), wide_routed) == "compiled"
+        assert choose_backend(torch.zeros(15, 16, 4), wide_routed) == "reference"
 
 
 def test_the_layer_applies_its_rule_and_shows_the_backend_that_ran():
@@ -227,3 +241,50 @@ def test_native_loops_are_built_and_used():
             assert _native_cell_entry(cell, torch.zeros(1, 1, 1, device="meta"), entry) is None
             assert _native_cell_entry(cell, torch.zeros(1, 1, 1, dtype=torch.bfloat16), entry) is None
         assert _native_cell_entry("elman", torch.zeros(1, 1, 1), entry) is None
+
+
+@pytest.mark.parametrize("change", ["in_place", "replaced", "state_dict", "masks"])
+def test_routed_loops_see_every_weight_change(change, assert_rel_close):
+    """The C++ routed loops read transposed weights kept on the layer between calls: an in-place
+    update (an optimiser step), a replaced parameter, load_state_dict or new masks must all be seen."""
+    layer = SparseRecurrent(6, 20, router_keep=0.3, density_hh=0.5, seed=4, dtype=torch.float64, backend="fused")
+    x, state, starts = random_inputs(layer, 3, steps=6, batch=3)
+    with torch.no_grad():
+        layer(x, state, starts)  # fills the cache
+        other = SparseRecurrent(6, 20, router_keep=0.3, density_hh=0.5, seed=5, dtype=torch.float64)
+        if change == "in_place":
+            layer.weight_hh.add_(torch.randn_like(layer.weight_hh) * layer.mask_hh)
+        elif change == "replaced":
+            layer.weight_ih = torch.nn.Parameter(torch.randn_like(layer.weight_ih))
+        elif change == "state_dict":
+            layer.load_state_dict(other.state_dict())
+        else:
+            layer.mask_hh.copy_(other.mask_hh)
+        y, final = layer(x, state, starts)
+        layer.backend = "reference"
+        y_ref, final_ref = layer(x, state, starts)
+    assert_rel_close("y", y, y_ref, RTOL)
+    assert_rel_close("state", final, final_ref, RTOL)
+
+
+@pytest.mark.parametrize("hidden,keep", [(12, 0.25), (40, 0.1), (40, 0.4), (300, 0.05), (300, 0.5)])
+def test_routed_top_k_breaks_ties_by_the_lower_index_as_the_reference(hidden, keep, loops, assert_rel_close):
+    """Scores with many exact ties (the router's scale and context term zeroed, so each channel's
+    score is its bias, drawn from a few values, with a -0.0 among the zeros): every selection
+    strategy of the C++ top-k (direct ranks, heap, bit-by-bit threshold) must keep the channels
+    the reference keeps, or the outputs differ."""
+    layer = SparseRecurrent(9, hidden, router_keep=keep, seed=hidden, dtype=torch.float64, backend="reference")
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(hidden)
+        layer.router.scale.zero_()
+        layer.router.up.zero_()
+        layer.router.bias.copy_(torch.randint(-2, 3, layer.router.bias.shape, generator=gen).double())
+        zeros = (layer.router.bias == 0).nonzero().flatten()
+        layer.router.bias[zeros[::2]] = -0.0
+    x, state, starts = random_inputs(layer, hidden, steps=5, batch=4)
+    with torch.no_grad():
+        y_ref, s_ref = layer(x, state, starts)
+        layer.backend = "fused"
+        y, s = layer(x, state, starts)
+    assert_rel_close("y", y, y_ref, RTOL)
+    assert_rel_close("state", s, s_ref, RTOL)
