@@ -72,8 +72,8 @@ class RoutedSequence(torch.autograd.Function):
                 cell, dy, dh, dc_in, ds_ext, alive, ctx.resets, k_x, k_h, None, None, None, None, carry, k_c,
                 c_carry, c_keep, h_from_c, extra, soft * (1 - soft), z, u, mask, scale, w_ih_t, w_hh_t, up, down,
                 k_in, k_hidden)[:9]
-            d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in, k_in)
-            d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in, k_hidden)
+            d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in)
+            d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in)
         else:
             soft = torch.sigmoid(scores)
             k_s = z * mask * soft * (1 - soft)  # straight-through: kept value x sigmoid'(score)
@@ -110,15 +110,13 @@ def _native_gru_backward(ctx, native, x, alive, scale, down, up, gate_w, preact,
     gru_saved = rz._base if rz._base is not None and rz._base.shape[3] == 2 * rz.shape[3] else torch.cat(saved, 3)
     soft = torch.sigmoid(scores)  # sigmoid'(s) rounded as the reference's autograd rounds it
     gated = preact is not None
-    _, _, dgx, dgh, ds, dpre, dx_all, dh0, _, da, d_scale, d_bias = loops.routed_backward(
+    _, _, dgx, dgh, _, _, dx_all, dh0, _, da, d_scale, d_bias, d_up, d_down = loops.routed_backward(
         "gru", dy, dh, dh, ds_ext, alive, ctx.resets, None, None, gru_saved, preact, gate_w,
         da_ext if gated else None, None, None, None, None, None, None, soft * (1 - soft), z, u, mask, scale,
         w_ih_t, w_hh_t, up, down, k_in, k_hidden)
-    d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in, k_in)
-    d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in, k_hidden)
+    d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in)
+    d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in)
     d_scale, d_bias = d_scale.unsqueeze(1), d_bias.unsqueeze(1)
-    d_up = weight_grads(ds, u)[0]
-    d_down = weight_grads(dpre, z)[0]
     d_gate_w = None
     if gated and gate_w is not None:
         d_gate_w = (da * z[..., n_in:]).sum((0, 2)).unsqueeze(1)
@@ -126,12 +124,10 @@ def _native_gru_backward(ctx, native, x, alive, scale, down, up, gate_w, preact,
             d_up, None, None, da if gated else None, d_gate_w, None)
 
 
-def _kept_weight_grads(loops, dgates, z, mask, offset: int, width: int, keep: int):
-    """``dW (G, k*H, width)``, ``db (G, 1, k*H)`` of one side's product: over the kept entries only
-    (C++, channel by channel) when the side is routed, else one GEMM over all steps."""
-    if keep < width:
-        return tuple(loops.routed_weight_grads(dgates, z, mask, offset, width))
-    return weight_grads(dgates, z[..., offset:offset + width])
+def _kept_weight_grads(loops, dgates, z, mask, offset: int, width: int):
+    """``dW (G, k*H, width)``, ``db (G, 1, k*H)`` of one side's product, over the kept entries only
+    (C++, channel by channel; an unrouted side keeps every entry)."""
+    return tuple(loops.routed_weight_grads(dgates, z, mask, offset, width))
 
 
 def transposed_weights(layer) -> tuple[torch.Tensor, torch.Tensor]:

@@ -367,6 +367,8 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
   Tensor dx_all = at::empty({steps, G, B, I}, opts);
   // The router's scale and bias gradients, sum over steps and samples of ds * |z| and ds: (G, W).
   Tensor d_scale = at::zeros({G, W}, opts), d_bias = at::zeros({G, W}, opts);
+  // The context term's gradients, sum over steps and samples of u (x) ds and dpre (x) z: as (G, r, W).
+  Tensor d_up_t = at::zeros({G, rank, W}, opts), d_down = at::zeros({G, rank, W}, opts);
   const T *dyp = dy.data_ptr<T>(), *dsep = ds_ext.data_ptr<T>(), *kxp = ptr_or_null<T>(k_x), *khp = ptr_or_null<T>(k_h);
   const T *gsp = ptr_or_null<T>(gru_saved), *ap = ptr_or_null<T>(preact), *gwp = ptr_or_null<T>(gate_w);
   const T* dep = ptr_or_null<T>(da_ext);
@@ -496,6 +498,16 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
       T* __restrict__ dpre = dprp + o * rank;
       for (int64_t q = 0; q < rank; ++q)
         dpre[q] = dot<T>(ds, upp + (g * rank + q) * W, W) * (T(1) - ur[q] * ur[q]);
+      for (int64_t q = 0; q < rank; ++q) {
+        T* __restrict__ gu = d_up_t.data_ptr<T>() + (g * rank + q) * W;
+        T* __restrict__ gd = d_down.data_ptr<T>() + (g * rank + q) * W;
+        const T uq = ur[q], pq = dpre[q];
+#pragma omp simd
+        for (int64_t w = 0; w < W; ++w) {
+          gu[w] += uq * ds[w];
+          gd[w] += pq * zr[w];
+        }
+      }
       const T* __restrict__ sc = scl + g * W;
       T* __restrict__ dzp = dz.data();
 #pragma omp simd
@@ -534,7 +546,8 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
         for (int64_t j = 0; j < H; ++j) dcp[r * H + j] *= a;
     }
   }
-  return {dh_all, dc_all, dgx, dgh, ds_all, dpre_all, dx_all, dh, dc, da_all, d_scale, d_bias};
+  return {dh_all, dc_all, dgx, dgh, ds_all, dpre_all, dx_all, dh, dc, da_all, d_scale, d_bias,
+          d_up_t.transpose(1, 2).contiguous(), d_down};
 }
 
 template <typename T>
