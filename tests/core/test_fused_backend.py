@@ -161,6 +161,10 @@ def test_auto_picks_fused_for_small_calls_on_cpu():
     assert choose_backend(torch.zeros(32, 8, 4), layer) == "fused"
     assert choose_backend(torch.zeros(32, 1024, 4), layer) == "fused"  # B * H = 65536: RL's largest minibatches
     assert choose_backend(torch.zeros(32, 1025, 4), layer) == "reference"
+    assert choose_backend(torch.zeros(1, 8, 4), layer) == "fused"  # RL's acting step
+    wide = SparseRecurrent(4, 256, seed=0)
+    assert choose_backend(torch.zeros(1, 1, 4), wide) == "reference"  # one step of a wide layer
+    assert choose_backend(torch.zeros(2, 1, 4), wide) == "fused"
 
 
 @pytest.mark.parametrize("native", ["1", "0"])
