@@ -131,21 +131,29 @@ def _kept_weight_grads(loops, dgates, z, mask, offset: int, width: int):
 
 
 def transposed_weights(layer) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(W_ih^T (I, k*H), W_hh^T (H, k*H))``, masked and contiguous, as the C++ routed loops read them:
-    kept on the layer until a weight or mask changes (in place or replaced), so acting and streaming
-    calls do not transpose ``W_hh`` at every step."""
+    """``(W_ih^T (I, k*H), W_hh^T (H, k*H))``, masked and contiguous, as the C++ routed loops read them.
+
+    Calls without gradient (acting, streaming) keep them on the layer, so a step does not transpose
+    ``W_hh``; the copy is used again only while the source tensors are the same objects with the same
+    version counters. A call with gradient always transposes afresh and drops the kept copy: fused
+    optimisers (``torch.optim.Adam(fused=True)``, which SB3 uses) update parameters in place
+    without bumping the version counter, and every such update follows a call with gradient. (An edit
+    through ``param.data`` also bypasses the counter; run a call with gradient, or
+    ``layer.load_state_dict``, after one.)"""
     params, buffers = layer._parameters, layer._buffers  # not nn.Module.__getattr__: acting calls are short
     sources = (params["weight_ih"], params["weight_hh"], buffers["mask_ih"], buffers["mask_hh"])
-    versions = tuple(t._version for t in sources)
-    cached = layer.__dict__.get("_transposed_weights")
-    # The cache holds its source tensors, so "the same tensor, not changed since" is an identity test
-    # plus the version counter (an in-place update, e.g. an optimiser step or load_state_dict, bumps it).
-    if cached is not None and cached[1] == versions and all(a is b for a, b in zip(cached[0], sources)):
-        return cached[2], cached[3]
+    if torch.is_grad_enabled():
+        layer.__dict__.pop("_transposed_weights", None)
+    else:
+        versions = tuple(t._version for t in sources)
+        cached = layer.__dict__.get("_transposed_weights")
+        if cached is not None and cached[1] == versions and all(a is b for a, b in zip(cached[0], sources)):
+            return cached[2], cached[3]
     with torch.no_grad():
         w_ih, w_hh = layer.effective_weights()
         pair = (w_ih.t().contiguous(), w_hh.t().contiguous())
-    layer.__dict__["_transposed_weights"] = (sources, versions, *pair)
+    if not torch.is_grad_enabled():
+        layer.__dict__["_transposed_weights"] = (sources, tuple(t._version for t in sources), *pair)
     return pair
 
 

@@ -292,3 +292,23 @@ def test_routed_top_k_breaks_ties_by_the_lower_index_as_the_reference(hidden, ke
         y, s = layer(x, state, starts)
     assert_rel_close("y", y, y_ref, RTOL)
     assert_rel_close("state", s, s_ref, RTOL)
+
+
+@pytest.mark.parametrize("fused_adam", [True, False])
+def test_routed_acting_after_an_optimiser_step_sees_the_new_weights(fused_adam, assert_rel_close):
+    """Fused Adam updates parameters without bumping their version counters: the weights the C++
+    routed loops keep between no-grad calls must not outlive a training step (an RL rollout after
+    an update acted on the old weights)."""
+    layer = SparseRecurrent(5, 16, router_keep=0.25, seed=2, backend="fused")
+    x = torch.randn(6, 3, 5)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.05, fused=fused_adam)
+    with torch.no_grad():
+        layer(x[:1])  # an acting call keeps the transposed weights
+    y, _ = layer(x)
+    y.square().sum().backward()
+    opt.step()
+    with torch.no_grad():
+        got, _ = layer(x[:1])
+        layer.backend = "reference"
+        expected, _ = layer(x[:1])
+    assert_rel_close("y", got, expected, 1e-5)
