@@ -60,13 +60,10 @@ inline OrderKey<T> order_key(T v) {
 }
 
 // The k best channels of s[0:n] (higher score first; equal scores: the lower index first), as
-// ascending indices into idx[0:k], and mask[0:n] set to 1 there and 0 elsewhere. The k-th best
-// key is built bit by bit (the largest c with at least k keys >= c; each bit one counting pass);
-// then one ascending pass keeps the keys above it and, of those equal to it, the lowest-indexed.
-//
-// For at most 16 channels, each channel's rank is counted directly. For a small budget (k <= n / 8)
-// one ascending pass with a heap of the best k so far is cheaper
-// (a later channel enters only with a strictly higher key, so on a tie the lower index stays).
+// ascending indices into idx[0:k], and mask[0:n] set to 1 there and 0 elsewhere. For at most 16
+// channels each channel's rank is counted directly; otherwise the k-th largest key is found by
+// nth_element on a copy of the keys (integers: no indirection, no NaN cases), then one ascending
+// pass keeps the keys above it and, of those equal to it, the lowest-indexed until k are kept.
 template <typename T>
 void select_top_k(const T* s, int64_t n, int64_t k, int32_t* idx, T* mask, std::vector<OrderKey<T>>& keys) {
   using U = OrderKey<T>;
@@ -74,54 +71,24 @@ void select_top_k(const T* s, int64_t n, int64_t k, int32_t* idx, T* mask, std::
     for (int64_t j = 0; j < n; ++j) { idx[j] = int32_t(j); mask[j] = T(1); }
     return;
   }
-  if (n <= 16) {  // a few channels (e.g. an observation): each one's rank by direct comparison
+  keys.resize(2 * n);
+  U* __restrict__ key = keys.data();
+  U* __restrict__ scratch = keys.data() + n;
+  for (int64_t j = 0; j < n; ++j) key[j] = order_key(s[j]);
+  if (n <= 16) {
     int64_t q = 0;
     for (int64_t j = 0; j < n; ++j) {
-      const U v = order_key(s[j]);
       int64_t rank = 0;
-      for (int64_t i = 0; i < n; ++i) {
-        const U w = order_key(s[i]);
-        rank += w > v || (w == v && i < j);
-      }
+      for (int64_t i = 0; i < n; ++i) rank += key[i] > key[j] || (key[i] == key[j] && i < j);
       const bool keep = rank < k;
       mask[j] = keep ? T(1) : T(0);
       if (keep) idx[q++] = int32_t(j);
     }
     return;
   }
-  if (8 * k <= n) {
-    std::vector<std::pair<U, int32_t>> heap;
-    heap.reserve(k);
-    const auto better = [](const std::pair<U, int32_t>& a, const std::pair<U, int32_t>& b) {
-      return a.first > b.first || (a.first == b.first && a.second < b.second);
-    };
-    for (int64_t j = 0; j < k; ++j) heap.emplace_back(order_key(s[j]), int32_t(j));
-    std::make_heap(heap.begin(), heap.end(), better);  // top: the worst kept
-    for (int64_t j = k; j < n; ++j) {
-      const U v = order_key(s[j]);
-      if (v > heap.front().first) {
-        std::pop_heap(heap.begin(), heap.end(), better);
-        heap.back() = {v, int32_t(j)};
-        std::push_heap(heap.begin(), heap.end(), better);
-      }
-    }
-    for (int64_t q = 0; q < k; ++q) idx[q] = heap[q].second;
-    std::sort(idx, idx + k);
-    for (int64_t j = 0; j < n; ++j) mask[j] = T(0);
-    for (int64_t q = 0; q < k; ++q) mask[idx[q]] = T(1);
-    return;
-  }
-  keys.resize(n);
-  U* __restrict__ key = keys.data();
-  for (int64_t j = 0; j < n; ++j) key[j] = order_key(s[j]);
-  U c = 0;
-  for (int bit = int(8 * sizeof(T)) - 1; bit >= 0; --bit) {
-    const U candidate = c | (U(1) << bit);
-    int64_t count = 0;
-#pragma omp simd reduction(+ : count)
-    for (int64_t j = 0; j < n; ++j) count += key[j] >= candidate;
-    if (count >= k) c = candidate;
-  }
+  std::copy(key, key + n, scratch);
+  std::nth_element(scratch, scratch + (k - 1), scratch + n, std::greater<U>());
+  const U c = scratch[k - 1];
   int64_t above = 0;
 #pragma omp simd reduction(+ : above)
   for (int64_t j = 0; j < n; ++j) above += key[j] > c;
