@@ -312,3 +312,11 @@ def test_routed_acting_after_an_optimiser_step_sees_the_new_weights(fused_adam, 
         layer.backend = "reference"
         expected, _ = layer(x[:1])
     assert_rel_close("y", got, expected, 1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+def test_routed_single_sequence_matches_reference(cell, loops, assert_backend_matches_reference):
+    """B = 1 (acting, streaming) takes its own product path in the C++ loops: whole kept rows of W^T."""
+    layer = _layer(cell, "routed", 31, I, H, "cpu")
+    x, state, starts = random_inputs(layer, 31, steps=9, batch=1)
+    assert_backend_matches_reference(layer, "fused", x, state, starts, RTOL)
