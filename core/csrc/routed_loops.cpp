@@ -61,7 +61,8 @@ inline OrderKey<T> order_key(T v) {
 
 // The k best channels of s[0:n] (higher score first; equal scores: the lower index first), as
 // ascending indices into idx[0:k], and mask[0:n] set to 1 there and 0 elsewhere. For at most 16
-// channels each channel's rank is counted directly; otherwise the k-th largest key is found by
+// channels each channel's rank is counted directly; for a budget of at most 16 one ascending pass
+// keeps the best k so far in a sorted array; otherwise the k-th largest key is found by
 // nth_element on a copy of the keys (integers: no indirection, no NaN cases), then one ascending
 // pass keeps the keys above it and, of those equal to it, the lowest-indexed until k are kept.
 template <typename T>
@@ -84,6 +85,27 @@ void select_top_k(const T* s, int64_t n, int64_t k, int32_t* idx, T* mask, std::
       mask[j] = keep ? T(1) : T(0);
       if (keep) idx[q++] = int32_t(j);
     }
+    return;
+  }
+  if (k <= 16) {  // a small budget: the best k so far, sorted, in registers' reach; most keys fail one compare
+    U best_key[16];
+    int32_t best_idx[16];
+    int64_t filled = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const U v = key[j];
+      if (filled == k && !(v > best_key[k - 1])) continue;  // on a tie the earlier, lower index stays
+      int64_t p = filled < k ? filled++ : k - 1;
+      while (p > 0 && best_key[p - 1] < v) {
+        best_key[p] = best_key[p - 1];
+        best_idx[p] = best_idx[p - 1];
+        --p;
+      }
+      best_key[p] = v;
+      best_idx[p] = int32_t(j);
+    }
+    std::sort(best_idx, best_idx + k);
+    for (int64_t j = 0; j < n; ++j) mask[j] = T(0);
+    for (int64_t q = 0; q < k; ++q) { idx[q] = best_idx[q]; mask[best_idx[q]] = T(1); }
     return;
   }
   std::copy(key, key + n, scratch);
@@ -175,10 +197,23 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
   T *yp = y.data_ptr<T>(), *sp = s_all.data_ptr<T>(), *zp = z_all.data_ptr<T>(), *up_ = u_all.data_ptr<T>();
   T* mp = m_all.data_ptr<T>();
   T *gxp = gx.data_ptr<T>(), *ghp = gh.data_ptr<T>();
+  // Every pointer the row loops use, taken once (data_ptr checks the dtype on each call).
+  const T* gx_all_p = route_in ? nullptr : gx_all.data_ptr<T>();
+  const T* alive_p = alive.defined() ? alive.data_ptr<T>() : nullptr;
+  T* scratch_p = save ? nullptr : scratch.data_ptr<T>();
+  T* first_p = save ? first.data_ptr<T>() : nullptr;
+  T* second_p = save && cell != Cell::kElman && cell != Cell::kGru ? second.data_ptr<T>() : nullptr;
+  T* third_p = save && lstm ? third.data_ptr<T>() : nullptr;
+  T* gru_all_p = save && cell == Cell::kGru ? gru_all.data_ptr<T>() : nullptr;
+  const T* gate_x_p = gated ? gate_x.data_ptr<T>() : nullptr;
+  const T* gate_w_p = gate_w.defined() ? gate_w.data_ptr<T>() : nullptr;
+  T* a_p = gated ? a_all.data_ptr<T>() : nullptr;
+  std::vector<const T*> wi_p(G), wh_p(G);
+  for (int64_t g = 0; g < G; ++g) { wi_p[g] = wi[g].data_ptr<T>(); wh_p[g] = wh[g].data_ptr<T>(); }
   for (int64_t t = 0; t < steps; ++t) {
     if (alive.defined() && resets[t]) {
-      apply_reset<T>(hp, alive.data_ptr<T>() + t * B, G, B, H);
-      if (lstm) apply_reset<T>(cp, alive.data_ptr<T>() + t * B, G, B, H);
+      apply_reset<T>(hp, alive_p + t * B, G, B, H);
+      if (lstm) apply_reset<T>(cp, alive_p + t * B, G, B, H);
     }
     // The router: z, u = tanh(V z), s = |z| scale + U u + bias, the top-k of each side.
     for (int64_t r = 0; r < R; ++r) {
@@ -208,15 +243,15 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
     // The kept channels' products.
     for (int64_t g = 0; g < G; ++g) {
       if (route_in)
-        gather_product<T>(vals_in.data() + g * B * k_in, idx_in.data() + g * B * k_in, B, k_in, wi[g].data_ptr<T>(),
+        gather_product<T>(vals_in.data() + g * B * k_in, idx_in.data() + g * B * k_in, B, k_in, wi_p[g],
                           K, bip + g * K, gxp + g * B * K, K);
-      gather_product<T>(vals_h.data() + g * B * k_h, idx_h.data() + g * B * k_h, B, k_h, wh[g].data_ptr<T>(), K,
+      gather_product<T>(vals_h.data() + g * B * k_h, idx_h.data() + g * B * k_h, B, k_h, wh_p[g], K,
                         bhp + g * K, ghp + g * B * K, K);
     }
     // The cell, then the switch.
     for (int64_t r = 0; r < R; ++r) {
       const int64_t g = r / B, b = r % B, o = t * R + r;
-      const T* __restrict__ xr = route_in ? gxp + r * K : gx_all.data_ptr<T>() + ((g * steps + t) * B + b) * K;
+      const T* __restrict__ xr = route_in ? gxp + r * K : gx_all_p + ((g * steps + t) * B + b) * K;
       const T* __restrict__ hr = ghp + r * K;
       T* __restrict__ hv = hp + r * H;
       T* __restrict__ yv = yp + o * H;
@@ -224,7 +259,7 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
       // Without save, the step values go to scratch rows (so the element loops have no branches).
       const int64_t so = save ? o : 0;
       if (cell == Cell::kGru) {
-        T* __restrict__ srz = (save ? gru_all.data_ptr<T>() : scratch.data_ptr<T>()) + so * 4 * H;
+        T* __restrict__ srz = (save ? gru_all_p : scratch_p) + so * 4 * H;
         T* __restrict__ sn = srz + 2 * H;
         T* __restrict__ sg = srz + 3 * H;
 #pragma omp simd
@@ -237,9 +272,9 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
           yv[j] = nn + zz * (hv[j] - nn);
         }
       } else if (lstm) {
-        T* __restrict__ scr = (save ? first.data_ptr<T>() : scratch.data_ptr<T>()) + so * H;
-        T* __restrict__ sact = (save ? second.data_ptr<T>() : scratch.data_ptr<T>() + H) + so * 4 * H;
-        T* __restrict__ scand = (save ? third.data_ptr<T>() : scratch.data_ptr<T>() + 5 * H) + so * H;
+        T* __restrict__ scr = (save ? first_p : scratch_p) + so * H;
+        T* __restrict__ sact = (save ? second_p : scratch_p + H) + so * 4 * H;
+        T* __restrict__ scand = (save ? third_p : scratch_p + 5 * H) + so * H;
         T* __restrict__ cnew = c_new.data();
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
@@ -251,7 +286,7 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
           yv[j] = og * tanh_sat<T>(cn);
         }
       } else {
-        T* __restrict__ scand = (save ? first.data_ptr<T>() : scratch.data_ptr<T>()) + so * H;
+        T* __restrict__ scand = (save ? first_p : scratch_p) + so * H;
 #pragma omp simd
         for (int64_t j = 0; j < H; ++j) {
           const T hn = tanh_sat<T>(xr[j] + hr[j]);
@@ -260,11 +295,11 @@ std::vector<Tensor> routed_forward_impl(Cell cell, Tensor x, Tensor h0, OptTenso
         }
       }
       if (gated) {
-        const T* __restrict__ gxr = gate_x.data_ptr<T>() + o * H;
+        const T* __restrict__ gxr = gate_x_p + o * H;
         // An absent gate weight reads as zeros: a conditional read of a null pointer inside a vector loop
         // becomes a masked load that AVX-512 cores serve through a slow fault-suppression assist.
-        const T* __restrict__ gw = gate_w.defined() ? gate_w.data_ptr<T>() + g * H : zero_row.data();
-        T* __restrict__ ar = a_all.data_ptr<T>() + o * H;
+        const T* __restrict__ gw = gate_w_p ? gate_w_p + g * H : zero_row.data();
+        T* __restrict__ ar = a_p + o * H;
         for (int64_t j = 0; j < H; ++j) {
           const T a = gxr[j] + gw[j] * hv[j];
           ar[j] = a;
@@ -353,6 +388,11 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
   T *dhap = dh_all.data_ptr<T>(), *dcap = lstm ? dc_all.data_ptr<T>() : nullptr;
   T *dgxp = dgx.data_ptr<T>(), *dghp = dgh.data_ptr<T>(), *dsp = ds_all.data_ptr<T>();
   T *dprp = dpre_all.data_ptr<T>(), *dxp = dx_all.data_ptr<T>();
+  T *dscp = d_scale.data_ptr<T>(), *dbip = d_bias.data_ptr<T>(), *dupp = d_up_t.data_ptr<T>();
+  T* ddnp = d_down.data_ptr<T>();
+  const T* alive_p = alive.defined() ? alive.data_ptr<T>() : nullptr;
+  std::vector<const T*> wi_p(G), wh_p(G);
+  for (int64_t g = 0; g < G; ++g) { wi_p[g] = wi[g].data_ptr<T>(); wh_p[g] = wh[g].data_ptr<T>(); }
   std::vector<int32_t> idx_in(R * k_in), idx_h(R * k_h_count);
   std::vector<T> dxk(R * k_in), dhk(R * k_h_count), dz(W), dc_old(H);
   std::vector<typename RoutedVec<T>::V> part;
@@ -434,9 +474,9 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
     // dx and dh at the kept channels only.
     for (int64_t g = 0; g < G; ++g) {
       const int64_t o = (t * G + g) * B;
-      sampled_dots<T>(dgxp + o * K, K, idx_in.data() + g * B * k_in, B, k_in, wi[g].data_ptr<T>(), K,
+      sampled_dots<T>(dgxp + o * K, K, idx_in.data() + g * B * k_in, B, k_in, wi_p[g], K,
                       dxk.data() + g * B * k_in, part);
-      sampled_dots<T>(dghp + o * K, K, idx_h.data() + g * B * k_h_count, B, k_h_count, wh[g].data_ptr<T>(), K,
+      sampled_dots<T>(dghp + o * K, K, idx_h.data() + g * B * k_h_count, B, k_h_count, wh_p[g], K,
                       dhk.data() + g * B * k_h_count, part);
     }
     // Through the straight-through scores and the router, to the state read and the input.
@@ -455,8 +495,8 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
         const int64_t j = I + idx_h[r * k_h_count + q];
         ds[j] += dhk[r * k_h_count + q] * zr[j] * sl[j];
       }
-      T* __restrict__ dsc = d_scale.data_ptr<T>() + g * W;
-      T* __restrict__ dbi = d_bias.data_ptr<T>() + g * W;
+      T* __restrict__ dsc = dscp + g * W;
+      T* __restrict__ dbi = dbip + g * W;
 #pragma omp simd
       for (int64_t w = 0; w < W; ++w) {
         dsc[w] += ds[w] * std::abs(zr[w]);
@@ -466,8 +506,8 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
       for (int64_t q = 0; q < rank; ++q)
         dpre[q] = dot<T>(ds, upp + (g * rank + q) * W, W) * (T(1) - ur[q] * ur[q]);
       for (int64_t q = 0; q < rank; ++q) {
-        T* __restrict__ gu = d_up_t.data_ptr<T>() + (g * rank + q) * W;
-        T* __restrict__ gd = d_down.data_ptr<T>() + (g * rank + q) * W;
+        T* __restrict__ gu = dupp + (g * rank + q) * W;
+        T* __restrict__ gd = ddnp + (g * rank + q) * W;
         const T uq = ur[q], pq = dpre[q];
 #pragma omp simd
         for (int64_t w = 0; w < W; ++w) {
@@ -495,7 +535,7 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
       const T* __restrict__ cr = crp ? crp + o * H : nullptr;
       const T* __restrict__ hf = hfp ? hfp + o * H : nullptr;
       const T* __restrict__ ex = exp_ ? exp_ + o * H : nullptr;
-      const T a = (alive.defined() && resets[t]) ? alive.data_ptr<T>()[t * B + b] : T(1);
+      const T a = (alive_p && resets[t]) ? alive_p[t * B + b] : T(1);
       // One pass per term present (no conditional reads inside the vector loops).
       T* __restrict__ v = dzp + I;
       if (inline_gru) {
