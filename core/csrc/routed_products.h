@@ -1,5 +1,5 @@
 // The sparse products of routed layers (DS-RNN), organised so that memory traffic and FLOPs both
-// fall with the kept fraction (see routed_loops.cpp for the loops that call them).
+// fall with the kept fraction (see routed_forward.cpp and routed_backward.cpp for the loops that call them).
 //
 // Every product reads the weights transposed, W^T (n, N): row j of W^T holds what channel j
 // contributes to all N gate pre-activations, so a kept channel is one contiguous row. The N columns
