@@ -3,9 +3,9 @@
 Writes ``routing.json`` and ``routing.png`` to ``--out`` (default ``docs/results/issue12``):
 
 (a) **Retention**: the routed GRU's accuracy relative to the dense GRU's at hidden keep 0.5, 0.25
-    and 0.1 on the multi-task problem below (mean over ``--seeds``); and, with ``--rl-results``
-    (JSON lines of ``scripts/rl_quality.py``), the RL retention table: each routed variant's mean
-    return over the dense ``gru`` variant's, per env.
+    and 0.1 on the multi-task problem below (mean over ``--seeds``). The RL retention table (mean
+    return over the dense GRU's, per env) is ``scripts/retention_table.py`` on the JSON lines of
+    ``scripts/rl_quality.py`` (``docs/rl.md``).
 (b) **Specialisation**: which hidden channels each task keeps. Per task, the share of steps each
     channel is kept; the overlap of the tasks' most-used channels (Jaccard of the top ``keep * H``);
     and how well a nearest-centroid classifier names the hidden task from one held-out sequence's
@@ -24,14 +24,13 @@ input channels (plus four noise channels shared by all):
 
 Usage::
 
-    python scripts/reproduce_routing.py                        # about two minutes on one CPU core
-    python scripts/reproduce_routing.py --rl-results docs/results/issue12/rl_quality_*.jsonl
+    python scripts/reproduce_routing.py          # about 12 minutes on one (shared) CPU core
+    python scripts/reproduce_routing.py --seeds 0 --updates 100   # a quick look
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -217,24 +216,6 @@ def equal_budget(args) -> dict:
     return {"target_parameters": target, "table": table}
 
 
-def rl_retention(paths: list[str]) -> list[dict]:
-    """Per env: each routed variant's mean return over the dense ``gru`` variant's (``rl_quality.py`` rows)."""
-    rows = [json.loads(line) for path in paths for line in Path(path).read_text().splitlines() if line.strip()]
-    latest = {(r["env_id"], r["variant"], r["seed"]): r for r in rows}
-    means = defaultdict(list)
-    for (env_id, variant, _), row in latest.items():
-        means[(env_id, variant)].append(row["mean_return"])
-    out = []
-    for (env_id, variant), returns in sorted(means.items()):
-        dense = means.get((env_id, "gru"))
-        if "router" not in variant or not dense:
-            continue
-        out.append({"env_id": env_id, "variant": variant, "seeds": len(returns), "mean_return": float(np.mean(returns)),
-                    "dense_gru_mean_return": float(np.mean(dense)),
-                    "retention": float(np.mean(returns)) / float(np.mean(dense)) if np.mean(dense) else math.nan})
-    return out
-
-
 def plot(payload: dict, path: Path) -> None:
     import matplotlib
 
@@ -270,7 +251,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--budget-hidden", type=int, default=128)
     parser.add_argument("--budget-keep", type=float, default=0.25)
-    parser.add_argument("--rl-results", nargs="*", default=[])
     parser.add_argument("--out", default="docs/results/issue12")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -279,10 +259,6 @@ def main(argv: list[str] | None = None) -> dict:
     payload["retention"] = retention(args)
     payload["specialisation"] = specialisation(args)
     payload["equal_budget"] = equal_budget(args)
-    payload["rl_retention"] = rl_retention(args.rl_results)
-    for row in payload["rl_retention"]:
-        print(f"(a) RL {row['env_id']} {row['variant']}: {row['mean_return']:.3g} / {row['dense_gru_mean_return']:.3g} "
-              f"= {row['retention']:.2f}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "routing.json").write_text(json.dumps(payload, indent=1))
