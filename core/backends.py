@@ -12,6 +12,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 BACKENDS = ("auto", "reference", "compiled", "fused")
 
+#: ``auto`` on a CPU runs a one-step call (T = 1) of an unrouted layer at least this wide on ``reference``
+#: (the fused loop transposes ``W_hh`` per call, which one step does not repay).
+AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU = 256
 #: ``auto`` on a CPU uses ``fused`` for an unrouted layer while ``batch * hidden_size`` is at most this ...
 AUTO_MAX_FUSED_WIDTH_CPU = 65536
 #: ... and for a routed layer while it is at most this. Above it, a routed layer ...
@@ -29,7 +32,10 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
 
     - CUDA: ``compiled``: fused element-wise kernels; eager launches a kernel
       per operation and step.
-    - CPU, an unrouted layer: ``fused`` while ``batch * hidden_size <=
+    - CPU, an unrouted layer: ``reference`` for a one-step call (T = 1) of a layer with
+      ``hidden_size >= AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU`` (``scripts/bench_core.py --step``,
+      B=1: H=256 fused 105 us vs reference 45 us, H=1024 10.7 ms vs 0.21 ms: the fused loop
+      transposes ``W_hh`` per call); else ``fused`` while ``batch * hidden_size <=
       AUTO_MAX_FUSED_WIDTH_CPU``, else ``reference``.
     - CPU, a routed layer, with the C++ loops (float32 / float64, not disabled by
       ``SPARSERNN_NATIVE=0``): ``fused``. Its products touch only the kept channels'
@@ -61,6 +67,8 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
         return "compiled"
     width = x.shape[1] * layer.hidden_size
     if layer.router is None:
+        if x.shape[0] == 1 and layer.hidden_size >= AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU:
+            return "reference"
         return "fused" if width <= AUTO_MAX_FUSED_WIDTH_CPU else "reference"
     if x.dtype in NATIVE_DTYPES and native_enabled() or width <= AUTO_MAX_FUSED_WIDTH_ROUTED_CPU:
         return "fused"

@@ -206,6 +206,8 @@ def _lstm_backward(dy, dh, dc, da_ext, saved, w_hh, alive, gate_w, preact, gated
 
 def check_group(layers: list["SparseRecurrent"]) -> None:
     """Refuse (ValueError) layers that differ in cell, sizes, update gate or router: a group is one configuration."""
+    if len(layers) == 1:
+        return
     first = layers[0]
     for layer in layers:
         key = (layer.cell, layer.input_size, layer.hidden_size, layer.update_gate, layer.router_keep,

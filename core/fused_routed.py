@@ -72,8 +72,8 @@ class RoutedSequence(torch.autograd.Function):
                 cell, dy, dh, dc_in, ds_ext, alive, ctx.resets, k_x, k_h, None, None, None, None, carry, k_c,
                 c_carry, c_keep, h_from_c, extra, soft * (1 - soft), z, u, mask, scale, w_ih_t, w_hh_t, up, down,
                 k_in, k_hidden)[:9]
-            d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in, k_in)
-            d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in, k_hidden)
+            d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in)
+            d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in)
         else:
             soft = torch.sigmoid(scores)
             k_s = z * mask * soft * (1 - soft)  # straight-through: kept value x sigmoid'(score)
@@ -110,15 +110,13 @@ def _native_gru_backward(ctx, native, x, alive, scale, down, up, gate_w, preact,
     gru_saved = rz._base if rz._base is not None and rz._base.shape[3] == 2 * rz.shape[3] else torch.cat(saved, 3)
     soft = torch.sigmoid(scores)  # sigmoid'(s) rounded as the reference's autograd rounds it
     gated = preact is not None
-    _, _, dgx, dgh, ds, dpre, dx_all, dh0, _, da, d_scale, d_bias = loops.routed_backward(
+    _, _, dgx, dgh, _, _, dx_all, dh0, _, da, d_scale, d_bias, d_up, d_down = loops.routed_backward(
         "gru", dy, dh, dh, ds_ext, alive, ctx.resets, None, None, gru_saved, preact, gate_w,
         da_ext if gated else None, None, None, None, None, None, None, soft * (1 - soft), z, u, mask, scale,
         w_ih_t, w_hh_t, up, down, k_in, k_hidden)
-    d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in, k_in)
-    d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in, k_hidden)
+    d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in)
+    d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in)
     d_scale, d_bias = d_scale.unsqueeze(1), d_bias.unsqueeze(1)
-    d_up = weight_grads(ds, u)[0]
-    d_down = weight_grads(dpre, z)[0]
     d_gate_w = None
     if gated and gate_w is not None:
         d_gate_w = (da * z[..., n_in:]).sum((0, 2)).unsqueeze(1)
@@ -126,30 +124,36 @@ def _native_gru_backward(ctx, native, x, alive, scale, down, up, gate_w, preact,
             d_up, None, None, da if gated else None, d_gate_w, None)
 
 
-def _kept_weight_grads(loops, dgates, z, mask, offset: int, width: int, keep: int):
-    """``dW (G, k*H, width)``, ``db (G, 1, k*H)`` of one side's product: over the kept entries only
-    (C++, channel by channel) when the side is routed, else one GEMM over all steps."""
-    if keep < width:
-        return tuple(loops.routed_weight_grads(dgates, z, mask, offset, width))
-    return weight_grads(dgates, z[..., offset:offset + width])
+def _kept_weight_grads(loops, dgates, z, mask, offset: int, width: int):
+    """``dW (G, k*H, width)``, ``db (G, 1, k*H)`` of one side's product, over the kept entries only
+    (C++, channel by channel; an unrouted side keeps every entry)."""
+    return tuple(loops.routed_weight_grads(dgates, z, mask, offset, width))
 
 
 def transposed_weights(layer) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(W_ih^T (I, k*H), W_hh^T (H, k*H))``, masked and contiguous, as the C++ routed loops read them:
-    kept on the layer until a weight or mask changes (in place or replaced), so acting and streaming
-    calls do not transpose ``W_hh`` at every step."""
+    """``(W_ih^T (I, k*H), W_hh^T (H, k*H))``, masked and contiguous, as the C++ routed loops read them.
+
+    Calls without gradient (acting, streaming) keep them on the layer, so a step does not transpose
+    ``W_hh``; the copy is used again only while the source tensors are the same objects with the same
+    version counters. A call with gradient always transposes afresh and drops the kept copy: fused
+    optimisers (``torch.optim.Adam(fused=True)``, which SB3 uses) update parameters in place
+    without bumping the version counter, and every such update follows a call with gradient. (An edit
+    through ``param.data`` also bypasses the counter; run a call with gradient, or
+    ``layer.load_state_dict``, after one.)"""
     params, buffers = layer._parameters, layer._buffers  # not nn.Module.__getattr__: acting calls are short
     sources = (params["weight_ih"], params["weight_hh"], buffers["mask_ih"], buffers["mask_hh"])
-    versions = tuple(t._version for t in sources)
-    cached = layer.__dict__.get("_transposed_weights")
-    # The cache holds its source tensors, so "the same tensor, not changed since" is an identity test
-    # plus the version counter (an in-place update, e.g. an optimiser step or load_state_dict, bumps it).
-    if cached is not None and cached[1] == versions and all(a is b for a, b in zip(cached[0], sources)):
-        return cached[2], cached[3]
+    if torch.is_grad_enabled():
+        layer.__dict__.pop("_transposed_weights", None)
+    else:
+        versions = tuple(t._version for t in sources)
+        cached = layer.__dict__.get("_transposed_weights")
+        if cached is not None and cached[1] == versions and all(a is b for a, b in zip(cached[0], sources)):
+            return cached[2], cached[3]
     with torch.no_grad():
         w_ih, w_hh = layer.effective_weights()
         pair = (w_ih.t().contiguous(), w_hh.t().contiguous())
-    layer.__dict__["_transposed_weights"] = (sources, versions, *pair)
+    if not torch.is_grad_enabled():
+        layer.__dict__["_transposed_weights"] = (sources, tuple(t._version for t in sources), *pair)
     return pair
 
 

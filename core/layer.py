@@ -288,6 +288,50 @@ class SparseRecurrent(nn.Module):
                 raise ValueError(f"episode_starts is on {episode_starts.device} but the layer is on {ref.device}")
             check_episode_starts(episode_starts)
 
+    @torch.no_grad()
+    def kept_channels(self, x: torch.Tensor, state: torch.Tensor | None = None,
+                      episode_starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Which channels the router keeps at each step of a run over ``x`` (for analysis: usage
+        histograms, how masks differ between inputs); computed by the reference loop, without grad.
+
+        Parameters
+        ----------
+        x : tensor of shape (T, B, input_size)
+        state : tensor of shape (B, state_size), optional (zeros)
+        episode_starts : tensor of shape (T, B) of 0/1, optional
+
+        Returns
+        -------
+        kept_input : bool tensor of shape (T, B, input_size)
+        kept_hidden : bool tensor of shape (T, B, hidden_size)
+            Exactly ``keep_count_input`` / ``keep_count_hidden`` True per row; all True for a
+            layer without a router.
+        """
+        from .reference import topk_mask
+
+        self._check_inputs(x, state, episode_starts)
+        steps, batch = x.shape[:2]
+        if self.router is None:
+            return (torch.ones(steps, batch, self.input_size, dtype=torch.bool, device=x.device),
+                    torch.ones(steps, batch, self.hidden_size, dtype=torch.bool, device=x.device))
+        backend = self.backend
+        kept_in, kept_h = [], []
+        state = self.initial_state(batch) if state is None else state
+        try:
+            self.backend = "reference"  # one step at a time, from the state each step reads
+            for t in range(steps):
+                starts = episode_starts[t:t + 1] if episode_starts is not None else None
+                if starts is not None:
+                    state = state * (1.0 - starts[0].to(state.dtype)).unsqueeze(1)
+                h = self.unpack_state(state)[0]
+                scores_in, scores_h = self.router(x[t], h)
+                kept_in.append(topk_mask(scores_in, self.keep_count_input))
+                kept_h.append(topk_mask(scores_h, self.keep_count_hidden))
+                _, state = self(x[t:t + 1], state, None)
+        finally:
+            self.backend = backend
+        return torch.stack(kept_in), torch.stack(kept_h)
+
     # ------------------------------------------------------- stats and losses
     def statistics(self) -> dict[str, float]:
         """Statistics of the last call, for logging: realised densities, hidden

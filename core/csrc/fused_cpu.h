@@ -137,7 +137,7 @@ std::vector<Tensor> lstm_cell_backward(Tensor dy, Tensor dh, Tensor dc, OptTenso
                                   Tensor act, Tensor cand, OptTensor preact, OptTensor gate_w, OptTensor alive,
                                   std::vector<bool> resets, Tensor w_hh);
 
-// The routed loops (routed_loops.cpp; TorchScript twins in fused_routed_loops.py): weights transposed,
+// The routed loops (routed_forward.cpp, routed_backward.cpp; TorchScript twins in fused_routed_loops.py): weights transposed,
 // one contiguous (n, k*H) tensor per layer; sequences time-major (T, G, B, .).
 std::vector<Tensor> routed_forward(std::string cell, Tensor x, Tensor h, OptTensor c, OptTensor alive,
                                    std::vector<bool> resets, std::vector<Tensor> w_ih_t, Tensor b_ih,

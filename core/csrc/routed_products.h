@@ -1,5 +1,5 @@
 // The sparse products of routed layers (DS-RNN), organised so that memory traffic and FLOPs both
-// fall with the kept fraction (see routed_loops.cpp for the loops that call them).
+// fall with the kept fraction (see routed_forward.cpp and routed_backward.cpp for the loops that call them).
 //
 // Every product reads the weights transposed, W^T (n, N): row j of W^T holds what channel j
 // contributes to all N gate pre-activations, so a kept channel is one contiguous row. The N columns
@@ -132,10 +132,25 @@ inline void outer_panel(const T* __restrict__ dg, int64_t N, const int64_t* __re
 
 // out[b, :] (rows ldo apart) = bias (or 0) + sum_q vals[b, q] * wt[idx[b, q], :], for b < B, q < k;
 // wt (n, N) row-major.
+//
+// A single sample (acting, streaming) streams each kept row whole instead (its output row stays in L1,
+// and a whole row is one sequential read the hardware prefetcher follows; the panel order would jump
+// between rows every few cache lines).
 template <typename T>
 void gather_product(const T* vals, const int32_t* idx, int64_t B, int64_t k, const T* wt, int64_t N, const T* bias,
                     T* out, int64_t ldo) {
   constexpr int L = RoutedVec<T>::L, P = RoutedVec<T>::kPanel;
+  if (B == 1) {
+    for (int64_t c = 0; c < N; ++c) out[c] = bias ? bias[c] : T(0);
+    for (int64_t q = 0; q < k; ++q) {
+      const T a = vals[q];
+      const T* __restrict__ w = wt + int64_t(idx[q]) * N;
+      T* __restrict__ o = out;
+#pragma omp simd
+      for (int64_t c = 0; c < N; ++c) o[c] += a * w[c];
+    }
+    return;
+  }
   int64_t c0 = 0;
   for (; c0 + P * L <= N; c0 += P * L) detail::gather_panel<T, P>(vals, idx, B, k, wt, N, bias, out, ldo, c0);
   for (; c0 + L <= N; c0 += L) detail::gather_panel<T, 1>(vals, idx, B, k, wt, N, bias, out, ldo, c0);

@@ -161,6 +161,10 @@ def test_auto_picks_fused_for_small_calls_on_cpu():
     assert choose_backend(torch.zeros(32, 8, 4), layer) == "fused"
     assert choose_backend(torch.zeros(32, 1024, 4), layer) == "fused"  # B * H = 65536: RL's largest minibatches
     assert choose_backend(torch.zeros(32, 1025, 4), layer) == "reference"
+    assert choose_backend(torch.zeros(1, 8, 4), layer) == "fused"  # RL's acting step
+    wide = SparseRecurrent(4, 256, seed=0)
+    assert choose_backend(torch.zeros(1, 1, 4), wide) == "reference"  # one step of a wide layer
+    assert choose_backend(torch.zeros(2, 1, 4), wide) == "fused"
 
 
 @pytest.mark.parametrize("native", ["1", "0"])
@@ -288,3 +292,31 @@ def test_routed_top_k_breaks_ties_by_the_lower_index_as_the_reference(hidden, ke
         y, s = layer(x, state, starts)
     assert_rel_close("y", y, y_ref, RTOL)
     assert_rel_close("state", s, s_ref, RTOL)
+
+
+@pytest.mark.parametrize("fused_adam", [True, False])
+def test_routed_acting_after_an_optimiser_step_sees_the_new_weights(fused_adam, assert_rel_close):
+    """Fused Adam updates parameters without bumping their version counters: the weights the C++
+    routed loops keep between no-grad calls must not outlive a training step (an RL rollout after
+    an update acted on the old weights)."""
+    layer = SparseRecurrent(5, 16, router_keep=0.25, seed=2, backend="fused")
+    x = torch.randn(6, 3, 5)
+    opt = torch.optim.Adam(layer.parameters(), lr=0.05, fused=fused_adam)
+    with torch.no_grad():
+        layer(x[:1])  # an acting call keeps the transposed weights
+    y, _ = layer(x)
+    y.square().sum().backward()
+    opt.step()
+    with torch.no_grad():
+        got, _ = layer(x[:1])
+        layer.backend = "reference"
+        expected, _ = layer(x[:1])
+    assert_rel_close("y", got, expected, 1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "elman"])
+def test_routed_single_sequence_matches_reference(cell, loops, assert_backend_matches_reference):
+    """B = 1 (acting, streaming) takes its own product path in the C++ loops: whole kept rows of W^T."""
+    layer = _layer(cell, "routed", 31, I, H, "cpu")
+    x, state, starts = random_inputs(layer, 31, steps=9, batch=1)
+    assert_backend_matches_reference(layer, "fused", x, state, starts, RTOL)

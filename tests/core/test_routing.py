@@ -73,3 +73,31 @@ def test_dropped_channels_do_not_affect_the_output():
     x2[0, 0, dropped] += 1e-3  # small enough not to change the ranking
     with torch.no_grad():
         assert torch.equal(layer(x)[0], layer(x2)[0])
+
+
+def test_kept_channels_respect_the_budget_and_follow_the_scores():
+    """kept_channels gives exactly the budget per row; with the router's input-dependent terms
+    zeroed the scores are its biases, so every row keeps the same, known channels."""
+    layer = SparseRecurrent(6, 20, router_keep=(0.5, 0.2), seed=3, dtype=torch.float64)
+    x = torch.randn(7, 4, 6, dtype=torch.float64)
+    starts = torch.zeros(7, 4, dtype=torch.float64)
+    starts[3, 1] = 1
+    kept_in, kept_h = layer.kept_channels(x, None, starts)
+    assert kept_in.shape == (7, 4, 6) and kept_h.shape == (7, 4, 20)
+    assert (kept_in.sum(-1) == layer.keep_count_input).all()
+    assert (kept_h.sum(-1) == layer.keep_count_hidden).all()
+    assert not (kept_h == kept_h[0, 0]).all()  # a live router: the kept set varies
+    with torch.no_grad():
+        layer.router.scale.zero_()
+        layer.router.up.zero_()
+        layer.router.bias.copy_(torch.randn(26, dtype=torch.float64))
+    kept_in, kept_h = layer.kept_channels(x, None, starts)
+    top_in = layer.router.bias[:6].topk(layer.keep_count_input).indices
+    top_h = layer.router.bias[6:].topk(layer.keep_count_hidden).indices
+    assert kept_in.nonzero()[:, 2].view(7, 4, -1).sort(-1).values.eq(top_in.sort().values).all()
+    assert kept_h.nonzero()[:, 2].view(7, 4, -1).sort(-1).values.eq(top_h.sort().values).all()
+    dense = SparseRecurrent(6, 20, seed=3)
+    kin, kh = dense.kept_channels(torch.randn(3, 2, 6))
+    assert kin.all() and kh.all()
+    with pytest.raises(ValueError, match="x must have shape"):
+        layer.kept_channels(torch.randn(3, 2, 5, dtype=torch.float64))
