@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+#: SB3 output formats that cannot show an array (they would print it whole): histograms go to TensorBoard only.
+_NOT_HISTOGRAMS = ("stdout", "log", "json", "csv")
+
 
 class SparsityLoggerCallback(BaseCallback):
     """Record the policy's recurrent-layer statistics and auxiliary loss with SB3's logger.
@@ -11,8 +14,21 @@ class SparsityLoggerCallback(BaseCallback):
     ``sparsity/``, each layer's realised densities, hidden proportion, active
     input / hidden fractions and update rate on the update's last minibatch
     (keys ``sparsity/<actor|critic>/<name>``), and ``sparsity/aux_loss``. SB3
-    writes them with the ``train/`` values of that update. Policies without
-    ``statistics()`` (stock LSTM, MLP) are skipped silently, so the callback
+    writes them with the ``train/`` values of that update.
+
+    For a routed layer whose backend records its selections (the ``fused`` backend,
+    ``SparseRecurrent.channel_usage``), the active fractions are the realised ones (channels kept
+    per step and sample, averaged over the minibatch; equal to ``keep_count / width`` when the
+    budget holds), and it also records, from the same minibatch:
+
+    - ``sparsity/<role>/hidden_usage`` and ``sparsity/<role>/input_usage``: histograms (TensorBoard
+      only) over the channels of each channel's keep share, the fraction of (step, sample) rows
+      that kept it: a spike at the budget means balanced use, mass at 0 and 1 means a few channels
+      take every slot;
+    - ``sparsity/<role>/unused_hidden_fraction`` and ``.../unused_input_fraction``: the share of
+      channels that no row kept.
+
+    Policies without ``statistics()`` (stock LSTM, MLP) are skipped silently, so the callback
     can be attached to any run.
 
     Parameters
@@ -32,6 +48,10 @@ class SparsityLoggerCallback(BaseCallback):
         self._last_logged_update = n_updates
         for key, value in policy.statistics().items():
             self.logger.record(f"sparsity/{key}", value)
+        usage = policy.channel_usage() if hasattr(policy, "channel_usage") else {}
+        for key, shares in usage.items():  # key: "<role>/<input|hidden>"
+            self.logger.record(f"sparsity/{key}_usage", shares.float().cpu().numpy(), exclude=_NOT_HISTOGRAMS)
+            self.logger.record(f"sparsity/{key.replace('/', '/unused_')}_fraction", float((shares == 0).double().mean()))
         self.logger.record("sparsity/aux_loss", float(policy.aux_loss().detach()))
 
     def _on_step(self) -> bool:

@@ -257,10 +257,12 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
         traces = [make_trace([], [], [], [], n_elements) for _ in layers]
     else:
         # The router's importance (sigmoid of the scores, summed) feeds only the balance loss: as in the
-        # compiled backend, it is computed when that loss is on.
+        # compiled backend, it is computed when that loss is on. The scores themselves are kept as the
+        # selection's (a reference, reduced only by channel_usage / statistics).
+        keep = (first.keep_count_input, first.keep_count_hidden)
         traces = [_trace(preact[:, g] if preact is not None else None,
-                         scores[:, g] if scores is not None and layer.router_balance_weight > 0 else None, n_in,
-                         n_elements) for g, layer in enumerate(layers)]
+                         scores[:, g] if scores is not None else None, n_in, n_elements, keep,
+                         layer.router_balance_weight > 0) for g, layer in enumerate(layers)]
     return ys, h, c, new_times, traces
 
 
@@ -280,20 +282,23 @@ def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
 
 
 def _trace(preact: Optional[torch.Tensor], scores: Optional[torch.Tensor], n_in: int,
-           n_elements: int) -> dict[str, Any]:
+           n_elements: int, keep: tuple[int, int], importance: bool = True) -> dict[str, Any]:
     """The call's trace (:func:`~sparsernn.core.statistics.make_trace`) from the switch
-    pre-activations and the router scores of one layer (``(T, B, .)`` each)."""
+    pre-activations and the router scores of one layer (``(T, B, .)`` each): the router's
+    importance where ``importance`` (the balance loss is on), and the scores as the selection's
+    (the top-``keep`` of each side), recorded for the channel usage."""
     opens, open_st, importance_in, importance_h = [], [], [], []
     if preact is not None:
         is_open = preact > 0
         soft = torch.sigmoid(preact)
         opens.append(is_open.sum())
         open_st.append((is_open.to(preact.dtype) + (soft - soft.detach())).sum())
-    if scores is not None:
-        importance = torch.sigmoid(scores).sum((0, 1))
-        importance_in.append(importance[:n_in])
-        importance_h.append(importance[n_in:])
-    return make_trace(opens, open_st, importance_in, importance_h, n_elements)
+    if scores is not None and importance:
+        total = torch.sigmoid(scores).sum((0, 1))
+        importance_in.append(total[:n_in])
+        importance_h.append(total[n_in:])
+    return make_trace(opens, open_st, importance_in, importance_h, n_elements,
+                      [scores] if scores is not None else None, keep)
 
 
 def fused_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor],

@@ -338,6 +338,13 @@ class SparseRecurrent(nn.Module):
         proportion, active input / hidden fractions, update rate."""
         return stats_mod.layer_statistics(self, self._last_trace)
 
+    def channel_usage(self) -> dict[str, torch.Tensor]:
+        """Per channel, the share of the last call's (step, sample) rows that kept it (routed
+        layers): ``{"input": (input_size,), "hidden": (hidden_size,)}``, each entry in [0, 1]
+        and ``mean() == keep_count / width``; ``{}`` for an unrouted layer, before the first call,
+        or when the backend that ran records no selection (today the ``fused`` backend does)."""
+        return stats_mod.channel_usage(self, self._last_trace)
+
     def aux_loss(self) -> torch.Tensor:
         """The layer's regularisers on its last call (a scalar with gradient):
         update-rate target and router balance; exactly zero when none is configured."""

@@ -14,7 +14,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def make_trace(open_counts: list[torch.Tensor], open_st_sums: list[torch.Tensor],
-               importance_in: list[torch.Tensor], importance_h: list[torch.Tensor], n_elements: int) -> dict[str, Any]:
+               importance_in: list[torch.Tensor], importance_h: list[torch.Tensor], n_elements: int,
+               selection_scores: list[torch.Tensor] | None = None,
+               keep_counts: tuple[int, int] | None = None) -> dict[str, Any]:
     """Reduce per-step records to the trace of one call.
 
     Parameters
@@ -23,18 +25,65 @@ def make_trace(open_counts: list[torch.Tensor], open_st_sums: list[torch.Tensor]
     open_st_sums : per step, the straight-through sum of switches (scalar with gradient)
     importance_in, importance_h : per step, ``sigmoid(scores).sum(0)`` of shape (I,) / (H,)
     n_elements : ``T * B * H``, the number of switches of the call
+    selection_scores : optional, the scores the router's top-k selections were taken over,
+        ``(..., I + H)`` each (per step ``(B, I + H)``, or the whole call ``(T, B, I + H)``; with
+        exploration noise, the noisy scores). Kept detached and reduced only when asked
+        (:func:`channel_usage`), so a call pays nothing for it.
+    keep_counts : ``(k_in, k_h)``, the call's budgets, given with ``selection_scores``
     """
     def total(items):
         return torch.stack(items).sum(0) if items else None
 
+    selection = None
+    if selection_scores:
+        if keep_counts is None:
+            raise ValueError("keep_counts must be given with selection_scores")
+        selection = ([s.detach() for s in selection_scores], tuple(keep_counts))
     return {"open_count": total(open_counts), "open_st_sum": total(open_st_sums),
             "importance_in": total(importance_in), "importance_h": total(importance_h),
-            "n_elements": n_elements}
+            "n_elements": n_elements, "selection": selection}
+
+
+def kept_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask of the top-``k`` entries of each row of ``scores (..., W)``; among equal
+    scores the lower channel index wins (the tie rule of every backend)."""
+    order = torch.sort(scores, dim=-1, descending=True, stable=True).indices[..., :k]
+    return torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, True)
+
+
+def _kept_counts(layer: "SparseRecurrent", trace: dict[str, Any] | None):
+    """``(kept_in (I,), kept_h (H,), rows)``: per channel, the number of the last call's (step,
+    sample) rows whose selection kept it, and the number of rows; None without a recorded selection."""
+    if layer.router is None or trace is None or trace.get("selection") is None:
+        return None
+    scores, (k_in, k_h) = trace["selection"]
+    n_in = layer.input_size
+    rows = torch.cat([s.reshape(-1, s.shape[-1]) for s in scores])
+    return kept_mask(rows[:, :n_in], k_in).sum(0), kept_mask(rows[:, n_in:], k_h).sum(0), rows.shape[0]
+
+
+def channel_usage(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> dict[str, torch.Tensor]:
+    """Per channel, the share of the last call's (step, sample) rows whose selection kept it.
+
+    Returns ``{"input": (I,), "hidden": (H,)}`` (float64 tensors in [0, 1], no gradient), or ``{}``
+    for an unrouted layer, before the first call, or after a backend that records no selection.
+    """
+    counts = _kept_counts(layer, trace)
+    if counts is None:
+        return {}
+    kept_in, kept_h, rows = counts
+    return {"input": kept_in.double() / rows, "hidden": kept_h.double() / rows}
 
 
 def layer_statistics(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> dict[str, float]:
-    """Realised densities, hidden proportion, active fractions and the last call's update rate."""
+    """Realised densities, hidden proportion, active fractions and the last call's update rate.
+
+    The active input / hidden fractions are the share of channels kept per (step, sample) row,
+    averaged over the last call's rows, when its backend recorded the selection
+    (:func:`channel_usage`); otherwise (and before a call) the budgets ``keep_count / width``.
+    """
     n_ih, n_hh = layer.trainable_counts()
+    counts = _kept_counts(layer, trace)
     out = {
         "density_ih": n_ih / layer.mask_ih.numel(),
         "density_hh": n_hh / layer.mask_hh.numel(),
@@ -43,6 +92,10 @@ def layer_statistics(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> 
         "active_hidden_fraction": layer.keep_count_hidden / layer.hidden_size,
         "update_rate": 1.0,
     }
+    if counts is not None:  # integer totals, so a kept budget reads exactly keep_count / width
+        kept_in, kept_h, rows = counts
+        out["active_input_fraction"] = int(kept_in.sum()) / (rows * layer.input_size)
+        out["active_hidden_fraction"] = int(kept_h.sum()) / (rows * layer.hidden_size)
     if layer.update_gate is not None:
         if trace is None or trace["open_count"] is None:
             out["update_rate"] = float("nan")

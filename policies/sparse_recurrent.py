@@ -215,6 +215,13 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
         return {f"{role}/{name}": value for role, layer in self.recurrent_layers.items()
                 for name, value in layer.statistics().items()}
 
+    def channel_usage(self) -> dict[str, torch.Tensor]:
+        """The routed core layers' per-channel keep shares on their last call
+        (:meth:`~sparsernn.core.SparseRecurrent.channel_usage`), keyed ``"<role>/<input|hidden>"``;
+        empty for unrouted layers."""
+        return {f"{role}/{side}": usage for role, layer in self.recurrent_layers.items()
+                for side, usage in layer.channel_usage().items()}
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(hidden_size=self.hidden_size, param_budget=self.param_budget,

@@ -7,6 +7,13 @@ used for fitting) and score them::
     python scripts/run_nab.py --data ../shared/data/nab --detectors iforest halfspacetrees \
         --results-out runs/nab --json runs/nab.json
 
+or run the selective-update chain with other settings (keyword arguments of
+``SelectiveUpdateNAB`` and of its detector, values in JSON), e.g. a routed
+forecaster scored without window novelty, seasonal surprise or spatial rule::
+
+    python scripts/run_nab.py --data ../shared/data/nab --detectors surnn \
+        --params router_keep=0.1 novelty=false seasonal=false spatial_tolerance=null
+
 or score an existing NAB-format results folder (one subfolder per detector)::
 
     python scripts/run_nab.py --data ../shared/data/nab --score ../shared/data/nab/results
@@ -19,6 +26,7 @@ from the corpus' ``results/`` folder).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -59,6 +67,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help='only these files, e.g. "realKnownCause/nyc_taxi.csv" or "artificial*/*"',
     )
     parser.add_argument("--sliding-window", type=int, default=100, help="VUS-PR's largest border (default 100)")
+    parser.add_argument(
+        "--params", nargs="+", metavar="KEY=VALUE", default=[],
+        help="keyword arguments given to every detector run, each VALUE in JSON (e.g. router_keep=0.1 "
+             "novelty=false spatial_tolerance=null); the detector's row is labelled with them",
+    )
     args = parser.parse_args(argv)
     if args.score is None and args.detectors:
         unknown = sorted(set(args.detectors) - set(DETECTORS))
@@ -66,7 +79,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             parser.error(f"unknown detectors {unknown}; available: {sorted(DETECTORS)}")
     if args.score is not None and args.results_out is not None:
         parser.error("--results-out writes detector output; it cannot be combined with --score")
+    if args.score is not None and args.params:
+        parser.error("--params sets up detectors to run; it cannot be combined with --score")
+    args.params = parse_params(parser, args.params)
+    for detector in (args.detectors or list(DETECTORS)) if args.params else ():
+        try:  # fail before any file runs: the factory checks its arguments
+            DETECTORS[detector](args.seed, **args.params)
+        except (TypeError, ValueError) as error:
+            parser.error(f"--params {sorted(args.params)} do not suit detector {detector!r}: {error}")
     return args
+
+
+def parse_params(parser: argparse.ArgumentParser, items: list[str]) -> dict:
+    """``["router_keep=0.1", "novelty=false"]`` -> ``{"router_keep": 0.1, "novelty": False}`` (values in JSON)."""
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            parser.error(f"--params takes KEY=VALUE items; got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parser.error(f"--params {key}: the value must be JSON (e.g. 0.1, false, null, [1.0, 0.1]); got {value!r}")
+    return params
+
+
+def label(detector: str, params: dict) -> str:
+    """The row name of ``detector`` run with ``params``: ``surnn(router_keep=0.1,novelty=false)``."""
+    if not params:
+        return detector
+    settings = ",".join(f"{key}={json.dumps(value, separators=(',', ':'))}" for key, value in params.items())
+    return f"{detector}({settings})"
 
 
 def reference_rows(args: argparse.Namespace, corpus) -> dict[str, dict[str, float]]:
@@ -119,14 +162,16 @@ def main(argv: list[str] | None = None) -> int:
         title = f"NAB scores (thresholds optimised) of {args.score} on {len(corpus)} files"
     else:
         for detector in args.detectors or list(DETECTORS):
+            row = label(detector, args.params)
             start = time.perf_counter()
-            progress = lambda names: tqdm(names, desc=detector, unit="file", file=sys.stderr)  # noqa: E731
-            scores = run_corpus(DETECTORS[detector], corpus, args.seed, progress)
-            seconds[detector] = time.perf_counter() - start
+            progress = lambda names: tqdm(names, desc=row, unit="file", file=sys.stderr)  # noqa: E731
+            factory = functools.partial(DETECTORS[detector], **args.params)
+            scores = run_corpus(factory, corpus, args.seed, progress)
+            seconds[row] = time.perf_counter() - start
             if args.results_out is not None:
                 for name, file_scores in scores.items():
-                    write_results(args.results_out, detector, corpus[name], file_scores)
-            summaries[detector] = summarize(scores, corpus, detector, args.sliding_window)
+                    write_results(args.results_out, row, corpus[name], file_scores)
+            summaries[row] = summarize(scores, corpus, row, args.sliding_window)
         title = f"NAB benchmark on {len(corpus)} files (thresholds optimised on these files)"
 
     Console().print(render(summaries, reference_rows(args, corpus), seconds, title))

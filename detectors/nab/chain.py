@@ -1,6 +1,8 @@
 """The selective-update detector behind the NAB benchmark's streaming interface."""
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from .baselines import NABStreamDetector, check_series
@@ -114,6 +116,11 @@ class SelectiveUpdateNAB(NABStreamDetector):
         self.novelty = novelty
         self.novelty_window = novelty_window
         self.novelty_blocks = novelty_blocks
+        known = set(inspect.signature(SelectiveUpdateDetector).parameters) - {"seed", "progress"}
+        unknown = sorted(set(detector_params) - known)
+        if unknown:  # the detector is built per file; refuse a misspelt setting before any file runs
+            raise TypeError(f"unknown settings {unknown}: neither SelectiveUpdateNAB's nor "
+                            f"SelectiveUpdateDetector's (without seed, progress) keyword arguments")
         self.detector_params = {**NAB_DETECTOR_DEFAULTS, **detector_params}
 
     def pipeline(self, values: np.ndarray, probationary: int, timestamps=None):

@@ -85,3 +85,33 @@ def test_callback_logs_sparsity_statistics_to_tensorboard(tmp_path):
     density = events.Scalars("sparsity/actor/density_hh")[-1].value
     assert density == pytest.approx(0.5, abs=0.01)
     assert events.Scalars("sparsity/actor/active_hidden_fraction")[-1].value == pytest.approx(0.5)
+
+
+def test_routed_policy_logs_realised_fractions_and_usage_histograms(tmp_path):
+    """A routed policy trained a few hundred steps: TensorBoard holds, per layer, the realised keep
+    fractions (exactly the budgets), the per-channel usage histograms and the unused-channel shares."""
+    policy_kwargs = {"hidden_size": 16, "router_keep": (0.5, 0.25), "backend": "fused"}
+    model = make_model(1.0, policy_kwargs, tensorboard_log=str(tmp_path))
+    model.learn(256, callback=SparsityLoggerCallback(), tb_log_name="run")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next(tmp_path.glob("run_*"))), size_guidance={"histograms": 0, "scalars": 0})
+    events.Reload()
+    scalars, histograms = set(events.Tags()["scalars"]), set(events.Tags()["histograms"])
+    n_updates = 256 // 16 - 1  # logged at the start of every rollout after the first update
+    for role in ("actor", "critic"):
+        fractions = {"input": 0.5, "hidden": 4 / 16}  # ceil(0.5 * 2) of 2 inputs, ceil(0.25 * 16) of 16
+        for side, budget in fractions.items():
+            values = [e.value for e in events.Scalars(f"sparsity/{role}/active_{side}_fraction")]
+            assert len(values) == n_updates
+            assert values == [pytest.approx(budget, abs=1e-7)] * n_updates  # float32 in the event file
+            assert f"sparsity/{role}/unused_{side}_fraction" in scalars
+            usage = events.Histograms(f"sparsity/{role}/{side}_usage")
+            assert len(usage) == n_updates
+            last = usage[-1].histogram_value
+            width = 2 if side == "input" else 16
+            assert last.num == width  # one value per channel
+            assert last.sum == pytest.approx(budget * width, rel=1e-6)  # the shares sum to the kept count
+            assert 0.0 <= last.min <= last.max <= 1.0
+    assert not any(tag.startswith("sparsity/") for tag in histograms - {
+        f"sparsity/{role}/{side}_usage" for role in ("actor", "critic") for side in ("input", "hidden")})

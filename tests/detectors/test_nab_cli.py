@@ -70,3 +70,35 @@ def test_a_header_only_data_file_is_named(tmp_path):
     assert completed.returncode == 2
     assert "empty.csv has a header but no data rows" in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_params_reach_the_detector_and_label_its_row(nab_dir, tmp_path):
+    """--params router_keep=0.5 ... runs a routed forecaster without novelty/seasonal/spatial: a different
+    detector from the default chain, labelled with its settings."""
+    one_file, out = TWO_FILES[:1], tmp_path / "run.json"
+    run_script("--data", nab_dir, "--files", *one_file, "--detectors", "surnn", "--json", out,
+               "--params", "router_keep=0.5", "novelty=false", "seasonal=false", "spatial_tolerance=null",
+               "n_steps=4")
+    (label, row), = json.loads(out.read_text()).items()
+    assert label == "surnn(router_keep=0.5,novelty=false,seasonal=false,spatial_tolerance=null,n_steps=4)"
+    run_script("--data", nab_dir, "--files", *one_file, "--detectors", "surnn", "--json", out, "--params", "n_steps=4")
+    assert json.loads(out.read_text())["surnn(n_steps=4)"] != row
+
+
+@pytest.mark.parametrize("params, message", [
+    (["router_keep"], "KEY=VALUE"),
+    (["novelty=False"], "must be JSON"),
+    (["no_such_option=1"], "do not suit detector 'surnn'"),
+    (["seasonal=1"], "do not suit detector 'surnn'"),
+])
+def test_bad_params_are_refused_before_any_file_runs(nab_dir, params, message):
+    completed = subprocess.run([sys.executable, str(SCRIPT), "--data", str(nab_dir), "--detectors", "surnn",
+                                "--params", *params], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2
+    assert message in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_params_are_refused_by_a_baseline(nab_dir):
+    completed = subprocess.run([sys.executable, str(SCRIPT), "--data", str(nab_dir), "--detectors", "iforest",
+                                "--params", "router_keep=0.1"], capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 2 and "do not suit detector 'iforest'" in completed.stderr
