@@ -13,7 +13,7 @@ import torch
 
 from .cells import cell_step, switch
 from .routing import straight_through_scale
-from .statistics import make_trace
+from .statistics import kept_mask, make_trace
 from .update_gates import heaviside_straight_through
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -22,9 +22,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean ``(B, W)`` mask with exactly ``k`` True entries per row: the top-k scores; among
-    equal scores the lower channel index is kept (every backend follows this rule)."""
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
-    return torch.zeros_like(scores, dtype=torch.bool).scatter(1, order[:, :k], True)
+    equal scores the lower channel index is kept (every backend follows this rule;
+    :func:`~sparsernn.core.statistics.kept_mask`)."""
+    return kept_mask(scores, k)
 
 
 def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
