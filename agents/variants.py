@@ -23,11 +23,14 @@ class Variant:
         Policy name the algorithm accepts (``"SparseRecurrentPolicy"``, ``"MlpLstmPolicy"``, ``"MlpPolicy"``).
     policy_kwargs : dict
         Options added to (and overriding) the config's ``policy_kwargs``.
+    ppo_kwargs : dict
+        Options added to (and overriding) the config's ``ppo_kwargs`` (e.g. ``router_anneal``).
     """
 
     algo: str
     policy: str
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    ppo_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 _SPARSE = "SparseRecurrentPolicy"
@@ -41,6 +44,19 @@ VARIANTS: dict[str, Variant] = {
     "gru-core": Variant("sparse", _SPARSE, {"cell": "gru", "backend": "reference"}),
     "gru-d0.1": Variant("sparse", _SPARSE, {"cell": "gru", "density_ih": 0.1, "density_hh": 0.1}),
     "gru-router0.1": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": 0.1}),
+    # Issue 12's measurements at hidden keep 0.1, one change at a time: "-hidden" routes the hidden side
+    # only (the input is kept whole); "-anneal" anneals keep from 1.0 to the target over the first 25 % of
+    # training; "-gumbel" adds Gumbel noise (scale 1) to the scores that select (reference backend);
+    # "-balance" weighs the router balance regulariser 0.1.
+    "gru-router0.1-anneal": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": 0.1}, {"router_anneal": 0.25}),
+    "gru-router0.1-hidden-anneal": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, 0.1)},
+                                           {"router_anneal": 0.25}),
+    "gru-router0.1-hidden-gumbel": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, 0.1),
+                                                               "router_noise": 1.0, "backend": "reference"}),
+    "gru-router0.1-hidden-balance": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, 0.1),
+                                                                "router_balance_weight": 0.1}),
+    **{f"gru-router{keep}-hidden": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, keep)})
+       for keep in (0.5, 0.25, 0.1)},
     "gru-event": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "target_update_rate": 0.5}),
     "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
 }

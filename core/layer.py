@@ -39,6 +39,13 @@ class SparseRecurrent(nn.Module):
         fractions separately; a side at 1.0 is not routed.
     router_rank : int
         Rank of the router's context term.
+    router_noise : float >= 0
+        Exploration in the top-k: in training mode (``layer.train()``) the kept channels
+        are the top-k of ``scores + router_noise * Gumbel noise`` (drawn once per call
+        for all steps); the straight-through scale and the router's gradient use the
+        noiseless scores. 0 (default) selects on the scores. Only the ``reference``
+        backend implements it so far: other backends raise ``NotImplementedError``
+        in training mode.
     update_gate : {None, "rhythm", "event"}
         suRNN switch per neuron: ``h_t = h_{t-1}`` exactly where closed.
     rhythm_frequencies : int
@@ -86,7 +93,7 @@ class SparseRecurrent(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, cell: str = "gru", density_ih: float = 1.0,
                  density_hh: float = 1.0, router_keep: float | tuple[float, float] | None = None,
-                 router_rank: int = 8, update_gate: str | None = None, rhythm_frequencies: int = 4,
+                 router_rank: int = 8, router_noise: float = 0.0, update_gate: str | None = None, rhythm_frequencies: int = 4,
                  rhythm_max_period: float = 1000.0, target_update_rate: float | None = None,
                  update_rate_weight: float = 1.0, router_balance_weight: float = 0.0, backend: str = "auto",
                  seed: int | None = None, dtype: torch.dtype | None = None,
@@ -107,6 +114,7 @@ class SparseRecurrent(nn.Module):
                                    else check_fraction("target_update_rate", target_update_rate))
         self.update_rate_weight = check_non_negative("update_rate_weight", update_rate_weight)
         self.router_balance_weight = check_non_negative("router_balance_weight", router_balance_weight)
+        self.router_noise = check_non_negative("router_noise", router_noise)
         self.backend = backend
         if router_keep is not None:
             router_rank = check_positive_int("router_rank", router_rank)
@@ -243,7 +251,12 @@ class SparseRecurrent(nn.Module):
     def backend_for(self, x: torch.Tensor) -> str:
         """The backend a call on ``x (T, B, input_size)`` runs: :attr:`backend`, or for ``"auto"``
         :func:`~sparsernn.core.choose_backend`'s pick for ``x``'s device and shape."""
-        return self.backend if self.backend != "auto" else choose_backend(x, self)
+        backend = self.backend if self.backend != "auto" else choose_backend(x, self)
+        if backend != "reference" and self.router is not None and self.router_noise > 0 and self.training:
+            raise NotImplementedError(f"router_noise={self.router_noise} (Gumbel exploration in the top-k) runs on "
+                                      f"the reference backend only; this call would run {backend!r}: build the "
+                                      "layer with backend='reference', or call layer.eval()")
+        return backend
 
     def _record_call(self, backend: str, trace: dict[str, Any], group_size: int = 1) -> None:
         """Remember which backend ran, in a group of how many layers (:func:`~sparsernn.core.group_forward`),
@@ -286,6 +299,23 @@ class SparseRecurrent(nn.Module):
             if episode_starts.device != ref.device:
                 raise ValueError(f"episode_starts is on {episode_starts.device} but the layer is on {ref.device}")
             check_episode_starts(episode_starts)
+
+    def set_router_keep(self, keep: float | tuple[float, float]) -> None:
+        """Change the routing budget: ``keep`` as in ``router_keep`` (one fraction or a pair).
+
+        The keep counts ``ceil(keep * width)`` are recomputed, so the next call keeps
+        exactly that many channels per sample and step (used to anneal the budget from
+        1.0 to the target during training). Refused with a ``ValueError`` (nothing
+        changed) when the layer has no router or ``keep`` is not a fraction / pair.
+        """
+        if self.router is None:
+            raise ValueError("set_router_keep needs a routed layer (built with router_keep); this one has none")
+        pair = keep_pair(keep)
+        if pair is None:
+            raise ValueError("keep must be a fraction in (0, 1] or a pair (keep_input, keep_hidden); got None")
+        counts = keep_count(pair[0], self.input_size), keep_count(pair[1], self.hidden_size)
+        self.router_keep = pair
+        self.keep_count_input, self.keep_count_hidden = counts
 
     # ------------------------------------------------------- stats and losses
     def statistics(self) -> dict[str, float]:

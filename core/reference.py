@@ -25,6 +25,15 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return torch.zeros_like(scores, dtype=torch.bool).scatter(1, scores.topk(k, dim=1).indices, True)
 
 
+def router_score_noise(layer: "SparseRecurrent", x: torch.Tensor) -> torch.Tensor | None:
+    """The call's additive selection noise ``(T, B, I + H)``: ``router_noise`` times standard Gumbel
+    noise (``-log E``, ``E ~ Exp(1)``, from torch's global generator) in training mode, else ``None``."""
+    if layer.router is None or layer.router_noise == 0 or not layer.training:
+        return None
+    shape = (x.shape[0], x.shape[1], layer.input_size + layer.hidden_size)
+    return torch.empty(shape, dtype=x.dtype, device=x.device).exponential_().log().neg() * layer.router_noise
+
+
 def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
                       time: torch.Tensor | None, episode_starts: torch.Tensor | None):
     """Run the layer over ``x (T, B, I)`` from state ``h (B, H)``, ``c (B, H)``
@@ -34,6 +43,7 @@ def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor
     (:func:`~sparsernn.core.statistics.make_trace`).
     """
     w_ih, w_hh = layer.effective_weights()
+    noise = router_score_noise(layer, x)
     opens, open_st, importance_in, importance_h = [], [], [], []
     outputs = []
     for t in range(x.shape[0]):
@@ -45,8 +55,11 @@ def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor
         x_t, h_read = x[t], h
         if layer.router is not None:
             scores_in, scores_h = layer.router(x_t, h)
-            x_t = x_t * topk_mask(scores_in, layer.keep_count_input) * straight_through_scale(scores_in)
-            h_read = h * topk_mask(scores_h, layer.keep_count_hidden) * straight_through_scale(scores_h)
+            pick_in, pick_h = scores_in, scores_h
+            if noise is not None:  # explore: select on noisy scores, learn through the noiseless ones
+                pick_in, pick_h = scores_in + noise[t, :, :layer.input_size], scores_h + noise[t, :, layer.input_size:]
+            x_t = x_t * topk_mask(pick_in, layer.keep_count_input) * straight_through_scale(scores_in)
+            h_read = h * topk_mask(pick_h, layer.keep_count_hidden) * straight_through_scale(scores_h)
             importance_in.append(torch.sigmoid(scores_in).sum(0))
             importance_h.append(torch.sigmoid(scores_h).sum(0))
         gx = x_t @ w_ih.t() + layer.bias_ih

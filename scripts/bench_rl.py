@@ -38,7 +38,7 @@ def build_variant(name: str, config: dict, warmup: int, seed: int, device: str =
     env = make_env(config["env_id"], config.get("n_envs", 8), seed, None, config.get("normalize", False))
     policy_kwargs = parse_policy_kwargs(variant_policy_kwargs(name, config.get("policy_kwargs", {})))
     model = ALGOS[variant.algo](variant.policy, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
-                                **parse_ppo_kwargs(config.get("ppo_kwargs", {})))
+                                **parse_ppo_kwargs({**config.get("ppo_kwargs", {}), **variant.ppo_kwargs}))
     start = time.perf_counter()
     model.learn(warmup)
     return model, env, time.perf_counter() - start
