@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from .memory import _check_int
+from .memory import RENDER_CELL_PIXELS, _check_int
 
 __all__ = ["RepeatPreviousEnv", "CountingEnv"]
 
@@ -29,9 +29,30 @@ def _check_probability(name: str, value: Any) -> float:
 
 
 class _EpisodeEnv(gym.Env[np.ndarray, np.int64]):
-    """Shared bookkeeping: ``step`` before ``reset`` or after the end raises, actions are checked."""
+    """Shared bookkeeping: ``step`` before ``reset`` or after the end raises, actions are checked, and
+    ``render_mode="rgb_array"`` draws the last observation as :class:`~sparsernn.envs.CueMemoryEnv` does."""
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 4}
+    _last_observation: np.ndarray
+
+    def _set_render_mode(self, render_mode: str | None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                             f"got {render_mode!r}.")
+        self.render_mode = render_mode
+        self._last_observation = np.zeros(self.observation_space.shape, dtype=np.float32)
+
+    def _shown(self, observation: np.ndarray) -> np.ndarray:
+        self._last_observation = observation
+        return observation
+
+    def render(self) -> np.ndarray | None:
+        """One grey square per observation entry (``render_mode="rgb_array"``), else None."""
+        if self.render_mode is None:
+            return None
+        grey = np.clip(self._last_observation, 0.0, 1.0) * 255.0
+        row = np.repeat(grey.astype(np.uint8), RENDER_CELL_PIXELS)
+        return np.repeat(row[None, :, None], RENDER_CELL_PIXELS, axis=0).repeat(3, axis=2)
 
     def _check_step(self, action: Any) -> None:
         if self._t is None:
@@ -59,6 +80,8 @@ class RepeatPreviousEnv(_EpisodeEnv):
         Number of symbol classes; also the number of actions.
     length : int > k, default=32
         Observations (and actions) per episode.
+    render_mode : {None, "rgb_array"}, default=None
+        ``"rgb_array"``: the last observation as a row of grey squares.
 
     Attributes
     ----------
@@ -71,13 +94,13 @@ class RepeatPreviousEnv(_EpisodeEnv):
     Symbols come from ``np_random``, so ``reset(seed=s)`` replays the same episode.
     """
 
-    def __init__(self, k: int = 1, n_symbols: int = 4, length: int = 32) -> None:
+    def __init__(self, k: int = 1, n_symbols: int = 4, length: int = 32, render_mode: str | None = None) -> None:
         self.k = _check_int("k", k, 1)
         self.n_symbols = _check_int("n_symbols", n_symbols, 2)
         self.length = _check_int("length", length, self.k + 1)
         self.observation_space = spaces.Box(0.0, 1.0, (self.n_symbols,), dtype=np.float32)
         self.action_space = spaces.Discrete(self.n_symbols)
-        self.render_mode = None
+        self._set_render_mode(render_mode)
         self._symbols = np.zeros(self.length, dtype=np.int64)
         self._t: int | None = None
         self._correct = 0
@@ -85,7 +108,7 @@ class RepeatPreviousEnv(_EpisodeEnv):
     def _observation(self) -> np.ndarray:
         observation = np.zeros(self.n_symbols, dtype=np.float32)
         observation[self._symbols[self._t]] = 1.0
-        return observation
+        return self._shown(observation)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Draw the episode's symbols and return the first one (``info`` is empty)."""
@@ -105,7 +128,7 @@ class RepeatPreviousEnv(_EpisodeEnv):
             return self._observation(), reward, False, False, {}
         self._t = None
         info = {"correct": self._correct, "is_success": self._correct == self.length - self.k}
-        return np.zeros(self.n_symbols, dtype=np.float32), reward, True, False, info
+        return self._shown(np.zeros(self.n_symbols, dtype=np.float32)), reward, True, False, info
 
 
 class CountingEnv(_EpisodeEnv):
@@ -123,6 +146,8 @@ class CountingEnv(_EpisodeEnv):
         Flag steps before the query.
     p : float in (0, 1), default=0.5
         Probability of a flag at each flag step.
+    render_mode : {None, "rgb_array"}, default=None
+        ``"rgb_array"``: the last observation as a row of grey squares.
 
     Attributes
     ----------
@@ -135,12 +160,12 @@ class CountingEnv(_EpisodeEnv):
     The terminating ``step`` returns ``info = {"count": n, "is_success": answer == n}``.
     """
 
-    def __init__(self, length: int = 6, p: float = 0.5) -> None:
+    def __init__(self, length: int = 6, p: float = 0.5, render_mode: str | None = None) -> None:
         self.length = _check_int("length", length, 1)
         self.p = _check_probability("p", p)
         self.observation_space = spaces.Box(0.0, 1.0, (2,), dtype=np.float32)
         self.action_space = spaces.Discrete(self.length + 1)
-        self.render_mode = None
+        self._set_render_mode(render_mode)
         self._flags = np.zeros(self.length, dtype=bool)
         self._t: int | None = None
 
@@ -150,7 +175,7 @@ class CountingEnv(_EpisodeEnv):
             observation[0] = float(self._flags[self._t])
         else:
             observation[1] = 1.0
-        return observation
+        return self._shown(observation)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Draw the episode's flags and return the first flag step (``info`` is empty)."""
@@ -168,5 +193,5 @@ class CountingEnv(_EpisodeEnv):
         self._t = None
         count = int(self._flags.sum())
         correct = int(action) == count
-        return np.zeros(2, dtype=np.float32), 1.0 if correct else 0.0, True, False, {"count": count,
-                                                                                      "is_success": correct}
+        info = {"count": count, "is_success": correct}
+        return self._shown(np.zeros(2, dtype=np.float32)), 1.0 if correct else 0.0, True, False, info

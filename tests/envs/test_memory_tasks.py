@@ -98,7 +98,18 @@ def test_step_outside_an_episode_and_invalid_actions_raise(cls):
     (CountingEnv, {"length": 0}, ValueError, "length"),
     (CountingEnv, {"p": 1.0}, ValueError, "p"),
     (CountingEnv, {"p": "half"}, TypeError, "p"),
+    (CountingEnv, {"render_mode": "human"}, ValueError, "render_mode"),
 ])
 def test_bad_arguments_raise_naming_the_argument(cls, kwargs, error, name):
     with pytest.raises(error, match=f"^{name} must"):
         cls(**kwargs)
+
+
+@pytest.mark.parametrize("cls, width", [(RepeatPreviousEnv, 4), (CountingEnv, 2)])
+def test_rgb_array_render_draws_the_last_observation(cls, width):
+    env = cls(render_mode="rgb_array")
+    observation, _ = env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (16, 16 * width, 3) and frame.dtype == np.uint8
+    assert np.array_equal(frame[0, ::16, 0], (observation * 255).astype(np.uint8))
+    assert cls().render() is None
