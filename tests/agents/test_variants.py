@@ -17,8 +17,9 @@ BASE = {"hidden_size": 32, "activation_fn": "relu", "enable_critic_lstm": True, 
 
 
 def test_every_name_either_script_offered_is_in_the_table():
-    issue12 = {"gru-router0.1-anneal", "gru-router0.1-hidden-anneal", "gru-router0.1-hidden-gumbel",
-               "gru-router0.1-hidden-balance", "gru-router0.5-hidden", "gru-router0.25-hidden", "gru-router0.1-hidden"}
+    issue12 = {"gru-router0.5", "gru-router0.25", "gru-router0.1-both", "gru-router0.1-both-anneal",
+               "gru-router0.1-hidden", "gru-router0.1-hidden-anneal", "gru-router0.1-hidden-gumbel",
+               "gru-router0.1-hidden-balance"}
     assert set(VARIANTS) == {"stock-lstm", "ppo-mlp", "lstm", "gru", "gru-core", "gru-d0.1", "gru-router0.1",
                              "gru-event", "stock-policy-sparse-ppo"} | issue12
 
