@@ -11,7 +11,7 @@ Importing this package registers the ``sparsernn/`` ids (see
   ``sparsernn/CueMemory-v0`` (gap 50), ``sparsernn/CueMemoryLong-v0``
   (gap 1000), ``sparsernn/CueMemoryRandomGap-v0`` (gap 25..75) and
   ``sparsernn/CueMemoryNoisy-v0`` (gap 50, distractor std 0.5),
-  ``sparsernn/CueMemoryNoisyShort-v0`` (gap 10, distractor std 0.5);
+  ``sparsernn/CueMemoryNoisyShort-v0`` (gap 4, distractor std 0.5);
 - small memory tasks (``envs/memory_tasks.py``) — ``sparsernn/RepeatPrevious-v0``
   (:class:`RepeatPreviousEnv`: name the symbol of the previous step) and
   ``sparsernn/Counting-v0`` (:class:`CountingEnv`: report how many flags were shown).

@@ -142,7 +142,7 @@ class CountingEnv(_EpisodeEnv):
 
     Parameters
     ----------
-    length : int >= 1, default=6
+    length : int >= 1, default=4
         Flag steps before the query.
     p : float in (0, 1), default=0.5
         Probability of a flag at each flag step.
@@ -160,7 +160,7 @@ class CountingEnv(_EpisodeEnv):
     The terminating ``step`` returns ``info = {"count": n, "is_success": answer == n}``.
     """
 
-    def __init__(self, length: int = 6, p: float = 0.5, render_mode: str | None = None) -> None:
+    def __init__(self, length: int = 4, p: float = 0.5, render_mode: str | None = None) -> None:
         self.length = _check_int("length", length, 1)
         self.p = _check_probability("p", p)
         self.observation_space = spaces.Box(0.0, 1.0, (2,), dtype=np.float32)

@@ -43,13 +43,13 @@ _MEMORY_PRESETS: tuple[tuple[str, dict[str, Any]], ...] = (
     # Gaussian distractors on the cue channels during the gap.
     ("sparsernn/CueMemoryNoisy-v0", {"gap": 50, "n_cues": 4, "noise": 0.5}),
     # Recall after distractors at a size a dense GRU learns in 100 k steps (issue 12's memory tasks).
-    ("sparsernn/CueMemoryNoisyShort-v0", {"gap": 10, "n_cues": 4, "noise": 0.5}),
+    ("sparsernn/CueMemoryNoisyShort-v0", {"gap": 4, "n_cues": 4, "noise": 0.5}),
 )
 
 # Further small memory tasks (envs/memory_tasks.py): (id, entry point, keyword arguments).
 _MEMORY_TASKS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("sparsernn/RepeatPrevious-v0", "sparsernn.envs.memory_tasks:RepeatPreviousEnv", {"k": 1}),
-    ("sparsernn/Counting-v0", "sparsernn.envs.memory_tasks:CountingEnv", {}),
+    ("sparsernn/Counting-v0", "sparsernn.envs.memory_tasks:CountingEnv", {"length": 4}),
 )
 
 
