@@ -78,3 +78,10 @@ def test_bad_callback_fraction_is_refused_naming_it(bad):
 
 def test_anneal_variants_carry_the_ppo_option():
     assert VARIANTS["gru-router0.1-hidden-anneal"].ppo_kwargs == {"router_anneal": 0.25}
+
+
+def test_annealing_over_the_first_quarter_is_the_default():
+    env = make_vec_env("sparsernn/CartPoleNoVel-v1", n_envs=2, seed=0)
+    model = SparseRecurrentPPO("SparseRecurrentPolicy", env, n_steps=8, batch_size=16, device="cpu",
+                               policy_kwargs=ROUTED)
+    assert model.router_anneal == 0.25
