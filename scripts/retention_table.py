@@ -6,8 +6,8 @@ seeds, the mean return, the returns per seed and the mean as a share of the base
 
 Usage::
 
-    python scripts/retention_table.py docs/results/issue12/*.jsonl --baseline gru \\
-        --variants gru-router0.5 gru-router0.25 gru-router0.1
+    python scripts/retention_table.py docs/results/issue12/cartpole_novel.jsonl --baseline gru \\
+        --variants gru-router0.5 gru-router0.25 gru-router0.1 --pivot
 """
 from __future__ import annotations
 
@@ -54,13 +54,37 @@ def table(groups: dict[tuple[str, str], list[dict]], baseline: str, variants: li
     return "\n".join(lines)
 
 
+def pivot(groups: dict[tuple[str, str], list[dict]], baseline: str, variants: list[str]) -> str:
+    """One line per env: the baseline's mean (per seed), then each variant's mean (share of the baseline)."""
+    lines = [f"| env | {baseline} | " + " | ".join(variants) + " |", "| --- |" + " --- |" * (len(variants) + 1)]
+    for env in sorted({env for env, _ in groups}):
+        base = groups.get((env, baseline))
+        if not base:
+            continue
+        returns = [r["mean_return"] for r in base]
+        base_mean = float(np.mean(returns))
+        cells = [f"{base_mean:.3g} ({', '.join(f'{x:.3g}' for x in returns)})"]
+        for name in variants:
+            rows = groups.get((env, name))
+            mean = float(np.mean([r["mean_return"] for r in rows])) if rows else None
+            cells.append("-" if mean is None else f"{mean:.3g} ({mean / base_mean:.2f})" + (
+                f" [{len(rows)} seeds]" if len(rows) != len(base) else ""))
+        lines.append(f"| {env} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", type=Path, help="JSON-lines files of scripts/rl_quality.py")
     parser.add_argument("--baseline", default="gru", help="the variant the shares are of")
     parser.add_argument("--variants", nargs="+", default=None, help="variants to list (default: all)")
+    parser.add_argument("--pivot", action="store_true",
+                        help="one line per env, one column per variant: mean (share of the baseline); needs --variants")
     args = parser.parse_args(argv)
-    print(table(load_rows(args.files), args.baseline, args.variants))
+    if args.pivot and not args.variants:
+        parser.error("--pivot needs --variants")
+    groups = load_rows(args.files)
+    print(pivot(groups, args.baseline, args.variants) if args.pivot else table(groups, args.baseline, args.variants))
 
 
 if __name__ == "__main__":
