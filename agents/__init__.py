@@ -6,6 +6,6 @@ from .model_files import ModelFileError, load_normalization, save_normalization
 from .ppo import SparseRecurrentPPO, folderless_logger
 from .training import ALGOS, EvalResult, TrainResult, evaluate, load_model, make_env, train
 
-__all__ = ["SparseRecurrentPPO", "SequenceRolloutBuffer", "SparsityLoggerCallback", "RouterKeepAnnealCallback", "train", "evaluate",
-           "load_model", "make_env", "load_config", "EvalResult", "TrainResult", "ALGOS", "ModelFileError",
+__all__ = ["SparseRecurrentPPO", "SequenceRolloutBuffer", "SparsityLoggerCallback", "RouterKeepAnnealCallback",
+           "train", "evaluate", "load_model", "make_env", "load_config", "EvalResult", "TrainResult", "ALGOS", "ModelFileError",
            "load_normalization", "save_normalization", "folderless_logger"]

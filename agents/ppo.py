@@ -111,7 +111,8 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
                  **kwargs: Any) -> None:
         if isinstance(aux_loss_coef, bool) or not isinstance(aux_loss_coef, (int, float)) or not aux_loss_coef >= 0:
             raise ValueError(f"aux_loss_coef must be a number >= 0; got {aux_loss_coef!r}")
-        if isinstance(router_anneal, bool) or not isinstance(router_anneal, (int, float)) or not 0 <= router_anneal <= 1:
+        if isinstance(router_anneal, bool) or not isinstance(router_anneal, (int, float)) \
+                or not 0 <= router_anneal <= 1:
             raise ValueError(f"router_anneal must be a number in [0, 1]; got {router_anneal!r}")
         self.aux_loss_coef = float(aux_loss_coef)
         self.router_anneal = float(router_anneal)

@@ -93,8 +93,9 @@ class SparseRecurrent(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, cell: str = "gru", density_ih: float = 1.0,
                  density_hh: float = 1.0, router_keep: float | tuple[float, float] | None = None,
-                 router_rank: int = 8, router_noise: float = 0.0, update_gate: str | None = None, rhythm_frequencies: int = 4,
-                 rhythm_max_period: float = 1000.0, target_update_rate: float | None = None,
+                 router_rank: int = 8, router_noise: float = 0.0, update_gate: str | None = None,
+                 rhythm_frequencies: int = 4, rhythm_max_period: float = 1000.0,
+                 target_update_rate: float | None = None,
                  update_rate_weight: float = 1.0, router_balance_weight: float = 0.0, backend: str = "auto",
                  seed: int | None = None, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
