@@ -56,3 +56,62 @@ class SparsityLoggerCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         return True
+
+
+class RouterKeepAnnealCallback(BaseCallback):
+    """Anneal the routed layers' budget from 1.0 (dense) to their ``router_keep`` over the first part of training.
+
+    Before each rollout, with ``p = num_timesteps / total_timesteps`` of the ``learn`` call
+    (resumed runs count their earlier steps), every routed layer of the policy gets
+    ``keep(p) = target + (1 - target) * (1 - p / fraction)`` per side, through
+    ``SparseRecurrent.set_router_keep``; from ``p >= fraction`` on (and at the end of
+    training, whatever ``fraction``) it gets the target itself, so the final budget is
+    exactly ``router_keep``. A rollout and the PPO update after it use the same keep.
+    Policies without routed layers are left alone. The realised budget is logged by
+    :class:`SparsityLoggerCallback` (``sparsity/<role>/active_hidden_fraction``).
+
+    Parameters
+    ----------
+    fraction : float in (0, 1]
+        Share of the training steps over which the keep is annealed.
+    verbose : int
+    """
+
+    def __init__(self, fraction: float, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be a number in (0, 1]; got {fraction!r}")
+        self.fraction = float(fraction)
+        self.targets: dict = {}
+
+    def _routed_layers(self) -> dict:
+        layers = getattr(self.model.policy, "recurrent_layers", None)
+        if layers is None:
+            return {}
+        return {name: layer for name, layer in layers.items() if layer.router_keep is not None}
+
+    def _on_training_start(self) -> None:
+        self.targets = {name: layer.router_keep for name, layer in self._routed_layers().items()}
+        self._apply()
+
+    def _on_rollout_start(self) -> None:
+        self._apply()
+
+    def _on_training_end(self) -> None:
+        self._apply(done=True)
+
+    def keep_at(self, target: tuple[float, float], progress: float) -> tuple[float, float]:
+        """The keep pair at training progress ``progress`` in [0, 1] for the final ``target`` pair."""
+        if progress >= self.fraction:
+            return target
+        left = 1.0 - progress / self.fraction
+        return tuple(min(1.0, t + (1.0 - t) * left) for t in target)
+
+    def _apply(self, done: bool = False) -> None:
+        total = max(getattr(self.model, "_total_timesteps", 0), 1)
+        progress = 1.0 if done else self.model.num_timesteps / total
+        for name, layer in self._routed_layers().items():
+            layer.set_router_keep(self.keep_at(self.targets[name], progress))
+
+    def _on_step(self) -> bool:
+        return True

@@ -23,14 +23,18 @@ class Variant:
         Policy name the algorithm accepts (``"SparseRecurrentPolicy"``, ``"MlpLstmPolicy"``, ``"MlpPolicy"``).
     policy_kwargs : dict
         Options added to (and overriding) the config's ``policy_kwargs``.
+    ppo_kwargs : dict
+        Options added to (and overriding) the config's ``ppo_kwargs`` (e.g. ``router_anneal``).
     """
 
     algo: str
     policy: str
     policy_kwargs: dict[str, Any] = field(default_factory=dict)
+    ppo_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 _SPARSE = "SparseRecurrentPolicy"
+_NO_ANNEAL = {"router_anneal": 0.0}  # routed at the final budget from the first update
 
 #: Variants by name: stock sb3-contrib and SB3 baselines, then SparseRecurrentPolicy's layers.
 VARIANTS: dict[str, Variant] = {
@@ -40,7 +44,26 @@ VARIANTS: dict[str, Variant] = {
     "gru": Variant("sparse", _SPARSE, {"cell": "gru"}),
     "gru-core": Variant("sparse", _SPARSE, {"cell": "gru", "backend": "reference"}),
     "gru-d0.1": Variant("sparse", _SPARSE, {"cell": "gru", "density_ih": 0.1, "density_hh": 0.1}),
-    "gru-router0.1": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": 0.1}),
+    # Routed GRUs as a user writes them: one fraction, which SparseRecurrentPolicy applies to the hidden
+    # side only when the observation is narrower than the state (policies/options.py:policy_router_keep).
+    **{f"gru-router{keep}": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": keep})
+       for keep in (0.5, 0.25, 0.1)},
+    # Issue 12's measurements at hidden keep 0.1, one change at a time, the sides given as pairs: "-both"
+    # routes the input too (1 of CartPoleNoVel's 2 observations), "-hidden" the hidden side only;
+    # "-anneal" anneals keep from 1.0 to the target over the first 25 % of training; "-gumbel" adds Gumbel
+    # noise (scale 1) to the scores that select (reference backend); "-balance" weighs the router
+    # balance regulariser 0.1.
+    "gru-router0.1-both": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (0.1, 0.1)}, _NO_ANNEAL),
+    "gru-router0.1-both-anneal": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (0.1, 0.1)},
+                                         {"router_anneal": 0.25}),
+    "gru-router0.1-hidden": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, 0.1)}, _NO_ANNEAL),
+    "gru-router0.1-hidden-anneal": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, 0.1)},
+                                           {"router_anneal": 0.25}),
+    "gru-router0.1-hidden-gumbel": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, 0.1),
+                                                               "router_noise": 1.0, "backend": "reference"},
+                                           _NO_ANNEAL),
+    "gru-router0.1-hidden-balance": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, 0.1),
+                                                                "router_balance_weight": 0.1}, _NO_ANNEAL),
     "gru-event": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "target_update_rate": 0.5}),
     "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
 }

@@ -158,7 +158,7 @@ def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor,
     gxs = gx_all.unbind(0) if gx_all is not None else None
     gates = gate_all.unbind(0) if gate_all is not None else [None] * T
     alives = alive_all.unbind(0) if reset_steps else None
-    outputs, opens, open_st, imp_in, imp_h = [], [], [], [], []
+    outputs, opens, open_st, imp_in, imp_h, selection = [], [], [], [], [], []
     dynamo_settings, fx_settings = _compile_settings()
     with dynamo_settings, fx_settings:
         for t in range(T):
@@ -169,6 +169,7 @@ def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor,
                 gx, gh = gxs[t], torch.mm(h, w_hh_t)
             else:
                 scores = router(xs[t], h)
+                selection.append(torch.cat(scores, 1).detach())  # what channel_usage reduces
                 if want_importance:
                     imp_in.append(torch.sigmoid(scores[0]).sum(0))
                     imp_h.append(torch.sigmoid(scores[1]).sum(0))
@@ -190,4 +191,6 @@ def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor,
     trace = make_trace(opens, open_st, imp_in, imp_h, T * B * layer.hidden_size)
     out = first_order_only({"y": torch.stack(outputs), "h": h, "c": c, **trace})
     trace = {k: out[k] for k in trace}
+    if selection:
+        trace["selection"] = (selection, (layer.keep_count_input, layer.keep_count_hidden))
     return out["y"], (out["h"], out["c"], time), trace

@@ -39,6 +39,13 @@ class SparseRecurrent(nn.Module):
         fractions separately; a side at 1.0 is not routed.
     router_rank : int
         Rank of the router's context term.
+    router_noise : float >= 0
+        Exploration in the top-k: in training mode (``layer.train()``) the kept channels
+        are the top-k of ``scores + router_noise * Gumbel noise`` (drawn once per call
+        for all steps); the straight-through scale and the router's gradient use the
+        noiseless scores. 0 (default) selects on the scores. Only the ``reference``
+        backend implements it so far: other backends raise ``NotImplementedError``
+        in training mode.
     update_gate : {None, "rhythm", "event"}
         suRNN switch per neuron: ``h_t = h_{t-1}`` exactly where closed.
     rhythm_frequencies : int
@@ -86,8 +93,9 @@ class SparseRecurrent(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, cell: str = "gru", density_ih: float = 1.0,
                  density_hh: float = 1.0, router_keep: float | tuple[float, float] | None = None,
-                 router_rank: int = 8, update_gate: str | None = None, rhythm_frequencies: int = 4,
-                 rhythm_max_period: float = 1000.0, target_update_rate: float | None = None,
+                 router_rank: int = 8, router_noise: float = 0.0, update_gate: str | None = None,
+                 rhythm_frequencies: int = 4, rhythm_max_period: float = 1000.0,
+                 target_update_rate: float | None = None,
                  update_rate_weight: float = 1.0, router_balance_weight: float = 0.0, backend: str = "auto",
                  seed: int | None = None, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
@@ -107,6 +115,7 @@ class SparseRecurrent(nn.Module):
                                    else check_fraction("target_update_rate", target_update_rate))
         self.update_rate_weight = check_non_negative("update_rate_weight", update_rate_weight)
         self.router_balance_weight = check_non_negative("router_balance_weight", router_balance_weight)
+        self.router_noise = check_non_negative("router_noise", router_noise)
         self.backend = backend
         if router_keep is not None:
             router_rank = check_positive_int("router_rank", router_rank)
@@ -244,7 +253,12 @@ class SparseRecurrent(nn.Module):
     def backend_for(self, x: torch.Tensor) -> str:
         """The backend a call on ``x (T, B, input_size)`` runs: :attr:`backend`, or for ``"auto"``
         :func:`~sparsernn.core.choose_backend`'s pick for ``x``'s device and shape."""
-        return self.backend if self.backend != "auto" else choose_backend(x, self)
+        backend = self.backend if self.backend != "auto" else choose_backend(x, self)
+        if backend != "reference" and self.router is not None and self.router_noise > 0 and self.training:
+            raise NotImplementedError(f"router_noise={self.router_noise} (Gumbel exploration in the top-k) runs on "
+                                      f"the reference backend only; this call would run {backend!r}: build the "
+                                      "layer with backend='reference', or call layer.eval()")
+        return backend
 
     def _record_call(self, backend: str, trace: dict[str, Any], group_size: int = 1) -> None:
         """Remember which backend ran, in a group of how many layers (:func:`~sparsernn.core.group_forward`),
@@ -288,49 +302,33 @@ class SparseRecurrent(nn.Module):
                 raise ValueError(f"episode_starts is on {episode_starts.device} but the layer is on {ref.device}")
             check_episode_starts(episode_starts)
 
-    @torch.no_grad()
     def kept_channels(self, x: torch.Tensor, state: torch.Tensor | None = None,
                       episode_starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Which channels the router keeps at each step of a run over ``x`` (for analysis: usage
-        histograms, how masks differ between inputs); computed by the reference loop, without grad.
-
-        Parameters
-        ----------
-        x : tensor of shape (T, B, input_size)
-        state : tensor of shape (B, state_size), optional (zeros)
-        episode_starts : tensor of shape (T, B) of 0/1, optional
-
-        Returns
-        -------
-        kept_input : bool tensor of shape (T, B, input_size)
-        kept_hidden : bool tensor of shape (T, B, hidden_size)
-            Exactly ``keep_count_input`` / ``keep_count_hidden`` True per row; all True for a
-            layer without a router.
-        """
-        from .reference import topk_mask
+        """Which channels the router keeps at each step of a run over ``x (T, B, input_size)``
+        from ``state`` (zeros if None) with ``episode_starts (T, B)``: boolean masks
+        ``(T, B, input_size)`` and ``(T, B, hidden_size)``, exactly the budget per row (all True
+        without a router); see :func:`~sparsernn.core.routing.kept_channels`."""
+        from .routing import kept_channels
 
         self._check_inputs(x, state, episode_starts)
-        steps, batch = x.shape[:2]
+        return kept_channels(self, x, state, episode_starts)
+
+    def set_router_keep(self, keep: float | tuple[float, float]) -> None:
+        """Change the routing budget: ``keep`` as in ``router_keep`` (one fraction or a pair).
+
+        The keep counts ``ceil(keep * width)`` are recomputed, so the next call keeps
+        exactly that many channels per sample and step (used to anneal the budget from
+        1.0 to the target during training). Refused with a ``ValueError`` (nothing
+        changed) when the layer has no router or ``keep`` is not a fraction / pair.
+        """
         if self.router is None:
-            return (torch.ones(steps, batch, self.input_size, dtype=torch.bool, device=x.device),
-                    torch.ones(steps, batch, self.hidden_size, dtype=torch.bool, device=x.device))
-        backend = self.backend
-        kept_in, kept_h = [], []
-        state = self.initial_state(batch) if state is None else state
-        try:
-            self.backend = "reference"  # one step at a time, from the state each step reads
-            for t in range(steps):
-                starts = episode_starts[t:t + 1] if episode_starts is not None else None
-                if starts is not None:
-                    state = state * (1.0 - starts[0].to(state.dtype)).unsqueeze(1)
-                h = self.unpack_state(state)[0]
-                scores_in, scores_h = self.router(x[t], h)
-                kept_in.append(topk_mask(scores_in, self.keep_count_input))
-                kept_h.append(topk_mask(scores_h, self.keep_count_hidden))
-                _, state = self(x[t:t + 1], state, None)
-        finally:
-            self.backend = backend
-        return torch.stack(kept_in), torch.stack(kept_h)
+            raise ValueError("set_router_keep needs a routed layer (built with router_keep); this one has none")
+        pair = keep_pair(keep)
+        if pair is None:
+            raise ValueError("keep must be a fraction in (0, 1] or a pair (keep_input, keep_hidden); got None")
+        counts = keep_count(pair[0], self.input_size), keep_count(pair[1], self.hidden_size)
+        self.router_keep = pair
+        self.keep_count_input, self.keep_count_hidden = counts
 
     # ------------------------------------------------------- stats and losses
     def statistics(self) -> dict[str, float]:
@@ -341,8 +339,8 @@ class SparseRecurrent(nn.Module):
     def channel_usage(self) -> dict[str, torch.Tensor]:
         """Per channel, the share of the last call's (step, sample) rows that kept it (routed
         layers): ``{"input": (input_size,), "hidden": (hidden_size,)}``, each entry in [0, 1]
-        and ``mean() == keep_count / width``; ``{}`` for an unrouted layer, before the first call,
-        or when the backend that ran records no selection (today the ``fused`` backend does)."""
+        and ``mean() == keep_count / width``; ``{}`` for an unrouted layer or before the first call
+        (every backend records its selection)."""
         return stats_mod.channel_usage(self, self._last_trace)
 
     def aux_loss(self) -> torch.Tensor:

@@ -27,6 +27,15 @@ def topk_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
     return kept_mask(scores, k)
 
 
+def router_score_noise(layer: "SparseRecurrent", x: torch.Tensor) -> torch.Tensor | None:
+    """The call's additive selection noise ``(T, B, I + H)``: ``router_noise`` times standard Gumbel
+    noise (``-log E``, ``E ~ Exp(1)``, from torch's global generator) in training mode, else ``None``."""
+    if layer.router is None or layer.router_noise == 0 or not layer.training:
+        return None
+    shape = (x.shape[0], x.shape[1], layer.input_size + layer.hidden_size)
+    return torch.empty(shape, dtype=x.dtype, device=x.device).exponential_().log().neg() * layer.router_noise
+
+
 def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None,
                       time: torch.Tensor | None, episode_starts: torch.Tensor | None):
     """Run the layer over ``x (T, B, I)`` from state ``h (B, H)``, ``c (B, H)``
@@ -36,7 +45,8 @@ def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor
     (:func:`~sparsernn.core.statistics.make_trace`).
     """
     w_ih, w_hh = layer.effective_weights()
-    opens, open_st, importance_in, importance_h = [], [], [], []
+    noise = router_score_noise(layer, x)
+    opens, open_st, importance_in, importance_h, selection = [], [], [], [], []
     outputs = []
     for t in range(x.shape[0]):
         if episode_starts is not None:
@@ -47,8 +57,12 @@ def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor
         x_t, h_read = x[t], h
         if layer.router is not None:
             scores_in, scores_h = layer.router(x_t, h)
-            x_t = x_t * topk_mask(scores_in, layer.keep_count_input) * straight_through_scale(scores_in)
-            h_read = h * topk_mask(scores_h, layer.keep_count_hidden) * straight_through_scale(scores_h)
+            pick_in, pick_h = scores_in, scores_h
+            if noise is not None:  # explore: select on noisy scores, learn through the noiseless ones
+                pick_in, pick_h = scores_in + noise[t, :, :layer.input_size], scores_h + noise[t, :, layer.input_size:]
+            selection.append(torch.cat([pick_in, pick_h], 1).detach())  # what channel_usage reduces
+            x_t = x_t * topk_mask(pick_in, layer.keep_count_input) * straight_through_scale(scores_in)
+            h_read = h * topk_mask(pick_h, layer.keep_count_hidden) * straight_through_scale(scores_h)
             importance_in.append(torch.sigmoid(scores_in).sum(0))
             importance_h.append(torch.sigmoid(scores_h).sum(0))
         gx = x_t @ w_ih.t() + layer.bias_ih
@@ -65,5 +79,6 @@ def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor
         h, c = h_new, c_new
         time = time + 1 if time is not None else None
         outputs.append(h)
-    trace = make_trace(opens, open_st, importance_in, importance_h, x.shape[0] * x.shape[1] * layer.hidden_size)
+    trace = make_trace(opens, open_st, importance_in, importance_h, x.shape[0] * x.shape[1] * layer.hidden_size,
+                       selection or None, (layer.keep_count_input, layer.keep_count_hidden) if selection else None)
     return torch.stack(outputs), (h, c, time), trace

@@ -10,15 +10,20 @@ Importing this package registers the ``sparsernn/`` ids (see
 - long-gap memory tasks (:class:`CueMemoryEnv`) —
   ``sparsernn/CueMemory-v0`` (gap 50), ``sparsernn/CueMemoryLong-v0``
   (gap 1000), ``sparsernn/CueMemoryRandomGap-v0`` (gap 25..75) and
-  ``sparsernn/CueMemoryNoisy-v0`` (gap 50, distractor std 0.5).
+  ``sparsernn/CueMemoryNoisy-v0`` (gap 50, distractor std 0.5),
+  ``sparsernn/CueMemoryNoisyShort-v0`` (gap 4, distractor std 0.5);
+- small memory tasks (``envs/memory_tasks.py``) — ``sparsernn/RepeatPrevious-v0``
+  (:class:`RepeatPreviousEnv`: name the symbol of the previous step) and
+  ``sparsernn/Counting-v0`` (:class:`CountingEnv`: report how many flags were shown).
 
 :class:`MaskObservation` hides entries of any flat Box observation.
 """
 from .masking import MaskObservation
 from .memory import CueMemoryEnv
+from .memory_tasks import CountingEnv, RepeatPreviousEnv
 from .registration import register_envs
 
 ENV_IDS: tuple[str, ...] = register_envs()
 """The ids registered by this package in the current installation."""
 
-__all__ = ["ENV_IDS", "CueMemoryEnv", "MaskObservation", "register_envs"]
+__all__ = ["ENV_IDS", "CueMemoryEnv", "CountingEnv", "MaskObservation", "RepeatPreviousEnv", "register_envs"]

@@ -42,6 +42,14 @@ _MEMORY_PRESETS: tuple[tuple[str, dict[str, Any]], ...] = (
     ("sparsernn/CueMemoryRandomGap-v0", {"gap": (25, 75), "n_cues": 4}),
     # Gaussian distractors on the cue channels during the gap.
     ("sparsernn/CueMemoryNoisy-v0", {"gap": 50, "n_cues": 4, "noise": 0.5}),
+    # Recall after distractors at a size a dense GRU learns in 100 k steps (issue 12's memory tasks).
+    ("sparsernn/CueMemoryNoisyShort-v0", {"gap": 4, "n_cues": 4, "noise": 0.5}),
+)
+
+# Further small memory tasks (envs/memory_tasks.py): (id, entry point, keyword arguments).
+_MEMORY_TASKS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("sparsernn/RepeatPrevious-v0", "sparsernn.envs.memory_tasks:RepeatPreviousEnv", {"k": 1}),
+    ("sparsernn/Counting-v0", "sparsernn.envs.memory_tasks:CountingEnv", {"length": 4}),
 )
 
 
@@ -79,5 +87,9 @@ def register_envs() -> tuple[str, ...]:
     for env_id, kwargs in _MEMORY_PRESETS:
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=_MEMORY_ENTRY_POINT, kwargs=kwargs)
+        ids.append(env_id)
+    for env_id, entry_point, kwargs in _MEMORY_TASKS:
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point, kwargs=kwargs)
         ids.append(env_id)
     return tuple(ids)

@@ -3,10 +3,14 @@
 A policy's layer is specified either directly, by ``hidden_size`` and the
 block densities, or a priori, by a parameter budget and a hidden proportion
 (:func:`~sparsernn.core.solve_layer_spec` solves for the rest). Every other
-:class:`~sparsernn.core.SparseRecurrent` option passes through unchanged.
+:class:`~sparsernn.core.SparseRecurrent` option passes through unchanged, but
+for one rule of the policy's: a single ``router_keep`` fraction routes the
+observation side only when it is at least as wide as the hidden state
+(:func:`policy_router_keep`).
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from sparsernn.core import layer_defaults, solve_layer_spec
@@ -57,3 +61,21 @@ def resolve_layer_options(input_size: int, hidden_size: int | None, param_budget
     spec = solve_layer_spec(input_size, kwargs["cell"], param_budget, hidden_proportion, hidden_size)
     kwargs["density_ih"], kwargs["density_hh"] = spec.density_ih, spec.density_hh
     return spec.hidden_size, kwargs
+
+
+def policy_router_keep(router_keep: Any, input_size: int, hidden_size: int) -> Any:
+    """The ``router_keep`` a policy gives its layer: a pair as given; a single fraction ``keep`` as
+    ``(1.0, keep)`` (hidden side routed, the features kept whole) when ``input_size < hidden_size``,
+    else as given (both sides).
+
+    Why (issue 12, ``docs/rl.md``, "Routing: why it learned badly, and the fix"): a policy's features
+    are the observation itself, a few channels wide; keep 0.1 of CartPoleNoVel's 2 observations keeps
+    one, which destroys information before the recurrence sees it (about half the dense GRU's
+    return), while routing only the hidden side keeps its return. The input product is
+    ``input_size / (input_size + hidden_size)`` of the routed work, so a narrow input saves little
+    when routed. The budget stays exact either way: ``layer.router_keep`` and
+    ``layer.statistics()["active_input_fraction"]`` show what was applied.
+    """
+    if isinstance(router_keep, bool) or not isinstance(router_keep, numbers.Real):
+        return router_keep  # None, a pair, or a bad value for the layer to refuse
+    return router_keep if input_size >= hidden_size else (1.0, router_keep)

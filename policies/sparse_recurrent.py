@@ -16,7 +16,7 @@ from sparsernn.core import SparseRecurrent, group_forward
 
 from .action_heads import log_prob_and_entropy, sample_actions
 from .core_adapter import RecurrentCore, StatePair
-from .options import LAYER_OPTIONS, resolve_layer_options
+from .options import LAYER_OPTIONS, policy_router_keep, resolve_layer_options
 
 
 class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
@@ -131,7 +131,9 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
         return int(extractor.features_dim)
 
     def _make_core(self, seed: int | None) -> RecurrentCore:
-        layer = SparseRecurrent(self.features_dim, self.hidden_size, seed=seed, **self.layer_kwargs)
+        kwargs = {**self.layer_kwargs, "router_keep": policy_router_keep(self.layer_kwargs["router_keep"],
+                                                                         self.features_dim, self.hidden_size)}
+        layer = SparseRecurrent(self.features_dim, self.hidden_size, seed=seed, **kwargs)
         return RecurrentCore(layer)
 
     @staticmethod

@@ -30,6 +30,9 @@ from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
 from sparsernn.benchmarking import interleaved_round, write_json
 
 DEFAULT_CONFIG = CONFIG_DIR / "cartpole_novel.yaml"
+# Throughput at the final routing budget: SparseRecurrentPPO would anneal a routed policy's keep from
+# 1.0 over the first quarter of each learn() call (its default), i.e. time denser steps.
+NO_ANNEAL = {"sparse": {"router_anneal": 0.0}}
 
 
 def build_variant(name: str, config: dict, warmup: int, seed: int, device: str = "cpu"):
@@ -38,7 +41,8 @@ def build_variant(name: str, config: dict, warmup: int, seed: int, device: str =
     env = make_env(config["env_id"], config.get("n_envs", 8), seed, None, config.get("normalize", False))
     policy_kwargs = parse_policy_kwargs(variant_policy_kwargs(name, config.get("policy_kwargs", {})))
     model = ALGOS[variant.algo](variant.policy, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
-                                **parse_ppo_kwargs(config.get("ppo_kwargs", {})))
+                                **parse_ppo_kwargs({**config.get("ppo_kwargs", {}), **variant.ppo_kwargs,
+                                                    **NO_ANNEAL.get(variant.algo, {})}))
     start = time.perf_counter()
     model.learn(warmup)
     return model, env, time.perf_counter() - start

@@ -30,6 +30,7 @@ from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
 def run(config: dict, variant: str, seed: int, steps: int | None, eval_episodes: int) -> dict:
     kwargs = {**config, "algo": VARIANTS[variant].algo, "policy": VARIANTS[variant].policy,
               "policy_kwargs": variant_policy_kwargs(variant, config.get("policy_kwargs", {})), "seed": seed,
+              "ppo_kwargs": {**config.get("ppo_kwargs", {}), **VARIANTS[variant].ppo_kwargs},
               "eval_episodes": eval_episodes}
     if steps:
         kwargs["total_timesteps"] = steps

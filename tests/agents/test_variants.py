@@ -17,8 +17,11 @@ BASE = {"hidden_size": 32, "activation_fn": "relu", "enable_critic_lstm": True, 
 
 
 def test_every_name_either_script_offered_is_in_the_table():
+    issue12 = {"gru-router0.5", "gru-router0.25", "gru-router0.1-both", "gru-router0.1-both-anneal",
+               "gru-router0.1-hidden", "gru-router0.1-hidden-anneal", "gru-router0.1-hidden-gumbel",
+               "gru-router0.1-hidden-balance"}
     assert set(VARIANTS) == {"stock-lstm", "ppo-mlp", "lstm", "gru", "gru-core", "gru-d0.1", "gru-router0.1",
-                             "gru-event", "stock-policy-sparse-ppo"}
+                             "gru-event", "stock-policy-sparse-ppo"} | issue12
 
 
 def test_policy_kwargs_follow_the_variants_policy():
@@ -43,10 +46,13 @@ def test_every_variant_builds_its_model(name):
     variant = VARIANTS[name]
     env = make_vec_env("sparsernn/CartPoleNoVel-v1", n_envs=2, seed=0)
     model = ALGOS[variant.algo](variant.policy, env, n_steps=8, batch_size=16, device="cpu", seed=0,
-                                policy_kwargs=parse_policy_kwargs(variant_policy_kwargs(name, BASE)))
+                                policy_kwargs=parse_policy_kwargs(variant_policy_kwargs(name, BASE)),
+                                **variant.ppo_kwargs)
     assert model.policy_class is type(model).policy_aliases[variant.policy]
     for key, value in variant.policy_kwargs.items():
         assert model.policy_kwargs[key] == value
+    for key, value in variant.ppo_kwargs.items():
+        assert getattr(model, key) == value
     env.close()
 
 

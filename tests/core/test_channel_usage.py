@@ -91,11 +91,26 @@ def test_no_usage_without_a_router_a_call_or_a_recorded_selection():
     assert dense.channel_usage() == {}
     routed = SparseRecurrent(4, 8, router_keep=0.5, backend="fused")
     assert routed.channel_usage() == {}  # before the first call
-    # The reference backend records no selection yet: the statistics fall back to the budgets.
-    routed_ref = SparseRecurrent(4, 8, router_keep=0.5, backend="reference")
-    routed_ref(torch.randn(3, 2, 4))
-    assert routed_ref.channel_usage() == {}
-    assert routed_ref.statistics()["active_hidden_fraction"] == 0.5
+    assert routed.statistics()["active_hidden_fraction"] == 0.5  # no call yet: the budget
+
+
+@pytest.mark.parametrize("backend", ["reference", "compiled"])
+def test_every_backend_records_the_same_usage(backend):
+    """The reference and compiled backends record their selections too: the usage they report is
+    the fused backend's on the same call (the same channels kept, ties to the lower index)."""
+    x = torch.randn(T, B, I, dtype=torch.float64)
+    layer = SparseRecurrent(I, H, router_keep=0.25, seed=3, backend="fused", dtype=torch.float64)
+    with torch.no_grad():
+        layer.router.up.normal_()  # a live context term
+    layer(x)
+    fused = layer.channel_usage()
+    layer.backend = backend
+    layer(x)
+    got = layer.channel_usage()
+    assert layer.last_backend == backend
+    for side in ("input", "hidden"):
+        assert torch.equal(got[side], fused[side]), side
+    assert layer.statistics()["active_hidden_fraction"] == layer.keep_count_hidden / H
 
 
 def test_usage_survives_a_deepcopy():

@@ -22,12 +22,15 @@ MEMORY = (
     "sparsernn/CueMemoryLong-v0",
     "sparsernn/CueMemoryRandomGap-v0",
     "sparsernn/CueMemoryNoisy-v0",
+    "sparsernn/CueMemoryNoisyShort-v0",
+    "sparsernn/RepeatPrevious-v0",
+    "sparsernn/Counting-v0",
 )
 
 
 def test_public_api_is_exactly_the_documented_names():
     assert sorted(sparsernn.envs.__all__) == [
-        "CueMemoryEnv", "ENV_IDS", "MaskObservation", "register_envs",
+        "CountingEnv", "CueMemoryEnv", "ENV_IDS", "MaskObservation", "RepeatPreviousEnv", "register_envs",
     ]
 
 
