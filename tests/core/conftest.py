@@ -109,3 +109,21 @@ def assert_backend_matches_reference(assert_rel_close):
         assert layer.statistics() == pytest.approx(ref_stats)
 
     return check
+
+
+@pytest.fixture
+def reference_masks(monkeypatch):
+    """A list that collects every top-k mask the reference backend builds (per step: input, then
+    hidden, each ``(B, width)``), for tests that compare a backend's selections with it."""
+    import sparsernn.core.reference as reference
+
+    masks = []
+    original = reference.topk_mask
+
+    def recording(scores, k):
+        mask = original(scores, k)
+        masks.append(mask)
+        return mask
+
+    monkeypatch.setattr(reference, "topk_mask", recording)
+    return masks

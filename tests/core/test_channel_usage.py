@@ -3,24 +3,15 @@ what the fused backend records is what the reference's masks kept."""
 import pytest
 import torch
 
-import sparsernn.core.reference as reference
 from sparsernn.core import SparseRecurrent
 from sparsernn.core.statistics import kept_mask
 
 I, H, T, B = 13, 41, 7, 6
 
 
-def reference_masks(monkeypatch, keep, x, state, starts=None):
-    """The reference backend's (input, hidden) masks of one call, stacked to (T * B, I) / (T * B, H)."""
-    masks = []
-    original = reference.topk_mask
-
-    def recording(scores, k):
-        mask = original(scores, k)
-        masks.append(mask)
-        return mask
-
-    monkeypatch.setattr(reference, "topk_mask", recording)
+def reference_run_masks(masks, keep, x, state, starts=None):
+    """The reference backend's (input, hidden) masks of one call, stacked to (T * B, I) / (T * B, H);
+    ``masks`` is the ``reference_masks`` fixture's list."""
     layer = SparseRecurrent(I, H, router_keep=keep, seed=0, backend="reference", dtype=torch.float64)
     with torch.no_grad():
         layer(x, state, starts)
@@ -28,12 +19,12 @@ def reference_masks(monkeypatch, keep, x, state, starts=None):
 
 
 @pytest.mark.parametrize("keep", [0.25, (1.0, 0.1), (0.5, 0.3)])
-def test_fused_usage_is_the_share_of_rows_the_reference_kept(keep, monkeypatch):
+def test_fused_usage_is_the_share_of_rows_the_reference_kept(keep, reference_masks):
     torch.manual_seed(0)
     x = torch.randn(T, B, I, dtype=torch.float64)
     state = torch.randn(B, H, dtype=torch.float64)
     starts = (torch.rand(T, B) < 0.3).double()  # a reset zeroes h: every hidden score ties there
-    mask_in, mask_h = reference_masks(monkeypatch, keep, x, state, starts)
+    mask_in, mask_h = reference_run_masks(reference_masks, keep, x, state, starts)
     layer = SparseRecurrent(I, H, router_keep=keep, seed=0, backend="fused", dtype=torch.float64)
     layer(x.requires_grad_(), state, starts)  # with gradient: the training path
     usage = layer.channel_usage()

@@ -4,21 +4,12 @@ import math
 import pytest
 import torch
 
-import sparsernn.core.reference as reference
 from sparsernn.core import SparseRecurrent
 
 
 @pytest.mark.parametrize("keep", [0.1, 0.33, (0.5, 0.2), (1.0, 0.05)])
-def test_router_keeps_exactly_ceil_keep_times_width(keep, monkeypatch):
-    masks = []
-    original = reference.topk_mask
-
-    def recording(scores, k):
-        mask = original(scores, k)
-        masks.append(mask)
-        return mask
-
-    monkeypatch.setattr(reference, "topk_mask", recording)
+def test_router_keeps_exactly_ceil_keep_times_width(keep, reference_masks):
+    masks = reference_masks
     layer = SparseRecurrent(13, 41, router_keep=keep, seed=0, backend="reference")
     keep_in, keep_h = keep if isinstance(keep, tuple) else (keep, keep)
     with torch.no_grad():
