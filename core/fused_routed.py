@@ -1,14 +1,15 @@
 """The fused backend for routed layers (DS-RNN channel router), with or without switches.
 
-The router's choice depends on the state, so it runs inside the loop
-(:func:`~sparsernn.core.fused_routed_loops.routed_forward`): per step the scores of
-``z = [x_t, h]``, the exact top-k of each side, the kept channels' products
-(dense GEMMs on the masked inputs: on a CPU at RL's sizes a small dense GEMM
-beats a gather) and the cell. The backward recursion
-(:func:`~sparsernn.core.fused_routed_loops.routed_backward`) carries the gradient
-through the kept channels, the straight-through scores and the router's
-low-rank context term; every weight gradient is one GEMM over all steps.
-It computes what the reference computes (tested against it).
+The router's choice depends on the state, so it runs inside the loop: per step the scores
+of ``z = [x_t, h]``, the exact top-k of each side, the kept channels' products and the
+cell. On a CPU (float32 / float64) the loops are C++ (``core/csrc/routed_forward.cpp``,
+``routed_backward.cpp``): the products read only the kept channels' rows of ``W^T``
+(:func:`transposed_weights`), the backward computes ``dh`` / ``dx`` at the kept channels
+and accumulates each weight gradient over the kept entries only, and the GRU's derivative
+factors are computed inside the step. Elsewhere the TorchScript loops of
+:mod:`~sparsernn.core.fused_routed_loops` run (dense GEMMs on the masked inputs; the
+factors from :mod:`~sparsernn.core.fused_factors`). Both compute what the reference
+computes (tested against it).
 """
 from __future__ import annotations
 
