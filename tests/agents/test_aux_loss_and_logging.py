@@ -91,7 +91,8 @@ def test_routed_policy_logs_realised_fractions_and_usage_histograms(tmp_path):
     """A routed policy trained a few hundred steps: TensorBoard holds, per layer, the realised keep
     fractions (exactly the budgets), the per-channel usage histograms and the unused-channel shares."""
     policy_kwargs = {"hidden_size": 16, "router_keep": (0.5, 0.25), "backend": "fused"}
-    model = make_model(1.0, policy_kwargs, tensorboard_log=str(tmp_path))
+    # router_anneal=0: the final budget from the first update (annealing would start it at 1.0)
+    model = make_model(1.0, policy_kwargs, tensorboard_log=str(tmp_path), router_anneal=0.0)
     model.learn(256, callback=SparsityLoggerCallback(), tb_log_name="run")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
