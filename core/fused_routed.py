@@ -69,12 +69,13 @@ class RoutedSequence(torch.autograd.Function):
             loops, w_ih_t, w_hh_t = native
             k_in, k_hidden = ctx.keep
             soft = torch.sigmoid(scores)  # sigmoid'(s) rounded as the reference's autograd rounds it
-            dh_all, dc_all, dgx, dgh, ds, dpre, dx_all, dh0, dc0 = loops.routed_backward(
+            dh_all, dc_all, dgx, dgh, dx_all, dh0, dc0, _, d_scale, d_bias, d_up, d_down = loops.routed_backward(
                 cell, dy, dh, dc_in, ds_ext, alive, ctx.resets, k_x, k_h, None, None, None, None, carry, k_c,
                 c_carry, c_keep, h_from_c, extra, soft * (1 - soft), z, u, mask, scale, w_ih_t, w_hh_t, up, down,
-                k_in, k_hidden)[:9]
+                k_in, k_hidden)
             d_w_ih, d_b_ih = _kept_weight_grads(loops, dgx, z, mask, 0, n_in)
             d_w_hh, d_b_hh = _kept_weight_grads(loops, dgh, z, mask, n_in, z.shape[3] - n_in)
+            d_scale, d_bias = d_scale.unsqueeze(1), d_bias.unsqueeze(1)
         else:
             soft = torch.sigmoid(scores)
             k_s = z * mask * soft * (1 - soft)  # straight-through: kept value x sigmoid'(score)
@@ -85,10 +86,10 @@ class RoutedSequence(torch.autograd.Function):
             kept = z * mask
             d_w_ih, d_b_ih = weight_grads(dgx, kept[..., :n_in])
             d_w_hh, d_b_hh = weight_grads(dgh, kept[..., n_in:])
-        d_scale = (ds * z.abs()).sum((0, 2)).unsqueeze(1)
-        d_bias = ds.sum((0, 2)).unsqueeze(1)
-        d_up = weight_grads(ds, u)[0]
-        d_down = weight_grads(dpre, z)[0]
+            d_scale = (ds * z.abs()).sum((0, 2)).unsqueeze(1)
+            d_bias = ds.sum((0, 2)).unsqueeze(1)
+            d_up = weight_grads(ds, u)[0]
+            d_down = weight_grads(dpre, z)[0]
         da = d_gate_w = None
         if gated:
             da = torch.addcmul(da_ext, dh_all, k_a)
@@ -111,7 +112,7 @@ def _native_gru_backward(ctx, native, x, alive, scale, down, up, gate_w, preact,
     gru_saved = rz._base if rz._base is not None and rz._base.shape[3] == 2 * rz.shape[3] else torch.cat(saved, 3)
     soft = torch.sigmoid(scores)  # sigmoid'(s) rounded as the reference's autograd rounds it
     gated = preact is not None
-    _, _, dgx, dgh, _, _, dx_all, dh0, _, da, d_scale, d_bias, d_up, d_down = loops.routed_backward(
+    _, _, dgx, dgh, dx_all, dh0, _, da, d_scale, d_bias, d_up, d_down = loops.routed_backward(
         "gru", dy, dh, dh, ds_ext, alive, ctx.resets, None, None, gru_saved, preact, gate_w,
         da_ext if gated else None, None, None, None, None, None, None, soft * (1 - soft), z, u, mask, scale,
         w_ih_t, w_hh_t, up, down, k_in, k_hidden)

@@ -66,7 +66,7 @@ def channel_usage(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> dic
     """Per channel, the share of the last call's (step, sample) rows whose selection kept it.
 
     Returns ``{"input": (I,), "hidden": (H,)}`` (float64 tensors in [0, 1], no gradient), or ``{}``
-    for an unrouted layer, before the first call, or after a backend that records no selection.
+    for an unrouted layer or before the first call (every backend records its selection).
     """
     counts = _kept_counts(layer, trace)
     if counts is None:

@@ -44,7 +44,6 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
   Tensor dc_all = lstm ? at::empty({steps, G, B, H}, opts) : at::empty({0}, opts);
   Tensor dgx = at::empty({steps, G, B, K}, opts);
   Tensor dgh = (lstm || elman) ? dgx : at::empty({steps, G, B, K}, opts);
-  Tensor ds_all = at::empty({steps, G, B, W}, opts), dpre_all = at::empty({steps, G, B, rank}, opts);
   Tensor dx_all = at::empty({steps, G, B, I}, opts);
   // The router's scale and bias gradients, sum over steps and samples of ds * |z| and ds: (G, W).
   Tensor d_scale = at::zeros({G, W}, opts), d_bias = at::zeros({G, W}, opts);
@@ -65,8 +64,9 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
   const T *scl = scale.data_ptr<T>(), *upp = up.data_ptr<T>(), *dnp = down.data_ptr<T>();
   T *dhp = dh.data_ptr<T>(), *dcp = lstm ? dc.data_ptr<T>() : nullptr;
   T *dhap = dh_all.data_ptr<T>(), *dcap = lstm ? dc_all.data_ptr<T>() : nullptr;
-  T *dgxp = dgx.data_ptr<T>(), *dghp = dgh.data_ptr<T>(), *dsp = ds_all.data_ptr<T>();
-  T *dprp = dpre_all.data_ptr<T>(), *dxp = dx_all.data_ptr<T>();
+  T *dgxp = dgx.data_ptr<T>(), *dghp = dgh.data_ptr<T>(), *dxp = dx_all.data_ptr<T>();
+  // One row's score and context-term gradients: reduced into d_scale, d_bias, d_up, d_down as they go.
+  std::vector<T> ds_row(W), dpre_row(rank);
   T *dscp = d_scale.data_ptr<T>(), *dbip = d_bias.data_ptr<T>(), *dupp = d_up_t.data_ptr<T>();
   T* ddnp = d_down.data_ptr<T>();
   const T* alive_p = alive.defined() ? alive.data_ptr<T>() : nullptr;
@@ -164,7 +164,7 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
       const T* __restrict__ zr = zp + o * W;
       const T* __restrict__ sl = slp + o * W;  // sigmoid'(score), as the reference rounds it
       const T* __restrict__ ur = uvp + o * rank;
-      T* __restrict__ ds = dsp + o * W;
+      T* __restrict__ ds = ds_row.data();
       std::copy(dsep + o * W, dsep + (o + 1) * W, ds);
       for (int64_t q = 0; q < k_in; ++q) {
         const int64_t j = idx_in[r * k_in + q];
@@ -181,7 +181,7 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
         dsc[w] += ds[w] * std::abs(zr[w]);
         dbi[w] += ds[w];
       }
-      T* __restrict__ dpre = dprp + o * rank;
+      T* __restrict__ dpre = dpre_row.data();
       for (int64_t q = 0; q < rank; ++q)
         dpre[q] = dot<T>(ds, upp + (g * rank + q) * W, W) * (T(1) - ur[q] * ur[q]);
       for (int64_t q = 0; q < rank; ++q) {
@@ -232,7 +232,7 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
         for (int64_t j = 0; j < H; ++j) dcp[r * H + j] *= a;
     }
   }
-  return {dh_all, dc_all, dgx, dgh, ds_all, dpre_all, dx_all, dh, dc, da_all, d_scale, d_bias,
+  return {dh_all, dc_all, dgx, dgh, dx_all, dh, dc, da_all, d_scale, d_bias,
           d_up_t.transpose(1, 2).contiguous(), d_down};
 }
 
