@@ -60,11 +60,23 @@ def switch(is_open: torch.Tensor, new: torch.Tensor, old: torch.Tensor,
     surrogate : tensor of shape (B, H), optional
         The straight-through surrogate (exactly 0 forward,
         :func:`~sparsernn.core.update_gates.heaviside_straight_through`); when
-        given, ``surrogate * (new - old)`` is added so the gradient reaches the gate.
+        given, ``surrogate * (new - old)`` is added at the open pairs so the gradient
+        reaches the gate: ``dL/da = sigmoid'(a) * dL/dh_new * (new - old)`` where the
+        switch is open and 0 where it is closed.
 
     Returns
     -------
     tensor of shape (B, H)
+
+    Notes
+    -----
+    Why only at open pairs: a closed neuron's candidate ``new`` is exactly what the
+    fast paths never compute (that is the saving), so no backend can know
+    ``new - old`` there. Closed pairs still reach the switch through the update-rate
+    term of :meth:`~sparsernn.core.layer.SparseRecurrent.aux_loss`, which uses the
+    surrogate at every pair.
     """
     kept = torch.where(is_open, new, old)
-    return kept if surrogate is None else kept + surrogate * (new - old)
+    if surrogate is None:
+        return kept
+    return kept + torch.where(is_open, surrogate, torch.zeros_like(surrogate)) * (new - old)

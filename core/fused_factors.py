@@ -40,10 +40,12 @@ def refuse_double_backward(backend: str = "fused") -> None:
 
 
 def switch_factors(preact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(open, closed, sigmoid'(a))`` of the switch pre-activations, as floats."""
+    """``(open, closed, slope)`` of the switch pre-activations, as floats; ``slope`` is the
+    straight-through derivative, ``sigmoid'(a)`` where the switch is open and 0 where it is
+    closed (a closed neuron's candidate is never computed; :func:`~sparsernn.core.cells.switch`)."""
     is_open = (preact > 0).to(preact.dtype)
     soft = torch.sigmoid(preact)
-    return is_open, 1 - is_open, soft * (1 - soft)
+    return is_open, 1 - is_open, soft * (1 - soft) * is_open
 
 
 def single_state_factors(cell: str, saved: list[torch.Tensor], h_read: torch.Tensor,

@@ -52,6 +52,13 @@ class SparseRecurrent(nn.Module):
         Number of the rhythm gate's sinusoids.
     rhythm_max_period : float
         Longest period of the rhythm gate's sinusoids, in steps.
+    initial_update_rate : float in (0, 1], optional
+        Fraction of neurons open at initialisation (needs ``update_gate``): for
+        ``"rhythm"`` each neuron's schedule offset is set so that it is open on this
+        share of its first time indices; for ``"event"`` the switch's bias is set so
+        that inputs of unit variance open this share. ``None``: about half open.
+        The fast backends skip the work of closed neurons, so a low rate is a
+        cheap layer from the start.
     target_update_rate : float in (0, 1], optional
         Adds ``update_rate_weight * (rate - target)^2`` to :meth:`aux_loss`.
     update_rate_weight, router_balance_weight : float >= 0
@@ -95,7 +102,7 @@ class SparseRecurrent(nn.Module):
                  density_hh: float = 1.0, router_keep: float | tuple[float, float] | None = None,
                  router_rank: int = 8, router_noise: float = 0.0, update_gate: str | None = None,
                  rhythm_frequencies: int = 4, rhythm_max_period: float = 1000.0,
-                 target_update_rate: float | None = None,
+                 initial_update_rate: float | None = None, target_update_rate: float | None = None,
                  update_rate_weight: float = 1.0, router_balance_weight: float = 0.0, backend: str = "auto",
                  seed: int | None = None, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
@@ -111,6 +118,12 @@ class SparseRecurrent(nn.Module):
         self.density_hh = check_fraction("density_hh", density_hh)
         self.router_keep = keep_pair(router_keep)
         self.update_gate = update_gate
+        if initial_update_rate is not None:
+            initial_update_rate = check_fraction("initial_update_rate", initial_update_rate)
+            if update_gate is None:
+                raise ValueError(f"initial_update_rate={initial_update_rate} needs an update_gate "
+                                 f"({', '.join(repr(g) for g in UPDATE_GATES if g)}); got update_gate=None")
+        self.initial_update_rate = initial_update_rate
         self.target_update_rate = (None if target_update_rate is None
                                    else check_fraction("target_update_rate", target_update_rate))
         self.update_rate_weight = check_non_negative("update_rate_weight", update_rate_weight)
@@ -145,9 +158,9 @@ class SparseRecurrent(nn.Module):
 
         self.gate = None
         if update_gate == "rhythm":
-            self.gate = RhythmGate(H, rhythm_frequencies, rhythm_max_period, gen)
+            self.gate = RhythmGate(H, rhythm_frequencies, rhythm_max_period, gen, initial_update_rate)
         elif update_gate == "event":
-            self.gate = EventGate(I, H, gen)
+            self.gate = EventGate(I, H, gen, initial_update_rate)
         self.to(dtype=dtype or torch.get_default_dtype(), device=device)
         self._last_trace: dict[str, Any] | None = None
 

@@ -30,25 +30,43 @@ class RhythmGate(nn.Module):
         periods spread geometrically between 2 and ``max_period`` steps.
     max_period : float
     generator : torch.Generator
+    initial_update_rate : float in (0, 1], optional
+        Each neuron's offset ``b_i`` is set so that it is open on this fraction of the
+        time indices ``0 .. RATE_WINDOW(max_period) - 1`` (its own schedule's quantile).
 
     Notes
     -----
-    Offsets ``b`` start at 0 and amplitudes at ``1/sqrt(K)``, so a fresh layer
-    opens about half of its neurons at each step, a different half each step.
+    Without ``initial_update_rate`` the offsets ``b`` start at 0 and the amplitudes at
+    ``1/sqrt(K)``, so a fresh layer opens about half of its neurons at each step, a
+    different half each step.
     """
 
-    def __init__(self, hidden_size: int, n_frequencies: int, max_period: float, generator: torch.Generator) -> None:
+    def __init__(self, hidden_size: int, n_frequencies: int, max_period: float, generator: torch.Generator,
+                 initial_update_rate: float | None = None) -> None:
         super().__init__()
         periods = torch.logspace(math.log10(2.0), math.log10(max_period), n_frequencies)
         self.omega = nn.Parameter(2 * math.pi / periods)
         self.phase = nn.Parameter(torch.empty(hidden_size, n_frequencies).uniform_(0, 2 * math.pi, generator=generator))
         self.amplitude = nn.Parameter(torch.full((hidden_size, n_frequencies), 1.0 / math.sqrt(n_frequencies)))
         self.offset = nn.Parameter(torch.zeros(hidden_size))
+        if initial_update_rate is not None:
+            with torch.no_grad():
+                times = torch.arange(rate_window(max_period), dtype=torch.float64)
+                schedule = self(times.to(self.offset.dtype)).double()  # (W, H), offsets still 0
+                # open where a > 0: the (1 - rate) quantile of each neuron's schedule sits just below 0
+                threshold = torch.quantile(schedule, 1.0 - initial_update_rate, dim=0)
+                self.offset.copy_(1e-6 - threshold.to(self.offset.dtype))  # a > 0 strictly at the quantile too
 
     def forward(self, time: torch.Tensor) -> torch.Tensor:
         """Pre-activations ``a`` of shape ``(*time.shape, H)`` for time indices ``time``."""
         angle = time.unsqueeze(-1).unsqueeze(-1) * self.omega + self.phase  # (..., H, K)
         return self.offset + (self.amplitude * torch.sin(angle)).sum(-1)
+
+
+def rate_window(max_period: float) -> int:
+    """The time indices over which :class:`RhythmGate` sets an initial update rate: at least
+    1000 steps and two of its longest periods."""
+    return int(max(1000, math.ceil(2 * max_period)))
 
 
 def time_indices(time0: torch.Tensor, episode_starts: torch.Tensor | None, steps: int) -> torch.Tensor:
@@ -78,14 +96,25 @@ class EventGate(nn.Module):
     ----------
     input_size, hidden_size : int
     generator : torch.Generator
+    initial_update_rate : float in (0, 1], optional
+        Sets the bias so that a fresh switch opens on this fraction of inputs whose
+        features have unit variance: ``W x`` then has standard deviation ``1/sqrt(3)``
+        (``W ~ U(-1/sqrt(I), 1/sqrt(I))``), so ``b = Phi^-1(rate) / sqrt(3)`` (the
+        ``w * h`` term is small at the start, where ``h`` is near 0). Without it,
+        ``b = 0``: about half open.
     """
 
-    def __init__(self, input_size: int, hidden_size: int, generator: torch.Generator) -> None:
+    def __init__(self, input_size: int, hidden_size: int, generator: torch.Generator,
+                 initial_update_rate: float | None = None) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(input_size)
         self.weight_x = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-bound, bound, generator=generator))
         self.weight_h = nn.Parameter(torch.empty(hidden_size).uniform_(-0.5, 0.5, generator=generator))
-        self.bias = nn.Parameter(torch.zeros(hidden_size))
+        bias = 0.0
+        if initial_update_rate is not None:  # rate 1.0: the 1 - 1e-6 quantile, about 4.75 standard deviations
+            bias = float(torch.special.ndtri(torch.tensor(min(initial_update_rate, 1 - 1e-6), dtype=torch.float64)))
+            bias /= math.sqrt(3.0)
+        self.bias = nn.Parameter(torch.full((hidden_size,), bias))
 
     def input_part(self, x: torch.Tensor) -> torch.Tensor:
         """``W x + b`` for ``x (..., I)`` → ``(..., H)``: computable for all steps at once."""

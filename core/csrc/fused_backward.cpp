@@ -146,7 +146,7 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
           const T a = ap[o + j];
           u = a > T(0) ? T(1) : T(0);
           const T sg = sigmoid<T>(a);
-          const T k_a = (nn + zz * (h0 - nn) - h0) * sg * (T(1) - sg);
+          const T k_a = (nn + zz * (h0 - nn) - h0) * sg * (T(1) - sg) * u;  // open pairs only (cells.py: switch)
           const T e = ep[o + j];
           dap[o + j] = e + v * k_a;
           carry = u * zz + (T(1) - u) + w[j] * k_a;
@@ -215,7 +215,7 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
           const T a = ap[o + j];
           u = a > T(0) ? T(1) : T(0);
           const T sg = sigmoid<T>(a);
-          const T slope = sg * (T(1) - sg);
+          const T slope = sg * (T(1) - sg) * u;  // open pairs only (cells.py: switch)
           const T k_ah = (og * tc - hrp[o + j]) * slope;
           const T k_ac = (cn - cr) * slope;
           const T ex = ep[o + j];

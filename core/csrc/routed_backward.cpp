@@ -108,7 +108,7 @@ std::vector<Tensor> routed_backward_impl(Cell cell, Tensor dy, Tensor dh0, Tenso
               const T a = av[j];
               open = a > T(0) ? T(1) : T(0);
               const T sg = sigmoid<T>(a);
-              const T k_a = (nn + zz * (h0[j] - nn) - h0[j]) * sg * (T(1) - sg);
+              const T k_a = (nn + zz * (h0[j] - nn) - h0[j]) * sg * (T(1) - sg) * open;  // open pairs only
               dav[j] = ev[j] + v * k_a;
               carry = open * zz + (T(1) - open) + wv[j] * k_a;
               b = wv[j] * ev[j];

@@ -78,3 +78,49 @@ def test_no_regulariser_configured_gives_exact_zero():
     layer(torch.randn(3, 2, 4))
     loss = layer.aux_loss()
     assert loss.item() == 0.0 and loss.shape == ()
+
+
+@pytest.mark.parametrize("gate", ["rhythm", "event"])
+@pytest.mark.parametrize("rate", [0.05, 0.1, 0.5, 1.0])
+def test_initial_update_rate_sets_the_share_of_open_neurons(gate, rate):
+    layer = SparseRecurrent(16, 128, update_gate=gate, initial_update_rate=rate, seed=1, backend="reference")
+    with torch.no_grad():
+        layer(torch.randn(64, 32, 16))
+    realised = layer.statistics()["update_rate"]
+    # 64 x 32 x 128 switches: a rate off by more than a few points is a wrong bias, not noise
+    assert abs(realised - rate) < 0.03 + 0.1 * rate, (gate, rate, realised)
+
+
+def test_initial_update_rate_without_a_gate_or_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="initial_update_rate=0.1 needs an update_gate"):
+        SparseRecurrent(4, 8, initial_update_rate=0.1)
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="initial_update_rate must be in"):
+            SparseRecurrent(4, 8, update_gate="event", initial_update_rate=bad)
+    with pytest.raises(TypeError, match="initial_update_rate"):
+        SparseRecurrent(4, 8, update_gate="event", initial_update_rate="0.1")
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "elman"])
+def test_the_switch_gradient_flows_at_open_pairs_only(cell):
+    """The straight-through rule (cells.switch): dL/da = sigmoid'(a) dL/dh_new (new - old) where the
+    switch is open, 0 where it is closed (a closed neuron's candidate is never computed)."""
+    torch.manual_seed(0)
+    layer = SparseRecurrent(3, 6, cell=cell, update_gate="event", seed=2, backend="reference").double()
+    x, state = torch.randn(1, 4, 3, dtype=torch.float64), torch.randn(4, layer.state_size, dtype=torch.float64)
+    h0 = layer.unpack_state(state)[0]
+    with torch.no_grad():
+        layer.gate.bias.copy_(torch.linspace(-1, 1, 6, dtype=torch.float64))
+    preact = layer.gate(x[0], h0).detach()
+    assert (preact > 0).any() and (preact <= 0).any()
+    y, _ = layer(x, state)
+    upstream = torch.randn_like(y)
+    (y * upstream).sum().backward()
+    # the candidate every neuron would take, from the same layer with the gate off
+    ungated = SparseRecurrent(3, 6, cell=cell, seed=2, backend="reference").double()
+    ungated.load_state_dict({k: v for k, v in layer.state_dict().items() if not k.startswith("gate.")})
+    with torch.no_grad():
+        new = ungated(x, state[:, :ungated.state_size])[0][0]
+    soft = torch.sigmoid(preact)
+    expected = torch.where(preact > 0, soft * (1 - soft) * upstream[0] * (new - h0), torch.zeros_like(new))
+    torch.testing.assert_close(layer.gate.bias.grad, expected.sum(0), rtol=1e-10, atol=1e-12)
