@@ -32,7 +32,11 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
 
     - CUDA: ``compiled``: fused element-wise kernels; eager launches a kernel
       per operation and step.
-    - CPU, an unrouted layer: ``reference`` for a one-step call (T = 1) of a layer with
+    - CPU, a gated unrouted GRU with the C++ loops (float32 / float64, not disabled by
+      ``SPARSERNN_NATIVE=0``): ``fused``, whose selective loops compute only the open
+      neurons' candidates (:mod:`~sparsernn.core.fused_selective`; ``docs/benchmarks.md``,
+      "Selective update that pays").
+    - CPU, another unrouted layer: ``reference`` for a one-step call (T = 1) of a layer with
       ``hidden_size >= AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU`` (``scripts/bench_core.py --step``,
       B=1: H=256 fused 105 us vs reference 45 us, H=1024 10.7 ms vs 0.21 ms: the fused loop
       transposes ``W_hh`` per call); else ``fused`` while ``batch * hidden_size <=
@@ -66,6 +70,9 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
     if x.device.type == "cuda":
         return "compiled"
     width = x.shape[1] * layer.hidden_size
+    if layer.router is None and layer.update_gate is not None and layer.cell == "gru" and \
+            x.dtype in NATIVE_DTYPES and native_enabled():
+        return "fused"  # the selective loops: closed neurons skip their work (core/fused_selective.py)
     if layer.router is None:
         if x.shape[0] == 1 and layer.hidden_size >= AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU:
             return "reference"

@@ -32,6 +32,7 @@ from .fused_factors import GATES, lstm_factors, refuse_double_backward, single_s
 from .fused_loops import loop
 from .native import native_for
 from .fused_routed import routed_group
+from .fused_selective import selective_group, selective_native
 from .statistics import make_trace
 from .update_gates import rhythm_preactivations
 
@@ -246,12 +247,12 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
         parts = [rhythm_preactivations(layer.gate, time, episode_starts, steps) for layer, time in zip(layers, times)]
         gate_x = torch.stack([pre for pre, _ in parts], 1)
         new_times = [time for _, time in parts]
-    scores = None
+    scores, computed = None, None
     if first.router is not None:
         y, h, c, scores, preact = routed_group(layers, x, h, c, alive, resets, gate_x, gate_w)
         ys = y.unbind(1)
     else:
-        ys, h, c, preact = _static_group(layers, x, h, c, alive, resets, gate_x, gate_w)
+        ys, h, c, preact, computed = _static_group(layers, x, h, c, alive, resets, gate_x, gate_w)
     n_in, n_elements = first.input_size, steps * batch * first.hidden_size
     if preact is None and scores is None:
         traces = [make_trace([], [], [], [], n_elements) for _ in layers]
@@ -263,22 +264,30 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
         traces = [_trace(preact[:, g] if preact is not None else None,
                          scores[:, g] if scores is not None else None, n_in, n_elements, keep,
                          layer.router_balance_weight > 0) for g, layer in enumerate(layers)]
+    if computed is not None:  # the selective loops skipped closed neurons: what they did compute
+        for g, trace in enumerate(traces):
+            trace["computed"] = computed[g]
     return ys, h, c, new_times, traces
 
 
 def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
-    """An unrouted group: returns the ``G`` outputs ``(T, B, H)``, ``h``, ``c`` (or None), ``a`` (or None)."""
+    """An unrouted group: returns the ``G`` outputs ``(T, B, H)``, ``h``, ``c`` (or None), ``a`` (or None)
+    and the candidates computed per layer (``(G,)``, where closed neurons were skipped; else None)."""
     cell = layers[0].cell
     weights = [layer.effective_weights() for layer in layers]
     params = (*[w for w, _ in weights], *[layer.bias_ih for layer in layers], *[w for _, w in weights],
               *[layer.bias_hh for layer in layers])
+    selective = selective_native(layers, x) if gate_x is not None else None
+    if selective is not None:
+        ys, h, preact, computed = selective_group(selective, x, h, alive, resets, gate_x, gate_w, params)
+        return ys, h, None, preact, computed
     if torch.is_grad_enabled():
         *ys, h, c_out, preact = _FusedSequence.apply(cell, len(layers), x, h, c, alive, resets, gate_x, gate_w,
                                                      *params)
     else:  # acting / inference: nothing to keep for a backward pass
         y, h, c_out, preact, _ = _run_loop(cell, x, h, c, alive, resets, gate_x, gate_w, params, False)
         ys = y.unbind(1)
-    return ys, h, (c_out if cell == "lstm" else None), (preact if gate_x is not None else None)
+    return ys, h, (c_out if cell == "lstm" else None), (preact if gate_x is not None else None), None
 
 
 def _trace(preact: Optional[torch.Tensor], scores: Optional[torch.Tensor], n_in: int,

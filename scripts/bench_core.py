@@ -7,7 +7,10 @@ k (input and hidden), all measured in the same run. Ratios are
 routed layers it also prints ``time(same layer dense) / time(routed)`` (the
 same backend, ``keep=1``) and, with ``--step``, the time of one acting /
 streaming step (T=1, B=``--step-batch``, no grad) of the dense and the routed
-layer on the ``auto`` backend.
+layer on the ``auto`` backend. With ``--update-rates``, it adds rhythm- and
+event-gated GRUs whose switches open that share of neurons
+(``initial_update_rate``) and prints ``time(same layer, gate off) / time(gated)``
+with the realised update rate and the share of candidates computed.
 
 Example::
 
@@ -16,6 +19,8 @@ Example::
     python scripts/bench_core.py --T 32 --B 8 --I 4 --hidden 64 --fractions 1 0.1   # RL's shapes
     python scripts/bench_core.py --T 32 --B 64 --I 64 --hidden 1024 --fractions 1 0.1 --backends fused \
         --threads 1 --step   # routed vs dense (issue 12's targets)
+    python scripts/bench_core.py --T 32 --B 64 --I 64 --hidden 1024 --fractions 1 --backends fused \
+        --threads 1 --update-rates 1 0.5 0.1   # gated vs gate off (issue 13's targets)
 """
 from __future__ import annotations
 
@@ -59,6 +64,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also time one step (T=1, no grad) of the dense and the routed layers")
     parser.add_argument("--step-batch", type=int, default=1)
     parser.add_argument("--step-repeats", type=int, default=200)
+    parser.add_argument("--update-rates", type=float, nargs="*", default=[],
+                        help="also time rhythm- and event-gated GRUs opening this share of neurons")
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -81,6 +88,11 @@ def main(argv: list[str] | None = None) -> dict:
                 if frac < 1.0:
                     models[f"{backend} gru keep={frac:g}"] = SparseRecurrent(
                         args.I, H, cell="gru", router_keep=frac, backend=backend, seed=0, device=device)
+            for rate in args.update_rates:
+                for gate in ("rhythm", "event"):
+                    models[f"{backend} gru {gate} rate={rate:g}"] = SparseRecurrent(
+                        args.I, H, cell="gru", update_gate=gate, initial_update_rate=rate, backend=backend, seed=0,
+                        device=device)
             models[f"{backend} gru event-gated"] = SparseRecurrent(
                 args.I, H, cell="gru", update_gate="event", backend=backend, seed=0, device=device)
             models[f"{backend} lstm dense"] = SparseRecurrent(args.I, H, cell="lstm", backend=backend, seed=0,
@@ -104,14 +116,20 @@ def main(argv: list[str] | None = None) -> dict:
             row = {"hidden": H, "model": name, "forward_ms": fwd, "forward_backward_ms": fwd_bwd,
                    "speedup_vs_nn_gru_forward": base[0] / fwd, "speedup_vs_nn_gru_forward_backward": base[1] / fwd_bwd,
                    "warmup_s": warmup_s}
+            if getattr(module, "update_gate", None) is not None:
+                stats = module.statistics()
+                row["update_rate"] = stats["update_rate"]
+                trace = module._last_trace
+                row["computed_fraction"] = float(trace.get("computed", trace["n_elements"])) / trace["n_elements"]
             rows.append(row)
             print(f"{H:>5} {name:<34} {fwd:>9.1f} {fwd_bwd:>11.1f} {row['speedup_vs_nn_gru_forward']:>12.2f}x "
                   f"{row['speedup_vs_nn_gru_forward_backward']:>12.2f}x", flush=True)
     routed = routed_vs_dense(rows)
+    gated = gated_vs_ungated(rows)
     steps = one_step_rows(args, device, sync) if args.step else []
     payload = {"benchmark": "bench_core", "command": " ".join(["python", "scripts/bench_core.py", *(argv or sys.argv[1:])]),
                "machine": machine_info(), "shape": {"T": args.T, "B": args.B, "I": args.I}, "rows": rows,
-               "routed_vs_dense": routed, "one_step": steps}
+               "routed_vs_dense": routed, "gated_vs_ungated": gated, "one_step": steps}
     write_json(args.json, payload)
     return payload
 
@@ -135,6 +153,31 @@ def routed_vs_dense(rows: list[dict]) -> list[dict]:
         for r in out:
             print(f"{r['hidden']:>5} {r['backend']:<10} keep={r['keep']:<5g} forward {r['forward_speedup']:6.2f}x   "
                   f"forward+backward {r['forward_backward_speedup']:6.2f}x")
+    return out
+
+
+def gated_vs_ungated(rows: list[dict]) -> list[dict]:
+    """``time(<backend> gru density=1) / time(<backend> gru <gate> rate=r)`` per hidden size, backend, gate, rate."""
+    by_name = {(row["hidden"], row["model"]): row for row in rows}
+    out = []
+    for (hidden, name), row in by_name.items():
+        if " rate=" not in name:
+            continue
+        backend, rest = name.split(" gru ")
+        gate, rate = rest.split(" rate=")
+        dense = by_name.get((hidden, f"{backend} gru density=1"))
+        if dense is None:
+            continue
+        out.append({"hidden": hidden, "backend": backend, "gate": gate, "rate": float(rate),
+                    "update_rate": row["update_rate"], "computed_fraction": row["computed_fraction"],
+                    "forward_speedup": dense["forward_ms"] / row["forward_ms"],
+                    "forward_backward_speedup": dense["forward_backward_ms"] / row["forward_backward_ms"]})
+    if out:
+        print("gated vs the same layer with the gate off (same backend): time(gate off) / time(gated)")
+        for r in out:
+            print(f"{r['hidden']:>5} {r['backend']:<10} {r['gate']:<6} rate={r['rate']:<5g} (realised "
+                  f"{r['update_rate']:.3f}, computed {r['computed_fraction']:.3f})  forward {r['forward_speedup']:6.2f}x"
+                  f"   forward+backward {r['forward_backward_speedup']:6.2f}x")
     return out
 
 

@@ -1,0 +1,107 @@
+"""Selective-update layers that skip the work of closed neurons (suRNN), inside the fused backend.
+
+A closed switch keeps its neuron's state exactly, so its candidate is never
+needed in the forward pass; with the straight-through rule of
+:func:`~sparsernn.core.cells.switch` (gradient at open pairs only) it is not
+needed in the backward pass either. On a CPU, an unrouted gated GRU group runs
+the C++ loops of ``core/csrc/selective_*.cpp``: per step the switches first,
+then only the open (sample, neuron) pairs' candidates, organised by neuron so
+each open neuron's weight rows are read once for all the samples that open it;
+the backward pass spreads the open pairs' gate gradients the same way. A step
+whose open share is above :data:`SELECTIVE_DENSE_ABOVE` runs as dense GEMMs
+(there the gathered products would not pay; :func:`dense_above`).
+
+Other cells, routed layers and other devices run the fused loops that compute
+every candidate (same results, same gradients; tested against the reference).
+"""
+from __future__ import annotations
+
+from types import ModuleType
+from typing import TYPE_CHECKING, Optional
+
+import torch
+
+from .fused_factors import refuse_double_backward
+from .native import native_for
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .layer import SparseRecurrent
+
+SELECTIVE_DENSE_ABOVE = 0.5
+"""A step whose share of open (sample, neuron) pairs is above this runs as dense GEMMs
+(``scripts/bench_core.py --update-rates``: at H=1024, B=64 the gathered products are faster up to
+about this share) ..."""
+
+SELECTIVE_MIN_DENSE_WIDTH = 16384
+"""... when ``batch * hidden_size`` is at least this: a dense step calls ATen's GEMMs, whose fixed
+cost small steps do not repay (at RL's B=8, H=64 the gathered products were faster than dense steps
+at every rate up to 0.5, forward and backward)."""
+
+
+def dense_above(x: torch.Tensor, hidden_size: int) -> float:
+    """The open share above which a step of a call on ``x (T, B, I)`` runs dense (1.0: never)."""
+    return SELECTIVE_DENSE_ABOVE if x.shape[1] * hidden_size >= SELECTIVE_MIN_DENSE_WIDTH else 1.0
+
+
+def selective_native(layers: list["SparseRecurrent"], x: torch.Tensor) -> Optional[ModuleType]:
+    """The C++ loops when the group's layers skip closed neurons on ``x``'s device, else None:
+    a gated, unrouted GRU on a CPU in float32 / float64 with the native build available."""
+    first = layers[0]
+    if first.update_gate is None or first.router is not None or first.cell != "gru":
+        return None
+    return native_for(x)
+
+
+def _split(groups: int, params: tuple) -> tuple[list[torch.Tensor], ...]:
+    """``(w_ih, b_ih, w_hh, b_hh)`` lists from the group's parameters, as
+    :class:`~sparsernn.core.fused._FusedSequence` takes them."""
+    return tuple(list(params[i * groups:(i + 1) * groups]) for i in range(4))
+
+
+class _SelectiveSequence(torch.autograd.Function):
+    """``(y_1, ..., y_G, h_T, a, computed)`` of a group of gated GRU layers that skips closed
+    neurons; inputs ``G, x (T, B, I), h (G, B, H), alive, resets, gate_x (T, G, B, H),
+    gate_w (G, 1, H) or None``, then each layer's ``w_ih``, ``b_ih``, ``w_hh``, ``b_hh``.
+    ``computed (G,)``: the candidates computed per layer (no gradient)."""
+
+    @staticmethod
+    def forward(ctx, groups: int, x, h, alive, resets, gate_x, gate_w, *params):
+        native = native_for(x)
+        w_ih, b_ih, w_hh, b_hh = _split(groups, params)
+        y, h_last, preact, computed, h_read, vals, dense = native.gru_selective_forward(
+            x, h, w_ih, b_ih, w_hh, b_hh, alive, resets, gate_x, gate_w, True, dense_above(x, h.shape[2]))
+        ctx.groups, ctx.resets, ctx.has_gate_w = groups, resets, gate_w is not None
+        ctx.save_for_backward(x, alive, gate_w, h_read, vals, preact, dense, *w_ih, *w_hh)
+        ctx.mark_non_differentiable(computed)
+        return (*y.unbind(1), h_last, preact, computed)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        refuse_double_backward()
+        groups = ctx.groups
+        dy = torch.stack(grads[:groups], 1)  # (T, G, B, H)
+        dh, da_ext = grads[groups], grads[groups + 1]
+        x, alive, gate_w, h_read, vals, preact, dense, *weights = ctx.saved_tensors
+        w_ih, w_hh = weights[:groups], weights[groups:]
+        dx, dh0, d_w_ih, d_b_ih, d_w_hh, d_b_hh, da = native_for(dy).gru_selective_backward(
+            dy, dh, da_ext, x, h_read, vals, preact, dense, gate_w if ctx.has_gate_w else None, alive, ctx.resets,
+            list(w_ih), list(w_hh), ctx.needs_input_grad[1])
+        d_gate_w = None
+        if ctx.has_gate_w and ctx.needs_input_grad[6]:
+            d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
+        return (None, dx if ctx.needs_input_grad[1] else None, dh0, None, None, da, d_gate_w,
+                *d_w_ih.unbind(0), *d_b_ih.unbind(0), *d_w_hh.unbind(0), *d_b_hh.unbind(0))
+
+
+def selective_group(native: ModuleType, x, h, alive, resets, gate_x, gate_w, params: tuple):
+    """Run a gated GRU group that skips closed neurons: returns the ``G`` outputs ``(T, B, H)``,
+    ``h (G, B, H)``, the switch pre-activations ``a (T, G, B, H)`` and the candidates computed
+    per layer ``(G,)`` (see :class:`_SelectiveSequence` for the arguments)."""
+    groups = h.shape[0]
+    if torch.is_grad_enabled():
+        *ys, h_last, preact, computed = _SelectiveSequence.apply(groups, x, h, alive, resets, gate_x, gate_w, *params)
+        return ys, h_last, preact, computed
+    w_ih, b_ih, w_hh, b_hh = _split(groups, params)
+    y, h_last, preact, computed = native.gru_selective_forward(
+        x, h, w_ih, b_ih, w_hh, b_hh, alive, resets, gate_x, gate_w, False, dense_above(x, h.shape[2]))
+    return y.unbind(1), h_last, preact, computed

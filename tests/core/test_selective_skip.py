@@ -1,0 +1,147 @@
+"""The selective loops that skip closed neurons (core/fused_selective.py, core/csrc/selective_*.cpp)
+against the reference: outputs, final state, every gradient (aux loss included) at update rates
+0.05-1.0, odd sizes, resets, both step modes (gathered products and dense GEMMs), groups, and
+extreme inputs; and that they do skip: the candidates computed are the open pairs."""
+import pytest
+import torch
+
+import sparsernn.core.fused_selective as fused_selective
+from sparsernn.core import SparseRecurrent, fused_group_forward
+from sparsernn.core.native import native_loops
+
+from .conftest import extreme_sequence, random_sequence
+
+pytestmark = pytest.mark.skipif(native_loops() is None, reason="the C++ loops are not built here")
+
+RTOL = 1e-10  # float64; a wrong factor or a missed pair is off by far more
+
+
+def _layer(gate, rate, hidden=37, inputs=7, seed=0, **options):
+    return SparseRecurrent(inputs, hidden, cell="gru", update_gate=gate, initial_update_rate=rate, seed=seed,
+                           dtype=torch.float64, backend="reference", **options)
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """Records each call of the C++ selective forward: (save, dense threshold)."""
+    seen = []
+    native = native_loops()
+    original = native.gru_selective_forward
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(native, name)
+
+        def gru_selective_forward(self, *args):
+            seen.append(args[-2:])
+            return original(*args)
+
+    monkeypatch.setattr(fused_selective, "native_for", lambda like, applies=True: Spy())
+    return seen
+
+
+@pytest.mark.parametrize("dense_above", [1.0, 0.5, 0.0])
+@pytest.mark.parametrize("rate", [0.05, 0.1, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("gate", ["rhythm", "event"])
+def test_selective_loops_match_the_reference(gate, rate, dense_above, calls, monkeypatch,
+                                             assert_backend_matches_reference):
+    monkeypatch.setattr(fused_selective, "SELECTIVE_DENSE_ABOVE", dense_above)
+    monkeypatch.setattr(fused_selective, "SELECTIVE_MIN_DENSE_WIDTH", 1)
+    seed = int(rate * 100) + (gate == "event")
+    layer = _layer(gate, rate, seed=seed, target_update_rate=0.3)
+    x, state, starts = random_sequence(layer, seed, 23, 6, reset_rate=0.1)
+    assert_backend_matches_reference(layer, "fused", x, state, starts, RTOL)
+    assert calls and calls[-1][0] is True  # the selective loops ran, with a backward pass
+
+
+@pytest.mark.parametrize("gate", ["rhythm", "event"])
+@pytest.mark.parametrize("hidden, inputs, batch", [(1, 1, 1), (17, 3, 1), (129, 33, 9)])
+def test_selective_loops_match_the_reference_at_odd_sizes(gate, hidden, inputs, batch, calls,
+                                                          assert_backend_matches_reference):
+    layer = _layer(gate, 0.2, hidden=hidden, inputs=inputs, seed=hidden)
+    x, state, starts = random_sequence(layer, hidden, 11, batch, reset_rate=0.1)
+    assert_backend_matches_reference(layer, "fused", x, state, starts, RTOL)
+    assert calls
+
+
+@pytest.mark.parametrize("gate", ["rhythm", "event"])
+def test_selective_loops_match_the_reference_on_extreme_inputs(gate, calls, assert_backend_matches_reference):
+    layer = _layer(gate, 0.3, seed=5)
+    x, state, starts = extreme_sequence(layer, 5, 19, 4, reset_rate=0.1)
+    assert_backend_matches_reference(layer, "fused", x, state, starts, 1e-9)
+    assert calls
+
+
+def test_float32_matches_the_reference(calls, assert_rel_close):
+    layer = _layer("event", 0.2, hidden=64, inputs=8).float()
+    x, state, starts = random_sequence(layer, 3, 16, 8, reset_rate=0.1)
+    with torch.no_grad():
+        ref = layer(x, state, starts)[0]
+        layer.backend = "fused"
+        got = layer(x, state, starts)[0]
+    assert_rel_close("y float32", got, ref, 1e-5)
+    assert calls and calls[-1][0] is False  # without grad: nothing saved
+
+
+@pytest.mark.parametrize("gate", ["rhythm", "event"])
+def test_only_open_pairs_are_computed(gate, monkeypatch):
+    monkeypatch.setattr(fused_selective, "SELECTIVE_DENSE_ABOVE", 1.0)
+    layer = _layer(gate, 0.1, hidden=64, seed=2)
+    layer.backend = "fused"
+    x, state, starts = random_sequence(layer, 2, 20, 8, reset_rate=0.0)
+    with torch.no_grad():
+        layer(x, state)
+    trace = layer._last_trace
+    assert float(trace["computed"]) == float(trace["open_count"])
+    assert 0.02 < float(trace["computed"]) / trace["n_elements"] < 0.3
+    monkeypatch.setattr(fused_selective, "SELECTIVE_DENSE_ABOVE", 0.0)  # every step dense: every candidate
+    monkeypatch.setattr(fused_selective, "SELECTIVE_MIN_DENSE_WIDTH", 1)
+    with torch.no_grad():
+        layer(x, state)
+    assert float(layer._last_trace["computed"]) == trace["n_elements"]
+
+
+def test_closed_neurons_keep_their_state_bit_exactly():
+    layer = _layer("event", 0.1, hidden=50, seed=4).float()
+    layer.backend = "fused"
+    x, state, _ = random_sequence(layer, 4, 12, 5, reset_rate=0.0)
+    y, _ = layer(x, state)
+    h0 = layer.unpack_state(state)[0]
+    previous = torch.cat([h0.unsqueeze(0), y[:-1].detach()])
+    preact = torch.stack([layer.gate(x[t], previous[t]) for t in range(x.shape[0])]).detach()
+    closed = preact <= 0
+    assert closed.float().mean() > 0.5
+    assert torch.equal(y.detach()[closed], previous[closed])
+
+
+def test_group_equals_separate_calls(calls, assert_rel_close):
+    layers = [_layer("event", 0.15, seed=s, hidden=40) for s in (1, 2)]
+    for layer in layers:
+        layer.backend = "fused"
+    x, state, starts = random_sequence(layers[0], 9, 15, 4, reset_rate=0.1)
+    x.requires_grad_(True)
+    together = fused_group_forward(layers, x, [state, state], starts)
+    loss = sum((y * (g + 1)).sum() for g, (y, _) in enumerate(together))
+    grads_together = torch.autograd.grad(loss, [x, *layers[0].parameters(), *layers[1].parameters()])
+    apart = [layer(x, state, starts) for layer in layers]
+    loss = sum((y * (g + 1)).sum() for g, (y, _) in enumerate(apart))
+    grads_apart = torch.autograd.grad(loss, [x, *layers[0].parameters(), *layers[1].parameters()])
+    for (y1, s1), (y2, s2) in zip(together, apart):
+        assert_rel_close("y", y1, y2, RTOL)
+        assert_rel_close("state", s1, s2, RTOL)
+    for i, (a, b) in enumerate(zip(grads_together, grads_apart)):
+        assert_rel_close(f"grad {i}", a, b, RTOL)
+
+
+def test_small_layers_never_run_dense_steps():
+    width = fused_selective.SELECTIVE_MIN_DENSE_WIDTH
+    assert fused_selective.dense_above(torch.zeros(3, 8, 2), width // 8 - 1) == 1.0
+    assert fused_selective.dense_above(torch.zeros(3, 8, 2), width // 8) == fused_selective.SELECTIVE_DENSE_ABOVE
+
+
+@pytest.mark.parametrize("steps, batch", [(1, 1), (32, 64)])
+def test_auto_runs_gated_grus_on_the_selective_loops(steps, batch):
+    layer = SparseRecurrent(4, 300, cell="gru", update_gate="event", initial_update_rate=0.1, seed=0)
+    assert layer.backend_for(torch.zeros(steps, batch, 4)) == "fused"
+    lstm = SparseRecurrent(4, 300, cell="lstm", update_gate="event", seed=0)
+    assert lstm.backend_for(torch.zeros(1, 1, 4)) == "reference"  # no selective loops for it: the dense rule
