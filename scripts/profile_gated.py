@@ -9,7 +9,8 @@ Builds each variant's ``SparseRecurrentPolicy`` as ``scripts/bench_rl.py`` does 
   policy's ``aux_loss()`` and its backward (an update makes 20).
 
 The variants take turns ``--rounds`` times; each figure is the median over rounds of the median over
-``--repeats`` calls, in microseconds, and the difference to the first variant. ``--cprofile NAME`` adds
+``--repeats`` calls of the thread's CPU time (not wall time: the machine may be shared), in
+microseconds, and the difference to the first variant. ``--cprofile NAME`` adds
 the top functions of that variant's calls by ``cProfile``; ``--torch-profile NAME`` the top operators
 by torch's profiler (self CPU time).
 
@@ -24,6 +25,7 @@ import argparse
 import cProfile
 import pstats
 import statistics
+import time
 
 import torch
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
@@ -31,9 +33,21 @@ from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from sparsernn.agents import ALGOS, load_config, make_env
 from sparsernn.agents.config import parse_policy_kwargs, parse_ppo_kwargs
 from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
-from sparsernn.benchmarking import time_call
 
 CONFIG = "cartpole_novel.yaml"
+
+
+def cpu_time_call(fn, repeats: int, warmup: int = 1) -> float:
+    """Median CPU time of the calling thread per ``fn()`` call, in milliseconds, over ``repeats`` calls
+    after ``warmup``: on a shared machine, wall time would also count other processes' turns."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.thread_time()
+        fn()
+        times.append((time.thread_time() - start) * 1e3)
+    return statistics.median(times)
 
 
 def build_policy(name: str, config: dict, seed: int = 0):
@@ -94,10 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     for _ in range(args.rounds):
         for name in args.variants:
             act, train = funcs[name]
-            times[name]["act"].append(time_call(act, args.repeats) * 1e3)
-            times[name]["train"].append(time_call(train, max(1, args.repeats // 10)) * 1e3)
+            times[name]["act"].append(cpu_time_call(act, args.repeats) * 1e3)
+            times[name]["train"].append(cpu_time_call(train, max(1, args.repeats // 10)) * 1e3)
     first = args.variants[0]
-    print(f"one thread; medians over {args.rounds} rounds of medians over {args.repeats} acting calls "
+    print(f"one thread, CPU time; medians over {args.rounds} rounds of medians over {args.repeats} acting calls "
           f"/ {max(1, args.repeats // 10)} minibatches (microseconds)")
     print(f"{'variant':>16s} {'act':>9s} {'+':>8s} {'train':>9s} {'+':>8s}  per 256 env steps (32 act + 20 train)")
     base = {kind: statistics.median(times[first][kind]) for kind in ("act", "train")}
