@@ -10,13 +10,14 @@ Builds each variant's ``SparseRecurrentPolicy`` as ``scripts/bench_rl.py`` does 
 
 The variants take turns ``--rounds`` times; each figure is the median over rounds of the median over
 ``--repeats`` calls of the thread's CPU time (not wall time: the machine may be shared), in
-microseconds, and the difference to the first variant. ``--cprofile NAME`` adds
+microseconds, and the difference to the first variant. ``--layers`` adds each variant's two
+recurrent layers alone (one group call, as the policy makes it) and the gate part alone. ``--cprofile NAME`` adds
 the top functions of that variant's calls by ``cProfile``; ``--torch-profile NAME`` the top operators
 by torch's profiler (self CPU time).
 
 Example::
 
-    OMP_NUM_THREADS=1 python scripts/profile_gated.py --variants gru gru-event0.5 gru-rhythm0.5
+    OMP_NUM_THREADS=1 python scripts/profile_gated.py --variants gru gru-event0.5 gru-rhythm0.5 --layers
     OMP_NUM_THREADS=1 python scripts/profile_gated.py --variants gru gru-rhythm0.5 --torch-profile gru-rhythm0.5
 """
 from __future__ import annotations
@@ -84,12 +85,72 @@ def calls(policy, env, steps: int, seed: int = 0):
     return act, train
 
 
+def print_layer_parts(policies: dict, steps: int, repeats: int) -> None:
+    """Per variant, its two recurrent layers alone as one group call (``group_forward``) on a
+    minibatch's shape (``steps`` x envs) and an acting step's (1 x envs): forward without gradient,
+    forward + backward of ``sum(y) + aux_loss()`` and of ``sum(y)`` alone, and the gate part alone (the pre-activations of
+    both layers, stacked, as the fused group computes them), in microseconds of CPU time."""
+    from sparsernn.core import group_forward
+    from sparsernn.core.update_gates import rhythm_preactivations
+
+    print(f"\nlayers alone (actor + critic, one group call), CPU time, medians of {repeats} calls (microseconds)")
+    print(f"{'variant':>16s} {'T':>3s} {'forward':>8s} {'fwd+bwd':>8s} {'no aux':>8s} {'gate fwd':>9s} {'gate f+b':>9s}")
+    for name, (policy, batch) in policies.items():
+        layers = list(policy.recurrent_layers.values())
+        first = layers[0]
+        for T in (1, steps):
+            gen = torch.Generator().manual_seed(0)
+            x = torch.randn(T, batch, first.input_size, generator=gen)
+            starts = (torch.rand(T, batch, generator=gen) < 0.02).float()
+            states = [layer.initial_state(batch) for layer in layers]
+            if first.update_gate == "rhythm":
+                for state in states:
+                    state[:, -1] = torch.randint(0, 200, (batch,), generator=gen).float()
+
+            def forward():
+                with torch.no_grad():
+                    group_forward(layers, x, states, starts)
+
+            def forward_backward(aux: bool = True):
+                out = group_forward(layers, x, states, starts)
+                loss = sum(y.sum() for y, _ in out)
+                if aux:
+                    loss = loss + sum(layer.aux_loss() for layer in layers)
+                loss.backward()
+
+            def gate_part():
+                if first.update_gate == "event":
+                    return torch.stack([layer.gate.input_part(x) for layer in layers], 1)
+                times = [state[:, -1] for state in states]
+                return torch.stack([rhythm_preactivations(layer.gate, time, starts, T)[0]
+                                    for layer, time in zip(layers, times)], 1)
+
+            def gate_no_grad():
+                with torch.no_grad():
+                    gate_part()
+
+            def gate_backward():
+                gate_part().sum().backward()
+
+            few = max(1, repeats // 4)
+            row = [cpu_time_call(forward, repeats), cpu_time_call(forward_backward, few),
+                   cpu_time_call(lambda: forward_backward(aux=False), few)]
+            if first.update_gate is not None:
+                row += [cpu_time_call(gate_no_grad, repeats), cpu_time_call(gate_backward, few)]
+            cells = " ".join(f"{v * 1e3:8.1f}" for v in row[:3]) + "".join(f" {v * 1e3:9.1f}" for v in row[3:])
+            print(f"{name:>16s} {T:3d} {cells}")
+        for layer in layers:
+            layer.zero_grad(set_to_none=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["gru", "gru-event0.5", "gru-rhythm0.5"],
                         choices=[n for n, v in VARIANTS.items() if v.policy == "SparseRecurrentPolicy"])
     parser.add_argument("--repeats", type=int, default=200, help="calls per timing")
     parser.add_argument("--rounds", type=int, default=5, help="turns of all variants (median reported)")
+    parser.add_argument("--layers", action="store_true",
+                        help="also time each variant's actor + critic layers alone (one group call) and its gate part")
     parser.add_argument("--cprofile", default=None, help="a variant: print cProfile's top functions of its calls")
     parser.add_argument("--torch-profile", default=None, help="a variant: print torch profiler's top operators")
     args = parser.parse_args(argv)
@@ -98,9 +159,10 @@ def main(argv: list[str] | None = None) -> None:
 
     config = load_config(str(CONFIG_DIR / CONFIG))
     steps = config["ppo_kwargs"]["n_steps"]
-    funcs = {}
+    funcs, funcs_policies = {}, {}
     for name in args.variants:
         policy, env = build_policy(name, config)
+        funcs_policies[name] = (policy, env.num_envs)
         funcs[name] = calls(policy, env, steps)
         for fn in funcs[name]:
             fn()  # warm-up: C++ build / load, first allocations
@@ -120,6 +182,8 @@ def main(argv: list[str] | None = None) -> None:
         per_rollout = 32 * med["act"] + 20 * med["train"]
         print(f"{name:>16s} {med['act']:9.1f} {med['act'] - base['act']:+8.1f} {med['train']:9.1f} "
               f"{med['train'] - base['train']:+8.1f}  {per_rollout / 1e3:8.2f} ms")
+    if args.layers:
+        print_layer_parts(funcs_policies, steps, args.repeats)
     if args.cprofile:
         act, train = funcs[args.cprofile]
         for label, fn, n in (("act", act, args.repeats), ("train", train, max(1, args.repeats // 10))):
