@@ -261,8 +261,9 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
         # selection's (a reference, reduced only by channel_usage / statistics).
         keep = (first.keep_count_input, first.keep_count_hidden)
         # unbind, not preact[:, g]: one backward node that stacks the layers' gradients, where each
-        # select's backward would write a zero tensor of the whole group
-        preacts = preact.unbind(1) if preact is not None else [None] * len(layers)
+        # select's backward would write a zero tensor of the whole group; over the group-major memory
+        # the loops keep (G, T, B, H), so that stack is already in the layout their backward reads
+        preacts = preact.transpose(0, 1).unbind(0) if preact is not None else [None] * len(layers)
         traces = [_trace(preacts[g], scores[:, g] if scores is not None else None, n_in, n_elements, keep,
                          layer.router_balance_weight > 0) for g, layer in enumerate(layers)]
     return ys, h, c, new_times, traces
