@@ -12,7 +12,7 @@ class SparsityLoggerCallback(BaseCallback):
 
     After each PPO update (at the start of the next rollout) it records, under
     ``sparsity/``, each layer's realised densities, hidden proportion, active
-    input / hidden fractions and update rate on the update's last minibatch
+    input / hidden fractions, update rate and computed fraction on the update's last minibatch
     (keys ``sparsity/<actor|critic>/<name>``), and ``sparsity/aux_loss``. SB3
     writes them with the ``train/`` values of that update.
 
@@ -27,6 +27,15 @@ class SparsityLoggerCallback(BaseCallback):
       take every slot;
     - ``sparsity/<role>/unused_hidden_fraction`` and ``.../unused_input_fraction``: the share of
       channels that no row kept.
+
+    For a gated layer (``update_gate``), ``sparsity/<role>/update_rate`` is the realised share of
+    open (step, sample, neuron) switches and ``sparsity/<role>/computed_fraction`` the share of
+    candidates its backend computed (1.0 where every candidate is computed), and from the same
+    minibatch (``SparseRecurrent.update_usage``):
+
+    - ``sparsity/<role>/neuron_update_rate``: a histogram (TensorBoard only) over the neurons of each
+      neuron's open share, the fraction of (step, sample) pairs at which its switch was open;
+    - ``sparsity/<role>/never_open_fraction``: the share of neurons open at no pair.
 
     Policies without ``statistics()`` (stock LSTM, MLP) are skipped silently, so the callback
     can be attached to any run.
@@ -52,6 +61,11 @@ class SparsityLoggerCallback(BaseCallback):
         for key, shares in usage.items():  # key: "<role>/<input|hidden>"
             self.logger.record(f"sparsity/{key}_usage", shares.float().cpu().numpy(), exclude=_NOT_HISTOGRAMS)
             self.logger.record(f"sparsity/{key.replace('/', '/unused_')}_fraction", float((shares == 0).double().mean()))
+        updates = policy.update_usage() if hasattr(policy, "update_usage") else {}
+        for role, shares in updates.items():
+            self.logger.record(f"sparsity/{role}/neuron_update_rate", shares.float().cpu().numpy(),
+                               exclude=_NOT_HISTOGRAMS)
+            self.logger.record(f"sparsity/{role}/never_open_fraction", float((shares == 0).double().mean()))
         self.logger.record("sparsity/aux_loss", float(policy.aux_loss().detach()))
 
     def _on_step(self) -> bool:

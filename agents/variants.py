@@ -65,6 +65,11 @@ VARIANTS: dict[str, Variant] = {
     "gru-router0.1-hidden-balance": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, 0.1),
                                                                 "router_balance_weight": 0.1}, _NO_ANNEAL),
     "gru-event": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "target_update_rate": 0.5}),
+    # Issue 13's RL target: a gated GRU at update rate 0.5 from the start (initial_update_rate) and kept
+    # there (target_update_rate), to compare with the dense "gru" in env-steps/s.
+    **{f"gru-{gate}0.5": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": gate, "initial_update_rate": 0.5,
+                                                     "target_update_rate": 0.5})
+       for gate in ("event", "rhythm")},
     "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
 }
 

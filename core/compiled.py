@@ -40,7 +40,7 @@ def make_pointwise(cell: str, gate: str | None) -> Callable:
     """The element-wise part of one step, for one configuration (before compilation): the
     reference's :func:`~sparsernn.core.cells.cell_step` and switch, traced by ``torch.compile``.
 
-    ``(gx, gh, b_hh, h, c, gate_pre, gate_w_h) -> (h, c, open_count, open_st_sum)``
+    ``(gx, gh, b_hh, h, c, gate_pre, gate_w_h) -> (h, c, open_count, open_st_sum, is_open)``
     with ``gx``, ``gh`` of shape (B, G*H); ``gh`` comes without its bias
     ``b_hh``, which is added inside the fused kernel.
     """
@@ -48,14 +48,14 @@ def make_pointwise(cell: str, gate: str | None) -> Callable:
     def pointwise(gx, gh, b_hh, h, c, gate_pre, gate_w_h):
         h_new, c_new = cell_step(cell, gx, gh + b_hh, h, c)
         if gate is None:
-            return h_new, c_new, None, None
+            return h_new, c_new, None, None, None
         if gate == "event":
             gate_pre = gate_pre + gate_w_h * h
         is_open, surrogate = heaviside_straight_through(gate_pre)
         h_new = switch(is_open, h_new, h, surrogate)
         if c_new is not None:
             c_new = switch(is_open, c_new, c, surrogate)
-        return h_new, c_new, is_open.sum(), (is_open.to(h.dtype) + surrogate).sum()
+        return h_new, c_new, is_open.sum(), (is_open.to(h.dtype) + surrogate).sum(), is_open
 
     return pointwise
 
@@ -158,7 +158,7 @@ def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor,
     gxs = gx_all.unbind(0) if gx_all is not None else None
     gates = gate_all.unbind(0) if gate_all is not None else [None] * T
     alives = alive_all.unbind(0) if reset_steps else None
-    outputs, opens, open_st, imp_in, imp_h, selection = [], [], [], [], [], []
+    outputs, opens, open_st, imp_in, imp_h, selection, switches = [], [], [], [], [], [], []
     dynamo_settings, fx_settings = _compile_settings()
     with dynamo_settings, fx_settings:
         for t in range(T):
@@ -182,13 +182,13 @@ def compiled_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor,
                 else:
                     gh = torch.mm(h * straight_through_scale(scores[1]), w_hh_t)
             step = eager_pointwise if (t == 0 and first_eager) else pointwise
-            h, c, n_open, st_sum = step(gx, gh, layer.bias_hh, h, c,
-                                        gates[t], gate_w_h)
+            h, c, n_open, st_sum, is_open = step(gx, gh, layer.bias_hh, h, c, gates[t], gate_w_h)
             outputs.append(h)
             if n_open is not None:
                 opens.append(n_open)
                 open_st.append(st_sum)
-    trace = make_trace(opens, open_st, imp_in, imp_h, T * B * layer.hidden_size)
+                switches.append(is_open)  # what update_usage reduces
+    trace = make_trace(opens, open_st, imp_in, imp_h, T * B * layer.hidden_size, switch=switches)
     out = first_order_only({"y": torch.stack(outputs), "h": h, "c": c, **trace})
     trace = {k: out[k] for k in trace}
     if selection:

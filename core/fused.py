@@ -261,8 +261,11 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
         # compiled backend, it is computed when that loss is on. The scores themselves are kept as the
         # selection's (a reference, reduced only by channel_usage / statistics).
         keep = (first.keep_count_input, first.keep_count_hidden)
-        traces = [_trace(preact[:, g] if preact is not None else None,
-                         scores[:, g] if scores is not None else None, n_in, n_elements, keep,
+        # unbind, not preact[:, g]: one backward node that stacks the layers' gradients, where each
+        # select's backward would write a zero tensor of the whole group; over the group-major memory
+        # the loops keep (G, T, B, H), so that stack is already in the layout their backward reads
+        preacts = preact.transpose(0, 1).unbind(0) if preact is not None else [None] * len(layers)
+        traces = [_trace(preacts[g], scores[:, g] if scores is not None else None, n_in, n_elements, keep,
                          layer.router_balance_weight > 0) for g, layer in enumerate(layers)]
     if computed is not None:  # the selective loops skipped closed neurons: what they did compute
         for g, trace in enumerate(traces):
@@ -294,20 +297,20 @@ def _trace(preact: Optional[torch.Tensor], scores: Optional[torch.Tensor], n_in:
            n_elements: int, keep: tuple[int, int], importance: bool = True) -> dict[str, Any]:
     """The call's trace (:func:`~sparsernn.core.statistics.make_trace`) from the switch
     pre-activations and the router scores of one layer (``(T, B, .)`` each): the router's
-    importance where ``importance`` (the balance loss is on), and the scores as the selection's
-    (the top-``keep`` of each side), recorded for the channel usage."""
-    opens, open_st, importance_in, importance_h = [], [], [], []
-    if preact is not None:
-        is_open = preact > 0
-        soft = torch.sigmoid(preact)
-        opens.append(is_open.sum())
-        open_st.append((is_open.to(preact.dtype) + (soft - soft.detach())).sum())
+    importance where ``importance`` (the balance loss is on), the scores as the selection's
+    (the top-``keep`` of each side), recorded for the channel usage, and the pre-activations as
+    the switch record. Nothing is reduced here: the open count and the straight-through sum are
+    computed from the record when ``statistics()`` / ``aux_loss()`` ask, so acting calls (no
+    gradient, never asked) pay nothing for them."""
+    importance_in, importance_h = [], []
     if scores is not None and importance:
         total = torch.sigmoid(scores).sum((0, 1))
         importance_in.append(total[:n_in])
         importance_h.append(total[n_in:])
-    return make_trace(opens, open_st, importance_in, importance_h, n_elements,
-                      [scores] if scores is not None else None, keep)
+    lazy = None if preact is not None else []
+    return make_trace(lazy, lazy, importance_in, importance_h, n_elements,
+                      [scores] if scores is not None else None, keep,
+                      switch=[preact] if preact is not None else None)
 
 
 def fused_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor, c: Optional[torch.Tensor],

@@ -209,8 +209,7 @@ class SparseRecurrent(nn.Module):
         state.pop("_transposed_weights", None)  # a cache of the fused routed loops, rebuilt on use
         trace = state.get("_last_trace")
         if trace is not None:
-            state["_last_trace"] = {key: value.detach() if isinstance(value, torch.Tensor) else value
-                                    for key, value in trace.items()}
+            state["_last_trace"] = {key: stats_mod.detached(value) for key, value in trace.items()}
         return state
 
     # ----------------------------------------------------------------- state
@@ -346,7 +345,7 @@ class SparseRecurrent(nn.Module):
     # ------------------------------------------------------- stats and losses
     def statistics(self) -> dict[str, float]:
         """Statistics of the last call, for logging: realised densities, hidden
-        proportion, active input / hidden fractions, update rate."""
+        proportion, active input / hidden fractions, update rate, computed fraction."""
         return stats_mod.layer_statistics(self, self._last_trace)
 
     def channel_usage(self) -> dict[str, torch.Tensor]:
@@ -355,6 +354,13 @@ class SparseRecurrent(nn.Module):
         and ``mean() == keep_count / width``; ``{}`` for an unrouted layer or before the first call
         (every backend records its selection)."""
         return stats_mod.channel_usage(self, self._last_trace)
+
+    def update_usage(self) -> torch.Tensor | None:
+        """Per neuron, the share of the last call's (step, sample) pairs at which its switch was open
+        (gated layers): float64 ``(hidden_size,)`` in [0, 1], its mean the call's ``update_rate``;
+        None for a layer without an update gate or before the first call (as :meth:`channel_usage`
+        gives ``{}``: nothing to report)."""
+        return stats_mod.update_usage(self, self._last_trace)
 
     def aux_loss(self) -> torch.Tensor:
         """The layer's regularisers on its last call (a scalar with gradient):

@@ -46,7 +46,7 @@ def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor
     """
     w_ih, w_hh = layer.effective_weights()
     noise = router_score_noise(layer, x)
-    opens, open_st, importance_in, importance_h, selection = [], [], [], [], []
+    opens, open_st, importance_in, importance_h, selection, switches = [], [], [], [], [], []
     outputs = []
     for t in range(x.shape[0]):
         if episode_starts is not None:
@@ -74,11 +74,13 @@ def reference_forward(layer: "SparseRecurrent", x: torch.Tensor, h: torch.Tensor
             h_new = switch(is_open, h_new, h, surrogate)
             if c is not None:
                 c_new = switch(is_open, c_new, c, surrogate)
+            switches.append(preact.detach())  # what update_usage reduces
             opens.append(is_open.sum())
             open_st.append((is_open.to(x.dtype) + surrogate).sum())
         h, c = h_new, c_new
         time = time + 1 if time is not None else None
         outputs.append(h)
     trace = make_trace(opens, open_st, importance_in, importance_h, x.shape[0] * x.shape[1] * layer.hidden_size,
-                       selection or None, (layer.keep_count_input, layer.keep_count_hidden) if selection else None)
+                       selection or None, (layer.keep_count_input, layer.keep_count_hidden) if selection else None,
+                       switch=switches)
     return torch.stack(outputs), (h, c, time), trace

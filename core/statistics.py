@@ -13,16 +13,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from .layer import SparseRecurrent
 
 
-def make_trace(open_counts: list[torch.Tensor], open_st_sums: list[torch.Tensor],
+def make_trace(open_counts: list[torch.Tensor] | None, open_st_sums: list[torch.Tensor] | None,
                importance_in: list[torch.Tensor], importance_h: list[torch.Tensor], n_elements: int,
                selection_scores: list[torch.Tensor] | None = None,
-               keep_counts: tuple[int, int] | None = None) -> dict[str, Any]:
+               keep_counts: tuple[int, int] | None = None,
+               switch: list[torch.Tensor] | None = None,
+               computed: int | torch.Tensor | None = None) -> dict[str, Any]:
     """Reduce per-step records to the trace of one call.
 
     Parameters
     ----------
-    open_counts : per step, the number of open switches (scalar, no gradient)
-    open_st_sums : per step, the straight-through sum of switches (scalar with gradient)
+    open_counts : per step, the number of open switches (scalar, no gradient); or None: counted
+        from ``switch`` when asked (:func:`open_count`)
+    open_st_sums : per step, the straight-through sum of switches (scalar with gradient); or None:
+        ``open_count + sum(sigmoid(a)) - sum(sigmoid(a)).detach()`` from ``switch`` (pre-activations
+        with their gradient) when :func:`aux_loss` asks (:func:`open_st_sum`)
     importance_in, importance_h : per step, ``sigmoid(scores).sum(0)`` of shape (I,) / (H,)
     n_elements : ``T * B * H``, the number of switches of the call
     selection_scores : optional, the scores the router's top-k selections were taken over,
@@ -30,6 +35,16 @@ def make_trace(open_counts: list[torch.Tensor], open_st_sums: list[torch.Tensor]
         exploration noise, the noisy scores). Kept detached and reduced only when asked
         (:func:`channel_usage`), so a call pays nothing for it.
     keep_counts : ``(k_in, k_h)``, the call's budgets, given with ``selection_scores``
+    switch : optional, the switch record of a gated layer: tensors ``(..., H)``, per step ``(B, H)``
+        or the whole call ``(T, B, H)``, each either the switch pre-activations (open where > 0)
+        or the boolean ``is_open`` masks. Kept as given (a reference, no copy) and reduced only
+        when asked: per-neuron open counts (:func:`update_usage`), and the open count / the
+        straight-through sum where ``open_counts`` / ``open_st_sums`` are None. The reductions
+        detach, except the straight-through sum, which needs pre-activations with their gradient.
+    computed : optional, the number of (step, sample, neuron) candidates the backend actually
+        computed (an int or a 0-dim tensor); default ``n_elements`` (every candidate: the
+        reference, compiled and fused backends). ``statistics()["computed_fraction"]`` is
+        ``computed / n_elements``.
     """
     def total(items):
         return torch.stack(items).sum(0) if items else None
@@ -39,9 +54,48 @@ def make_trace(open_counts: list[torch.Tensor], open_st_sums: list[torch.Tensor]
         if keep_counts is None:
             raise ValueError("keep_counts must be given with selection_scores")
         selection = ([s.detach() for s in selection_scores], tuple(keep_counts))
-    return {"open_count": total(open_counts), "open_st_sum": total(open_st_sums),
+    if (open_counts is None or open_st_sums is None) and not switch:
+        open_counts, open_st_sums = open_counts or [], open_st_sums or []  # nothing to count: ungated
+    return {"open_count": None if open_counts is None else total(open_counts),
+            "open_st_sum": None if open_st_sums is None else total(open_st_sums),
             "importance_in": total(importance_in), "importance_h": total(importance_h),
-            "n_elements": n_elements, "selection": selection}
+            "n_elements": n_elements, "selection": selection, "switch": list(switch) if switch else None,
+            "computed": n_elements if computed is None else computed}
+
+
+def detached(value: Any) -> Any:
+    """``value`` with its tensors detached: a tensor, or a list / tuple of them (nested); anything else as is."""
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, (list, tuple)):
+        return type(value)(detached(item) for item in value)
+    return value
+
+
+def _opens(record: torch.Tensor) -> torch.Tensor:
+    """Boolean ``is_open`` of a switch record (pre-activations or masks), detached."""
+    record = record.detach()
+    return record if record.dtype == torch.bool else record > 0
+
+
+def open_count(trace: dict[str, Any] | None):
+    """The last call's number of open switches (a scalar, no gradient), or None (no gated call)."""
+    if trace is None:
+        return None
+    if trace["open_count"] is None and trace.get("switch"):
+        trace["open_count"] = sum(_opens(record).sum() for record in trace["switch"])  # once, then kept
+    return trace["open_count"]
+
+
+def open_st_sum(trace: dict[str, Any] | None):
+    """The straight-through sum of the last call's switches (forward: the open count; gradient: that
+    of ``sum(sigmoid(a))``), or None (no gated call)."""
+    if trace is None:
+        return None
+    if trace["open_st_sum"] is None and trace.get("switch"):
+        soft = sum(torch.sigmoid(record).sum() for record in trace["switch"])
+        return open_count(trace) + (soft - soft.detach())
+    return trace["open_st_sum"]
 
 
 def kept_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
@@ -75,8 +129,28 @@ def channel_usage(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> dic
     return {"input": kept_in.double() / rows, "hidden": kept_h.double() / rows}
 
 
+def update_usage(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> torch.Tensor | None:
+    """Per neuron, the share of the last call's (step, sample) pairs at which its switch was open.
+
+    Returns a float64 tensor ``(H,)`` in [0, 1] (no gradient; its mean is the call's update rate),
+    or None for a layer without an update gate, before the first call, or when the backend recorded
+    no switch record (every backend of this package does).
+    """
+    if layer.update_gate is None or trace is None or not trace.get("switch"):
+        return None
+    H = layer.hidden_size
+    counts, rows = None, 0
+    for record in trace["switch"]:
+        opens = _opens(record).reshape(-1, H)
+        counts = opens.sum(0) if counts is None else counts + opens.sum(0)
+        rows += opens.shape[0]
+    return counts.double() / rows
+
+
 def layer_statistics(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> dict[str, float]:
-    """Realised densities, hidden proportion, active fractions and the last call's update rate.
+    """Realised densities, hidden proportion, active fractions, the last call's update rate and the
+    share of its candidates that were computed (``computed_fraction``: 1.0 for an ungated layer and
+    for backends that compute every candidate; NaN, as the update rate, for a gated layer before a call).
 
     The active input / hidden fractions are the share of channels kept per (step, sample) row,
     averaged over the last call's rows, when its backend recorded the selection
@@ -91,16 +165,19 @@ def layer_statistics(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> 
         "active_input_fraction": layer.keep_count_input / layer.input_size,
         "active_hidden_fraction": layer.keep_count_hidden / layer.hidden_size,
         "update_rate": 1.0,
+        "computed_fraction": 1.0,
     }
     if counts is not None:  # integer totals, so a kept budget reads exactly keep_count / width
         kept_in, kept_h, rows = counts
         out["active_input_fraction"] = int(kept_in.sum()) / (rows * layer.input_size)
         out["active_hidden_fraction"] = int(kept_h.sum()) / (rows * layer.hidden_size)
     if layer.update_gate is not None:
-        if trace is None or trace["open_count"] is None:
-            out["update_rate"] = float("nan")
+        count = open_count(trace)
+        if count is None:
+            out["update_rate"] = out["computed_fraction"] = float("nan")
         else:
-            out["update_rate"] = float(trace["open_count"]) / trace["n_elements"]
+            out["update_rate"] = float(count) / trace["n_elements"]
+            out["computed_fraction"] = float(trace["computed"]) / trace["n_elements"]
     return out
 
 
@@ -114,8 +191,9 @@ def aux_loss(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> torch.Te
     loss = layer.weight_hh.new_zeros(())
     if trace is None:
         return loss
-    if layer.target_update_rate is not None and trace["open_st_sum"] is not None:
-        rate = trace["open_st_sum"] / trace["n_elements"]
+    st_sum = open_st_sum(trace) if layer.target_update_rate is not None else None
+    if st_sum is not None:
+        rate = st_sum / trace["n_elements"]
         loss = loss + layer.update_rate_weight * (rate - layer.target_update_rate) ** 2
     if layer.router_balance_weight > 0 and trace["importance_h"] is not None:
         balance = _cv_squared(trace["importance_h"])

@@ -59,8 +59,18 @@ class RhythmGate(nn.Module):
 
     def forward(self, time: torch.Tensor) -> torch.Tensor:
         """Pre-activations ``a`` of shape ``(*time.shape, H)`` for time indices ``time``."""
-        angle = time.unsqueeze(-1).unsqueeze(-1) * self.omega + self.phase  # (..., H, K)
-        return self.offset + (self.amplitude * torch.sin(angle)).sum(-1)
+        return schedule_values(time, self.omega, self.phase, self.amplitude, self.offset)
+
+
+def schedule_values(time: torch.Tensor, omega: torch.Tensor, phase: torch.Tensor, amplitude: torch.Tensor,
+                    offset: torch.Tensor) -> torch.Tensor:
+    """``offset + sum_k amplitude[:, k] sin(time * omega[k] + phase[:, k])`` of shape ``(*time.shape, H)``:
+    the rhythm's one formula, shared by :meth:`RhythmGate.forward` and the whole-call path
+    (:class:`_Schedule`), so both give the same bits. The frequencies sit on the outer axis
+    (``(..., K, H)``), where the sum over them is a vectorised pass over ``H`` (over ``K = 4``
+    innermost it costs more than the sines)."""
+    angle = time.unsqueeze(-1).unsqueeze(-1) * omega.unsqueeze(-1) + phase.t().contiguous()  # (..., K, H)
+    return offset + (amplitude.t().contiguous() * torch.sin(angle)).sum(-2)
 
 
 def rate_window(max_period: float) -> int:
@@ -71,6 +81,10 @@ def rate_window(max_period: float) -> int:
 
 def time_indices(time0: torch.Tensor, episode_starts: torch.Tensor | None, steps: int) -> torch.Tensor:
     """Time index of every step, ``(T, B)``: ``time0 (B,) + t``, restarting at 0 after a reset."""
+    if steps == 1:  # an acting / streaming step: one op, not the general path's eight
+        if episode_starts is None:
+            return time0.unsqueeze(0)
+        return torch.where(episode_starts.bool(), 0.0, time0.unsqueeze(0)).to(time0.dtype)
     offsets = torch.arange(steps, device=time0.device, dtype=time0.dtype).unsqueeze(1)
     times = time0.unsqueeze(0) + offsets
     if episode_starts is None:
@@ -80,13 +94,65 @@ def time_indices(time0: torch.Tensor, episode_starts: torch.Tensor | None, steps
     return torch.where(last_reset >= 0, (idx - last_reset).to(time0.dtype), times)
 
 
+#: From this many time indices on, the whole-call path evaluates the rhythm once per distinct index.
+UNIQUE_FROM = 64
+
+
+def _column_values(times: torch.Tensor, params: tuple) -> tuple:
+    """:func:`schedule_values` at ``times (N,)``: ``(values (N, H), distinct times, inverse or None)``."""
+    inverse = None
+    if times.numel() >= UNIQUE_FROM:
+        times, inverse = torch.unique(times, return_inverse=True)
+    values = schedule_values(times, *params)
+    return (values if inverse is None else values.index_select(0, inverse)), times, inverse
+
+
+class _Schedule(torch.autograd.Function):
+    """:func:`schedule_values` for a column of time indices, ``(N,) -> (N, H)``, as one autograd node.
+
+    Forward: :func:`schedule_values` itself (the reference's bits), once per distinct time index
+    when there are at least :data:`UNIQUE_FROM` (a training batch's sequences share indices
+    early in training, when episodes are short), without autograd storing the ``(N, K, H)``
+    angles. Backward: the derivatives through the sum formula
+    ``sin(w t + p) = sin(w t) cos p + cos(w t) sin p``: one ``(H, N) @ (N, 4K)`` product instead
+    of element-wise passes over ``(N, K, H)`` (equal to autograd's up to rounding: a few ulp of
+    ``w t``). The backward is made of torch operations, so it is differentiable in turn."""
+
+    @staticmethod
+    def forward(ctx, times, omega, phase, amplitude, offset):
+        values, times, inverse = _column_values(times, (omega, phase, amplitude, offset))
+        ctx.save_for_backward(times, inverse, omega, phase, amplitude)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad):
+        times, inverse, omega, phase, amplitude = ctx.saved_tensors
+        if inverse is not None:  # sum the gradients of each distinct time index
+            grad = grad.new_zeros(times.shape[0], grad.shape[1]).index_add_(0, inverse, grad)
+        base = times.unsqueeze(-1) * omega  # (N, K)
+        sin_b, cos_b = torch.sin(base), torch.cos(base)
+        t = times.unsqueeze(-1)
+        basis = torch.cat([sin_b, cos_b, t * sin_b, t * cos_b], 1)  # (N, 4K)
+        s, c, ts, tc = (grad.t() @ basis).chunk(4, 1)  # each (H, K): sum over N of grad * basis
+        cos_p, sin_p = torch.cos(phase), torch.sin(phase)
+        d_amplitude = cos_p * s + sin_p * c  # sum_n g sin(w t + p)
+        d_phase = amplitude * (cos_p * c - sin_p * s)  # sum_n g amp cos(w t + p)
+        d_omega = (amplitude * (cos_p * tc - sin_p * ts)).sum(0)  # sum_n,h g amp t cos(w t + p)
+        return None, d_omega, d_phase, d_amplitude, grad.sum(0)
+
+
 def rhythm_preactivations(gate: "RhythmGate", time0: torch.Tensor, episode_starts: torch.Tensor | None,
                           steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The rhythm's pre-activations for a whole call, ``(T, B, H)``, evaluated once per
-    distinct time index, and the time index after the call, ``(B,)``."""
+    """The rhythm's pre-activations for a whole call, ``(T, B, H)``, and the time index after the
+    call, ``(B,)``. Evaluated at every (step, sample) as one autograd node (:class:`_Schedule`):
+    the same values as ``gate(times)``, with a backward of a few small products."""
     times = time_indices(time0, episode_starts, steps)
-    unique, inverse = torch.unique(times, return_inverse=True)
-    return gate(unique)[inverse], times[-1] + 1
+    params = (gate.omega, gate.phase, gate.amplitude, gate.offset)
+    if torch.is_grad_enabled():
+        pre = _Schedule.apply(times.reshape(-1), *params)
+    else:  # acting, streaming: the same values without the autograd node
+        pre = _column_values(times.reshape(-1), params)[0]
+    return pre.view(*times.shape, -1), times[-1] + 1
 
 
 class EventGate(nn.Module):
@@ -118,7 +184,7 @@ class EventGate(nn.Module):
 
     def input_part(self, x: torch.Tensor) -> torch.Tensor:
         """``W x + b`` for ``x (..., I)`` → ``(..., H)``: computable for all steps at once."""
-        return x @ self.weight_x.t() + self.bias
+        return torch.nn.functional.linear(x, self.weight_x, self.bias)  # one op (addmm), forward and backward
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Pre-activations ``(B, H)`` for ``x (B, I)``, ``h (B, H)``."""

@@ -224,6 +224,12 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
         return {f"{role}/{side}": usage for role, layer in self.recurrent_layers.items()
                 for side, usage in layer.channel_usage().items()}
 
+    def update_usage(self) -> dict[str, torch.Tensor]:
+        """The gated core layers' per-neuron open shares on their last call
+        (:meth:`~sparsernn.core.SparseRecurrent.update_usage`), keyed by role; empty for ungated layers."""
+        usages = {role: layer.update_usage() for role, layer in self.recurrent_layers.items()}
+        return {role: usage for role, usage in usages.items() if usage is not None}
+
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(hidden_size=self.hidden_size, param_budget=self.param_budget,

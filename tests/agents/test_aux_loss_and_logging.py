@@ -116,3 +116,31 @@ def test_routed_policy_logs_realised_fractions_and_usage_histograms(tmp_path):
             assert 0.0 <= last.min <= last.max <= 1.0
     assert not any(tag.startswith("sparsity/") for tag in histograms - {
         f"sparsity/{role}/{side}_usage" for role in ("actor", "critic") for side in ("input", "hidden")})
+
+
+def test_gated_policy_logs_update_rate_histograms(tmp_path):
+    """A gated policy trained a few updates: TensorBoard holds, per layer, the update rate, the computed
+    fraction (1.0: the fused backend computes every candidate), the histogram over neurons of each
+    neuron's open share (its mean is the update rate) and the share of neurons never open."""
+    hidden = 16
+    policy_kwargs = {"hidden_size": hidden, "update_gate": "rhythm", "initial_update_rate": 0.3, "backend": "fused"}
+    model = make_model(1.0, policy_kwargs, tensorboard_log=str(tmp_path))
+    model.learn(64, callback=SparsityLoggerCallback(), tb_log_name="run")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next(tmp_path.glob("run_*"))), size_guidance={"histograms": 0, "scalars": 0})
+    events.Reload()
+    histograms = set(events.Tags()["histograms"])
+    n_updates = 64 // 16 - 1  # logged at the start of every rollout after the first update
+    for role in ("actor", "critic"):
+        assert [e.value for e in events.Scalars(f"sparsity/{role}/computed_fraction")] == [1.0] * n_updates
+        rate = events.Scalars(f"sparsity/{role}/update_rate")[-1].value
+        usage = events.Histograms(f"sparsity/{role}/neuron_update_rate")
+        assert len(usage) == n_updates
+        last = usage[-1].histogram_value
+        assert last.num == hidden  # one value per neuron
+        assert last.sum / hidden == pytest.approx(rate, rel=1e-5)
+        assert 0.0 <= last.min <= last.max <= 1.0 and last.min < last.max
+        never = events.Scalars(f"sparsity/{role}/never_open_fraction")[-1].value
+        assert 0.0 <= never < 1.0
+    assert histograms == {f"sparsity/{role}/neuron_update_rate" for role in ("actor", "critic")}

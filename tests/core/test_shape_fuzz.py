@@ -27,5 +27,5 @@ def test_shapes_and_finiteness(T, B, I, H, cell, density, keep, gate, with_state
     assert torch.equal(y[-1], layer.unpack_state(final)[0])
     stats = layer.statistics()
     assert set(stats) == {"density_ih", "density_hh", "hidden_proportion", "active_input_fraction",
-                          "active_hidden_fraction", "update_rate"}
+                          "active_hidden_fraction", "update_rate", "computed_fraction"}
     assert all(0.0 <= v <= 1.0 for v in stats.values())
