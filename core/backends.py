@@ -17,6 +17,9 @@ BACKENDS = ("auto", "reference", "compiled", "fused")
 AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU = 256
 #: ``auto`` on a CPU uses ``fused`` for an unrouted layer while ``batch * hidden_size`` is at most this ...
 AUTO_MAX_FUSED_WIDTH_CPU = 65536
+#: ... and ``hidden_size`` at most this (the range the bound was measured on; at H=1024 the fused
+#: loop's small-shape GEMMs lose to ATen's: T=32, B=64 forward+backward 1087 ms vs reference 511 ms)
+AUTO_MAX_FUSED_HIDDEN_CPU = 256
 #: ... and for a routed layer while it is at most this. Above it, a routed layer ...
 AUTO_MAX_FUSED_WIDTH_ROUTED_CPU = 4096
 #: ... that routes hidden channels of at least this width ...
@@ -40,7 +43,9 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
       ``hidden_size >= AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU`` (``scripts/bench_core.py --step``,
       B=1: H=256 fused 105 us vs reference 45 us, H=1024 10.7 ms vs 0.21 ms: the fused loop
       transposes ``W_hh`` per call); else ``fused`` while ``batch * hidden_size <=
-      AUTO_MAX_FUSED_WIDTH_CPU``, else ``reference``.
+      AUTO_MAX_FUSED_WIDTH_CPU`` and ``hidden_size <= AUTO_MAX_FUSED_HIDDEN_CPU``, else
+      ``reference`` (``scripts/bench_core.py --hidden 1024 --B 64 --T 32 --backends reference fused``,
+      2026-12-01: the dense GRU's forward+backward 511 ms on reference, 1087 ms fused).
     - CPU, a routed layer, with the C++ loops (float32 / float64, not disabled by
       ``SPARSERNN_NATIVE=0``): ``fused``. Its products touch only the kept channels'
       rows of ``W^T`` (``core/csrc/routed_products.h``); measured by
@@ -76,7 +81,8 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
     if layer.router is None:
         if x.shape[0] == 1 and layer.hidden_size >= AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU:
             return "reference"
-        return "fused" if width <= AUTO_MAX_FUSED_WIDTH_CPU else "reference"
+        small = width <= AUTO_MAX_FUSED_WIDTH_CPU and layer.hidden_size <= AUTO_MAX_FUSED_HIDDEN_CPU
+        return "fused" if small else "reference"
     if x.dtype in NATIVE_DTYPES and native_enabled() or width <= AUTO_MAX_FUSED_WIDTH_ROUTED_CPU:
         return "fused"
     routes_hidden = layer.keep_count_hidden < layer.hidden_size

@@ -106,7 +106,11 @@ def assert_backend_matches_reference(assert_rel_close):
         assert_rel_close("final state", got[1], ref[1], rtol)
         for name, grad in ref[2].items():
             assert_rel_close(f"grad {name}", got[2][name], grad, rtol)
-        assert layer.statistics() == pytest.approx(ref_stats)
+        stats = layer.statistics()
+        # what a backend computes is its own business (the selective loops skip closed neurons);
+        # every other statistic is the layer's and must agree
+        assert 0 <= stats.pop("computed_fraction") <= 1 and ref_stats.pop("computed_fraction") == 1.0
+        assert stats == pytest.approx(ref_stats)
 
     return check
 
