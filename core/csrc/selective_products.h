@@ -140,47 +140,54 @@ inline void rows_dots(const T* const* rows, const T* const* vecs, int64_t nb, in
 }
 
 // For q < nb: dvecs[q] += sum_k coef[q * K + k] * rows[k] (skipped when dvecs is null), and for k < K:
-// drows[k] += sum_q coef[q * K + k] * vecs[q]. One pass over the n columns: a chunk of the K rows and of
-// their K gradient rows stays in registers while the nb vectors stream past.
+// drows[k] += sum_q coef[q * K + k] * vecs[q]. Samples go in tiles of kTile: within a tile one pass over
+// the n columns keeps a chunk of the K rows and of their K gradient rows in registers while the tile's
+// vectors stream past. The tile bounds the rows touched per chunk: the samples' rows lie whole rows
+// (often 4 KiB) apart, all in one L1 set, and 64 of them at once (a rhythm step that opens a neuron
+// for the whole batch) thrashed it: 60 % of the backward pass waited on those loads.
 template <typename T, int K>
 inline void rows_scatter_outer(const T* const* rows, T* const* drows, const T* coef, const T* const* vecs,
                                T* const* dvecs, int64_t nb, int64_t n) {
   using R = RoutedVec<T>;
   using V = typename R::V;
   constexpr int L = R::L;
-  int64_t i = 0;
-  for (; i + L <= n; i += L) {
-    V w[K], dw[K];
+  constexpr int64_t kTile = 4;
+  for (int64_t q0 = 0; q0 < nb; q0 += kTile) {
+    const int64_t q1 = q0 + kTile < nb ? q0 + kTile : nb;
+    int64_t i = 0;
+    for (; i + L <= n; i += L) {
+      V w[K], dw[K];
 #pragma GCC unroll 4
-    for (int k = 0; k < K; ++k) {
-      w[k] = R::load(rows[k] + i);
-      dw[k] = R::load(drows[k] + i);
-    }
-    for (int64_t q = 0; q < nb; ++q) {
-      const T* cq = coef + q * K;
-      const V xv = R::load(vecs[q] + i);
-      if (dvecs) {
-        V d = R::load(dvecs[q] + i);
-#pragma GCC unroll 4
-        for (int k = 0; k < K; ++k) d += cq[k] * w[k];
-        R::store(dvecs[q] + i, d);
-      }
-#pragma GCC unroll 4
-      for (int k = 0; k < K; ++k) dw[k] += cq[k] * xv;
-    }
-#pragma GCC unroll 4
-    for (int k = 0; k < K; ++k) R::store(drows[k] + i, dw[k]);
-  }
-  for (; i < n; ++i)
-    for (int64_t q = 0; q < nb; ++q) {
-      const T* cq = coef + q * K;
-      T d = T(0);
       for (int k = 0; k < K; ++k) {
-        d += cq[k] * rows[k][i];
-        drows[k][i] += cq[k] * vecs[q][i];
+        w[k] = R::load(rows[k] + i);
+        dw[k] = R::load(drows[k] + i);
       }
-      if (dvecs) dvecs[q][i] += d;
+      for (int64_t q = q0; q < q1; ++q) {
+        const T* cq = coef + q * K;
+        const V xv = R::load(vecs[q] + i);
+        if (dvecs) {
+          V d = R::load(dvecs[q] + i);
+#pragma GCC unroll 4
+          for (int k = 0; k < K; ++k) d += cq[k] * w[k];
+          R::store(dvecs[q] + i, d);
+        }
+#pragma GCC unroll 4
+        for (int k = 0; k < K; ++k) dw[k] += cq[k] * xv;
+      }
+#pragma GCC unroll 4
+      for (int k = 0; k < K; ++k) R::store(drows[k] + i, dw[k]);
     }
+    for (; i < n; ++i)
+      for (int64_t q = q0; q < q1; ++q) {
+        const T* cq = coef + q * K;
+        T d = T(0);
+        for (int k = 0; k < K; ++k) {
+          d += cq[k] * rows[k][i];
+          drows[k][i] += cq[k] * vecs[q][i];
+        }
+        if (dvecs) dvecs[q][i] += d;
+      }
+  }
 }
 
 }  // namespace selective
