@@ -43,11 +43,32 @@ def dense_above(x: torch.Tensor, hidden_size: int) -> float:
     return SELECTIVE_DENSE_ABOVE if x.shape[1] * hidden_size >= SELECTIVE_MIN_DENSE_WIDTH else 1.0
 
 
+SELECTIVE_SMALL_MAX_RATE = 0.3
+"""Below ``SELECTIVE_MIN_DENSE_WIDTH``, the selective loops run only for layers configured to open at
+most this share (``target_update_rate``, else ``initial_update_rate``; neither: about half): at RL's
+B=8, H=64 (C++ forward + backward, ``scripts/profile_gated.py``-style timing) the gathered products
+took 128 us at rate 0.1 and 260 us at 0.3 against about 290 us for the loops that compute every
+candidate, and 339 us at 0.5; their per-neuron cost is not repaid by a few samples."""
+
+
+def configured_rate(layer: "SparseRecurrent") -> float:
+    """The share of neurons the layer is set to open: its target, else its initial rate, else 0.5."""
+    for rate in (layer.target_update_rate, layer.initial_update_rate):
+        if rate is not None:
+            return rate
+    return 0.5
+
+
 def selective_native(layers: list["SparseRecurrent"], x: torch.Tensor) -> Optional[ModuleType]:
     """The C++ loops when the group's layers skip closed neurons on ``x``'s device, else None:
-    a gated, unrouted GRU on a CPU in float32 / float64 with the native build available."""
+    a gated, unrouted GRU on a CPU in float32 / float64 with the native build available, either
+    large (``batch * hidden_size >= SELECTIVE_MIN_DENSE_WIDTH``) or configured sparse
+    (:data:`SELECTIVE_SMALL_MAX_RATE`). A pure function of the configuration and the shapes."""
     first = layers[0]
     if first.update_gate is None or first.router is not None or first.cell != "gru":
+        return None
+    small = x.shape[1] * first.hidden_size < SELECTIVE_MIN_DENSE_WIDTH
+    if small and max(configured_rate(layer) for layer in layers) > SELECTIVE_SMALL_MAX_RATE:
         return None
     return native_for(x)
 

@@ -145,3 +145,19 @@ def test_auto_runs_gated_grus_on_the_selective_loops(steps, batch):
     assert layer.backend_for(torch.zeros(steps, batch, 4)) == "fused"
     lstm = SparseRecurrent(4, 300, cell="lstm", update_gate="event", seed=0)
     assert lstm.backend_for(torch.zeros(1, 1, 4)) == "reference"  # no selective loops for it: the dense rule
+
+
+def test_small_layers_skip_only_when_configured_sparse():
+    x = torch.zeros(32, 8, 4)
+    sparse = SparseRecurrent(4, 64, update_gate="event", initial_update_rate=0.1, seed=0)
+    assert fused_selective.selective_native([sparse], x) is not None
+    half = SparseRecurrent(4, 64, update_gate="event", seed=0)  # about half open: the loops that compute all
+    assert fused_selective.selective_native([half], x) is None
+    target = SparseRecurrent(4, 64, update_gate="rhythm", initial_update_rate=0.1, target_update_rate=0.5, seed=0)
+    assert fused_selective.selective_native([target], x) is None  # the target is what training keeps
+    assert fused_selective.selective_native([sparse, half], x) is None  # a group: its widest member decides
+    wide = torch.zeros(32, 64, 4)
+    large = SparseRecurrent(4, 1024, update_gate="event", seed=0)
+    assert fused_selective.selective_native([large], wide) is not None
+    lstm = SparseRecurrent(4, 64, cell="lstm", update_gate="event", initial_update_rate=0.1, seed=0)
+    assert fused_selective.selective_native([lstm], x) is None

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from sparsernn.core import SparseRecurrent, group_forward
+from sparsernn.core.fused_selective import selective_native
 from sparsernn.core.statistics import make_trace
 
 from .conftest import random_sequence
@@ -51,7 +52,7 @@ def test_every_backend_reports_the_references_switches(backend, cell, gate, opti
     assert torch.equal(usage, expected)
     stats = layer.statistics()
     assert stats["update_rate"] == pytest.approx(usage.mean().item(), rel=1e-12)
-    if backend == "fused" and cell == "gru" and not options:  # the selective loops: only the open pairs
+    if backend == "fused" and selective_native([layer], x) is not None:  # the selective loops: only the open pairs
         assert stats["computed_fraction"] == pytest.approx(stats["update_rate"], rel=1e-12)
     else:  # these backends compute every candidate
         assert stats["computed_fraction"] == 1.0
