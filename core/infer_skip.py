@@ -4,26 +4,40 @@ A selective-update layer keeps a closed neuron's state exactly, so its
 candidate need not be computed. These kernels compute the switch of every
 neuron first (event gate: ``W x + w ⊙ h + b``; rhythm gate: the schedule at the
 stream's time index), then the cell's rows for the open neurons only, one
-stream at a time: for each open neuron ``j`` the dot products of its rows of
-``[W_ih | W_hh | b]`` with ``[u, h, 1]`` and its nonlinearities. A closed neuron's
-``h`` (and ``c``) is not touched. The work per stream and step is then about
-``update rate x`` the dense step's, plus the switch and the read-out.
+stream at a time: for each open neuron ``j`` one pass over ``v = [u, h, 1]``
+for all its rows of ``[W_ih | W_hh | b]``, then its nonlinearities. A closed
+neuron's ``h`` (and ``c``) is not touched. The work per stream and step is
+about ``update rate x`` the dense step's, plus the switch and the read-out.
+Under the rhythm gate, whose switch depends on the time index only, a stream at
+the same index as the stream stepped before it reuses its open set (streams
+that advance together share it).
+
+Each stream reads its open neurons' rows (there is no reuse of a row across
+streams, which the torch block loop's GEMMs have), so for many streams these
+kernels beat the dense torch loop only below an open share that grows with the
+hidden size (:data:`~sparsernn.core.inference.SKIP_MAX_OPEN_SHARE`).
 
 The dot products are written with ``fastmath`` reassociation so that LLVM
 vectorises them; they sum in another order than the reference (tested equal
-within float32 rounding, ``tests/core/test_inference_steppers.py``).
+within float32 rounding, and closed neurons bit-equal,
+``tests/core/test_inference_steppers.py``).
 
 Layout of the model arrays (all float32), with ``L = d + H + 1`` the width of
-``v = [u, h, 1]``:
+``v = [u, h, 1]`` padded with zeros to ``P``, a multiple of :data:`PAD`:
 
-- ``rows (H, R, L)``: neuron ``j``'s rows of the cell over ``v``. GRU (R = 4):
+- ``rows (H, R, P)``: neuron ``j``'s rows of the cell over ``v``. GRU (R = 4):
   ``r``, ``z`` (both biases summed), the candidate's h-part ``[0, W_hn, b_hn]``
   and its u-part ``[W_in, 0, b_in]``; LSTM (R = 4): ``i, f, g, o``; Elman (R = 1).
 - ``gate_w (d + 2, H)``: the event gate ``[W_x^T; w_h; b]`` (a dummy otherwise).
 - ``rhythm (H, 3K + 1)``: ``[omega | phase | amplitude | offset]`` of the rhythm
   gate (a dummy otherwise).
-- ``head (2m, L)``: the read-out over ``[u, h, 1]`` (its bias in the last column).
+- ``head (2m, P)``: the read-out over ``[u, h, 1]`` (its bias in column ``L - 1``).
 - ``consts``: ``[low, high, min_variance]`` of the read-out's variance.
+
+The kernels' last arguments ``cell`` and ``gate`` are
+:data:`~sparsernn.core.infer_numba.CELL_CODES` / ``GATE_CODES``; the state
+layout ``[h | c | t]`` and the gate orders are those of
+:mod:`~sparsernn.core.step_weights`.
 """
 from __future__ import annotations
 

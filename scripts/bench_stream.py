@@ -17,8 +17,9 @@ Four measurements (training is not timed)::
    ``learn_many`` of one point per stream (``--chunk 1``); points/s, and the
    inference backend core's rule picked.
 3. **update rates**: with ``--update-rate r1 r2 ...`` one detector is trained per
-   rate (the layer option ``initial_update_rate``, passed through
-   ``layer_options``) and tests 1-2 run for each (river's once); the realised
+   rate (the layer options ``initial_update_rate`` and ``target_update_rate``,
+   passed through ``layer_options``: the layer starts at the rate and its
+   training holds it there) and tests 1-2 run for each (river's once); the realised
    update rate is the layer's over one benchmark block (fit-time scaling, zero
    state), and each rate's points/s are divided by those of the last rate given
    (e.g. ``--update-rate 0.1 1.0``: rate 0.1 over rate 1.0, same run).
@@ -66,8 +67,8 @@ def parse_args(argv):
     parser.add_argument("--update-gate", choices=["event", "rhythm"], default="event",
                         help="the detector's update gate (default event, the detector's default)")
     parser.add_argument("--update-rate", type=float, nargs="+", default=None,
-                        help="initial update rate(s) of the layer, one detector each (default: the detector's "
-                             "default initialisation); ratios are against the last one")
+                        help="update rate(s) of the layer (initial and target), one detector each (default: the "
+                             "detector's defaults); ratios are against the last one")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -87,7 +88,7 @@ def make_detector(hidden_size: int, seed: int, update_gate: str = "event",
                   update_rate: float | None = None) -> SelectiveUpdateDetector:
     t = np.arange(2000)
     x = np.sin(2 * np.pi * t / 50) + 0.1 * np.random.default_rng(seed).standard_normal(len(t))
-    options = None if update_rate is None else {"initial_update_rate": update_rate}
+    options = None if update_rate is None else {"initial_update_rate": update_rate, "target_update_rate": update_rate}
     return SelectiveUpdateDetector(hidden_size=hidden_size, update_gate=update_gate, layer_options=options,
                                    n_steps=20, progress=False, seed=seed).fit(x)
 
