@@ -257,7 +257,11 @@ def open_count(gate_w, rhythm, gate, u, state):
     """The number of open (stream, neuron) pairs for points ``u (B, d)`` from ``state (B, S)``."""
     H = gate_w.shape[1] if gate == 1 else rhythm.shape[0]
     a, idx = np.empty(H, np.float32), np.empty(H, np.int64)
-    total = 0
+    total, n_open, last, S = 0, 0, np.float32(np.nan), state.shape[1]
     for b in range(u.shape[0]):
-        total += open_neurons(u[b], state[b], gate_w, rhythm, gate, H, a, idx)
+        if gate != 2 or state[b, S - 1] != last:  # the rhythm gate: streams at one time index share the count
+            n_open = open_neurons(u[b], state[b], gate_w, rhythm, gate, H, a, idx)
+            if gate == 2:
+                last = state[b, S - 1]
+        total += n_open
     return total

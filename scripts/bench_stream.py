@@ -6,7 +6,10 @@ Four measurements (training is not timed)::
     python scripts/bench_stream.py --json runs/bench_stream.json
     python scripts/bench_stream.py --update-rate 0.1 1.0 --memory-points 0   # skipping closed neurons
 
-1. **one stream** (best of ``--repeats`` rounds, the three tests taking turns):
+Every test reports its best of ``--repeats`` rounds, the tests (and the rates)
+taking turns round by round.
+
+1. **one stream**:
    ``score_one`` then ``learn_one`` per point, for the stream
    scorer alone (raw surprise), with the anomaly-likelihood wrapper, and for
    river's ``HalfSpaceTrees`` (``score_one`` then ``learn_one`` on
@@ -62,7 +65,7 @@ def parse_args(argv):
     parser.add_argument("--chunk", type=int, default=100, help="points per stream per process() call")
     parser.add_argument("--memory-points", type=int, default=10_000_000, help="points for the memory test (0: skip)")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="rounds of the one-stream tests, taking turns; each reports its best round (default 3)")
+                        help="rounds of the tests, taking turns; each reports its best round (default 3)")
     parser.add_argument("--hidden-size", type=int, default=32)
     parser.add_argument("--update-gate", choices=["event", "rhythm"], default="event",
                         help="the detector's update gate (default event, the detector's default)")
@@ -166,18 +169,26 @@ def memory(detector, n_streams: int, points: int, chunk: int, seed: int) -> dict
 
 
 def measure_rate(detector, values: np.ndarray, args) -> dict:
-    """Tests 1-2 (one stream and many streams) for one detector, without river's."""
-    rounds = [(one_stream(StreamScorer(detector), values.tolist()),
-               one_stream(AnomalyLikelihood(StreamScorer(detector)), values.tolist())) for _ in range(args.repeats)]
-    scorer, likelihood = (max(column) for column in zip(*rounds))
+    """Tests 1-2 (one stream and many streams) for one detector, without river's: one round."""
     alone, backend = many_streams(detector, args.streams, args.steps, args.chunk, args.seed, likelihood=False)
     batched, _ = many_streams(detector, args.streams, args.steps, args.chunk, args.seed)
     stepwise, step_backend = many_streams(detector, args.streams, max(1, args.steps // 10), 1, args.seed)
-    return {"realised_update_rate": realised_update_rate(detector, args.streams, args.chunk, args.seed),
-            "one_stream": {"stream_scorer": scorer, "with_likelihood": likelihood},
+    return {"one_stream": {"stream_scorer": one_stream(StreamScorer(detector), values.tolist()),
+                           "with_likelihood": one_stream(AnomalyLikelihood(StreamScorer(detector)), values.tolist())},
             "many_streams": {"streams": args.streams, "chunk": args.chunk, "scorer_points_per_s": alone,
                              "points_per_s": batched, "per_step_points_per_s": stepwise,
                              "backend": backend, "per_step_backend": step_backend}}
+
+
+def best_of(rounds: list[dict]) -> dict:
+    """The best figure of each test over ``rounds`` of :func:`measure_rate`."""
+    best = {part: dict(rounds[0][part]) for part in rounds[0]}
+    for result in rounds[1:]:
+        for part, figures in result.items():
+            for key, value in figures.items():
+                if key.endswith("points_per_s") or key in ("stream_scorer", "with_likelihood"):
+                    best[part][key] = max(best[part][key], value)
+    return best
 
 
 def main(argv=None) -> int:
@@ -191,10 +202,16 @@ def main(argv=None) -> int:
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                            "torch_threads": args.threads, "torch": torch.__version__},
                "config": vars(args) | {"json": str(args.json)}}
-    # river's one-stream test and ours take turns, each reporting its best round, so that a slow
-    # spell of a shared machine does not fall on one of them only; then each rate's tests in turn
-    hst = max(river_hst(values.tolist(), args.seed) for _ in range(args.repeats))
-    per_rate = [measure_rate(detector, values, args) for detector in detectors]
+    # river's one-stream test and each rate's tests take turns, each reporting its best round, so
+    # that a slow spell of a shared machine does not fall on one of them only
+    hst, rounds = 0.0, [[] for _ in detectors]
+    for _ in range(args.repeats):
+        hst = max(hst, river_hst(values.tolist(), args.seed))
+        for detector, kept in zip(detectors, rounds):
+            kept.append(measure_rate(detector, values, args))
+    per_rate = [best_of(kept) | {"realised_update_rate": realised_update_rate(detector, args.streams, args.chunk,
+                                                                              args.seed)}
+                for detector, kept in zip(detectors, rounds)]
     last = per_rate[-1]
     for result in per_rate:
         one, many = result["one_stream"], result["many_streams"]
