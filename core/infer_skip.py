@@ -45,10 +45,12 @@ import numpy as np
 import torch
 from numba import njit
 
-_FAST = {"reassoc", "contract"}  # lets LLVM vectorise the dot products; no change to NaN / inf handling
+FASTMATH = {"reassoc", "contract"}
+"""The kernels' fastmath flags: reassociation lets LLVM vectorise the dot products; NaN / inf handling
+is unchanged."""
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def _dot(a, b, start, stop):
     acc = np.float32(0.0)
     for i in range(start, stop):
@@ -78,7 +80,7 @@ def _rhythm_schedule(rhythm, time, a):
         a[j] = rhythm[j, 3 * n_freq] + acc
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def open_neurons(u, state, gate_w, rhythm, gate, H, a, idx):
     """The open neurons of one stream for its point ``u (d,)`` and ``state``: writes their indices,
     in increasing order, to ``idx[:n]`` and returns ``n``. ``a (H,)`` is scratch."""
@@ -104,7 +106,7 @@ def open_neurons(u, state, gate_w, rhythm, gate, H, a, idx):
     return n
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST, inline="always")
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
 def advance_open(u, state, mean, var, rows, head, consts, cell, gate, idx, n_open, v, pre):
     """Advance one stream's ``state`` in place by its point ``u (d,)``, updating the neurons
     ``idx[:n_open]`` only, and write the read-out to ``mean (m,)``, ``var (m,)``. ``v (P,)`` and
@@ -170,7 +172,7 @@ def advance_open(u, state, mean, var, rows, head, consts, cell, gate, idx, n_ope
         var[o] = np.exp(min(max(_dot(head[m + o], v, 0, P), low), high)) + min_variance
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def run_block(rows, gate_w, rhythm, head, consts, cell, gate, u, state, mean, var):
     """Inference over ``u (T, B, d)``: ``state (B, S)`` advances in place; the read-out after each
     row goes to ``mean (T, B, m)`` and ``var (T, B, m)``. Streams step one after another; under the
@@ -192,7 +194,7 @@ def run_block(rows, gate_w, rhythm, head, consts, cell, gate, u, state, mean, va
                          v, pre)
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def run_row(rows, gate_w, rhythm, head, consts, cell, gate, u, row, state, mean, var):
     """One step of the stream in row ``row`` of ``state (N, S)``, ``mean (N, m)``, ``var (N, m)``
     (updated in place) for its point ``u (d,)``."""
@@ -252,7 +254,7 @@ def model_arrays(weights, readout):
     return tuple(np.ascontiguousarray(x, dtype=np.float32) for x in (rows, gate_w, rhythm, head, consts))
 
 
-@njit(cache=True, nogil=True, fastmath=_FAST)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def open_count(gate_w, rhythm, gate, u, state):
     """The number of open (stream, neuron) pairs for points ``u (B, d)`` from ``state (B, S)``."""
     H = gate_w.shape[1] if gate == 1 else rhythm.shape[0]
