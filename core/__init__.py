@@ -15,8 +15,8 @@ which applies it; each cell's equations are in :mod:`~sparsernn.core.cells`.
 """
 from .backends import BACKENDS, choose_backend, group_forward
 from .fused import fused_group_forward
-from .inference import (INFERENCE_BACKENDS, NUMBA_MAX_STREAMS, InferenceStepper, choose_inference_backend,
-                        supports_steppers)
+from .inference import (INFERENCE_BACKENDS, NUMBA_MAX_STREAMS, SKIP_MAX_OPEN_SHARE, InferenceStepper,
+                        choose_inference_backend, supports_steppers)
 from .layer import UPDATE_GATES, SparseRecurrent
 from .options import LayerOption, layer_defaults, layer_options
 from .spec import GATES_PER_CELL, LayerSpec, hidden_proportion, solve_layer_spec
@@ -26,4 +26,4 @@ __all__ = ["SparseRecurrent", "LayerSpec", "solve_layer_spec", "hidden_proportio
            "choose_backend", "GATES_PER_CELL", "UPDATE_GATES", "group_forward", "fused_group_forward",
            "LayerOption", "layer_options", "layer_defaults", "StepWeights", "step_weights",
            "GaussianReadout", "GATE_ORDER", "InferenceStepper", "choose_inference_backend", "supports_steppers",
-           "INFERENCE_BACKENDS", "NUMBA_MAX_STREAMS"]
+           "INFERENCE_BACKENDS", "NUMBA_MAX_STREAMS", "SKIP_MAX_OPEN_SHARE"]

@@ -1,20 +1,28 @@
-"""A layer and its Gaussian read-out as one numba-compiled step, for a handful of streams.
+"""A layer and its Gaussian read-out as numba-compiled steps, for a handful of streams or a gated layer.
 
 For one stream, a recurrent step is a few dozen operations on vectors of 32
 numbers; each torch call costs several microseconds of dispatch and each NumPy
 call about one, so a step written as array calls is dominated by their count.
 :class:`NumbaStepper` takes the layer's :class:`~sparsernn.core.step_weights.StepWeights`
 and a :class:`~sparsernn.core.step_weights.GaussianReadout` once, at
-construction, stacks every map that reads the step's input ``u`` and the
-previous hidden state ``h`` into one float32 matrix (:func:`fused_weights`) and
-runs the step -- the product ``[u, h, 1] @ W``, the cell's nonlinearities, the
-update gate and the read-out -- in one numba-compiled loop over the streams
-(:func:`_run_block`), in float32. It is the numba twin of the layer followed by
-the read-out (summed in another order; the equations are written again here
-because this is compiled code, like ``core/csrc``) and is tested equal to the
-layer for every cell and update gate (``tests/core/test_inference_steppers.py``).
-:func:`~sparsernn.core.inference.choose_inference_backend` picks it for blocks
-of at most :data:`~sparsernn.core.inference.NUMBA_MAX_STREAMS` streams.
+construction, and runs the step -- the cell's products and nonlinearities, the
+update gate and the read-out -- in one numba-compiled loop over the streams, in
+float32:
+
+- a layer without an update gate: every map that reads the step's input ``u``
+  and the previous hidden state ``h`` stacked into one matrix
+  (:func:`fused_weights`) and the product ``[u, h, 1] @ W`` vectorised over its
+  columns (:func:`_run_block`);
+- a gated layer: the kernels of :mod:`~sparsernn.core.infer_skip`, which compute
+  the switch first and then the open neurons only.
+
+They are the numba twins of the layer followed by the read-out (summed in
+another order; the equations are written again here because this is compiled
+code, like ``core/csrc``) and are tested equal to the layer for every cell and
+update gate (``tests/core/test_inference_steppers.py``).
+:func:`~sparsernn.core.inference.choose_inference_backend` picks them for blocks
+of at most :data:`~sparsernn.core.inference.NUMBA_MAX_STREAMS` streams, and for
+larger blocks of a gated layer whose switch opens few neurons.
 
 The kernels are compiled on first use and cached on disk (``cache=True``, in
 ``__pycache__`` next to this file): the first process compiles them once (a few
@@ -25,26 +33,23 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-import torch
 from numba import njit
 
+from . import infer_skip
+from .infer_skip import as_array as _array
 from .step_weights import GaussianReadout, StepWeights
 
 CELL_CODES = {"gru": 0, "lstm": 1, "elman": 2}
 GATE_CODES = {None: 0, "event": 1, "rhythm": 2}
 
 
-def _array(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to(torch.float32).cpu().numpy().copy()
-
-
 def fused_weights(weights: StepWeights, readout: GaussianReadout) -> np.ndarray:
-    """The maps from ``[u, h, 1]`` (rows: d, H, 1) stacked by columns, float32 ``(d + H + 1, G + E + 2m)``.
+    """The maps from ``[u, h, 1]`` (rows: d, H, 1) of a layer without an update gate stacked by
+    columns, float32 ``(d + H + 1, G + 2m)``.
 
     Columns: the cell's pre-activations (GRU: ``r, z`` with both biases, then the
-    ``u``- and the ``h``-part of the candidate, ``4H``; LSTM ``4H``; Elman ``H``),
-    the event gate's ``W x + w ⊙ h + b`` (``H``, event gate only) and the read-out's
-    ``u``-part with its bias (``2m``).
+    ``u``- and the ``h``-part of the candidate, ``4H``; LSTM ``4H``; Elman ``H``)
+    and the read-out's ``u``-part with its bias (``2m``).
     """
     d, H = weights.input_size, weights.hidden_size
     w_ih, w_hh = _array(weights.weight_ih), _array(weights.weight_hh)
@@ -55,20 +60,16 @@ def fused_weights(weights: StepWeights, readout: GaussianReadout) -> np.ndarray:
                   (w_ih[2 * H:].T, zeros_h, b_ih[2 * H:]), (zeros_u, w_hh[2 * H:].T, b_hh[2 * H:])]
     else:
         blocks = [(w_ih.T, w_hh.T, b_ih + b_hh)]
-    if weights.update_gate == "event":
-        blocks.append((_array(weights.event_weight_x).T, np.diag(_array(weights.event_weight_h)),
-                       _array(weights.event_bias)))
     head_w, n_out = _array(readout.weight), readout.weight.shape[0]
     blocks.append((head_w[:, H:].T, np.zeros((H, n_out), np.float32), _array(readout.bias)))
     return np.ascontiguousarray(np.concatenate([np.vstack([w_u, w_h, b[None]]) for w_u, w_h, b in blocks], axis=1))
 
 
-# ---------------------------------------------------------------- kernels
+# ---------------------------------------------------------------- kernels (no update gate)
 # The kernels' first arguments, the model: ``weights`` from fused_weights; ``head_h`` the
 # read-out's h-part (H, 2m); ``consts`` float32 [low, high, min_variance] of the
-# variance; ``rhythm`` (H, 3K + 1) = [omega | phase | amplitude | offset] of the
-# rhythm gate (a dummy otherwise); ``cell`` and ``gate`` from CELL_CODES / GATE_CODES.
-# The state layout [h | c | t] and the gate orders are those of core.step_weights.
+# variance; ``cell`` from CELL_CODES. The state layout [h | c] and the gate orders are
+# those of core.step_weights.
 
 @njit(cache=True, nogil=True)
 def _sigmoid(x):
@@ -76,7 +77,7 @@ def _sigmoid(x):
 
 
 @njit(cache=True, nogil=True)
-def _step_row(u, state, mean, var, weights, head_h, consts, rhythm, cell, gate, z, h_new, c_new):
+def _step_row(u, state, mean, var, weights, head_h, consts, cell, z, h_new, c_new):
     """One step of one stream: ``u (d,)``; ``state (S,)`` is updated in place; the
     read-out is written to ``mean (m,)``, ``var (m,)``. ``z``, ``h_new``, ``c_new`` are scratch."""
     d, H, m = u.shape[0], head_h.shape[0], mean.shape[0]
@@ -100,7 +101,7 @@ def _step_row(u, state, mean, var, weights, head_h, consts, rhythm, cell, gate, 
             keep = _sigmoid(z[H + j])
             n = np.tanh(z[2 * H + j] + r * z[3 * H + j])
             h_new[j] = n + keep * (state[j] - n)
-    elif cell == 1:  # LSTM: i, f, g, o; state = [h, c, ...]
+    elif cell == 1:  # LSTM: i, f, g, o; state = [h, c]
         k = 4 * H
         for j in range(H):
             c = _sigmoid(z[H + j]) * state[H + j] + _sigmoid(z[j]) * np.tanh(z[2 * H + j])
@@ -110,26 +111,6 @@ def _step_row(u, state, mean, var, weights, head_h, consts, rhythm, cell, gate, 
         k = H
         for j in range(H):
             h_new[j] = np.tanh(z[j])
-    if gate != 0:
-        if gate == 2:
-            time = state[state.shape[0] - 1]
-            n_freq = (rhythm.shape[1] - 1) // 3
-        for j in range(H):
-            if gate == 1:
-                is_open = z[k + j] > zero
-            else:
-                acc = zero
-                for f in range(n_freq):
-                    acc += rhythm[j, 2 * n_freq + f] * np.sin(time * rhythm[j, f] + rhythm[j, n_freq + f])
-                is_open = rhythm[j, 3 * n_freq] + acc > zero
-            if not is_open:
-                h_new[j] = state[j]
-                if cell == 1:
-                    c_new[j] = state[H + j]
-        if gate == 1:
-            k += H
-        else:
-            state[state.shape[0] - 1] = time + np.float32(1.0)
     for j in range(H):
         state[j] = h_new[j]
         if cell == 1:
@@ -148,7 +129,7 @@ def _step_row(u, state, mean, var, weights, head_h, consts, rhythm, cell, gate, 
 
 
 @njit(cache=True, nogil=True)
-def _run_block(weights, head_h, consts, rhythm, cell, gate, u, state, mean, var):
+def _run_block(weights, head_h, consts, cell, u, state, mean, var):
     """Inference over ``u (T, B, d)``: ``state (B, S)`` advances in place; the read-out after
     each row is written to ``mean (T, B, m)`` and ``var (T, B, m)``."""
     H = head_h.shape[0]
@@ -156,18 +137,17 @@ def _run_block(weights, head_h, consts, rhythm, cell, gate, u, state, mean, var)
     h_new, c_new = np.empty(H, np.float32), np.empty(H, np.float32)
     for t in range(u.shape[0]):
         for b in range(u.shape[1]):
-            _step_row(u[t, b], state[b], mean[t, b], var[t, b], weights, head_h, consts, rhythm, cell, gate,
-                      z, h_new, c_new)
+            _step_row(u[t, b], state[b], mean[t, b], var[t, b], weights, head_h, consts, cell, z, h_new, c_new)
 
 
 @njit(cache=True, nogil=True)
-def _run_row(weights, head_h, consts, rhythm, cell, gate, u, row, state, mean, var):
+def _run_row(weights, head_h, consts, cell, u, row, state, mean, var):
     """One step of the stream in row ``row`` of the arrays ``state (N, S)``, ``mean (N, m)``,
     ``var (N, m)`` (updated in place) for its point ``u (d,)``."""
     H = head_h.shape[0]
     z = np.empty(weights.shape[1], np.float32)
     h_new, c_new = np.empty(H, np.float32), np.empty(H, np.float32)
-    _step_row(u, state[row], mean[row], var[row], weights, head_h, consts, rhythm, cell, gate, z, h_new, c_new)
+    _step_row(u, state[row], mean[row], var[row], weights, head_h, consts, cell, z, h_new, c_new)
 
 
 # ---------------------------------------------------------------- the class
@@ -202,18 +182,18 @@ class NumbaStepper:
         self.cell, self.gate, self.hidden_size = weights.cell, weights.update_gate, weights.hidden_size
         self.n_channels, self.n_outputs = weights.input_size, readout.n_outputs
         self.state_size = weights.state_size
-        self.weights = fused_weights(weights, readout)
-        self.head_h = np.ascontiguousarray(_array(readout.weight[:, : self.hidden_size].t()))
-        self.consts = np.array([*readout.log_var_range, readout.min_variance], np.float32)
-        if self.gate == "rhythm":
-            self.rhythm = np.ascontiguousarray(np.concatenate(
-                [_array(weights.rhythm_omega), _array(weights.rhythm_phase), _array(weights.rhythm_amplitude),
-                 _array(weights.rhythm_offset)[:, None]], axis=1))
-        else:
-            self.rhythm = np.zeros((1, 1), np.float32)
-        params = (self.weights, self.head_h, self.consts, self.rhythm, CELL_CODES[self.cell], GATE_CODES[self.gate])
-        self._run_block = partial(_run_block, *params)
-        self.step_row = partial(_run_row, *params)
+        if self.gate is None:
+            fused = fused_weights(weights, readout)
+            head_h = np.ascontiguousarray(_array(readout.weight[:, : self.hidden_size].t()))
+            consts = np.array([*readout.log_var_range, readout.min_variance], np.float32)
+            params = (fused, head_h, consts, CELL_CODES[self.cell])
+            self._run_block, self.step_row = partial(_run_block, *params), partial(_run_row, *params)
+        else:  # a gated layer: the kernels that skip closed neurons
+            arrays = infer_skip.model_arrays(weights, readout)
+            params = (*arrays, CELL_CODES[self.cell], GATE_CODES[self.gate])
+            self._run_block = partial(infer_skip.run_block, *params)
+            self.step_row = partial(infer_skip.run_row, *params)
+            self._open_count = partial(infer_skip.open_count, arrays[1], arrays[2], GATE_CODES[self.gate])
         # compile the kernels now (or load them from numba's cache), not on the first point
         self.run(np.zeros((1, 1, self.n_channels), np.float32), np.zeros((1, self.state_size), np.float32))
         out = np.zeros((1, self.n_outputs), np.float32)
@@ -236,6 +216,15 @@ class NumbaStepper:
         var = np.empty_like(mean)
         self._run_block(u, state, mean, var)
         return mean, var, state
+
+    def open_share(self, u: np.ndarray, state: np.ndarray) -> float:
+        """The share of (stream, neuron) pairs the switch opens for points ``u (B, d)`` from
+        ``state (B, state_size)`` (float32 arrays): 1.0 for a layer without an update gate."""
+        if self.gate is None:
+            return 1.0
+        u = np.ascontiguousarray(u, dtype=np.float32)
+        state = np.ascontiguousarray(state, dtype=np.float32)
+        return self._open_count(u, state) / float(max(1, u.shape[0]) * self.hidden_size)
 
     def step(self, u: np.ndarray, state: np.ndarray):
         """One step for ``u (B, d)`` float32 from ``state (B, state_size)`` float32.

@@ -4,16 +4,21 @@ Three inference backends compute the same numbers (within float rounding;
 ``tests/core/test_inference_steppers.py``):
 
 - ``"numba"``: :class:`~sparsernn.core.infer_numba.NumbaStepper`, the whole step
-  in one compiled loop (about 1.5 us per stream and step at hidden size 32);
+  in one compiled loop over the streams (about 1.5 us per stream and step at
+  hidden size 32 without an update gate); for a gated layer the kernels of
+  :mod:`~sparsernn.core.infer_skip`, which compute the switch first and then the
+  open neurons only, so their cost follows the share of open neurons;
 - ``"torch"``: :class:`~sparsernn.core.infer_torch.TorchBlockStepper`, a torch
-  loop over ``(B, .)`` tensors (tens of us per step, fewer per stream);
+  loop over ``(B, .)`` tensors (tens of us per step, fewer per stream), every
+  neuron computed;
 - ``"fused"``: :func:`fused_inference`, the layer's fused loop then the read-out
   (any layer, routed ones included).
 
-:func:`choose_inference_backend` is the rule, by shape only;
-:class:`InferenceStepper` applies it per call and says which ran
-(:attr:`InferenceStepper.last_backend`). numba is imported lazily, by the
-``"numba"`` backend only.
+:func:`choose_inference_backend` is the rule, by shape and, for a gated layer's
+large blocks, by the share of neurons its switch opens on the block's first row
+(data, not timing); :class:`InferenceStepper` applies it per call and says which
+ran (:attr:`InferenceStepper.last_backend`). numba is imported lazily, by the
+steppers only.
 """
 from __future__ import annotations
 
@@ -31,12 +36,22 @@ if TYPE_CHECKING:  # pragma: no cover
 INFERENCE_BACKENDS = ("numba", "torch", "fused")
 
 NUMBA_MAX_STREAMS = 32
-"""Blocks with at most this many streams run on ``"numba"``; larger ones on ``"torch"``.
+"""Blocks with at most this many streams run on ``"numba"``; larger ones on ``"torch"``, except for
+gated layers whose switch opens few neurons (:data:`SKIP_MAX_OPEN_SHARE`).
 
 The compiled step costs about 1.5 us per stream and step whatever the block
 (hidden size 32, one thread); the torch block loop costs tens of us per step
 and fewer per stream, so it is faster from about 40-60 streams on (blocks of
 100 steps; later for blocks of one step)."""
+
+SKIP_MAX_OPEN_SHARE = ((64, 0.1), (None, 0.3))
+"""``(hidden sizes below, share)``: a gated layer's block of more than :data:`NUMBA_MAX_STREAMS`
+streams runs on ``"numba"`` (which skips closed neurons) when the share of open (stream, neuron)
+pairs on its first row is at most ``share``, else on ``"torch"`` (which computes every neuron in
+GEMMs over the block). The numba kernel reads each open neuron's weight rows once per stream, the
+torch loop all rows once per step for all streams, so numba wins only below a share that grows with
+the hidden size: about 0.1 at hidden size 32 and 0.3-0.4 at 128-256 in the measurements of
+``docs/benchmarks.md`` ("Selective update (issue 13): streaming")."""
 
 
 def supports_steppers(layer: "SparseRecurrent") -> bool:
@@ -45,15 +60,34 @@ def supports_steppers(layer: "SparseRecurrent") -> bool:
     return layer.router is None
 
 
-def choose_inference_backend(layer: "SparseRecurrent", n_streams: int) -> str:
-    """The inference rule, by layer and block width (never by timing at run time).
+def skip_max_open_share(hidden_size: int) -> float:
+    """The largest open share at which a large block of a gated layer runs on ``"numba"``
+    (:data:`SKIP_MAX_OPEN_SHARE`)."""
+    for below, share in SKIP_MAX_OPEN_SHARE:
+        if below is None or hidden_size < below:
+            return share
+    raise AssertionError("SKIP_MAX_OPEN_SHARE ends with (None, share)")  # pragma: no cover
+
+
+def choose_inference_backend(layer: "SparseRecurrent", n_streams: int, open_share: float | None = None) -> str:
+    """The inference rule, by layer, block width and open share (never by timing at run time).
 
     - a routed layer: ``"fused"`` (the steppers need static step weights);
-    - else ``"numba"`` for at most :data:`NUMBA_MAX_STREAMS` streams, ``"torch"`` above.
+    - at most :data:`NUMBA_MAX_STREAMS` streams: ``"numba"``;
+    - more, for a layer with an update gate whose switch opens at most
+      :func:`skip_max_open_share` of the (stream, neuron) pairs (``open_share``, the
+      share on the block's first row; None: not known): ``"numba"``, which skips the
+      closed neurons;
+    - else ``"torch"``.
     """
     if not supports_steppers(layer):
         return "fused"
-    return "numba" if n_streams <= NUMBA_MAX_STREAMS else "torch"
+    if n_streams <= NUMBA_MAX_STREAMS:
+        return "numba"
+    if layer.update_gate is not None and open_share is not None \
+            and open_share <= skip_max_open_share(layer.hidden_size):
+        return "numba"
+    return "torch"
 
 
 @torch.inference_mode()
@@ -102,9 +136,14 @@ class InferenceStepper:
             self._numba, self._torch = NumbaStepper(weights, readout), TorchBlockStepper(weights, readout)
             self.step_row = self._numba.step_row
 
-    def backend_for(self, n_streams: int) -> str:
+    def backend_for(self, n_streams: int, open_share: float | None = None) -> str:
         """The backend a block of ``n_streams`` streams runs on (:func:`choose_inference_backend`)."""
-        return choose_inference_backend(self.layer, n_streams)
+        return choose_inference_backend(self.layer, n_streams, open_share)
+
+    def open_share(self, u: np.ndarray, state: np.ndarray) -> float | None:
+        """The share of (stream, neuron) pairs the layer's switch opens for the points ``u (B, I)``
+        from ``state (B, state_size)``; 1.0 without an update gate, None for a routed layer."""
+        return None if self._numba is None else self._numba.open_share(u, state)
 
     def run(self, u: np.ndarray, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Inference over ``u (T, B, I)`` from ``state (B, state_size)``, float32 arrays.
@@ -112,7 +151,11 @@ class InferenceStepper:
         Returns ``mean (T, B, m)``, ``var (T, B, m)`` and the final state
         ``(B, state_size)``, float32 arrays; ``state`` is not changed.
         """
-        backend = self.backend_for(u.shape[1])
+        n_streams, share = u.shape[1], None
+        if n_streams > NUMBA_MAX_STREAMS and u.shape[0] and self.layer.update_gate is not None \
+                and self._numba is not None:
+            share = self.open_share(u[0], state)  # the rule's input for large blocks of a gated layer
+        backend = self.backend_for(n_streams, share)
         if backend == "numba":
             out = self._numba.run(u, state)
         else:

@@ -1,21 +1,34 @@
 #!/usr/bin/env python
 """Streaming speed of the selective-update detector, against river's HalfSpaceTrees in the same run.
 
-Three measurements (training is not timed)::
+Four measurements (training is not timed)::
 
     python scripts/bench_stream.py --json runs/bench_stream.json
+    python scripts/bench_stream.py --update-rate 0.1 1.0 --memory-points 0   # skipping closed neurons
 
-1. **one stream** (best of ``--repeats`` rounds, the three tests taking turns):
+Every test reports its best of ``--repeats`` rounds, the tests (and the rates)
+taking turns round by round.
+
+1. **one stream**:
    ``score_one`` then ``learn_one`` per point, for the stream
    scorer alone (raw surprise), with the anomaly-likelihood wrapper, and for
    river's ``HalfSpaceTrees`` (``score_one`` then ``learn_one`` on
    ``{"x": value}``, values in [0, 1]); ratio = our points/s over river's.
 2. **many streams**: ``process`` of blocks of ``--chunk`` points for each of
    ``--streams`` streams (one recurrent step per row for all streams at once),
-   and ``learn_many`` of one point per stream (``--chunk 1``); points/s.
-3. **memory**: ``--memory-points`` points (``--streams`` streams) through the
-   likelihood wrapper in blocks; resident memory sampled as it goes. Flat
-   means the last sample is within a few MiB of the first.
+   for the stream scorer alone and with the likelihood wrapper, and
+   ``learn_many`` of one point per stream (``--chunk 1``); points/s, and the
+   inference backend core's rule picked.
+3. **update rates**: with ``--update-rate r1 r2 ...`` one detector is trained per
+   rate (the layer options ``initial_update_rate`` and ``target_update_rate``,
+   passed through ``layer_options``: the layer starts at the rate and its
+   training holds it there) and tests 1-2 run for each (river's once); the realised
+   update rate is the layer's over one benchmark block (fit-time scaling, zero
+   state), and each rate's points/s are divided by those of the last rate given
+   (e.g. ``--update-rate 0.1 1.0``: rate 0.1 over rate 1.0, same run).
+4. **memory**: ``--memory-points`` points (``--streams`` streams) through the
+   likelihood wrapper in blocks, for the first rate; resident memory sampled as
+   it goes. Flat means the last sample is within a few MiB of the first.
 
 The scorers are built before their timing starts, so the numba compilation
 (or cache loading) of the one-stream step, done when a scorer is built, is not
@@ -41,6 +54,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, StreamScorer
+from sparsernn.detectors.normalization import standardize
 
 
 def parse_args(argv):
@@ -51,8 +65,13 @@ def parse_args(argv):
     parser.add_argument("--chunk", type=int, default=100, help="points per stream per process() call")
     parser.add_argument("--memory-points", type=int, default=10_000_000, help="points for the memory test (0: skip)")
     parser.add_argument("--repeats", type=int, default=3,
-                        help="rounds of the one-stream tests, taking turns; each reports its best round (default 3)")
+                        help="rounds of the tests, taking turns; each reports its best round (default 3)")
     parser.add_argument("--hidden-size", type=int, default=32)
+    parser.add_argument("--update-gate", choices=["event", "rhythm"], default="event",
+                        help="the detector's update gate (default event, the detector's default)")
+    parser.add_argument("--update-rate", type=float, nargs="+", default=None,
+                        help="update rate(s) of the layer (initial and target), one detector each (default: the "
+                             "detector's defaults); ratios are against the last one")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
@@ -68,10 +87,22 @@ def rss_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_detector(hidden_size: int, seed: int) -> SelectiveUpdateDetector:
+def make_detector(hidden_size: int, seed: int, update_gate: str = "event",
+                  update_rate: float | None = None) -> SelectiveUpdateDetector:
     t = np.arange(2000)
     x = np.sin(2 * np.pi * t / 50) + 0.1 * np.random.default_rng(seed).standard_normal(len(t))
-    return SelectiveUpdateDetector(hidden_size=hidden_size, n_steps=20, progress=False, seed=seed).fit(x)
+    options = None if update_rate is None else {"initial_update_rate": update_rate, "target_update_rate": update_rate}
+    return SelectiveUpdateDetector(hidden_size=hidden_size, update_gate=update_gate, layer_options=options,
+                                   n_steps=20, progress=False, seed=seed).fit(x)
+
+
+def realised_update_rate(detector, n_streams: int, chunk: int, seed: int) -> float:
+    """The layer's update rate over one benchmark block (fit-time scaling, from the zero state)."""
+    u = standardize(benchmark_block(n_streams, chunk, seed), detector.center_, detector.scale_)
+    layer = detector.model_.layer
+    with torch.no_grad():
+        layer(torch.as_tensor(u, dtype=torch.float32)[..., None])
+    return layer.statistics()["update_rate"]
 
 
 def series(n: int, seed: int) -> np.ndarray:
@@ -99,10 +130,19 @@ def river_hst(values: np.ndarray, seed: int) -> float:
     return len(values) / (time.perf_counter() - start)
 
 
-def many_streams(detector, n_streams: int, steps: int, chunk: int, seed: int) -> float:
-    stream = AnomalyLikelihood(StreamScorer(detector, normalizer_halflife=1000.0))
+def benchmark_block(n_streams: int, chunk: int, seed: int) -> np.ndarray:
+    """``(chunk, n_streams)``: one series shifted per stream."""
+    return np.tile(series(chunk, seed)[:, None], (1, n_streams)) + np.linspace(0, 1, n_streams)
+
+
+def many_streams(detector, n_streams: int, steps: int, chunk: int, seed: int,
+                 likelihood: bool = True) -> tuple[float, str]:
+    """Points/s of ``process`` (``learn_many`` for ``chunk == 1``) over ``n_streams`` streams, and the
+    inference backend of the last call."""
+    scorer = StreamScorer(detector, normalizer_halflife=1000.0)
+    stream = AnomalyLikelihood(scorer) if likelihood else scorer
     ids = list(range(n_streams))
-    block = np.tile(series(chunk, seed)[:, None], (1, n_streams)) + np.linspace(0, 1, n_streams)
+    block = benchmark_block(n_streams, chunk, seed)
     stream.process(block, ids)  # allocate the streams
     calls = max(1, steps // chunk)
     start = time.perf_counter()
@@ -111,13 +151,13 @@ def many_streams(detector, n_streams: int, steps: int, chunk: int, seed: int) ->
             stream.learn_many(block[0], ids)
         else:
             stream.process(block, ids)
-    return calls * chunk * n_streams / (time.perf_counter() - start)
+    return calls * chunk * n_streams / (time.perf_counter() - start), scorer.inference.last_backend
 
 
 def memory(detector, n_streams: int, points: int, chunk: int, seed: int) -> dict:
     stream = AnomalyLikelihood(StreamScorer(detector, normalizer_halflife=1000.0))
     ids = list(range(n_streams))
-    block = np.tile(series(chunk, seed)[:, None], (1, n_streams)) + np.linspace(0, 1, n_streams)
+    block = benchmark_block(n_streams, chunk, seed)
     calls = max(1, points // (chunk * n_streams))
     samples, start = [], time.perf_counter()
     for call in range(calls):
@@ -128,46 +168,88 @@ def memory(detector, n_streams: int, points: int, chunk: int, seed: int) -> dict
             "rss_mib": samples, "growth_mib": samples[-1][1] - samples[0][1]}
 
 
+def measure_rate(detector, values: np.ndarray, args) -> dict:
+    """Tests 1-2 (one stream and many streams) for one detector, without river's: one round."""
+    alone, backend = many_streams(detector, args.streams, args.steps, args.chunk, args.seed, likelihood=False)
+    batched, _ = many_streams(detector, args.streams, args.steps, args.chunk, args.seed)
+    stepwise, step_backend = many_streams(detector, args.streams, max(1, args.steps // 10), 1, args.seed)
+    return {"one_stream": {"stream_scorer": one_stream(StreamScorer(detector), values.tolist()),
+                           "with_likelihood": one_stream(AnomalyLikelihood(StreamScorer(detector)), values.tolist())},
+            "many_streams": {"streams": args.streams, "chunk": args.chunk, "scorer_points_per_s": alone,
+                             "points_per_s": batched, "per_step_points_per_s": stepwise,
+                             "backend": backend, "per_step_backend": step_backend}}
+
+
+def best_of(rounds: list[dict]) -> dict:
+    """The best figure of each test over ``rounds`` of :func:`measure_rate`."""
+    best = {part: dict(rounds[0][part]) for part in rounds[0]}
+    for result in rounds[1:]:
+        for part, figures in result.items():
+            for key, value in figures.items():
+                if key.endswith("points_per_s") or key in ("stream_scorer", "with_likelihood"):
+                    best[part][key] = max(best[part][key], value)
+    return best
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    detector = make_detector(args.hidden_size, args.seed)
+    if args.repeats < 1:
+        raise SystemExit(f"--repeats must be >= 1; got {args.repeats}")
+    rates = args.update_rate or [None]
+    detectors = [make_detector(args.hidden_size, args.seed, args.update_gate, rate) for rate in rates]
     values = series(args.single_points, args.seed)
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                            "torch_threads": args.threads, "torch": torch.__version__},
                "config": vars(args) | {"json": str(args.json)}}
-    if args.repeats < 1:
-        raise SystemExit(f"--repeats must be >= 1; got {args.repeats}")
-    # The three one-stream tests take turns, and each reports its best round, so that a slow
-    # spell of a shared machine does not fall on one of them only.
-    rounds = [(river_hst(values.tolist(), args.seed), one_stream(StreamScorer(detector), values.tolist()),
-               one_stream(AnomalyLikelihood(StreamScorer(detector)), values.tolist()))
-              for _ in range(args.repeats)]
-    hst, scorer, likelihood = (max(column) for column in zip(*rounds))
-    results["one_stream"] = {"river_halfspacetrees": hst, "stream_scorer": scorer, "with_likelihood": likelihood,
-                             "ratio_scorer": scorer / hst, "ratio_with_likelihood": likelihood / hst}
-    batched = many_streams(detector, args.streams, args.steps, args.chunk, args.seed)
-    stepwise = many_streams(detector, args.streams, max(1, args.steps // 10), 1, args.seed)
-    results["many_streams"] = {"streams": args.streams, "chunk": args.chunk, "points_per_s": batched,
-                               "per_step_points_per_s": stepwise}
+    # river's one-stream test and each rate's tests take turns, each reporting its best round, so
+    # that a slow spell of a shared machine does not fall on one of them only
+    hst, rounds = 0.0, [[] for _ in detectors]
+    for _ in range(args.repeats):
+        hst = max(hst, river_hst(values.tolist(), args.seed))
+        for detector, kept in zip(detectors, rounds):
+            kept.append(measure_rate(detector, values, args))
+    per_rate = [best_of(kept) | {"realised_update_rate": realised_update_rate(detector, args.streams, args.chunk,
+                                                                              args.seed)}
+                for detector, kept in zip(detectors, rounds)]
+    last = per_rate[-1]
+    for result in per_rate:
+        one, many = result["one_stream"], result["many_streams"]
+        one |= {"river_halfspacetrees": hst, "ratio_scorer": one["stream_scorer"] / hst,
+                "ratio_with_likelihood": one["with_likelihood"] / hst}
+        result["vs_last_rate"] = {key: many[key] / last["many_streams"][key]
+                                  for key in ("scorer_points_per_s", "points_per_s", "per_step_points_per_s")}
+    results |= {"one_stream": per_rate[0]["one_stream"], "many_streams": per_rate[0]["many_streams"]}
+    if args.update_rate:
+        results["update_rates"] = {str(rate): result for rate, result in zip(rates, per_rate)}
     if args.memory_points:
-        results["memory"] = memory(detector, args.streams, args.memory_points, args.chunk, args.seed)
+        results["memory"] = memory(detectors[0], args.streams, args.memory_points, args.chunk, args.seed)
 
-    table = Table(title="streaming benchmark (points/s; ratio vs river HalfSpaceTrees in this run)")
-    for column in ("test", "points/s", "ratio"):
-        table.add_column(column, justify="right" if column != "test" else "left")
-    one = results["one_stream"]
-    table.add_row("one stream: river HalfSpaceTrees", f"{hst:,.0f}", "1.00")
-    table.add_row("one stream: StreamScorer", f"{scorer:,.0f}", f"{one['ratio_scorer']:.2f}")
-    table.add_row("one stream: + AnomalyLikelihood", f"{likelihood:,.0f}", f"{one['ratio_with_likelihood']:.2f}")
-    table.add_row(f"{args.streams} streams, blocks of {args.chunk}", f"{batched:,.0f}", "-")
-    table.add_row(f"{args.streams} streams, one step per call", f"{stepwise:,.0f}", "-")
+    title = (f"streaming benchmark, hidden {args.hidden_size}, {args.update_gate} gate (points/s; ratio vs river "
+             f"HalfSpaceTrees or, with several update rates, vs the last rate, in this run)")
+    table = Table(title=title)
+    for column in ("update rate (realised)", "test", "points/s", "ratio", "backend"):
+        table.add_column(column, justify="right" if column in ("points/s", "ratio") else "left")
+    table.add_row("", "one stream: river HalfSpaceTrees", f"{hst:,.0f}", "1.00", "")
+    for rate, result in zip(rates, per_rate):
+        one, many, ratio = result["one_stream"], result["many_streams"], result["vs_last_rate"]
+        label = f"{'default' if rate is None else f'{rate:g}'} ({result['realised_update_rate']:.2f})"
+        table.add_row(label, "one stream: StreamScorer", f"{one['stream_scorer']:,.0f}",
+                      f"{one['ratio_scorer']:.2f}", "numba")
+        table.add_row(label, "one stream: + AnomalyLikelihood", f"{one['with_likelihood']:,.0f}",
+                      f"{one['ratio_with_likelihood']:.2f}", "numba")
+        for key, name, backend in (("scorer_points_per_s", f"blocks of {args.chunk}: StreamScorer", many["backend"]),
+                                   ("points_per_s", f"blocks of {args.chunk}: + AnomalyLikelihood", many["backend"]),
+                                   ("per_step_points_per_s", "one step per call: + AnomalyLikelihood",
+                                    many["per_step_backend"])):
+            table.add_row(label, f"{args.streams} streams, {name}", f"{many[key]:,.0f}",
+                          f"{ratio[key]:.2f}" if len(rates) > 1 else "-", backend)
     if args.memory_points:
         mem = results["memory"]
-        table.add_row(f"memory: {mem['points']:,} points in {mem['seconds']:.0f} s",
+        table.add_row("", f"memory: {mem['points']:,} points in {mem['seconds']:.0f} s",
                       f"RSS {mem['rss_mib'][0][1]:.0f} -> {mem['rss_mib'][-1][1]:.0f} MiB",
-                      f"{mem['growth_mib']:+.1f} MiB")
-    Console().print(table)
+                      f"{mem['growth_mib']:+.1f} MiB", "")
+    Console(width=160).print(table)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

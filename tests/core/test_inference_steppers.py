@@ -1,17 +1,22 @@
 """Core's inference backends (numba, torch block loop, fused) against the layer followed by its read-out,
-the step-weights contract they read, and the rule that picks one."""
+the step-weights contract they read, and the rule that picks one; the numba kernels that skip closed
+neurons at update rates 0.05-1.0."""
 import numpy as np
 import pytest
 import torch
 
 from sparsernn.core import (GATE_ORDER, NUMBA_MAX_STREAMS, GaussianReadout, InferenceStepper, SparseRecurrent,
                             choose_inference_backend, step_weights)
+from sparsernn.core.inference import skip_max_open_share
 from sparsernn.core.infer_numba import NumbaStepper
 from sparsernn.core.infer_torch import TorchBlockStepper
 from sparsernn.core.inference import fused_inference
 
 CELLS = ["gru", "lstm", "elman"]
 GATES = [None, "event", "rhythm"]
+
+
+RATES = [0.05, 0.1, 0.3, 0.5, 1.0]
 
 
 def _layer(cell, gate, n_in, hidden=13, **options):
@@ -134,3 +139,75 @@ def test_readout_checks_its_arguments():
         NumbaStepper(step_weights(layer), GaussianReadout(torch.zeros(4, 14), torch.zeros(4), (-1.0, 1.0), 0.0))
     with pytest.raises(TypeError, match="readout must be a GaussianReadout"):
         InferenceStepper(layer, (torch.zeros(4, 15), torch.zeros(4)))
+
+
+def _preactivation(weights, u, state):
+    """The switch's pre-activation ``(B, H)`` for points ``u (B, I)`` from ``state``, in float64 (the contract)."""
+    h, _, time = weights.split_state(state)
+    if weights.update_gate == "rhythm":
+        return weights.rhythm_preactivation(time).double()
+    return (u.double() @ weights.event_weight_x.double().T + weights.event_weight_h.double() * h.double()
+            + weights.event_bias.double())
+
+
+@pytest.mark.parametrize("rate", RATES)
+@pytest.mark.parametrize("gate", ["event", "rhythm"])
+@pytest.mark.parametrize("cell", CELLS)
+def test_skipping_kernels_equal_the_layer_and_keep_closed_neurons_exactly(cell, gate, rate):
+    """At update rates 0.05-1.0 and odd sizes (I=3, H=37, T=11, B=5), the numba kernels that compute open
+    neurons only give the layer's numbers, block and one-point paths alike, and a neuron closed at a step
+    keeps h (and c) bit for bit."""
+    layer = _layer(cell, gate, 3, hidden=37, initial_update_rate=rate)
+    readout = _readout(layer)
+    u, state = _inputs(layer, 11, 5, seed=7)
+    if gate == "rhythm":  # past the first 2000 indices, where the initial rate put some neurons' minimum at a = 0+
+        state[:, -1] += 5000
+    expected = _expected(layer, readout, u, state)
+    weights = step_weights(layer)
+    stepper = NumbaStepper(weights, readout)
+    _check("numba block", stepper.run(u.numpy(), state.numpy()), expected, 1e-5)
+    rows, means, variances = state.numpy().copy(), np.empty((5, 3), np.float32), np.empty((5, 3), np.float32)
+    for t in range(u.shape[0]):
+        for b in range(u.shape[1]):
+            stepper.step_row(u[t, b].numpy().copy(), b, rows, means, variances)
+    _check("numba rows", (means, variances, rows), tuple(x[-1] if x.dim() == 3 else x for x in expected), 1e-5)
+    # one step: closed neurons keep their state exactly (pairs within 1e-4 of the threshold left out)
+    a = _preactivation(weights, u[0], state)
+    new_state = stepper.run(u[:1].numpy(), state.numpy())[2]
+    H = layer.hidden_size
+    parts = [slice(0, H)] + ([slice(H, 2 * H)] if cell == "lstm" else [])
+    closed = (a < -1e-4).numpy()
+    assert closed.any() or rate == 1.0
+    for part in parts:
+        np.testing.assert_array_equal(new_state[:, part][closed], state.numpy()[:, part][closed])
+    open_share = float((a > 0).double().mean())
+    assert stepper.open_share(u[0].numpy(), state.numpy()) == pytest.approx(open_share, abs=1 / a.numel())
+
+
+@pytest.mark.parametrize("gate", ["event", "rhythm"])
+def test_large_blocks_of_a_gated_layer_run_where_the_open_share_says(gate):
+    """Above NUMBA_MAX_STREAMS streams a gated layer runs on numba (skipping) when its switch opens few neurons
+    on the block's first row and on torch when it opens most; both give the layer's numbers."""
+    batch = NUMBA_MAX_STREAMS + 3
+    for rate, backend in [(0.05, "numba"), (1.0, "torch")]:
+        layer = _layer("gru", gate, 2, hidden=21, initial_update_rate=rate)
+        readout = _readout(layer)
+        u, state = _inputs(layer, 4, batch, seed=3)
+        stepper = InferenceStepper(layer, readout)
+        share = stepper.open_share(u[0].numpy(), state.numpy())
+        assert (share <= skip_max_open_share(21)) == (backend == "numba")
+        got = stepper.run(u.numpy(), state.numpy())
+        assert stepper.last_backend == backend
+        _check(backend, got, _expected(layer, readout, u, state), 1e-5)
+
+
+def test_the_rule_reads_the_open_share_of_gated_layers_only():
+    gated, dense = _layer("gru", "event", 2, hidden=13), _layer("gru", None, 2, hidden=13)
+    wide, many = _layer("gru", "event", 2, hidden=64), NUMBA_MAX_STREAMS + 1
+    assert choose_inference_backend(gated, NUMBA_MAX_STREAMS, open_share=1.0) == "numba"
+    assert choose_inference_backend(gated, many) == "torch"  # share not known
+    assert choose_inference_backend(gated, many, open_share=skip_max_open_share(13)) == "numba"
+    assert choose_inference_backend(gated, many, open_share=skip_max_open_share(13) + 0.01) == "torch"
+    assert skip_max_open_share(64) > skip_max_open_share(13)
+    assert choose_inference_backend(wide, many, open_share=skip_max_open_share(64)) == "numba"
+    assert choose_inference_backend(dense, many, open_share=0.0) == "torch"  # no switch: nothing to skip
