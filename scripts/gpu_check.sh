@@ -54,7 +54,7 @@ step() {  # step NAME SECONDS COMMAND...: run it under its time limit, log to OU
 
 step tests 210 "$PY" -m pytest -q -p no:cacheprovider -k "$DEVICE" tests
 step bench_core 150 "$PY" scripts/bench_core.py --device "$DEVICE" --T 32 --B 64 --I 64 --hidden 256 \
-  --fractions 1 0.1 --repeats 5 --json "$OUT_DIR/bench_core.json"
+  --fractions 1 0.1 --update-rates 0.5 0.1 --repeats 5 --json "$OUT_DIR/bench_core.json"
 step bench_rl 75 "$PY" scripts/bench_rl.py --device "$DEVICE" --steps 2048 --repeats 1 --warmup 512 \
   --variants stock-lstm ppo-mlp gru lstm --json "$OUT_DIR/bench_rl.json"
 step bench_stream 45 "$PY" scripts/bench_stream.py --single-points 2000 --streams 1000 --steps 50 \
