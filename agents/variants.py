@@ -65,6 +65,16 @@ VARIANTS: dict[str, Variant] = {
     "gru-router0.1-hidden-balance": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, 0.1),
                                                                 "router_balance_weight": 0.1}, _NO_ANNEAL),
     "gru-event": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "target_update_rate": 0.5}),
+    # Issue 13: gated GRUs with every other layer option at its default (what the defaults of the commit
+    # that runs them give).
+    "gru-event-default": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event"}),
+    "gru-rhythm-default": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "rhythm"}),
+    # Issue 13's screen at a tight budget (30 % of the switches open from the start and at most / about
+    # that many after): the rate target as a set point or a ceiling, with and without always-open neurons.
+    **{f"gru-event-r0.3-{mode}{suffix}": Variant("sparse", _SPARSE, {
+        "cell": "gru", "update_gate": "event", "initial_update_rate": 0.3, "target_update_rate": 0.3,
+        "update_rate_mode": mode.replace("setpoint", "set_point"), "always_open_fraction": fraction})
+       for mode in ("setpoint", "ceiling") for suffix, fraction in (("", 0.0), ("-open0.25", 0.25))},
     "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
 }
 
