@@ -71,6 +71,16 @@ VARIANTS: dict[str, Variant] = {
     **{f"gru-{gate}{rate:g}": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": gate,
                                                           "initial_update_rate": rate, "target_update_rate": rate})
        for gate in ("event", "rhythm") for rate in (0.5, 0.1)},
+    # Issue 13: gated GRUs with every other layer option at its default (what the defaults of the commit
+    # that runs them give).
+    "gru-event-default": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event"}),
+    "gru-rhythm-default": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "rhythm"}),
+    # Issue 13's screen at a tight budget (30 % of the switches open from the start and at most / about
+    # that many after): the rate target as a set point or a ceiling, with and without always-open neurons.
+    **{f"gru-event-r0.3-{mode}{suffix}": Variant("sparse", _SPARSE, {
+        "cell": "gru", "update_gate": "event", "initial_update_rate": 0.3, "target_update_rate": 0.3,
+        "update_rate_mode": mode.replace("setpoint", "set_point"), "always_open_fraction": fraction})
+       for mode in ("setpoint", "ceiling") for suffix, fraction in (("", 0.0), ("-open0.25", 0.25))},
     "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
 }
 

@@ -12,9 +12,9 @@ from .backends import BACKENDS, choose_backend, run_backend
 from .masks import random_block_mask
 from .routing import ChannelRouter, keep_count
 from .spec import GATES_PER_CELL
-from .update_gates import EventGate, RhythmGate
-from .validation import (check_choice, check_episode_starts, check_float_dtype, check_fraction, check_max_period,
-                         check_non_negative, check_positive_int, check_seed, keep_pair)
+from .update_gates import UPDATE_RATE_MODES, EventGate, RhythmGate, always_open_mask, gated_initial_rate
+from .validation import (check_choice, check_float_dtype, check_fraction, check_layer_inputs, check_max_period,
+                         check_non_negative, check_positive_int, check_seed, check_unit_interval, keep_pair)
 
 UPDATE_GATES = (None, "rhythm", "event")
 
@@ -59,8 +59,22 @@ class SparseRecurrent(nn.Module):
         that inputs of unit variance open this share. ``None``: about half open.
         The fast backends skip the work of closed neurons, so a low rate is a
         cheap layer from the start.
+        With ``always_open_fraction`` it is the share of the whole layer (always-open
+        neurons included), so it must be at least that share.
+    always_open_fraction : float in [0, 1]
+        Share of neurons that are open at every step (needs ``update_gate`` to mean
+        anything; without a gate every neuron is open): the first
+        ``floor(fraction * hidden_size + 0.5)`` neurons, whose switch pre-activation
+        the gate module holds at a large constant, so every backend follows. The rest
+        are gated. A task that needs every step keeps a full-rate path through them.
     target_update_rate : float in (0, 1], optional
-        Adds ``update_rate_weight * (rate - target)^2`` to :meth:`aux_loss`.
+        Adds ``update_rate_weight * penalty(rate - target)`` to :meth:`aux_loss`, ``rate``
+        being the share of open (step, sample, neuron) switches of the last call,
+        always-open neurons included (the compute actually done).
+    update_rate_mode : {"ceiling", "set_point"}
+        ``"ceiling"``: penalise only a rate above the target, ``max(0, rate - target)^2``
+        (exactly 0 at or below it, so neurons stay open where the task needs them within
+        the budget); ``"set_point"``: ``(rate - target)^2``, pulling the rate up as well.
     update_rate_weight, router_balance_weight : float >= 0
         Weights of the regularisers; the router balance term is the squared
         coefficient of variation of per-channel router importance.
@@ -102,7 +116,8 @@ class SparseRecurrent(nn.Module):
                  density_hh: float = 1.0, router_keep: float | tuple[float, float] | None = None,
                  router_rank: int = 8, router_noise: float = 0.0, update_gate: str | None = None,
                  rhythm_frequencies: int = 4, rhythm_max_period: float = 1000.0,
-                 initial_update_rate: float | None = None, target_update_rate: float | None = None,
+                 initial_update_rate: float | None = None, always_open_fraction: float = 0.0,
+                 target_update_rate: float | None = None, update_rate_mode: str = "ceiling",
                  update_rate_weight: float = 1.0, router_balance_weight: float = 0.0, backend: str = "auto",
                  seed: int | None = None, dtype: torch.dtype | None = None,
                  device: torch.device | str | None = None) -> None:
@@ -124,8 +139,11 @@ class SparseRecurrent(nn.Module):
                 raise ValueError(f"initial_update_rate={initial_update_rate} needs an update_gate "
                                  f"({', '.join(repr(g) for g in UPDATE_GATES if g)}); got update_gate=None")
         self.initial_update_rate = initial_update_rate
+        self.always_open_fraction = check_unit_interval("always_open_fraction", always_open_fraction)
         self.target_update_rate = (None if target_update_rate is None
                                    else check_fraction("target_update_rate", target_update_rate))
+        check_choice("update_rate_mode", update_rate_mode, list(UPDATE_RATE_MODES))
+        self.update_rate_mode = update_rate_mode
         self.update_rate_weight = check_non_negative("update_rate_weight", update_rate_weight)
         self.router_balance_weight = check_non_negative("router_balance_weight", router_balance_weight)
         self.router_noise = check_non_negative("router_noise", router_noise)
@@ -157,10 +175,10 @@ class SparseRecurrent(nn.Module):
         self.keep_count_hidden = keep_count(self.router_keep[1], H) if self.router_keep else H
 
         self.gate = None
-        if update_gate == "rhythm":
-            self.gate = RhythmGate(H, rhythm_frequencies, rhythm_max_period, gen, initial_update_rate)
-        elif update_gate == "event":
-            self.gate = EventGate(I, H, gen, initial_update_rate)
+        if update_gate is not None:
+            gated_rate = gated_initial_rate(initial_update_rate, always_open_mask(H, self.always_open_fraction))
+            self.gate = (RhythmGate(H, rhythm_frequencies, rhythm_max_period, gen, gated_rate, always_open_fraction)
+                         if update_gate == "rhythm" else EventGate(I, H, gen, gated_rate, always_open_fraction))
         self.to(dtype=dtype or torch.get_default_dtype(), device=device)
         self._last_trace: dict[str, Any] | None = None
 
@@ -283,36 +301,7 @@ class SparseRecurrent(nn.Module):
         self.__dict__["_last_trace"] = trace
 
     def _check_inputs(self, x, state, episode_starts) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor of shape (T, B, {self.input_size}); got {type(x).__name__}")
-        if x.dim() != 3 or x.shape[2] != self.input_size:
-            raise ValueError(f"x must have shape (T, B, {self.input_size}) (time-major); got {tuple(x.shape)}")
-        if x.shape[0] == 0 or x.shape[1] == 0:
-            raise ValueError(f"x must have T >= 1 and B >= 1; got shape {tuple(x.shape)}")
-        ref = self.weight_hh
-        if x.dtype != ref.dtype:
-            raise TypeError(f"x has dtype {x.dtype} but the layer's weights are {ref.dtype}; "
-                            f"cast x or call layer.to({x.dtype})")
-        if x.device != ref.device:
-            raise ValueError(f"x is on {x.device} but the layer is on {ref.device}")
-        if state is not None:
-            if not isinstance(state, torch.Tensor):
-                raise TypeError(f"state must be a torch.Tensor or None; got {type(state).__name__}")
-            if tuple(state.shape) != (x.shape[1], self.state_size):
-                raise ValueError(f"state must have shape (B, state_size) = ({x.shape[1]}, {self.state_size}); "
-                                 f"got {tuple(state.shape)}")
-            if state.dtype != ref.dtype or state.device != ref.device:
-                raise TypeError(f"state must be {ref.dtype} on {ref.device}; got {state.dtype} on {state.device}")
-        if episode_starts is not None:
-            if not isinstance(episode_starts, torch.Tensor):
-                raise TypeError(f"episode_starts must be a torch.Tensor of shape (T, B) or None; "
-                                f"got {type(episode_starts).__name__}")
-            if tuple(episode_starts.shape) != tuple(x.shape[:2]):
-                raise ValueError(f"episode_starts must have shape (T, B) = {tuple(x.shape[:2])}; "
-                                 f"got {tuple(episode_starts.shape)}")
-            if episode_starts.device != ref.device:
-                raise ValueError(f"episode_starts is on {episode_starts.device} but the layer is on {ref.device}")
-            check_episode_starts(episode_starts)
+        check_layer_inputs(self, x, state, episode_starts)
 
     def kept_channels(self, x: torch.Tensor, state: torch.Tensor | None = None,
                       episode_starts: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -375,6 +364,8 @@ class SparseRecurrent(nn.Module):
             parts.append(f"router_keep={self.router_keep}")
         if self.update_gate:
             parts.append(f"update_gate={self.update_gate!r}")
+            if self.always_open_fraction:
+                parts.append(f"always_open_fraction={self.always_open_fraction:g}")
         parts.append(f"backend={self.backend!r}, seed={self.seed}")
         return ", ".join(parts)
 

@@ -21,12 +21,13 @@ from typing import Any
 from .backends import BACKENDS
 from .layer import UPDATE_GATES, SparseRecurrent
 from .spec import GATES_PER_CELL
+from .update_gates import UPDATE_RATE_MODES
 
 #: Constructor arguments that are the caller's, not the layer's configuration:
 #: the sizes, the seed and where the weights live.
 NOT_OPTIONS = ("input_size", "hidden_size", "seed", "dtype", "device")
 _CHOICES: dict[str, tuple[Any, ...]] = {"cell": tuple(GATES_PER_CELL), "update_gate": UPDATE_GATES,
-                                        "backend": BACKENDS}
+                                        "update_rate_mode": UPDATE_RATE_MODES, "backend": BACKENDS}
 
 
 @dataclass(frozen=True)

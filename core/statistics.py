@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .update_gates import rate_penalty
+
 if TYPE_CHECKING:  # pragma: no cover
     from .layer import SparseRecurrent
 
@@ -187,14 +189,17 @@ def _cv_squared(importance: torch.Tensor) -> torch.Tensor:
 
 
 def aux_loss(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> torch.Tensor:
-    """``update_rate_weight * (rate - target)^2 + router_balance_weight * CV^2(importance)``."""
+    """``update_rate_weight * penalty(rate, target) + router_balance_weight * CV^2(importance)``; the
+    penalty is ``max(0, rate - target)^2`` (``update_rate_mode="ceiling"``) or ``(rate - target)^2``
+    (``"set_point"``), :func:`~sparsernn.core.update_gates.rate_penalty`."""
     loss = layer.weight_hh.new_zeros(())
     if trace is None:
         return loss
     st_sum = open_st_sum(trace) if layer.target_update_rate is not None else None
     if st_sum is not None:
         rate = st_sum / trace["n_elements"]
-        loss = loss + layer.update_rate_weight * (rate - layer.target_update_rate) ** 2
+        penalty = rate_penalty(rate, layer.target_update_rate, layer.update_rate_mode)
+        loss = loss + layer.update_rate_weight * penalty
     if layer.router_balance_weight > 0 and trace["importance_h"] is not None:
         balance = _cv_squared(trace["importance_h"])
         if layer.keep_count_input < layer.input_size:

@@ -123,12 +123,7 @@ def step_weights(layer: "SparseRecurrent") -> StepWeights:
         raise ValueError(f"layer routes channels (router_keep={layer.router_keep}): the fast inference steppers "
                          f"need static step weights; run the layer itself")
     w_ih, w_hh = layer.effective_weights()
-    gate, extra = layer.gate, {}
-    if layer.update_gate == "event":
-        extra = dict(event_weight_x=gate.weight_x, event_weight_h=gate.weight_h, event_bias=gate.bias)
-    elif layer.update_gate == "rhythm":
-        extra = dict(rhythm_omega=gate.omega.expand_as(gate.phase), rhythm_phase=gate.phase,
-                     rhythm_amplitude=gate.amplitude, rhythm_offset=gate.offset)
+    extra = layer.gate.step_parameters() if layer.gate is not None else {}  # always-open neurons folded in
     return StepWeights(layer.cell, layer.update_gate, layer.input_size, layer.hidden_size, _snapshot(w_ih),
                        _snapshot(layer.bias_ih), _snapshot(w_hh), _snapshot(layer.bias_hh),
                        **{name: _snapshot(value) for name, value in extra.items()})

@@ -10,6 +10,14 @@ Two sources of the pre-activation ``a``:
   ``a_{t,i} = b_i + sum_k alpha_{ik} sin(omega_k t + phi_{ik})``.
 - :class:`EventGate` — ``a_t = W x_t + w ⊙ h_{t-1} + b``: neurons open on
   informative inputs.
+
+Always-open neurons (layer option ``always_open_fraction``): the first
+``round(fraction * H)`` neurons' pre-activation is the constant
+:data:`OPEN_PREACTIVATION` inside the gate modules themselves, so every backend
+(reference, compiled, fused, C++, the inference steppers through
+:meth:`RhythmGate.step_parameters` / :meth:`EventGate.step_parameters`) opens
+them at every step without a kernel of its own, and ``sigmoid'(a)`` is exactly 0
+there: they send no gradient to the gate.
 """
 from __future__ import annotations
 
@@ -18,8 +26,68 @@ import math
 import torch
 from torch import nn
 
+#: The switch pre-activation of an always-open neuron. Far above any ``|w_i h_{t-1,i}|`` the event
+#: gate adds (``w_i`` starts at 0 for these neurons and gets no gradient), and ``sigmoid`` of it is
+#: exactly 1 in float16, bfloat16, float32 and float64, so its straight-through gradient is exactly 0.
+OPEN_PREACTIVATION = 1.0e4
 
-class RhythmGate(nn.Module):
+#: What ``target_update_rate`` asks of the realised update rate (:func:`rate_penalty`).
+UPDATE_RATE_MODES = ("ceiling", "set_point")
+
+
+def always_open_mask(hidden_size: int, fraction: float) -> torch.Tensor:
+    """Bool ``(H,)``: True for the first ``floor(fraction * H + 0.5)`` neurons, the always-open ones."""
+    count = int(math.floor(fraction * hidden_size + 0.5))
+    return torch.arange(hidden_size) < count
+
+
+def gated_initial_rate(initial_update_rate: float | None, always_open: torch.Tensor) -> float | None:
+    """The share of the *gated* neurons to open at initialisation so that the whole layer opens
+    ``initial_update_rate`` of its neurons, the always-open ones included; None stays None.
+
+    Raises
+    ------
+    ValueError
+        If ``initial_update_rate`` is below the share of always-open neurons (unreachable).
+    """
+    if initial_update_rate is None:
+        return None
+    share = float(always_open.double().mean()) if always_open.numel() else 0.0
+    if initial_update_rate < share - 1e-12:
+        raise ValueError(f"initial_update_rate={initial_update_rate} is below the share of always-open neurons "
+                         f"({int(always_open.sum())} of {always_open.numel()} = {share:.4g}, from "
+                         f"always_open_fraction); lower always_open_fraction or raise initial_update_rate")
+    if share >= 1.0:
+        return 1.0
+    return min(max((initial_update_rate - share) / (1.0 - share), 1e-6), 1.0)
+
+
+def rate_penalty(rate: torch.Tensor, target: float, mode: str) -> torch.Tensor:
+    """The update-rate regulariser (before its weight): ``max(0, rate - target)^2`` for
+    ``mode="ceiling"`` (exactly 0, with zero gradient, at or below the target) or
+    ``(rate - target)^2`` for ``mode="set_point"``."""
+    excess = rate - target
+    if mode == "ceiling":
+        excess = excess.clamp_min(0.0)
+    return excess ** 2
+
+
+class _AlwaysOpen(nn.Module):
+    """Holds the always-open neurons (a non-persistent buffer: it follows from the option, so a
+    saved state dict is the same with or without it) and forces their pre-activations."""
+
+    def _set_always_open(self, hidden_size: int, fraction: float) -> None:
+        mask = always_open_mask(hidden_size, fraction)
+        self.register_buffer("always_open", mask, persistent=False)
+        self.n_always_open = int(mask.sum())
+
+    def _force_open(self, preact: torch.Tensor) -> torch.Tensor:
+        if not self.n_always_open:
+            return preact
+        return torch.where(self.always_open, preact.new_tensor(OPEN_PREACTIVATION), preact)
+
+
+class RhythmGate(_AlwaysOpen):
     """Learnable per-neuron rhythm of the time index.
 
     Parameters
@@ -33,6 +101,10 @@ class RhythmGate(nn.Module):
     initial_update_rate : float in (0, 1], optional
         Each neuron's offset ``b_i`` is set so that it is open on this fraction of the
         time indices ``0 .. RATE_WINDOW(max_period) - 1`` (its own schedule's quantile).
+        It is the share of the gated neurons (the layer turns its own rate into this
+        with :func:`gated_initial_rate`).
+    always_open_fraction : float in [0, 1]
+        The first ``floor(fraction * H + 0.5)`` neurons are open at every time index.
 
     Notes
     -----
@@ -42,8 +114,9 @@ class RhythmGate(nn.Module):
     """
 
     def __init__(self, hidden_size: int, n_frequencies: int, max_period: float, generator: torch.Generator,
-                 initial_update_rate: float | None = None) -> None:
+                 initial_update_rate: float | None = None, always_open_fraction: float = 0.0) -> None:
         super().__init__()
+        self._set_always_open(hidden_size, always_open_fraction)
         periods = torch.logspace(math.log10(2.0), math.log10(max_period), n_frequencies)
         self.omega = nn.Parameter(2 * math.pi / periods)
         self.phase = nn.Parameter(torch.empty(hidden_size, n_frequencies).uniform_(0, 2 * math.pi, generator=generator))
@@ -52,20 +125,37 @@ class RhythmGate(nn.Module):
         if initial_update_rate is not None:
             with torch.no_grad():
                 times = torch.arange(rate_window(max_period), dtype=torch.float64)
-                schedule = self(times.to(self.offset.dtype)).double()  # (W, H), offsets still 0
+                schedule = self.schedule(times.to(self.offset.dtype)).double()  # (W, H), offsets still 0
                 # open where a > 0: the (1 - rate) quantile of each neuron's schedule sits just below 0
                 threshold = torch.quantile(schedule, 1.0 - initial_update_rate, dim=0)
                 self.offset.copy_(1e-6 - threshold.to(self.offset.dtype))  # a > 0 strictly at the quantile too
 
-    def forward(self, time: torch.Tensor) -> torch.Tensor:
-        """Pre-activations ``a`` of shape ``(*time.shape, H)`` for time indices ``time``."""
+    def schedule(self, time: torch.Tensor) -> torch.Tensor:
+        """The learnt schedule ``b_i + sum_k alpha_ik sin(omega_k t + phi_ik)``, ``(*time.shape, H)``,
+        for every neuron (always-open ones too): :func:`schedule_values`."""
         return schedule_values(time, self.omega, self.phase, self.amplitude, self.offset)
+
+    def forward(self, time: torch.Tensor) -> torch.Tensor:
+        """Pre-activations ``a`` of shape ``(*time.shape, H)`` for time indices ``time``
+        (:data:`OPEN_PREACTIVATION` for the always-open neurons)."""
+        return self._force_open(self.schedule(time))
+
+    def step_parameters(self) -> dict[str, torch.Tensor]:
+        """``rhythm_omega (H, K)``, ``rhythm_phase``, ``rhythm_amplitude``, ``rhythm_offset (H,)`` whose
+        schedule is :meth:`forward`'s: an always-open neuron has amplitudes 0 and offset
+        :data:`OPEN_PREACTIVATION` (what the inference steppers read)."""
+        amplitude, offset = self.amplitude, self.offset
+        if self.n_always_open:
+            amplitude = amplitude.masked_fill(self.always_open.unsqueeze(1), 0.0)
+            offset = offset.masked_fill(self.always_open, OPEN_PREACTIVATION)
+        return dict(rhythm_omega=self.omega.expand_as(self.phase), rhythm_phase=self.phase,
+                    rhythm_amplitude=amplitude, rhythm_offset=offset)
 
 
 def schedule_values(time: torch.Tensor, omega: torch.Tensor, phase: torch.Tensor, amplitude: torch.Tensor,
                     offset: torch.Tensor) -> torch.Tensor:
     """``offset + sum_k amplitude[:, k] sin(time * omega[k] + phase[:, k])`` of shape ``(*time.shape, H)``:
-    the rhythm's one formula, shared by :meth:`RhythmGate.forward` and the whole-call path
+    the rhythm's one formula, shared by :meth:`RhythmGate.schedule` and the whole-call path
     (:class:`_Schedule`), so both give the same bits. The frequencies sit on the outer axis
     (``(..., K, H)``), where the sum over them is a vectorised pass over ``H`` (over ``K = 4``
     innermost it costs more than the sines)."""
@@ -145,17 +235,18 @@ def rhythm_preactivations(gate: "RhythmGate", time0: torch.Tensor, episode_start
                           steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The rhythm's pre-activations for a whole call, ``(T, B, H)``, and the time index after the
     call, ``(B,)``. Evaluated at every (step, sample) as one autograd node (:class:`_Schedule`):
-    the same values as ``gate(times)``, with a backward of a few small products."""
+    the same values as ``gate(times)`` (always-open neurons forced open), with a backward of a few
+    small products."""
     times = time_indices(time0, episode_starts, steps)
     params = (gate.omega, gate.phase, gate.amplitude, gate.offset)
     if torch.is_grad_enabled():
         pre = _Schedule.apply(times.reshape(-1), *params)
     else:  # acting, streaming: the same values without the autograd node
         pre = _column_values(times.reshape(-1), params)[0]
-    return pre.view(*times.shape, -1), times[-1] + 1
+    return gate._force_open(pre.view(*times.shape, -1)), times[-1] + 1
 
 
-class EventGate(nn.Module):
+class EventGate(_AlwaysOpen):
     """Input-driven switch pre-activation ``a_t = W x_t + w ⊙ h_{t-1} + b``.
 
     Parameters
@@ -167,15 +258,21 @@ class EventGate(nn.Module):
         features have unit variance: ``W x`` then has standard deviation ``1/sqrt(3)``
         (``W ~ U(-1/sqrt(I), 1/sqrt(I))``), so ``b = Phi^-1(rate) / sqrt(3)`` (the
         ``w * h`` term is small at the start, where ``h`` is near 0). Without it,
-        ``b = 0``: about half open.
+        ``b = 0``: about half open. The share of the gated neurons, as for :class:`RhythmGate`.
+    always_open_fraction : float in [0, 1]
+        The first ``floor(fraction * H + 0.5)`` neurons are open at every step: their
+        ``W x + b`` is replaced by :data:`OPEN_PREACTIVATION` and their ``w`` starts at 0
+        (and gets no gradient, the surrogate's slope being 0 there).
     """
 
     def __init__(self, input_size: int, hidden_size: int, generator: torch.Generator,
-                 initial_update_rate: float | None = None) -> None:
+                 initial_update_rate: float | None = None, always_open_fraction: float = 0.0) -> None:
         super().__init__()
+        self._set_always_open(hidden_size, always_open_fraction)
         bound = 1.0 / math.sqrt(input_size)
         self.weight_x = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-bound, bound, generator=generator))
-        self.weight_h = nn.Parameter(torch.empty(hidden_size).uniform_(-0.5, 0.5, generator=generator))
+        weight_h = torch.empty(hidden_size).uniform_(-0.5, 0.5, generator=generator)
+        self.weight_h = nn.Parameter(weight_h.masked_fill(self.always_open, 0.0))
         bias = 0.0
         if initial_update_rate is not None:  # rate 1.0: the 1 - 1e-6 quantile, about 4.75 standard deviations
             bias = float(torch.special.ndtri(torch.tensor(min(initial_update_rate, 1 - 1e-6), dtype=torch.float64)))
@@ -183,8 +280,19 @@ class EventGate(nn.Module):
         self.bias = nn.Parameter(torch.full((hidden_size,), bias))
 
     def input_part(self, x: torch.Tensor) -> torch.Tensor:
-        """``W x + b`` for ``x (..., I)`` → ``(..., H)``: computable for all steps at once."""
-        return torch.nn.functional.linear(x, self.weight_x, self.bias)  # one op (addmm), forward and backward
+        """``W x + b`` for ``x (..., I)`` → ``(..., H)``: computable for all steps at once
+        (:data:`OPEN_PREACTIVATION` for the always-open neurons)."""
+        return self._force_open(torch.nn.functional.linear(x, self.weight_x, self.bias))  # one op (addmm)
+
+    def step_parameters(self) -> dict[str, torch.Tensor]:
+        """``event_weight_x (H, I)``, ``event_weight_h (H,)``, ``event_bias (H,)`` that compute
+        :meth:`forward`: an always-open neuron has a zero row and bias :data:`OPEN_PREACTIVATION`
+        (what the inference steppers read)."""
+        weight_x, bias = self.weight_x, self.bias
+        if self.n_always_open:
+            weight_x = weight_x.masked_fill(self.always_open.unsqueeze(1), 0.0)
+            bias = bias.masked_fill(self.always_open, OPEN_PREACTIVATION)
+        return dict(event_weight_x=weight_x, event_weight_h=self.weight_h, event_bias=bias)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Pre-activations ``(B, H)`` for ``x (B, I)``, ``h (B, H)``."""

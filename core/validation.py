@@ -47,6 +47,16 @@ def check_fraction(name: str, value: object) -> float:
     return value
 
 
+def check_unit_interval(name: str, value: object) -> float:
+    """Return ``value`` as ``float`` if it lies in [0, 1], else raise."""
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a float in [0, 1]; got {value!r} of type {type(value).__name__}")
+    value = float(value)
+    if not 0.0 <= value <= 1.0:  # NaN fails too
+        raise ValueError(f"{name} must be in [0, 1]; got {value}")
+    return value
+
+
 def check_non_negative(name: str, value: object) -> float:
     """Return ``value`` as ``float`` if it is a finite number >= 0, else raise."""
     if not _is_real(value):
@@ -91,6 +101,41 @@ def check_episode_starts(episode_starts: torch.Tensor) -> None:
     if episode_starts.is_complex() or not bool(((episode_starts == 0) | (episode_starts == 1)).all()):
         bad = episode_starts[(episode_starts != 0) & (episode_starts != 1)].flatten()[:3].tolist()
         raise ValueError(f"episode_starts must hold only 0 and 1 (or be a bool tensor); got values such as {bad}")
+
+
+def check_layer_inputs(layer, x, state, episode_starts) -> None:
+    """Raise unless ``x (T, B, I)``, ``state (B, state_size)`` (or None) and ``episode_starts (T, B)``
+    (or None) fit ``layer`` (a :class:`~sparsernn.core.SparseRecurrent`): types, shapes, dtype, device."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor of shape (T, B, {layer.input_size}); got {type(x).__name__}")
+    if x.dim() != 3 or x.shape[2] != layer.input_size:
+        raise ValueError(f"x must have shape (T, B, {layer.input_size}) (time-major); got {tuple(x.shape)}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"x must have T >= 1 and B >= 1; got shape {tuple(x.shape)}")
+    ref = layer.weight_hh
+    if x.dtype != ref.dtype:
+        raise TypeError(f"x has dtype {x.dtype} but the layer's weights are {ref.dtype}; "
+                        f"cast x or call layer.to({x.dtype})")
+    if x.device != ref.device:
+        raise ValueError(f"x is on {x.device} but the layer is on {ref.device}")
+    if state is not None:
+        if not isinstance(state, torch.Tensor):
+            raise TypeError(f"state must be a torch.Tensor or None; got {type(state).__name__}")
+        if tuple(state.shape) != (x.shape[1], layer.state_size):
+            raise ValueError(f"state must have shape (B, state_size) = ({x.shape[1]}, {layer.state_size}); "
+                             f"got {tuple(state.shape)}")
+        if state.dtype != ref.dtype or state.device != ref.device:
+            raise TypeError(f"state must be {ref.dtype} on {ref.device}; got {state.dtype} on {state.device}")
+    if episode_starts is not None:
+        if not isinstance(episode_starts, torch.Tensor):
+            raise TypeError(f"episode_starts must be a torch.Tensor of shape (T, B) or None; "
+                            f"got {type(episode_starts).__name__}")
+        if tuple(episode_starts.shape) != tuple(x.shape[:2]):
+            raise ValueError(f"episode_starts must have shape (T, B) = {tuple(x.shape[:2])}; "
+                             f"got {tuple(episode_starts.shape)}")
+        if episode_starts.device != ref.device:
+            raise ValueError(f"episode_starts is on {episode_starts.device} but the layer is on {ref.device}")
+        check_episode_starts(episode_starts)
 
 
 def keep_pair(value: object) -> tuple[float, float] | None:

@@ -20,9 +20,11 @@ def test_every_name_either_script_offered_is_in_the_table():
     issue12 = {"gru-router0.5", "gru-router0.25", "gru-router0.1-both", "gru-router0.1-both-anneal",
                "gru-router0.1-hidden", "gru-router0.1-hidden-anneal", "gru-router0.1-hidden-gumbel",
                "gru-router0.1-hidden-balance"}
+    issue13 = {"gru-event-default", "gru-rhythm-default"} | {
+        f"gru-event-r0.3-{mode}{suffix}" for mode in ("setpoint", "ceiling") for suffix in ("", "-open0.25")}
     assert set(VARIANTS) == {"stock-lstm", "ppo-mlp", "lstm", "gru", "gru-core", "gru-d0.1", "gru-router0.1",
                              "gru-event", "gru-event0.5", "gru-rhythm0.5", "gru-event0.1", "gru-rhythm0.1",
-                             "stock-policy-sparse-ppo"} | issue12
+                             "stock-policy-sparse-ppo"} | issue12 | issue13
 
 
 def test_policy_kwargs_follow_the_variants_policy():
@@ -34,6 +36,9 @@ def test_policy_kwargs_follow_the_variants_policy():
     assert variant_policy_kwargs("stock-lstm", {})["lstm_hidden_size"] == 64
     event = variant_policy_kwargs("gru-event", base)
     assert event == {**BASE, "cell": "gru", "update_gate": "event", "target_update_rate": 0.5}
+    assert variant_policy_kwargs("gru-event-default", base) == {**BASE, "cell": "gru", "update_gate": "event"}
+    screened = variant_policy_kwargs("gru-event-r0.3-setpoint-open0.25", base)
+    assert (screened["update_rate_mode"], screened["always_open_fraction"]) == ("set_point", 0.25)
     assert base == BASE, "the config's policy_kwargs were modified"
 
 

@@ -18,6 +18,8 @@ CONFIGS = {
     "gated": dict(update_gate="rhythm", target_update_rate=0.3),
     "all_three": dict(density_ih=0.3, density_hh=0.25, router_keep=0.25, update_gate="event",
                       target_update_rate=0.5, router_balance_weight=0.05),
+    "event_always_open": dict(update_gate="event", always_open_fraction=0.25, target_update_rate=0.4,
+                              update_rate_mode="set_point"),
 }
 T, B, I, H = 63, 5, 11, 97
 RTOL = 1e-9  # float64; a wrong kernel is off by >1e-3

@@ -21,6 +21,11 @@ CONFIGS = {
     "routed_hidden_only": dict(router_keep=(1.0, 0.3), router_balance_weight=0.1),
     "all_three": dict(density_ih=0.3, density_hh=0.25, router_keep=0.25, update_gate="rhythm",
                       target_update_rate=0.5, router_balance_weight=0.05),
+    "rhythm_always_open": dict(update_gate="rhythm", always_open_fraction=0.3, target_update_rate=0.5,
+                               update_rate_mode="set_point"),
+    "event_always_open": dict(update_gate="event", always_open_fraction=0.25, target_update_rate=0.4),
+    "routed_event_always_open": dict(router_keep=(1.0, 0.3), update_gate="event", always_open_fraction=0.25,
+                                     target_update_rate=0.4, update_rate_mode="set_point"),
 }
 T, B, I, H = 41, 5, 11, 37
 RTOL = 1e-10  # float64; a wrong derivative factor is off by >1e-3
