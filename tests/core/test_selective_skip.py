@@ -161,3 +161,12 @@ def test_small_layers_skip_only_when_configured_sparse():
     assert fused_selective.selective_native([large], wide) is not None
     lstm = SparseRecurrent(4, 64, cell="lstm", update_gate="event", initial_update_rate=0.1, seed=0)
     assert fused_selective.selective_native([lstm], x) is None
+
+
+@pytest.mark.parametrize("gate", ["rhythm", "event"])
+def test_always_open_neurons_in_the_selective_loops(gate, calls, assert_backend_matches_reference):
+    layer = _layer(gate, 0.3, hidden=40, seed=8, always_open_fraction=0.2, target_update_rate=0.3)
+    x, state, starts = random_sequence(layer, 8, 17, 5, reset_rate=0.1)
+    assert_backend_matches_reference(layer, "fused", x, state, starts, RTOL)
+    assert calls
+    assert bool((layer.update_usage()[:8] == 1.0).all())  # the first 20 % opened at every pair
