@@ -65,6 +65,10 @@ VARIANTS: dict[str, Variant] = {
     "gru-router0.1-hidden-balance": Variant("sparse", _SPARSE, {"cell": "gru", "router_keep": (1.0, 0.1),
                                                                 "router_balance_weight": 0.1}, _NO_ANNEAL),
     "gru-event": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "target_update_rate": 0.5}),
+    # Issue 13 (memory across a thousand steps): the event gate with no rate target, 30 % of neurons open at
+    # initialisation for unit-variance inputs (b = Phi^-1(0.3)/sqrt(3) = -0.30). In silence the switch sees
+    # x = 0, so a = b + w * h: a neuron closed after the cue stays closed, its state exact, until the query.
+    "gru-event-r0.3": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "initial_update_rate": 0.3}),
     "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
 }
 

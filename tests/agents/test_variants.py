@@ -21,7 +21,7 @@ def test_every_name_either_script_offered_is_in_the_table():
                "gru-router0.1-hidden", "gru-router0.1-hidden-anneal", "gru-router0.1-hidden-gumbel",
                "gru-router0.1-hidden-balance"}
     assert set(VARIANTS) == {"stock-lstm", "ppo-mlp", "lstm", "gru", "gru-core", "gru-d0.1", "gru-router0.1",
-                             "gru-event", "stock-policy-sparse-ppo"} | issue12
+                             "gru-event", "gru-event-r0.3", "stock-policy-sparse-ppo"} | issue12
 
 
 def test_policy_kwargs_follow_the_variants_policy():
