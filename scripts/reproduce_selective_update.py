@@ -211,16 +211,24 @@ def success_part(args: argparse.Namespace) -> dict:
     return {"results": [str(p) for p in paths], "success": table}
 
 
+#: Lines of the success plot: variants of one model family share a line (the JSON keeps the variant names).
+FAMILIES = {"gru-event": "suGRU (event gate)", "gru-event-r0.3": "suGRU (event gate)", "gru": "GRU",
+            "stock-lstm": "stock LSTM (sb3-contrib)"}
+
+
 def plot_success(payload: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    lines: dict = defaultdict(dict)
     for variant, gaps in payload["success"].items():
-        xs = sorted(int(g) for g in gaps)
-        means = [np.mean([r["success"] for r in gaps[str(g)]]) for g in xs]
-        ax.plot(xs, means, marker="o", label=variant)
+        for gap, runs in gaps.items():
+            lines[FAMILIES.get(variant, variant)].setdefault(int(gap), []).extend(r["success"] for r in runs)
+    for name, gaps in lines.items():
+        xs = sorted(gaps)
+        ax.plot(xs, [np.mean(gaps[g]) for g in xs], marker="o", label=name)
         for g in xs:
-            ax.scatter([g] * len(gaps[str(g)]), [r["success"] for r in gaps[str(g)]], s=10, alpha=0.4)
+            ax.scatter([g] * len(gaps[g]), gaps[g], s=10, alpha=0.4, color=ax.lines[-1].get_color())
     ax.axhline(0.25, color="grey", ls=":", label="chance (4 cues)")
     ax.set(xscale="log", xlabel="gap (silent steps between cue and query)", ylabel="success (deterministic eval)",
            ylim=(-0.02, 1.02), title="Recall after a silent gap (mean over seeds; dots: seeds)")

@@ -28,11 +28,11 @@ from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
 
 
 def run(config: dict, variant: str, seed: int, steps: int | None, eval_episodes: int,
-        save_dir: Path | None = None) -> dict:
+        save_dir: Path | None = None, verbose: int = 0) -> dict:
     kwargs = {**config, "algo": VARIANTS[variant].algo, "policy": VARIANTS[variant].policy,
               "policy_kwargs": variant_policy_kwargs(variant, config.get("policy_kwargs", {})), "seed": seed,
               "ppo_kwargs": {**config.get("ppo_kwargs", {}), **VARIANTS[variant].ppo_kwargs},
-              "eval_episodes": eval_episodes}
+              "eval_episodes": eval_episodes, "verbose": verbose}
     if steps:
         kwargs["total_timesteps"] = steps
     if save_dir is not None:
@@ -67,7 +67,7 @@ def finished_runs(path: Path) -> set[tuple[str, str, str, int]]:
 
 
 def sweep(config: dict, variants: list[str], seeds: list[int], steps: int | None, eval_episodes: int, out: Path,
-          save_dir: Path | None = None) -> None:
+          save_dir: Path | None = None, verbose: int = 0) -> None:
     """Train and evaluate every (variant, seed) not yet in ``out``, appending one JSON line each."""
     for variant in variants:
         for seed in seeds:
@@ -75,7 +75,7 @@ def sweep(config: dict, variants: list[str], seeds: list[int], steps: int | None
                                "variant": variant, "seed": seed})
             if row_key in finished_runs(out):  # re-read: sweeps may run in parallel
                 continue
-            row = run(config, variant, seed, steps, eval_episodes, save_dir)
+            row = run(config, variant, seed, steps, eval_episodes, save_dir, verbose)
             with out.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env-kwargs", type=json.loads, default=None,
                         help='JSON object replacing the config\'s env_kwargs, e.g. \'{"gap": 200}\'')
     parser.add_argument("--save-dir", default=None, help="save each run's model under this folder")
+    parser.add_argument("--verbose", type=int, default=0, help="SB3's training log (1: a table per rollout)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.summary:
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.env_kwargs is not None:
         config["env_kwargs"] = args.env_kwargs
     sweep(config, args.variants, args.seeds, args.steps, args.eval_episodes, out,
-          None if args.save_dir is None else Path(args.save_dir))
+          None if args.save_dir is None else Path(args.save_dir), args.verbose)
     summarize(out)
 
 
