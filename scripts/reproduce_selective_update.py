@@ -199,9 +199,14 @@ def success_part(args: argparse.Namespace) -> dict:
 
         from sparsernn.agents import load_config
 
+        import gymnasium as gym
+
+        import sparsernn.envs  # noqa: F401  (registers the ids)
+
         base = load_config(args.config)
-        for gap in args.gaps:
-            config = {**base, "env_id": "sparsernn/CueMemory-v0", "env_kwargs": {"gap": gap}}
+        registered = gym.spec(base["env_id"]).kwargs.get("gap")
+        for gap in args.gaps:  # the config's env at each gap (its registered gap without env_kwargs)
+            config = {**base, "env_kwargs": {} if gap == registered else {"gap": gap}}
             rl_quality.sweep(config, args.variants, args.seeds, args.steps, args.eval_episodes, paths[0])
     table = success_table([p for p in paths if p.exists()])
     for variant, gaps in table.items():
@@ -288,7 +293,7 @@ def plot_memory(payload: dict, path: Path) -> None:
     for variant, rows in by_variant.items():
         ax.plot([r["n_steps"] for r in rows], [r["peak_rss_mb"] - r["rss_before_mb"] for r in rows], marker="o",
                 label=variant)
-    ax.set(xscale="log", xlabel="rollout column (n_steps; one minibatch of all columns)",
+    ax.set(xlabel="rollout column (n_steps; one minibatch of all columns)",
            ylabel="peak RSS added by one rollout + update (MB)", title="Memory of backpropagation through a column")
     ax.legend(fontsize=8)
     fig.tight_layout()
