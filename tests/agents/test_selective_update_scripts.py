@@ -75,3 +75,17 @@ def test_issue13_variant_is_an_event_gate_without_a_rate_target(name):
     options = VARIANTS[name].policy_kwargs
     assert options["update_gate"] == "event" and options["initial_update_rate"] == 0.3
     assert "target_update_rate" not in options
+
+
+def test_success_run_trains_the_missing_gaps_at_the_configs_env(tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text("env_id: sparsernn/CueMemory-v0\nn_envs: 2\npolicy_kwargs: {hidden_size: 8}\n"
+                      "ppo_kwargs: {n_steps: 16, batch_size: 32, n_epochs: 1}\n")
+    out = tmp_path / "rows.jsonl"
+    run("success", "--run", "--config", config, "--gaps", 3, 50, "--variants", "gru", "--seeds", 0, "--steps", 32,
+        "--eval-episodes", 1, "--results", out, "--out", tmp_path)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    # the registered gap (50) runs without env_kwargs, so its row is the same run as rl_quality's plain one
+    assert [(row["env_id"], row.get("env_kwargs")) for row in rows] == [("sparsernn/CueMemory-v0", {"gap": 3}),
+                                                                        ("sparsernn/CueMemory-v0", None)]
+    assert set(json.loads((tmp_path / "success.json").read_text())["success"]["gru"]) == {"3", "50"}
