@@ -23,7 +23,7 @@ Usage::
 
     python scripts/reproduce_selective_update.py gradient              # about a minute on one core
     python scripts/reproduce_selective_update.py trace --model runs/issue13/<run>/model.zip
-    python scripts/reproduce_selective_update.py success               # re-plot recorded results
+    python scripts/reproduce_selective_update.py success               # re-plot recorded results (gap 5000: the copy task)
     python scripts/reproduce_selective_update.py memory --variants gru-event-r0.3 gru   # peak RSS vs n_steps
 """
 from __future__ import annotations
@@ -49,7 +49,8 @@ GRADIENT_LAYERS: dict[str, dict] = {
     "rhythm, initial rate 0.5": {"update_gate": "rhythm", "initial_update_rate": 0.5},
 }
 DELAYS = (10, 50, 200, 1000, 5000)
-DEFAULT_RESULTS = ("docs/results/issue13/cue_memory.jsonl",)
+DEFAULT_RESULTS = ("docs/results/issue13/cue_memory.jsonl", "docs/results/issue13/copy_recall.jsonl",
+                   "docs/rl_quality_memory.jsonl")
 
 
 def commit() -> str:
@@ -174,7 +175,8 @@ def gap_of(row: dict) -> int:
     gap = (row.get("env_kwargs") or {}).get("gap")
     if gap is not None:
         return int(gap)
-    return {"sparsernn/CueMemory-v0": 50, "sparsernn/CueMemoryLong-v0": 1000}.get(row["env_id"], -1)
+    return {"sparsernn/CueMemory-v0": 50, "sparsernn/CueMemoryLong-v0": 1000,
+            "sparsernn/CopyRecallLong-v0": 5000}.get(row["env_id"], -1)
 
 
 def success_table(paths: list[Path]) -> dict:
@@ -234,7 +236,7 @@ def plot_success(payload: dict, path: Path) -> None:
         ax.plot(xs, [np.mean(gaps[g]) for g in xs], marker="o", label=name)
         for g in xs:
             ax.scatter([g] * len(gaps[g]), gaps[g], s=10, alpha=0.4, color=ax.lines[-1].get_color())
-    ax.axhline(0.25, color="grey", ls=":", label="chance (4 cues)")
+    ax.axhline(0.25, color="grey", ls=":", label="chance (4 cues; gap 5000 is the copy task: 1/16)")
     ax.set(xscale="log", xlabel="gap (silent steps between cue and query)", ylabel="success (deterministic eval)",
            ylim=(-0.02, 1.02), title="Recall after a silent gap (mean over seeds; dots: seeds)")
     ax.legend(fontsize=8)
