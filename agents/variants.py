@@ -81,6 +81,10 @@ VARIANTS: dict[str, Variant] = {
         "cell": "gru", "update_gate": "event", "initial_update_rate": 0.3, "target_update_rate": 0.3,
         "update_rate_mode": mode.replace("setpoint", "set_point"), "always_open_fraction": fraction})
        for mode in ("setpoint", "ceiling") for suffix, fraction in (("", 0.0), ("-open0.25", 0.25))},
+    # Issue 13 (memory across a thousand steps): the event gate with no rate target, 30 % of neurons open at
+    # initialisation for unit-variance inputs (b = Phi^-1(0.3)/sqrt(3) = -0.30). In silence the switch sees
+    # x = 0, so a = b + w * h: a neuron closed after the cue stays closed, its state exact, until the query.
+    "gru-event-r0.3": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "initial_update_rate": 0.3}),
     "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
 }
 

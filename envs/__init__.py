@@ -14,16 +14,17 @@ Importing this package registers the ``sparsernn/`` ids (see
   ``sparsernn/CueMemoryNoisyShort-v0`` (gap 4, distractor std 0.5);
 - small memory tasks (``envs/memory_tasks.py``) — ``sparsernn/RepeatPrevious-v0``
   (:class:`RepeatPreviousEnv`: name the symbol of the previous step) and
-  ``sparsernn/Counting-v0`` (:class:`CountingEnv`: report how many flags were shown).
+  ``sparsernn/Counting-v0`` (:class:`CountingEnv`: report how many flags were shown),
+  ``sparsernn/CopyRecallLong-v0`` (:class:`CopyRecallEnv`: write two symbols back after 5000 silent steps).
 
 :class:`MaskObservation` hides entries of any flat Box observation.
 """
 from .masking import MaskObservation
 from .memory import CueMemoryEnv
-from .memory_tasks import CountingEnv, RepeatPreviousEnv
+from .memory_tasks import CopyRecallEnv, CountingEnv, RepeatPreviousEnv
 from .registration import register_envs
 
 ENV_IDS: tuple[str, ...] = register_envs()
 """The ids registered by this package in the current installation."""
 
-__all__ = ["ENV_IDS", "CueMemoryEnv", "CountingEnv", "MaskObservation", "RepeatPreviousEnv", "register_envs"]
+__all__ = ["ENV_IDS", "CopyRecallEnv", "CueMemoryEnv", "CountingEnv", "MaskObservation", "RepeatPreviousEnv", "register_envs"]

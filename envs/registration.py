@@ -50,6 +50,8 @@ _MEMORY_PRESETS: tuple[tuple[str, dict[str, Any]], ...] = (
 _MEMORY_TASKS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("sparsernn/RepeatPrevious-v0", "sparsernn.envs.memory_tasks:RepeatPreviousEnv", {"k": 1}),
     ("sparsernn/Counting-v0", "sparsernn.envs.memory_tasks:CountingEnv", {"length": 4}),
+    # Copy two symbols back after 5000 silent steps (issue 13: memory across thousands of steps).
+    ("sparsernn/CopyRecallLong-v0", "sparsernn.envs.memory_tasks:CopyRecallEnv", {"gap": 5000, "length": 2}),
 )
 
 

@@ -27,35 +27,67 @@ from sparsernn.agents import load_config, train
 from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
 
 
-def run(config: dict, variant: str, seed: int, steps: int | None, eval_episodes: int) -> dict:
+def run(config: dict, variant: str, seed: int, steps: int | None, eval_episodes: int,
+        save_dir: Path | None = None, verbose: int = 0) -> dict:
     kwargs = {**config, "algo": VARIANTS[variant].algo, "policy": VARIANTS[variant].policy,
               "policy_kwargs": variant_policy_kwargs(variant, config.get("policy_kwargs", {})), "seed": seed,
               "ppo_kwargs": {**config.get("ppo_kwargs", {}), **VARIANTS[variant].ppo_kwargs},
-              "eval_episodes": eval_episodes}
+              "eval_episodes": eval_episodes, "verbose": verbose}
     if steps:
         kwargs["total_timesteps"] = steps
+    if save_dir is not None:
+        kwargs.update(save_dir=save_dir / run_name(config, variant, seed), overwrite=True)
     start = time.perf_counter()
     result = train(**kwargs)
     evaluation = result.evaluation
-    return {"env_id": config["env_id"], "variant": variant, "seed": seed, "steps": kwargs["total_timesteps"],
-            "mean_return": evaluation.mean_return, "std_return": evaluation.std_return,
-            "success_rate": evaluation.success_rate, "seconds": time.perf_counter() - start}
+    row = {"env_id": config["env_id"], "variant": variant, "seed": seed, "steps": kwargs["total_timesteps"],
+           "mean_return": evaluation.mean_return, "std_return": evaluation.std_return,
+           "success_rate": evaluation.success_rate, "seconds": time.perf_counter() - start}
+    if config.get("env_kwargs"):
+        row["env_kwargs"] = config["env_kwargs"]
+    return row
 
 
-def finished_runs(path: Path) -> set[tuple[str, str, int]]:
-    """``(env_id, variant, seed)`` of the runs already in ``path``."""
+def run_key(row: dict) -> tuple[str, str, str, int]:
+    """``(env_id, env_kwargs as JSON, variant, seed)``: what makes two rows the same run."""
+    return row["env_id"], json.dumps(row.get("env_kwargs") or {}, sort_keys=True), row["variant"], row["seed"]
+
+
+def run_name(config: dict, variant: str, seed: int) -> str:
+    """A folder name for one run's saved model: env, its keyword arguments, variant and seed."""
+    kwargs = "".join(f"-{k}{v}" for k, v in sorted((config.get("env_kwargs") or {}).items()))
+    return f"{config['env_id'].replace('/', '_')}{kwargs}-{variant}-s{seed}"
+
+
+def finished_runs(path: Path) -> set[tuple[str, str, str, int]]:
+    """:func:`run_key` of the runs already in ``path``."""
     if not path.exists():
         return set()
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {(r["env_id"], r["variant"], r["seed"]) for r in rows}
+    return {run_key(json.loads(line)) for line in path.read_text().splitlines() if line.strip()}
+
+
+def sweep(config: dict, variants: list[str], seeds: list[int], steps: int | None, eval_episodes: int, out: Path,
+          save_dir: Path | None = None, verbose: int = 0) -> None:
+    """Train and evaluate every (variant, seed) not yet in ``out``, appending one JSON line each."""
+    for variant in variants:
+        for seed in seeds:
+            row_key = run_key({"env_id": config["env_id"], "env_kwargs": config.get("env_kwargs"),
+                               "variant": variant, "seed": seed})
+            if row_key in finished_runs(out):  # re-read: sweeps may run in parallel
+                continue
+            row = run(config, variant, seed, steps, eval_episodes, save_dir, verbose)
+            with out.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
 
 
 def summarize(path: Path) -> None:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    latest = {(r["env_id"], r["variant"], r["seed"]): r for r in rows}  # a repeated run counts once
+    latest = {run_key(r): r for r in rows}  # a repeated run counts once
     by_variant = defaultdict(list)
     for row in latest.values():
-        by_variant[(row["env_id"], row["variant"])].append(row)
+        env = row["env_id"] + "".join(f" {k}={v}" for k, v in sorted((row.get("env_kwargs") or {}).items()))
+        by_variant[(env, row["variant"])].append(row)
     print(f"{'env':>32s} {'variant':>14s} {'seeds':>5s} {'mean return':>12s} {'per seed':>24s} {'success':>8s}")
     for (env_id, variant), group in by_variant.items():
         means = [r["mean_return"] for r in group]
@@ -76,6 +108,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True, help="JSON-lines file (appended)")
     parser.add_argument("--summary", action="store_true", help="only print the table of --out")
+    parser.add_argument("--env-kwargs", type=json.loads, default=None,
+                        help='JSON object replacing the config\'s env_kwargs, e.g. \'{"gap": 200}\'')
+    parser.add_argument("--save-dir", default=None, help="save each run's model under this folder")
+    parser.add_argument("--verbose", type=int, default=0, help="SB3's training log (1: a table per rollout)")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.summary:
@@ -83,14 +119,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
-    for variant in args.variants:
-        for seed in args.seeds:
-            if (config["env_id"], variant, seed) in finished_runs(out):  # re-read: sweeps may run in parallel
-                continue
-            row = run(config, variant, seed, args.steps, args.eval_episodes)
-            with out.open("a") as handle:
-                handle.write(json.dumps(row) + "\n")
-            print(json.dumps(row), flush=True)
+    if args.env_kwargs is not None:
+        config["env_kwargs"] = args.env_kwargs
+    sweep(config, args.variants, args.seeds, args.steps, args.eval_episodes, out,
+          None if args.save_dir is None else Path(args.save_dir), args.verbose)
     summarize(out)
 
 

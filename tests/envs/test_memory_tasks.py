@@ -1,10 +1,10 @@
-"""RepeatPrevious and Counting: rewards exactly as specified, oracles solve them, bad input raises."""
+"""RepeatPrevious, Counting and CopyRecall: rewards exactly as specified, oracles solve them, bad input raises."""
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import sparsernn.envs  # noqa: F401
-from sparsernn.envs import CountingEnv, RepeatPreviousEnv
+from sparsernn.envs import CopyRecallEnv, CountingEnv, RepeatPreviousEnv
 
 
 @pytest.mark.parametrize("k", [1, 3])
@@ -65,7 +65,8 @@ def test_counting_wrong_answer_scores_zero():
     assert (reward, done, info["count"], info["is_success"]) == (0.0, True, count, False)
 
 
-@pytest.mark.parametrize("env_id, kwargs", [("sparsernn/RepeatPrevious-v0", {}), ("sparsernn/Counting-v0", {})])
+@pytest.mark.parametrize("env_id, kwargs", [("sparsernn/RepeatPrevious-v0", {}), ("sparsernn/Counting-v0", {}),
+                                            ("sparsernn/CopyRecallLong-v0", {"gap": 7})])
 def test_same_seed_same_episode(env_id, kwargs):
     def episode(seed):
         env = gym.make(env_id, **kwargs)
@@ -80,7 +81,7 @@ def test_same_seed_same_episode(env_id, kwargs):
     assert not np.array_equal(episode(3), episode(4))
 
 
-@pytest.mark.parametrize("cls", [RepeatPreviousEnv, CountingEnv])
+@pytest.mark.parametrize("cls", [RepeatPreviousEnv, CountingEnv, CopyRecallEnv])
 def test_step_outside_an_episode_and_invalid_actions_raise(cls):
     env = cls()
     with pytest.raises(RuntimeError, match="reset"):
@@ -99,13 +100,17 @@ def test_step_outside_an_episode_and_invalid_actions_raise(cls):
     (CountingEnv, {"p": 1.0}, ValueError, "p"),
     (CountingEnv, {"p": "half"}, TypeError, "p"),
     (CountingEnv, {"render_mode": "human"}, ValueError, "render_mode"),
+    (CopyRecallEnv, {"gap": -1}, ValueError, "gap"),
+    (CopyRecallEnv, {"length": 0}, ValueError, "length"),
+    (CopyRecallEnv, {"n_symbols": 1}, ValueError, "n_symbols"),
+    (CopyRecallEnv, {"gap": 2.5}, TypeError, "gap"),
 ])
 def test_bad_arguments_raise_naming_the_argument(cls, kwargs, error, name):
     with pytest.raises(error, match=f"^{name} must"):
         cls(**kwargs)
 
 
-@pytest.mark.parametrize("cls, width", [(RepeatPreviousEnv, 4), (CountingEnv, 2)])
+@pytest.mark.parametrize("cls, width", [(RepeatPreviousEnv, 4), (CountingEnv, 2), (CopyRecallEnv, 6)])
 def test_rgb_array_render_draws_the_last_observation(cls, width):
     env = cls(render_mode="rgb_array")
     observation, _ = env.reset(seed=0)
@@ -113,3 +118,47 @@ def test_rgb_array_render_draws_the_last_observation(cls, width):
     assert frame.shape == (16, 16 * width, 3) and frame.dtype == np.uint8
     assert np.array_equal(frame[0, ::16, 0], (observation * 255).astype(np.uint8))
     assert cls().render() is None
+
+
+def test_copy_recall_oracle_succeeds_and_the_episode_has_the_documented_layout():
+    env = CopyRecallEnv(gap=5, length=3, n_symbols=4)
+    observation, info = env.reset(seed=0)
+    assert info == {} and env.episode_length == 11
+    seen, rewards, observations, done = [], [], [observation], False
+    while not done:
+        t = len(rewards)
+        if observation[4] == 1.0:  # write flag: remember the symbol
+            seen.append(int(observation[:4].argmax()))
+        answer = seen[t - 8] if t >= 8 else 0
+        observation, reward, done, truncated, info = env.step(answer)
+        rewards.append(reward)
+        observations.append(observation)
+        assert not truncated
+    flags = np.stack(observations[:-1])[:, 4:]
+    assert flags[:3, 0].tolist() == [1.0] * 3 and flags[3:8].sum() == 0 and flags[8:, 1].tolist() == [1.0] * 3
+    assert np.stack(observations[3:8]).sum() == 0  # the silence is all zeros
+    assert rewards == [0.0] * 8 + [1 / 3] * 3 and info == {"correct": 3, "is_success": True}
+
+
+def test_copy_recall_scores_each_recall_step_against_its_own_symbol():
+    env = CopyRecallEnv(gap=2, length=2, n_symbols=4)
+    observation, _ = env.reset(seed=1)
+    first = int(observation[:4].argmax())
+    second = int(env.step(0)[0][:4].argmax())
+    for _ in range(3):  # from t = 1 (the second symbol) through the gap
+        assert env.step(first)[1] == 0.0  # answers before the recall are ignored
+    _, reward_first, *_ = env.step(second)  # the wrong symbol for recall step 0 ...
+    _, reward_second, done, _, info = env.step(second)  # ... the right one for step 1
+    assert reward_first == (0.5 if first == second else 0.0) and reward_second == 0.5 and done
+    assert info["correct"] == 1 + (first == second)
+
+
+def test_copy_recall_guessing_succeeds_at_n_symbols_to_the_minus_length():
+    env, rng, successes = CopyRecallEnv(gap=1, length=2, n_symbols=4), np.random.default_rng(0), []
+    for seed in range(800):
+        env.reset(seed=seed)
+        done = False
+        while not done:
+            _, _, done, _, info = env.step(int(rng.integers(4)))
+        successes.append(info["is_success"])
+    assert abs(np.mean(successes) - 1 / 16) < 0.025

@@ -25,12 +25,13 @@ MEMORY = (
     "sparsernn/CueMemoryNoisyShort-v0",
     "sparsernn/RepeatPrevious-v0",
     "sparsernn/Counting-v0",
+    "sparsernn/CopyRecallLong-v0",
 )
 
 
 def test_public_api_is_exactly_the_documented_names():
     assert sorted(sparsernn.envs.__all__) == [
-        "CountingEnv", "CueMemoryEnv", "ENV_IDS", "MaskObservation", "RepeatPreviousEnv", "register_envs",
+        "CopyRecallEnv", "CountingEnv", "CueMemoryEnv", "ENV_IDS", "MaskObservation", "RepeatPreviousEnv", "register_envs",
     ]
 
 
