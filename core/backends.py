@@ -37,7 +37,7 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
       per operation and step.
     - CPU, a gated unrouted GRU with the C++ loops (float32 / float64, not disabled by
       ``SPARSERNN_NATIVE=0``): ``fused``, whose selective loops compute only the open
-      neurons' candidates (:mod:`~sparsernn.core.fused_selective`; ``docs/benchmarks.md``,
+      neurons' candidates (:mod:`~sparsernn.core.fused_selective`; ``docs/benchmarks_selective.md``,
       "Selective update that pays").
     - CPU, another unrouted layer: ``reference`` for a one-step call (T = 1) of a layer with
       ``hidden_size >= AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU`` (``scripts/bench_core.py --step``,

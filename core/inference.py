@@ -51,7 +51,7 @@ pairs on its first row is at most ``share``, else on ``"torch"`` (which computes
 GEMMs over the block). The numba kernel reads each open neuron's weight rows once per stream, the
 torch loop all rows once per step for all streams, so numba wins only below a share that grows with
 the hidden size: about 0.1 at hidden size 32 and 0.3-0.4 at 128-256 in the measurements of
-``docs/benchmarks.md`` ("Selective update (issue 13): streaming")."""
+``docs/benchmarks_selective.md`` ("Selective update (issue 13): streaming")."""
 
 
 def supports_steppers(layer: "SparseRecurrent") -> bool:

@@ -1,4 +1,4 @@
-"""Where a gated policy's extra time goes at RL's shapes: the profile behind ``docs/benchmarks.md``'s
+"""Where a gated policy's extra time goes at RL's shapes: the profile behind ``docs/benchmarks_selective.md``'s
 "Selective update (issue 13): RL throughput".
 
 Builds each variant's ``SparseRecurrentPolicy`` as ``scripts/bench_rl.py`` does (same config: 8 envs,
