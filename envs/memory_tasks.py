@@ -54,6 +54,14 @@ class _EpisodeEnv(gym.Env[np.ndarray, np.int64]):
         row = np.repeat(grey.astype(np.uint8), RENDER_CELL_PIXELS)
         return np.repeat(row[None, :, None], RENDER_CELL_PIXELS, axis=0).repeat(3, axis=2)
 
+    def _reset_symbols(self, seed: int | None):
+        """Reset for a task of ``length`` random symbols: draw them, start at step 0 with no correct
+        answer, return ``(first observation, {})``."""
+        gym.Env.reset(self, seed=seed)
+        self._symbols = self.np_random.integers(self.n_symbols, size=self.length)
+        self._t, self._correct = 0, 0
+        return self._observation(), {}
+
     def _check_step(self, action: Any) -> None:
         if self._t is None:
             raise RuntimeError(f"{type(self).__name__}.step was called before reset() or after the episode "
@@ -111,11 +119,8 @@ class RepeatPreviousEnv(_EpisodeEnv):
         return self._shown(observation)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Draw the episode's symbols and return the first one (``info`` is empty)."""
-        super().reset(seed=seed)
-        self._symbols = self.np_random.integers(self.n_symbols, size=self.length)
-        self._t, self._correct = 0, 0
-        return self._observation(), {}
+        """Draw the episode's symbols and return the first observation (``info`` is empty)."""
+        return self._reset_symbols(seed)
 
     def step(self, action: Any):
         """Score ``action`` as the answer for ``s_{t-k}``, then show ``s_{t+1}`` (zeros after the last)."""
@@ -261,11 +266,8 @@ class CopyRecallEnv(_EpisodeEnv):
         return self._shown(observation)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        """Draw the symbols and return the first one (``info`` is empty)."""
-        super().reset(seed=seed)
-        self._symbols = self.np_random.integers(self.n_symbols, size=self.length)
-        self._t, self._correct = 0, 0
-        return self._observation(), {}
+        """Draw the episode's symbols and return the first observation (``info`` is empty)."""
+        return self._reset_symbols(seed)
 
     def step(self, action: Any):
         """Score ``action`` if this is a recall step, then show the next observation."""

@@ -59,6 +59,7 @@ def test_update_rate_target_loss_moves_the_rate():
     layer = SparseRecurrent(4, 32, update_gate="event", target_update_rate=0.1, update_rate_weight=1.0,
                             seed=0, backend="reference")
     assert layer.aux_loss().item() == 0.0  # before any call
+    assert layer.update_rate_mode == "ceiling"  # the default: a ceiling still lowers a rate above it
     opt = torch.optim.Adam(layer.gate.parameters(), lr=0.05)
     x = torch.randn(20, 8, 4)
     layer(x)
