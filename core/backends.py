@@ -35,8 +35,9 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
 
     - CUDA: ``compiled``: fused element-wise kernels; eager launches a kernel
       per operation and step.
-    - CPU, a gated unrouted GRU with the C++ loops (float32 / float64, not disabled by
-      ``SPARSERNN_NATIVE=0``): ``fused``, whose selective loops compute only the open
+    - CPU, a gated unrouted GRU that the selective loops take
+      (:func:`~sparsernn.core.fused_selective.selective_native`: the C++ loops are there, and the
+      layer is large or configured at most 0.3 open): ``fused``, whose selective loops compute only the open
       neurons' candidates (:mod:`~sparsernn.core.fused_selective`; ``docs/benchmarks_selective.md``,
       "Selective update that pays").
     - CPU, another unrouted layer: ``reference`` for a one-step call (T = 1) of a layer with
@@ -75,9 +76,10 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
     if x.device.type == "cuda":
         return "compiled"
     width = x.shape[1] * layer.hidden_size
-    if layer.router is None and layer.update_gate is not None and layer.cell == "gru" and \
-            x.dtype in NATIVE_DTYPES and native_enabled():
-        return "fused"  # the selective loops: closed neurons skip their work (core/fused_selective.py)
+    if layer.router is None and layer.update_gate is not None:
+        from .fused_selective import selective_native
+        if selective_native([layer], x) is not None:
+            return "fused"  # the selective loops: closed neurons skip their work
     if layer.router is None:
         if x.shape[0] == 1 and layer.hidden_size >= AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU:
             return "reference"

@@ -174,9 +174,11 @@ def test_auto_picks_fused_for_small_calls_on_cpu():
     assert choose_backend(torch.zeros(2, 1, 4), wide) == "fused"
     wider = SparseRecurrent(4, 257, seed=0)  # past the hidden sizes the fused bound was measured on
     assert choose_backend(torch.zeros(32, 8, 4), wider) == "reference"
-    gated_gru = SparseRecurrent(4, 1024, update_gate="event", seed=0)  # the selective loops, any shape
+    gated_gru = SparseRecurrent(4, 1024, update_gate="event", seed=0)  # the selective loops take large calls
     assert choose_backend(torch.zeros(32, 1025, 4), gated_gru) == "fused"
-    assert choose_backend(torch.zeros(1, 1, 4), gated_gru) == "fused"
+    assert choose_backend(torch.zeros(1, 1, 4), gated_gru) == "reference"  # one step, about half open: dense rule
+    sparse_gru = SparseRecurrent(4, 1024, update_gate="event", initial_update_rate=0.1, seed=0)
+    assert choose_backend(torch.zeros(1, 1, 4), sparse_gru) == "fused"  # configured sparse: the selective loops
 
 
 @pytest.mark.parametrize("native", ["1", "0"])

@@ -143,7 +143,7 @@ def test_small_layers_never_run_dense_steps():
 def test_auto_runs_gated_grus_on_the_selective_loops(steps, batch):
     layer = SparseRecurrent(4, 300, cell="gru", update_gate="event", initial_update_rate=0.1, seed=0)
     assert layer.backend_for(torch.zeros(steps, batch, 4)) == "fused"
-    lstm = SparseRecurrent(4, 300, cell="lstm", update_gate="event", seed=0)
+    lstm = SparseRecurrent(4, 300, cell="lstm", update_gate="event", initial_update_rate=0.1, seed=0)
     assert lstm.backend_for(torch.zeros(1, 1, 4)) == "reference"  # no selective loops for it: the dense rule
 
 
