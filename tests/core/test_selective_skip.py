@@ -170,3 +170,15 @@ def test_always_open_neurons_in_the_selective_loops(gate, calls, assert_backend_
     assert_backend_matches_reference(layer, "fused", x, state, starts, RTOL)
     assert calls
     assert bool((layer.update_usage()[:8] == 1.0).all())  # the first 20 % opened at every pair
+
+
+def test_profile_script_shows_the_selective_loops():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "profile_selective.py"
+    spec = importlib.util.spec_from_file_location("profile_selective", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    table = script.main(["--T", "4", "--B", "2", "--I", "3", "--hidden", "16", "--calls", "1"])
+    assert "_SelectiveSequenceBackward" in table  # a layer set 0.1 open runs the selective loops
