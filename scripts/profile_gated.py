@@ -34,21 +34,15 @@ from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from sparsernn.agents import ALGOS, load_config, make_env
 from sparsernn.agents.config import parse_policy_kwargs, parse_ppo_kwargs
 from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
+from sparsernn.benchmarking import time_call
 
 CONFIG = "cartpole_novel.yaml"
 
 
 def cpu_time_call(fn, repeats: int, warmup: int = 1) -> float:
-    """Median CPU time of the calling thread per ``fn()`` call, in milliseconds, over ``repeats`` calls
-    after ``warmup``: on a shared machine, wall time would also count other processes' turns."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.thread_time()
-        fn()
-        times.append((time.thread_time() - start) * 1e3)
-    return statistics.median(times)
+    """Median CPU time of the calling thread per ``fn()`` call, in milliseconds (:func:`time_call`
+    by ``time.thread_time``)."""
+    return time_call(fn, repeats, warmup, clock=time.thread_time)
 
 
 def build_policy(name: str, config: dict, seed: int = 0):
