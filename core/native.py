@@ -4,7 +4,9 @@
 the first time a process asks for it (about a minute; the build is cached in
 torch's extension directory, ``$TORCH_EXTENSIONS_DIR`` or
 ``~/.cache/torch_extensions``, under a name that carries a hash of the sources,
-so later processes load it in a second). It needs a C++ compiler (and ninja, a dependency). If the build fails, or
+so later processes load it in a second: an extension already built under that name is imported
+directly, without asking ninja, so another checkout or environment path with the same sources
+reuses it instead of rebuilding it). It needs a C++ compiler (and ninja, a dependency). If the build fails, or
 ``SPARSERNN_NATIVE=0`` is set, the fused backend runs its TorchScript loops
 instead (same results, slower), after one warning.
 
@@ -55,13 +57,36 @@ def _put_ninja_on_path() -> None:
 
 
 def extension_name() -> str:
-    """``sparsernn_fused_cpu_<hash>``: the hash of the C++ sources and flags, so two checkouts (or
-    versions) never overwrite each other's build in torch's shared extension directory."""
-    digest = hashlib.sha256(" ".join(CFLAGS).encode())
+    """``sparsernn_fused_cpu_<hash>``: the hash of the C++ sources, the flags and torch's version, so
+    two versions never overwrite each other's build in torch's shared extension directory, and a
+    build under this name is valid for any checkout with the same sources."""
+    digest = hashlib.sha256(" ".join(CFLAGS).encode() + torch.__version__.encode())
     for path in sorted(SOURCE_DIR.iterdir()):
         if path.suffix in (".cpp", ".h"):
             digest.update(path.name.encode() + path.read_bytes())
     return f"sparsernn_fused_cpu_{digest.hexdigest()[:12]}"
+
+
+def _import_built(name: str) -> Optional[ModuleType]:
+    """The extension ``name`` when torch's extension directory already holds its complete build,
+    imported without ninja; else None (then :func:`native_loops` builds it). torch's ``load`` runs
+    ninja every time, and ninja rebuilds whenever the build command differs, as it does for the
+    same sources in another checkout or virtual environment (their absolute paths are in the
+    command), and a process killed during such a rebuild leaves a lock that blocks every later one."""
+    try:
+        import importlib.util
+
+        from torch.utils.cpp_extension import _get_build_directory
+
+        library = Path(_get_build_directory(name, verbose=False)) / f"{name}.so"
+        if not library.is_file():
+            return None
+        spec = importlib.util.spec_from_file_location(name, library)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    except Exception:  # noqa: BLE001 - an unusable build is rebuilt by torch's load
+        return None
 
 
 #: The dtypes the C++ loops take; other dtypes (float16, bfloat16) run the TorchScript loops.
@@ -84,6 +109,9 @@ def native_loops() -> Optional[ModuleType]:
     try:
         from torch.utils.cpp_extension import load
 
+        built = _import_built(extension_name())
+        if built is not None:
+            return built
         _put_ninja_on_path()
         return load(name=extension_name(), sources=[str(SOURCE_DIR / name) for name in SOURCES],
                     extra_cflags=CFLAGS, extra_include_paths=[str(SOURCE_DIR)], verbose=False)

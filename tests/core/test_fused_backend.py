@@ -334,3 +334,30 @@ def test_routed_single_sequence_matches_reference(cell, loops, assert_backend_ma
     layer = _layer(cell, "routed", 31, I, H, "cpu")
     x, state, starts = random_inputs(layer, 31, steps=9, batch=1)
     assert_backend_matches_reference(layer, "fused", x, state, starts, RTOL)
+
+
+def test_a_built_extension_is_imported_without_ninja(monkeypatch, tmp_path):
+    """A build of the same sources is reused whatever checkout asks for it: the name carries a hash of
+    the sources' contents (not their paths), and an existing build is imported without running torch's
+    ``load`` (whose ninja would rebuild for another path, and whose lock, left by a killed rebuild,
+    blocks every later process)."""
+    import shutil
+
+    from sparsernn.core import native as native_mod
+
+    assert native_mod.native_loops() is not None
+    name = native_mod.extension_name()
+    copy = tmp_path / "csrc"
+    shutil.copytree(native_mod.SOURCE_DIR, copy)
+    monkeypatch.setattr(native_mod, "SOURCE_DIR", copy)
+    assert native_mod.extension_name() == name  # the same sources elsewhere: the same build
+    (copy / "module.cpp").write_text((copy / "module.cpp").read_text() + "\n// changed\n")
+    assert native_mod.extension_name() != name  # other sources: another build
+    monkeypatch.setattr(native_mod, "SOURCE_DIR", native_mod.Path(native_mod.__file__).resolve().parent / "csrc")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch's load (ninja) was called for an extension already built")
+
+    monkeypatch.setattr("torch.utils.cpp_extension.load", refuse)
+    module = native_mod.native_loops.__wrapped__()  # the uncached function: the import itself
+    assert module is not None and module.__name__ == name and hasattr(module, "gru_selective_forward")
