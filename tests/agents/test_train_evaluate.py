@@ -59,8 +59,10 @@ class TestTrain:
 
 class TestConfig:
     def test_shipped_configs_load_and_parse(self):
-        for name in ("cartpole_novel", "cue_memory"):
-            config = load_config(CONFIG_DIR / f"{name}.yaml")
+        paths = sorted(CONFIG_DIR.glob("*.yaml"))
+        assert {"cartpole_novel.yaml", "cue_memory.yaml", "copy_recall_gap1000.yaml"} <= {p.name for p in paths}
+        for path in paths:
+            config = load_config(path)
             ppo = parse_ppo_kwargs(config["ppo_kwargs"])
             parse_policy_kwargs(config["policy_kwargs"])
             assert ppo["batch_size"] % ppo["n_steps"] == 0
