@@ -188,6 +188,16 @@ def _cv_squared(importance: torch.Tensor) -> torch.Tensor:
     return importance.var(unbiased=False) / importance.mean().clamp_min(1e-12) ** 2
 
 
+def _under_ceiling(layer: "SparseRecurrent", trace: dict[str, Any]) -> bool:
+    """True when the update-rate penalty is a ceiling the last call's realised rate does not exceed:
+    then the penalty is exactly 0 with a zero gradient, and its straight-through sum (a sigmoid over
+    every switch, and its backward) need not be built."""
+    if layer.update_rate_mode != "ceiling":
+        return False
+    count = open_count(trace)
+    return count is not None and float(count) / trace["n_elements"] <= layer.target_update_rate
+
+
 def aux_loss(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> torch.Tensor:
     """``update_rate_weight * penalty(rate, target) + router_balance_weight * CV^2(importance)``; the
     penalty is ``max(0, rate - target)^2`` (``update_rate_mode="ceiling"``) or ``(rate - target)^2``
@@ -195,7 +205,9 @@ def aux_loss(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> torch.Te
     loss = layer.weight_hh.new_zeros(())
     if trace is None:
         return loss
-    st_sum = open_st_sum(trace) if layer.target_update_rate is not None else None
+    st_sum = None
+    if layer.target_update_rate is not None and not _under_ceiling(layer, trace):
+        st_sum = open_st_sum(trace)
     if st_sum is not None:
         rate = st_sum / trace["n_elements"]
         penalty = rate_penalty(rate, layer.target_update_rate, layer.update_rate_mode)

@@ -151,7 +151,35 @@ def test_the_layers_ceiling_loss_is_zero_below_the_target_and_a_set_point_is_not
         rate = layer.statistics()["update_rate"]
         assert rate < 0.9
         losses[mode] = layer.aux_loss()
-        assert losses[mode].requires_grad
+        # under the ceiling the penalty is a constant 0 (no graph is built for its zero gradient)
+        assert losses[mode].requires_grad == (mode == "set_point")
         if mode == "set_point":
             assert losses[mode].item() == pytest.approx(2.0 * (rate - 0.9) ** 2, rel=1e-5)
     assert losses["ceiling"].item() == 0.0 and losses["set_point"].item() > 0.5
+
+
+@pytest.mark.parametrize("gate", ["event", "rhythm"])
+@pytest.mark.parametrize("backend", ["reference", "fused"])
+def test_the_ceiling_loss_above_the_target_has_the_straight_through_gradient(gate, backend):
+    """Above its ceiling the penalty and its gradient are the straight-through ones: the same as a set
+    point at that target (both are (rate - target)^2 there)."""
+    from sparsernn.core.statistics import open_st_sum
+
+    x = torch.randn(12, 3, 4, dtype=torch.float64)
+    grads = {}
+    for mode in ("ceiling", "set_point"):
+        layer = SparseRecurrent(4, 10, update_gate=gate, target_update_rate=0.05, update_rate_mode=mode, seed=3,
+                                initial_update_rate=0.5, dtype=torch.float64, backend=backend)
+        layer(x)
+        loss = layer.aux_loss()
+        rate = float(open_st_sum(layer._last_trace)) / layer._last_trace["n_elements"]
+        assert rate > 0.05 and loss.item() == pytest.approx(layer.update_rate_weight * (rate - 0.05) ** 2, rel=1e-9)
+        params = [p for p in layer.parameters() if p.requires_grad]
+        grads[mode] = torch.autograd.grad(loss, params, allow_unused=True)
+    nonzero = 0
+    for a, b in zip(grads["ceiling"], grads["set_point"]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+            nonzero += int(a.abs().sum() > 0)
+    assert nonzero > 0
