@@ -47,12 +47,15 @@ def dense_above(x: torch.Tensor, hidden_size: int) -> float:
     return SELECTIVE_DENSE_ABOVE if x.shape[1] * hidden_size >= SELECTIVE_MIN_DENSE_WIDTH else 1.0
 
 
-SELECTIVE_SMALL_MAX_RATE = 0.3
-"""Below ``SELECTIVE_MIN_DENSE_WIDTH``, the selective loops run only for layers configured to open at
-most this share (``target_update_rate``, else ``initial_update_rate``; neither: about half): at RL's
-B=8, H=64 (C++ forward + backward, ``scripts/profile_gated.py``-style timing) the gathered products
-took 128 us at rate 0.1 and 260 us at 0.3 against about 290 us for the loops that compute every
-candidate, and 339 us at 0.5; their per-neuron cost is not repaid by a few samples."""
+SELECTIVE_SMALL_MAX_RATE = {"gru": 0.3, "lstm": 0.3, "elman": 1.0}
+"""Per cell: below ``SELECTIVE_MIN_DENSE_WIDTH``, the selective loops run only for layers configured to
+open at most this share (``target_update_rate``, else ``initial_update_rate``; neither: about half).
+Measured at RL's T=32, B=8, I=4, H=64, forward+backward against the fused loops that compute every
+candidate (``scripts/bench_selective_small.py``, ``docs/benchmarks_selective.md``, "LSTM and Elman"):
+the GRU's selective loops are ahead up to about 0.3 (event 1.35x at 0.1, 0.91x at 0.3, 0.72x at 0.5), the
+LSTM's likewise (event 1.49x at 0.1, 1.03x at 0.3, 0.81x at 0.5; rhythm 1.01x at 0.5): their per-neuron
+cost is not repaid by a few samples. The Elman cell has no C++ loop that computes every candidate (its
+fused loop is TorchScript), and its selective loops were ahead at every rate (1.3-2.4x up to rate 1.0)."""
 
 
 def configured_rate(layer: "SparseRecurrent") -> float:
@@ -72,7 +75,7 @@ def selective_native(layers: list["SparseRecurrent"], x: torch.Tensor) -> Option
     if first.update_gate is None or first.router is not None or first.cell not in SELECTIVE_CELLS:
         return None
     small = x.shape[1] * first.hidden_size < SELECTIVE_MIN_DENSE_WIDTH
-    if small and max(configured_rate(layer) for layer in layers) > SELECTIVE_SMALL_MAX_RATE:
+    if small and max(configured_rate(layer) for layer in layers) > SELECTIVE_SMALL_MAX_RATE[first.cell]:
         return None
     return native_for(x)
 
