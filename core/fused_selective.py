@@ -8,7 +8,7 @@ Elman) runs the C++ loops of ``core/csrc/selective_*.cpp``: per step the switche
 then only the open (sample, neuron) pairs' candidates, organised by neuron so
 each open neuron's weight rows are read once for all the samples that open it;
 the backward pass spreads the open pairs' gate gradients the same way. A step
-whose open share is above :data:`SELECTIVE_DENSE_ABOVE` runs as dense GEMMs
+whose open share is above the cell's :data:`SELECTIVE_DENSE_ABOVE` runs as dense GEMMs
 (there the gathered products would not pay; :func:`dense_above`).
 
 A closed LSTM neuron keeps both ``h`` and ``c`` exactly (the reference's ``switch`` of each).
@@ -31,10 +31,13 @@ if TYPE_CHECKING:  # pragma: no cover
 SELECTIVE_CELLS = ("gru", "lstm", "elman")
 """The cells the selective loops take (``core/csrc/selective_cells.h``)."""
 
-SELECTIVE_DENSE_ABOVE = 0.5
-"""A step whose share of open (sample, neuron) pairs is above this runs as dense GEMMs
-(``scripts/bench_core.py --update-rates``: at H=1024, B=64 the gathered products are faster up to
-about this share) ..."""
+SELECTIVE_DENSE_ABOVE = {"gru": 0.5, "lstm": 0.9, "elman": 0.5}
+"""Per cell: a step whose share of open (sample, neuron) pairs is above this runs as dense GEMMs
+(at H=1024, B=64 the gathered products are faster up to about this share: the GRU's by
+``scripts/bench_core.py --update-rates``; the LSTM's, whose four gate rows per neuron make each sample
+row read pay for more work, by ``scripts/bench_selective_small.py --dense-above``: at rate 0.5 0.9 took
+0.73x the time of 0.5, at rate 0.7 0.62-0.66x; the Elman cell's gathered products and dense steps cost
+about the same at rate 0.5, and lower thresholds were slower at rates 0.2-0.3) ..."""
 
 SELECTIVE_MIN_DENSE_WIDTH = 16384
 """... when ``batch * hidden_size`` is at least this: a dense step calls ATen's GEMMs, whose fixed
@@ -42,9 +45,9 @@ cost small steps do not repay (at RL's B=8, H=64 the gathered products were fast
 at every rate up to 0.5, forward and backward)."""
 
 
-def dense_above(x: torch.Tensor, hidden_size: int) -> float:
-    """The open share above which a step of a call on ``x (T, B, I)`` runs dense (1.0: never)."""
-    return SELECTIVE_DENSE_ABOVE if x.shape[1] * hidden_size >= SELECTIVE_MIN_DENSE_WIDTH else 1.0
+def dense_above(x: torch.Tensor, hidden_size: int, cell: str = "gru") -> float:
+    """The open share above which a step of a ``cell`` layer's call on ``x (T, B, I)`` runs dense (1.0: never)."""
+    return SELECTIVE_DENSE_ABOVE[cell] if x.shape[1] * hidden_size >= SELECTIVE_MIN_DENSE_WIDTH else 1.0
 
 
 SELECTIVE_SMALL_MAX_RATE = {"gru": 0.3, "lstm": 0.3, "elman": 1.0}
@@ -97,8 +100,9 @@ class _SelectiveSequence(torch.autograd.Function):
     def forward(ctx, cell: str, groups: int, x, h, c, alive, resets, gate_x, gate_w, *params):
         native = native_for(x)
         w_ih, b_ih, w_hh, b_hh = _split(groups, params)
+        threshold = dense_above(x, h.shape[2], cell)
         y, h_last, c_last, preact, computed, h_read, c_read, vals, dense = native.selective_forward(
-            cell, x, h, c, w_ih, b_ih, w_hh, b_hh, alive, resets, gate_x, gate_w, True, dense_above(x, h.shape[2]))
+            cell, x, h, c, w_ih, b_ih, w_hh, b_hh, alive, resets, gate_x, gate_w, True, threshold)
         ctx.cell, ctx.groups, ctx.resets, ctx.has_gate_w = cell, groups, resets, gate_w is not None
         ctx.save_for_backward(x, alive, gate_w, h_read, c_read, vals, preact, dense, *w_ih, *w_hh)
         ctx.mark_non_differentiable(computed)
@@ -133,7 +137,8 @@ def selective_group(native: ModuleType, cell: str, x, h, c, alive, resets, gate_
                                                                          gate_w, *params)
     else:
         w_ih, b_ih, w_hh, b_hh = _split(groups, params)
+        threshold = dense_above(x, h.shape[2], cell)
         y, h_last, c_last, preact, computed = native.selective_forward(
-            cell, x, h, c, w_ih, b_ih, w_hh, b_hh, alive, resets, gate_x, gate_w, False, dense_above(x, h.shape[2]))
+            cell, x, h, c, w_ih, b_ih, w_hh, b_hh, alive, resets, gate_x, gate_w, False, threshold)
         ys = y.unbind(1)
     return ys, h_last, (c_last if cell == "lstm" else None), preact, computed

@@ -10,9 +10,10 @@ rounds of the median over ``--repeats`` calls of the thread's CPU time in micros
 other processes are not counted), and the ratio is ``time(every candidate) / time(selective)``: above 1,
 skipping pays.
 
-``--dense-above v ...`` times the selective loops once per value of ``SELECTIVE_DENSE_ABOVE`` (a step whose
-open share is above it runs as dense GEMMs; for layers with ``batch * hidden >= SELECTIVE_MIN_DENSE_WIDTH``)
-and prints ``time(first) / time(each)`` (above 1: that threshold is faster); ``--no-every`` leaves out the loops that compute every candidate.
+``--dense-above v ...`` times the selective loops once per value of the cell's ``SELECTIVE_DENSE_ABOVE``
+(a step whose open share is above it runs as dense GEMMs; for layers with ``batch * hidden >=
+SELECTIVE_MIN_DENSE_WIDTH``) and prints ``time(first) / time(each)`` (above 1: that threshold is
+faster); ``--no-every`` leaves out the loops that compute every candidate.
 
 Example::
 
@@ -71,9 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     x = torch.randn(args.T, args.B, args.I, generator=torch.Generator().manual_seed(0))
     print(f"T={args.T} B={args.B} I={args.I} H={args.hidden}; forward+backward, us of thread CPU time")
-    thresholds = [fused_selective.SELECTIVE_DENSE_ABOVE if v is None else v for v in args.dense_above]
+    thresholds = args.dense_above  # None: the cell's own
     modes = [("selective", v) for v in thresholds] + ([] if args.no_every else [("every", None)])
-    names = [f"sel@{v:g}" for v in thresholds] + ([] if args.no_every else ["every cand."])
+    names = ["sel" if v is None else f"sel@{v:g}" for v in thresholds] + ([] if args.no_every else ["every cand."])
     print(f"{'cell':<6} {'gate':<7} {'rate':>5} {'realised':>9} " + " ".join(f"{n:>11}" for n in names)
           + "   ratios")
     rows = []
@@ -91,12 +92,13 @@ def main(argv: list[str] | None = None) -> dict:
                         for i, (mode, dense) in enumerate(modes):
                             fused_selective.SELECTIVE_SMALL_MAX_RATE = {**original, cell: 1.0 if mode == "selective"
                                                                         else 0.0}
-                            fused_selective.SELECTIVE_DENSE_ABOVE = original_dense if dense is None else dense
+                            fused_selective.SELECTIVE_DENSE_ABOVE = original_dense if dense is None else {
+                                **original_dense, cell: dense}
                             times[i].append(time_call(run, args.repeats, 2, clock=time.thread_time) * 1e3)
                     realised = layer.statistics()["update_rate"]
                     medians = [statistics.median(t) for t in times]
                     row = {"cell": cell, "gate": gate, "rate": rate, "realised": realised,
-                           "selective_us": {f"{v:g}": m for v, m in zip(thresholds, medians)}}
+                           "selective_us": {"own" if v is None else f"{v:g}": m for v, m in zip(thresholds, medians)}}
                     if not args.no_every:
                         row["every_candidate_us"] = medians[-1]
                         row["ratio"] = medians[-1] / medians[0]

@@ -48,7 +48,7 @@ def calls(monkeypatch):
 @pytest.mark.parametrize("cell", CELLS)
 def test_selective_loops_match_the_reference(cell, gate, rate, dense_above, calls, monkeypatch,
                                              assert_backend_matches_reference):
-    monkeypatch.setattr(fused_selective, "SELECTIVE_DENSE_ABOVE", dense_above)
+    monkeypatch.setattr(fused_selective, "SELECTIVE_DENSE_ABOVE", dict.fromkeys(CELLS, dense_above))
     monkeypatch.setattr(fused_selective, "SELECTIVE_MIN_DENSE_WIDTH", 1)
     seed = int(rate * 100) + (gate == "event") + 7 * CELLS.index(cell)
     layer = _layer(gate, rate, seed=seed, cell=cell, target_update_rate=0.3)
@@ -93,7 +93,7 @@ def test_float32_matches_the_reference(cell, calls, assert_rel_close):
 @pytest.mark.parametrize("gate", ["rhythm", "event"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_only_open_pairs_are_computed(cell, gate, monkeypatch):
-    monkeypatch.setattr(fused_selective, "SELECTIVE_DENSE_ABOVE", 1.0)
+    monkeypatch.setattr(fused_selective, "SELECTIVE_DENSE_ABOVE", dict.fromkeys(CELLS, 1.0))
     layer = _layer(gate, 0.1, hidden=64, seed=2, cell=cell)
     layer.backend = "fused"
     x, state, starts = random_sequence(layer, 2, 20, 8, reset_rate=0.0)
@@ -102,7 +102,7 @@ def test_only_open_pairs_are_computed(cell, gate, monkeypatch):
     stats = layer.statistics()
     assert stats["computed_fraction"] == stats["update_rate"]  # exactly: both count the same pairs
     assert 0.02 < stats["computed_fraction"] < 0.3
-    monkeypatch.setattr(fused_selective, "SELECTIVE_DENSE_ABOVE", 0.0)  # every step dense: every candidate
+    monkeypatch.setattr(fused_selective, "SELECTIVE_DENSE_ABOVE", dict.fromkeys(CELLS, 0.0))  # every step dense
     monkeypatch.setattr(fused_selective, "SELECTIVE_MIN_DENSE_WIDTH", 1)
     with torch.no_grad():
         layer(x, state)
@@ -159,8 +159,10 @@ def test_group_equals_separate_calls(cell, calls, assert_rel_close):
 
 def test_small_layers_never_run_dense_steps():
     width = fused_selective.SELECTIVE_MIN_DENSE_WIDTH
-    assert fused_selective.dense_above(torch.zeros(3, 8, 2), width // 8 - 1) == 1.0
-    assert fused_selective.dense_above(torch.zeros(3, 8, 2), width // 8) == fused_selective.SELECTIVE_DENSE_ABOVE
+    for cell in CELLS:
+        assert fused_selective.dense_above(torch.zeros(3, 8, 2), width // 8 - 1, cell) == 1.0
+        assert fused_selective.dense_above(torch.zeros(3, 8, 2), width // 8, cell) == \
+            fused_selective.SELECTIVE_DENSE_ABOVE[cell]
 
 
 @pytest.mark.parametrize("steps, batch", [(1, 1), (32, 64)])
