@@ -36,7 +36,7 @@ SELECTIVE_DENSE_ABOVE = {"gru": 0.5, "lstm": 0.9, "elman": 0.5}
 (at H=1024, B=64 the gathered products are faster up to about this share: the GRU's by
 ``scripts/bench_core.py --update-rates``; the LSTM's, whose four gate rows per neuron make each sample
 row read pay for more work, by ``scripts/bench_selective_small.py --dense-above``: at rate 0.5 0.9 took
-0.73x the time of 0.5, at rate 0.7 0.62-0.66x; the Elman cell's gathered products and dense steps cost
+0.61-0.75x the time of 0.5, at rate 0.7 0.62-0.63x; the Elman cell's gathered products and dense steps cost
 about the same at rate 0.5, and lower thresholds were slower at rates 0.2-0.3) ..."""
 
 SELECTIVE_MIN_DENSE_WIDTH = 16384
