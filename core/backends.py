@@ -35,11 +35,11 @@ def choose_backend(x: torch.Tensor, layer: "SparseRecurrent") -> str:
 
     - CUDA: ``compiled``: fused element-wise kernels; eager launches a kernel
       per operation and step.
-    - CPU, a gated unrouted GRU that the selective loops take
+    - CPU, a gated unrouted GRU, LSTM or Elman layer that the selective loops take
       (:func:`~sparsernn.core.fused_selective.selective_native`: the C++ loops are there, and the
-      layer is large or configured at most 0.3 open): ``fused``, whose selective loops compute only the open
-      neurons' candidates (:mod:`~sparsernn.core.fused_selective`; ``docs/benchmarks_selective.md``,
-      "Selective update that pays").
+      layer is large or configured at most ``SELECTIVE_SMALL_MAX_RATE[cell]`` open): ``fused``, whose
+      selective loops compute only the open neurons' candidates (:mod:`~sparsernn.core.fused_selective`;
+      ``docs/benchmarks_selective.md``, "Selective update that pays" and "LSTM and Elman").
     - CPU, another unrouted layer: ``reference`` for a one-step call (T = 1) of a layer with
       ``hidden_size >= AUTO_MIN_ONE_STEP_REFERENCE_HIDDEN_CPU`` (``scripts/bench_core.py --step``,
       B=1: H=256 fused 105 us vs reference 45 us, H=1024 10.7 ms vs 0.21 ms: the fused loop

@@ -282,8 +282,7 @@ def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
               *[layer.bias_hh for layer in layers])
     selective = selective_native(layers, x) if gate_x is not None else None
     if selective is not None:
-        ys, h, preact, computed = selective_group(selective, x, h, alive, resets, gate_x, gate_w, params)
-        return ys, h, None, preact, computed
+        return selective_group(selective, cell, x, h, c, alive, resets, gate_x, gate_w, params)
     if torch.is_grad_enabled():
         *ys, h, c_out, preact = _FusedSequence.apply(cell, len(layers), x, h, c, alive, resets, gate_x, gate_w,
                                                      *params)

@@ -8,7 +8,7 @@ routed layers it also prints ``time(same layer dense) / time(routed)`` (the
 same backend, ``keep=1``) and, with ``--step``, the time of one acting /
 streaming step (T=1, B=``--step-batch``, no grad) of the dense and the routed
 layer on the ``auto`` backend. With ``--update-rates``, it adds rhythm- and
-event-gated GRUs whose switches open that share of neurons
+event-gated layers whose switches open that share of neurons
 (``initial_update_rate``) and prints ``time(same layer, gate off) / time(gated)``
 with the realised update rate and the share of candidates computed.
 
@@ -21,6 +21,11 @@ Example::
         --threads 1 --step   # routed vs dense (issue 12's targets)
     python scripts/bench_core.py --T 32 --B 64 --I 64 --hidden 1024 --fractions 1 --backends fused \
         --threads 1 --update-rates 1 0.5 0.1   # gated vs gate off (issue 13's targets)
+    python scripts/bench_core.py --T 32 --B 64 --I 64 --hidden 1024 --fractions 1 --backends reference fused \
+        --threads 1 --update-rates 1 0.5 0.1 --repeats 3 --cell lstm   # the same for the LSTM (or elman)
+
+``--cell`` sets the cell of the density, keep and update-rate rows (default ``gru``; the ``nn.GRU`` and
+``nn.LSTM`` rows are always there, and the GRU's extra ``event-gated`` / ``lstm dense`` rows only with ``gru``).
 """
 from __future__ import annotations
 
@@ -66,6 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--step-repeats", type=int, default=200)
     parser.add_argument("--update-rates", type=float, nargs="*", default=[],
                         help="also time rhythm- and event-gated GRUs opening this share of neurons")
+    parser.add_argument("--cell", default="gru", choices=["gru", "lstm", "elman"],
+                        help="the cell of the density / keep / update-rate rows (default gru)")
     parser.add_argument("--json", help="write the results to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
@@ -82,21 +89,22 @@ def main(argv: list[str] | None = None) -> dict:
         models = {"nn.GRU": torch.nn.GRU(args.I, H).to(device), "nn.LSTM": torch.nn.LSTM(args.I, H).to(device)}
         for backend in args.backends:
             for frac in args.fractions:
-                models[f"{backend} gru density={frac:g}"] = SparseRecurrent(
-                    args.I, H, cell="gru", density_ih=frac, density_hh=frac, backend=backend, seed=0, device=device)
+                models[f"{backend} {args.cell} density={frac:g}"] = SparseRecurrent(
+                    args.I, H, cell=args.cell, density_ih=frac, density_hh=frac, backend=backend, seed=0, device=device)
             for frac in args.fractions:
                 if frac < 1.0:
-                    models[f"{backend} gru keep={frac:g}"] = SparseRecurrent(
-                        args.I, H, cell="gru", router_keep=frac, backend=backend, seed=0, device=device)
+                    models[f"{backend} {args.cell} keep={frac:g}"] = SparseRecurrent(
+                        args.I, H, cell=args.cell, router_keep=frac, backend=backend, seed=0, device=device)
             for rate in args.update_rates:
                 for gate in ("rhythm", "event"):
-                    models[f"{backend} gru {gate} rate={rate:g}"] = SparseRecurrent(
-                        args.I, H, cell="gru", update_gate=gate, initial_update_rate=rate, backend=backend, seed=0,
+                    models[f"{backend} {args.cell} {gate} rate={rate:g}"] = SparseRecurrent(
+                        args.I, H, cell=args.cell, update_gate=gate, initial_update_rate=rate, backend=backend, seed=0,
                         device=device)
-            models[f"{backend} gru event-gated"] = SparseRecurrent(
-                args.I, H, cell="gru", update_gate="event", backend=backend, seed=0, device=device)
-            models[f"{backend} lstm dense"] = SparseRecurrent(args.I, H, cell="lstm", backend=backend, seed=0,
-                                                              device=device)
+            if args.cell == "gru":
+                models[f"{backend} gru event-gated"] = SparseRecurrent(
+                    args.I, H, cell="gru", update_gate="event", backend=backend, seed=0, device=device)
+                models[f"{backend} lstm dense"] = SparseRecurrent(args.I, H, cell="lstm", backend=backend, seed=0,
+                                                                  device=device)
         print(header)
         base = None
         for name, module in models.items():
@@ -124,25 +132,26 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append(row)
             print(f"{H:>5} {name:<34} {fwd:>9.1f} {fwd_bwd:>11.1f} {row['speedup_vs_nn_gru_forward']:>12.2f}x "
                   f"{row['speedup_vs_nn_gru_forward_backward']:>12.2f}x", flush=True)
-    routed = routed_vs_dense(rows)
-    gated = gated_vs_ungated(rows)
+    routed = routed_vs_dense(rows, args.cell)
+    gated = gated_vs_ungated(rows, args.cell)
     steps = one_step_rows(args, device, sync) if args.step else []
     payload = {"benchmark": "bench_core", "command": " ".join(["python", "scripts/bench_core.py", *(argv or sys.argv[1:])]),
-               "machine": machine_info(), "shape": {"T": args.T, "B": args.B, "I": args.I}, "rows": rows,
+               "machine": machine_info(), "shape": {"T": args.T, "B": args.B, "I": args.I}, "cell": args.cell,
+               "rows": rows,
                "routed_vs_dense": routed, "gated_vs_ungated": gated, "one_step": steps}
     write_json(args.json, payload)
     return payload
 
 
-def routed_vs_dense(rows: list[dict]) -> list[dict]:
-    """``time(<backend> gru density=1) / time(<backend> gru keep=k)`` per hidden size, backend and keep."""
+def routed_vs_dense(rows: list[dict], cell: str = "gru") -> list[dict]:
+    """``time(<backend> <cell> density=1) / time(<backend> <cell> keep=k)`` per hidden size, backend and keep."""
     by_name = {(row["hidden"], row["model"]): row for row in rows}
     out = []
     for (hidden, name), row in by_name.items():
-        if " gru keep=" not in name:
+        if f" {cell} keep=" not in name:
             continue
-        backend, keep = name.split(" gru keep=")
-        dense = by_name.get((hidden, f"{backend} gru density=1"))
+        backend, keep = name.split(f" {cell} keep=")
+        dense = by_name.get((hidden, f"{backend} {cell} density=1"))
         if dense is None:
             continue
         out.append({"hidden": hidden, "backend": backend, "keep": float(keep),
@@ -156,16 +165,17 @@ def routed_vs_dense(rows: list[dict]) -> list[dict]:
     return out
 
 
-def gated_vs_ungated(rows: list[dict]) -> list[dict]:
-    """``time(<backend> gru density=1) / time(<backend> gru <gate> rate=r)`` per hidden size, backend, gate, rate."""
+def gated_vs_ungated(rows: list[dict], cell: str = "gru") -> list[dict]:
+    """``time(<backend> <cell> density=1) / time(<backend> <cell> <gate> rate=r)`` per hidden size, backend, gate,
+    rate."""
     by_name = {(row["hidden"], row["model"]): row for row in rows}
     out = []
     for (hidden, name), row in by_name.items():
         if " rate=" not in name:
             continue
-        backend, rest = name.split(" gru ")
+        backend, rest = name.split(f" {cell} ")
         gate, rate = rest.split(" rate=")
-        dense = by_name.get((hidden, f"{backend} gru density=1"))
+        dense = by_name.get((hidden, f"{backend} {cell} density=1"))
         if dense is None:
             continue
         out.append({"hidden": hidden, "backend": backend, "gate": gate, "rate": float(rate),

@@ -6,7 +6,8 @@ The profile behind ``docs/benchmarks_selective.md`` ("the layer")::
     OMP_NUM_THREADS=1 python scripts/profile_selective.py --gate rhythm --rate 0.1
     # the same calls under perf, for the C++ loops' hot lines:
     OMP_NUM_THREADS=1 perf record -o perf.data python scripts/profile_selective.py --gate rhythm --rate 0.1 --no-table
-    perf annotate -i perf.data --stdio -s "sparsernn::(anonymous namespace)::gru_selective_backward_impl<float>"
+    perf annotate -i perf.data --stdio \
+        -s "sparsernn::(anonymous namespace)::selective_backward_impl<float, sparsernn::selective::GruCell>"
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sparsernn.core import SparseRecurrent
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gate", choices=["rhythm", "event"], default="rhythm")
+    parser.add_argument("--cell", choices=["gru", "lstm", "elman"], default="gru")
     parser.add_argument("--rate", type=float, default=0.1, help="initial_update_rate")
     parser.add_argument("--T", type=int, default=32)
     parser.add_argument("--B", type=int, default=64)
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--no-table", action="store_true", help="only run the calls (for perf record)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    layer = SparseRecurrent(args.I, args.hidden, cell="gru", update_gate=args.gate, initial_update_rate=args.rate,
+    layer = SparseRecurrent(args.I, args.hidden, cell=args.cell, update_gate=args.gate, initial_update_rate=args.rate,
                             seed=0)
     x = torch.randn(args.T, args.B, args.I, generator=torch.Generator().manual_seed(0))
 

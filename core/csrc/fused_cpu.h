@@ -158,15 +158,16 @@ std::vector<Tensor> routed_backward(std::string cell, Tensor dy, Tensor dh, Tens
 // dgates (T, G, B, k*H).
 std::vector<Tensor> routed_weight_grads(Tensor dgates, Tensor values, Tensor mask, int64_t offset, int64_t n);
 
-// The selective-update GRU that skips closed neurons (selective_forward.cpp, selective_backward.cpp;
-// sparsernn/core/fused_selective.py). Sequences time-major (T, G, B, .); weights as the layer keeps them.
-std::vector<Tensor> gru_selective_forward(Tensor x, Tensor h0, std::vector<Tensor> w_ih, std::vector<Tensor> b_ih,
-                                          std::vector<Tensor> w_hh, std::vector<Tensor> b_hh, OptTensor alive,
-                                          std::vector<bool> resets, Tensor gate_x, OptTensor gate_w, bool save,
-                                          double dense_above);
-std::vector<Tensor> gru_selective_backward(Tensor dy, Tensor dh, OptTensor da_ext, Tensor x, Tensor h_read, Tensor vals,
-                                           Tensor a, Tensor dense, OptTensor gate_w, OptTensor alive,
-                                           std::vector<bool> resets, std::vector<Tensor> w_ih, std::vector<Tensor> w_hh,
-                                           bool need_dx);
+// The selective-update GRU, LSTM and Elman layers that skip closed neurons (selective_forward.cpp,
+// selective_backward.cpp, selective_cells.h; sparsernn/core/fused_selective.py). Sequences time-major
+// (T, G, B, .); weights as the layer keeps them; c0, dc and c_read only for the LSTM.
+std::vector<Tensor> selective_forward(std::string cell, Tensor x, Tensor h0, OptTensor c0, std::vector<Tensor> w_ih,
+                                      std::vector<Tensor> b_ih, std::vector<Tensor> w_hh, std::vector<Tensor> b_hh,
+                                      OptTensor alive, std::vector<bool> resets, Tensor gate_x, OptTensor gate_w,
+                                      bool save, double dense_above);
+std::vector<Tensor> selective_backward(std::string cell, Tensor dy, Tensor dh, OptTensor dc, OptTensor da_ext, Tensor x,
+                                       Tensor h_read, OptTensor c_read, Tensor vals, Tensor a, Tensor dense,
+                                       OptTensor gate_w, OptTensor alive, std::vector<bool> resets,
+                                       std::vector<Tensor> w_ih, std::vector<Tensor> w_hh, bool need_dx);
 
 }  // namespace sparsernn

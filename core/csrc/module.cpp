@@ -11,6 +11,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("routed_forward", &sparsernn::routed_forward);
   m.def("routed_backward", &sparsernn::routed_backward);
   m.def("routed_weight_grads", &sparsernn::routed_weight_grads);
-  m.def("gru_selective_forward", &sparsernn::gru_selective_forward);
-  m.def("gru_selective_backward", &sparsernn::gru_selective_backward);
+  m.def("selective_forward", &sparsernn::selective_forward);
+  m.def("selective_backward", &sparsernn::selective_backward);
 }

@@ -164,11 +164,14 @@ def test_fused_refuses_mixed_groups():
 
 
 def test_auto_picks_fused_for_small_calls_on_cpu():
-    layer = SparseRecurrent(4, 64, cell="lstm", update_gate="event", seed=0)
+    layer = SparseRecurrent(4, 64, cell="lstm", seed=0)
     assert choose_backend(torch.zeros(32, 8, 4), layer) == "fused"
     assert choose_backend(torch.zeros(32, 1024, 4), layer) == "fused"  # B * H = 65536: RL's largest minibatches
     assert choose_backend(torch.zeros(32, 1025, 4), layer) == "reference"
     assert choose_backend(torch.zeros(1, 8, 4), layer) == "fused"  # RL's acting step
+    gated_lstm = SparseRecurrent(4, 64, cell="lstm", update_gate="event", seed=0)  # about half open
+    assert choose_backend(torch.zeros(32, 8, 4), gated_lstm) == "fused"  # the dense rule (too few samples to skip)
+    assert choose_backend(torch.zeros(32, 1025, 4), gated_lstm) == "fused"  # wide: the selective loops
     wide = SparseRecurrent(4, 256, seed=0)
     assert choose_backend(torch.zeros(1, 1, 4), wide) == "reference"  # one step of a wide layer
     assert choose_backend(torch.zeros(2, 1, 4), wide) == "fused"

@@ -181,7 +181,13 @@ def test_forward_raises_clearly_or_matches_the_reference(call):
             assert torch.isfinite(grads[name]).all(), name
             assert _gradient_error(grads[name], p.grad) <= 1e-8, name
     reference.zero_grad(set_to_none=True)
-    assert layer.statistics() == pytest.approx(reference.statistics(), nan_ok=True)
+    # what a backend computes is its own business (the selective loops skip closed neurons); every other
+    # statistic is the layer's and must agree
+    stats, ref_stats = layer.statistics(), reference.statistics()
+    computed, ref_computed = stats.pop("computed_fraction"), ref_stats.pop("computed_fraction")
+    assert ref_computed == 1.0 or ref_computed != ref_computed  # NaN where the layer's rate is
+    assert 0 <= computed <= 1 or (computed != computed and ref_computed != ref_computed)
+    assert stats == pytest.approx(ref_stats, nan_ok=True)
 
 
 @settings(max_examples=40, deadline=None)
