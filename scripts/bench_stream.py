@@ -249,7 +249,8 @@ def main(argv=None) -> int:
     values = series(args.single_points, args.seed)
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                            "torch_threads": args.threads, "torch": torch.__version__},
-               "config": vars(args) | {"json": str(args.json)}}
+               "config": vars(args) | {"json": str(args.json),
+                                       "learn": None if args.learn is None else args.learn.settings()}}
     # river's one-stream test and each rate's tests take turns, each reporting its best round, so
     # that a slow spell of a shared machine does not fall on one of them only
     hst, rounds, learning = 0.0, [[] for _ in detectors], []

@@ -299,7 +299,9 @@ class OnlineLearner:
         slot = torch.from_numpy(((end[keep.numpy()] - s.window) // s.every) % self.slots)
         start = self.checkpoint[rows, slot]
         at = torch.from_numpy(due)
-        sub = {k: v[at] for k, v in params.items()}
+        # every stream of the learner, in order: work on its tensors in place (no gather, no scatter)
+        full = len(rows) == len(self.adam_step) and bool(torch.equal(rows, torch.arange(len(rows))))
+        sub = params if full else {k: v[at] for k, v in params.items()}
         grads, losses = self._gradients(sub, window_u, start, ok.transpose(0, 1))
         sq = sum(g.reshape(len(rows), -1).square().sum(1) for g in grads.values())
         norm = sq.sqrt()
@@ -307,19 +309,22 @@ class OnlineLearner:
         if not bool(finite.any()):
             return
         if not bool(finite.all()):  # a stream whose gradient is not finite keeps its weights
-            rows, at = rows[finite], at[finite]
+            rows, at, full = rows[finite], at[finite], False
             grads, norm = {k: g[finite] for k, g in grads.items()}, norm[finite]
         clip = (s.max_grad_norm / (norm + 1e-6)).clamp(max=1.0)
         step = self.adam_step[rows] + 1
         self.adam_step[rows] = step
         (b1, b2), stepf = ADAM_BETAS, step.to(torch.float32)
         correction1, correction2 = 1 - b1 ** stepf, (1 - b2 ** stepf).sqrt()
-        for name, g in grads.items():
+        for name, g in grads.items():  # Adam, per stream (its own step count); the same numbers either way
             shape = (-1,) + (1,) * (g.dim() - 1)
             g = g * clip.view(shape)
-            m = self.adam_m[name][rows].mul_(b1).add_(g, alpha=1 - b1)
-            v = self.adam_v[name][rows].mul_(b2).addcmul_(g, g, value=1 - b2)
-            self.adam_m[name][rows], self.adam_v[name][rows] = m, v
+            m = (self.adam_m[name] if full else self.adam_m[name][rows]).mul_(b1).add_(g, alpha=1 - b1)
+            v = (self.adam_v[name] if full else self.adam_v[name][rows]).mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (v.sqrt() / correction2.view(shape)).add_(ADAM_EPS)
-            new = params[name][at] - (s.learning_rate / correction1).view(shape) * m / denom
-            params[name][at] = new  # with `everything` these are this learner's tensors; else advance writes back
+            change = (s.learning_rate / correction1).view(shape) * m / denom
+            if full:
+                params[name].sub_(change)  # params are this learner's tensors
+            else:
+                self.adam_m[name][rows], self.adam_v[name][rows] = m, v
+                params[name][at] = params[name][at] - change  # with `everything`, this learner's; else advance writes back

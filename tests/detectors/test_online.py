@@ -215,3 +215,19 @@ def test_partial_fit_checks_input_like_fit(series):
         with pytest.raises(error):
             det.partial_fit(bad)
     assert all(torch.equal(state[k], v) for k, v in det.model_.state_dict().items())
+
+
+def test_nab_chain_passes_learning_through(series):
+    from sparsernn.detectors.nab import SelectiveUpdateNAB
+
+    with pytest.raises(ValueError, match="every"):
+        SelectiveUpdateNAB(learn={"every": 0})
+    with pytest.raises(TypeError, match="learn must be"):
+        SelectiveUpdateNAB(learn=True)
+    settings = dict(seasonal=False, novelty=False, **{k: v for k, v in SMALL.items() if k != "progress"})
+    chain = SelectiveUpdateNAB(learn={"every": 8, "window": 16}, **settings)
+    stream = chain.pipeline(series[0][:300], 100)
+    assert stream._scorer.learn == OnlineLearning(every=8, window=16)
+    learned = chain.run(series[0][:300], 100)
+    frozen = SelectiveUpdateNAB(**settings).run(series[0][:300], 100)
+    assert learned.shape == (300,) and not np.array_equal(learned, frozen)
