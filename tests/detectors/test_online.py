@@ -137,6 +137,36 @@ def test_streams_learn_their_own_weights(fitted, series):
         assert not torch.equal(stacked[0], stacked[2]) or name.endswith("gate.weight_h"), name
 
 
+def test_windows_keep_the_last_points_and_the_states_that_entered_them(fitted, series):
+    """A window ending at count e starts from the state the stream had at count e - window (a checkpoint)."""
+    x = series[0][:30]
+    scorer = StreamScorer(fitted, learn=LEARN)          # window 8, every 3: 3 checkpoint slots
+    states = [np.zeros(scorer.model.layer.state_size, dtype=np.float32)]
+    for value in x:
+        scorer.learn_one(float(value))
+        states.append(scorer.state[0].copy())
+    learner = scorer.learner
+    assert learner.slots == 3
+    for n in (22, 25, 28):                              # (n + 8) % 3 == 0: the checkpoints still needed
+        np.testing.assert_array_equal(learner.checkpoint[0, (n // 3) % 3].numpy(), states[n], err_msg=str(n))
+    u = np.clip((x - fitted.center_[0]) / fitted.scale_[0], -100, 100).astype(np.float32)
+    np.testing.assert_array_equal(learner.ring_u[0, np.arange(22, 30) % 8, 0].numpy(), u[22:30])
+
+
+def test_streams_at_different_counts_learn_on_their_own_schedule(fitted, series):
+    """A block whose streams are at different counts (learning points and checkpoints at different rows)
+    gives each stream what it gets alone, point by point."""
+    x = series[0][:60]
+    mixed = StreamScorer(fitted, learn=LEARN)
+    head = mixed.process(x[:5, None], ["a"])[:, 0]
+    both = mixed.process(np.stack([x[5:50], 2.0 * x[:45]], 1), ["a", "b"])
+    alone_a = stream_points(StreamScorer(fitted, learn=LEARN), x[:50])
+    alone_b = stream_points(StreamScorer(fitted, learn=LEARN), 2.0 * x[:45])
+    np.testing.assert_allclose(np.concatenate([head, both[:, 0]]), alone_a, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(both[:, 1], alone_b, rtol=1e-5, atol=1e-6)
+    assert mixed.learner.adam_step.tolist() == [(50 - 9) // 3 + 1, (45 - 9) // 3 + 1]
+
+
 # ---------------------------------------------------------------- persistence
 def test_resumed_stream_continues_bit_identically(fitted, series, tmp_path):
     x = np.stack([series[0][:120], series[0][40:160], 2.0 * series[0][:120]], 1)[:, :, None]
