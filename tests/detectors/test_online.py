@@ -88,6 +88,37 @@ def test_rejected_call_changes_nothing(fitted, series):
     assert scorer.stream_ids == ["a"] and all(np.array_equal(before[k], scorer.state_arrays()[k]) for k in before)
 
 
+def test_an_extreme_outlier_leaves_the_learned_weights_finite(fitted, series):
+    x = series[0][:80].copy()
+    x[40] = 1e30                                        # clipped to 100 robust units before the model sees it
+    scorer = StreamScorer(fitted, learn=dict(LEARN, learning_rate=1e-1))
+    scores = scorer.process(x[:, None])[:, 0]
+    assert np.isfinite(scores).all() and scores[40] > 100 * scores[30:40].max()
+    assert all(torch.isfinite(p).all() for p in scorer.learner.params.values())
+    assert int(scorer.learner.adam_step[0]) == (80 - 9) // 3 + 1
+
+
+def test_a_stream_whose_gradient_is_not_finite_keeps_its_weights(fitted, series, monkeypatch):
+    scorer = StreamScorer(fitted, learn=dict(LEARN, every=1))
+    x = np.stack([series[0][:8], series[0][8:16]], 1)
+    scorer.process(x, ["a", "b"])                        # 8 points each: one step each so far (count 8)
+    before = weights(scorer)
+    gradients = scorer.learner._gradients
+
+    def poisoned(*args):
+        grads, losses = gradients(*args)
+        grads = {k: g.clone() for k, g in grads.items()}
+        grads["head.bias"][1] = float("nan")             # stream "b"
+        return grads, losses
+
+    monkeypatch.setattr(scorer.learner, "_gradients", poisoned)
+    scorer.process(x[:1], ["a", "b"])
+    after = weights(scorer)
+    assert scorer.learner.adam_step.tolist() == [2, 1]
+    assert all(torch.equal(before[k][1], after[k][1]) for k in before)
+    assert not all(torch.equal(before[k][0], after[k][0]) for k in before)
+
+
 # ---------------------------------------------------------------- causality, determinism
 def test_score_is_computed_before_learning(fitted, series):
     """The score of the point a stream learns from first is the same whether or not it learns from it."""
