@@ -4,7 +4,8 @@
   predict) built on a core :class:`~sparsernn.core.SparseRecurrent` forecaster;
   :func:`save_detector` / :func:`load_detector`.
 - :class:`StreamScorer` — river-style streaming (``score_one`` / ``learn_one``)
-  over one or many streams, and the wrappers that nest around it:
+  over one or many streams (optionally learning each stream's forecaster online,
+  :class:`OnlineLearning`), and the wrappers that nest around it:
   :class:`AnomalyLikelihood` (NAB's HTM likelihood), :class:`SeasonalSurprise`,
   :class:`WindowNovelty`, :class:`SpatialAnomaly`, :class:`PeakSuppression`;
   :func:`save_stream` / :func:`load_stream` write and read a whole chain
@@ -18,13 +19,13 @@ benchmark detectors) in :mod:`sparsernn.detectors.nab`.
 """
 from .metrics import auc_pr, vus_pr
 from .selective_update import SelectiveUpdateDetector
-from .stream import (AnomalyLikelihood, CorruptSaveError, PeakSuppression, SeasonalSurprise, SpatialAnomaly,
-                     StreamScorer, WindowNovelty, load_stream, save_stream)
+from .stream import (AnomalyLikelihood, CorruptSaveError, OnlineLearning, PeakSuppression, SeasonalSurprise,
+                     SpatialAnomaly, StreamScorer, WindowNovelty, load_stream, save_stream)
 from .stream.persistence import load_detector, save_detector
 
 __all__ = [
     "SelectiveUpdateDetector", "save_detector", "load_detector",
-    "StreamScorer", "AnomalyLikelihood", "SeasonalSurprise", "WindowNovelty", "SpatialAnomaly", "PeakSuppression",
+    "StreamScorer", "OnlineLearning", "AnomalyLikelihood", "SeasonalSurprise", "WindowNovelty", "SpatialAnomaly", "PeakSuppression",
     "save_stream", "load_stream", "CorruptSaveError",
     "auc_pr", "vus_pr",
 ]

@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..core.inference import InferenceStepper
 from .forecaster import GaussianForecaster, surprise
-from .checks import check_int as _check_int, check_number, check_positive as _check_positive, check_seed
+from .checks import MAX_SEED, check_int as _check_int, check_number, check_positive as _check_positive, check_seed
 from .normalization import clip_units, robust_center_scale
 from .series_input import SeriesInput, as_series, check_feature_names, feature_names_of
 from .training import train_forecaster
@@ -195,15 +195,52 @@ class SelectiveUpdateDetector(BaseDetector):
         with np.errstate(over="ignore", invalid="ignore"):
             self.center_, self.scale_ = robust_center_scale(series.values)
         self.model_ = self._build_model(self.n_channels_)
+        self.training_losses_ = self._train(series, int(self.seed))
+        self.decision_scores_ = self._scores(series)
+        self._process_decision_scores()
+        return self
+
+    def _train(self, series: SeriesInput, seed: int) -> list[float]:
+        """``n_steps`` Adam steps of the forecaster on ``series`` (scaled by the fit-time scaling)."""
         u = torch.from_numpy(self.normalize(series.values)).to(self.model_.head.weight.dtype)
         device = self._device()
         try:
-            self.training_losses_ = train_forecaster(
+            return train_forecaster(
                 self.model_.to(device), u.to(device), window=int(self.window), burn_in=int(self.burn_in),
                 batch_size=int(self.batch_size), n_steps=int(self.n_steps), learning_rate=float(self.learning_rate),
-                seed=int(self.seed), progress=self.progress, log_dir=self.log_dir)
+                seed=seed, progress=self.progress, log_dir=self.log_dir)
         finally:
             self.model_.to("cpu")
+
+    def partial_fit(self, X, y=None):
+        """Continue training the fitted forecaster on new data (scikit-learn's incremental convention).
+
+        The forecaster takes ``n_steps`` more Adam steps (``learning_rate``, random windows of
+        ``window`` points, as :meth:`fit` trains) on ``X``, scaled with the *fit-time* centre and
+        scale (kept, so scores stay in the units of :meth:`fit`); Adam starts from fresh moments
+        at each call. The windows are drawn with the seed ``seed + len(training_losses_)``, so a
+        sequence of calls is reproducible and each call draws new windows.
+        ``decision_scores_``, ``threshold_`` and ``labels_`` become those of ``X``; the losses are
+        appended to ``training_losses_``. On a detector that is not fitted yet this is :meth:`fit`.
+        A :class:`~sparsernn.detectors.StreamScorer` built before keeps the weights it copied.
+
+        Parameters
+        ----------
+        X : array of shape (n_timestamps,) or (n_timestamps, n_channels), pandas Series or DataFrame
+            Checked as :meth:`fit` checks it, and of the fitted width (and column names).
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        if not hasattr(self, "model_"):
+            return self.fit(X)
+        self._check_hyperparameters()
+        check_feature_names(getattr(self, "feature_names_in_", None), X, "X")
+        series = as_series(X, "X", min_length=2, n_channels=self.n_channels_)
+        seed = (int(self.seed) + len(self.training_losses_)) % (MAX_SEED + 1)
+        self.training_losses_ = list(self.training_losses_) + self._train(series, seed)
         self.decision_scores_ = self._scores(series)
         self._process_decision_scores()
         return self

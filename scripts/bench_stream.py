@@ -29,6 +29,15 @@ taking turns round by round.
 4. **memory**: ``--memory-points`` points (``--streams`` streams) through the
    likelihood wrapper in blocks, for the first rate; resident memory sampled as
    it goes. Flat means the last sample is within a few MiB of the first.
+5. **online learning**: with ``--learn [KEY=VALUE ...]`` (settings of
+   :class:`~sparsernn.detectors.stream.online.OnlineLearning`, e.g.
+   ``--learn every=8 window=32``; bare ``--learn``: its defaults), the stream
+   scorer alone with learning off and on, taking turns in the same rounds:
+   ``process`` of blocks of ``--chunk`` points for ``--streams`` streams,
+   ``--learn-steps`` points per stream, and one stream point by point
+   (``--learn-single-points``); ratio = on / off::
+
+       python scripts/bench_stream.py --learn every=1 --memory-points 0 --json runs/bench_learn.json
 
 The scorers are built before their timing starts, so the numba compilation
 (or cache loading) of the one-stream step, done when a scorer is built, is not
@@ -54,6 +63,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, StreamScorer
+from sparsernn.detectors.stream.online import OnlineLearning
 from sparsernn.detectors.normalization import standardize
 
 
@@ -75,7 +85,34 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, help="write the results here")
-    return parser.parse_args(argv)
+    parser.add_argument("--learn", nargs="*", metavar="KEY=VALUE", default=None,
+                        help="also measure online learning on vs off, with these OnlineLearning settings "
+                             "(e.g. every=8 window=32; none: its defaults)")
+    parser.add_argument("--learn-steps", type=int, default=64,
+                        help="points per stream of the many-stream learning test (default 64)")
+    parser.add_argument("--learn-single-points", type=int, default=500,
+                        help="points of the one-stream learning test (default 500)")
+    args = parser.parse_args(argv)
+    if args.learn is not None:
+        args.learn = learning_settings(parser, args.learn)
+    return args
+
+
+def learning_settings(parser, pairs: list[str]) -> OnlineLearning:
+    """``--learn``'s KEY=VALUE pairs as :class:`OnlineLearning` (values parsed as JSON numbers)."""
+    settings = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            parser.error(f"--learn takes KEY=VALUE pairs; got {pair!r}")
+        try:
+            settings[key] = json.loads(value)
+        except ValueError:
+            parser.error(f"--learn {key}: the value must be a number or null; got {value!r}")
+    try:
+        return OnlineLearning.coerce(settings)
+    except (TypeError, ValueError) as error:
+        parser.error(f"--learn: {error}")
 
 
 def rss_mib() -> float:
@@ -136,10 +173,10 @@ def benchmark_block(n_streams: int, chunk: int, seed: int) -> np.ndarray:
 
 
 def many_streams(detector, n_streams: int, steps: int, chunk: int, seed: int,
-                 likelihood: bool = True) -> tuple[float, str]:
+                 likelihood: bool = True, learn: OnlineLearning | None = None) -> tuple[float, str]:
     """Points/s of ``process`` (``learn_many`` for ``chunk == 1``) over ``n_streams`` streams, and the
-    inference backend of the last call."""
-    scorer = StreamScorer(detector, normalizer_halflife=1000.0)
+    inference backend of the last call (``learn``: with online learning)."""
+    scorer = StreamScorer(detector, normalizer_halflife=1000.0, learn=learn)
     stream = AnomalyLikelihood(scorer) if likelihood else scorer
     ids = list(range(n_streams))
     block = benchmark_block(n_streams, chunk, seed)
@@ -180,6 +217,17 @@ def measure_rate(detector, values: np.ndarray, args) -> dict:
                              "backend": backend, "per_step_backend": step_backend}}
 
 
+def measure_learning(detector, values: np.ndarray, args) -> dict:
+    """Test 5: the scorer alone with online learning off and on (one round; on and off take turns)."""
+    chunk, steps = min(args.chunk, args.learn_steps), args.learn_steps
+    result = {}
+    for name, learn in (("off", None), ("on", args.learn)):
+        many, _ = many_streams(detector, args.streams, steps, chunk, args.seed, likelihood=False, learn=learn)
+        one = one_stream(StreamScorer(detector, learn=learn), values[:args.learn_single_points].tolist())
+        result[name] = {"many_points_per_s": many, "one_points_per_s": one}
+    return result
+
+
 def best_of(rounds: list[dict]) -> dict:
     """The best figure of each test over ``rounds`` of :func:`measure_rate`."""
     best = {part: dict(rounds[0][part]) for part in rounds[0]}
@@ -201,14 +249,17 @@ def main(argv=None) -> int:
     values = series(args.single_points, args.seed)
     results = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                            "torch_threads": args.threads, "torch": torch.__version__},
-               "config": vars(args) | {"json": str(args.json)}}
+               "config": vars(args) | {"json": str(args.json),
+                                       "learn": None if args.learn is None else args.learn.settings()}}
     # river's one-stream test and each rate's tests take turns, each reporting its best round, so
     # that a slow spell of a shared machine does not fall on one of them only
-    hst, rounds = 0.0, [[] for _ in detectors]
+    hst, rounds, learning = 0.0, [[] for _ in detectors], []
     for _ in range(args.repeats):
         hst = max(hst, river_hst(values.tolist(), args.seed))
         for detector, kept in zip(detectors, rounds):
             kept.append(measure_rate(detector, values, args))
+        if args.learn is not None:
+            learning.append(measure_learning(detectors[0], values, args))
     per_rate = [best_of(kept) | {"realised_update_rate": realised_update_rate(detector, args.streams, args.chunk,
                                                                               args.seed)}
                 for detector, kept in zip(detectors, rounds)]
@@ -224,6 +275,13 @@ def main(argv=None) -> int:
         results["update_rates"] = {str(rate): result for rate, result in zip(rates, per_rate)}
     if args.memory_points:
         results["memory"] = memory(detectors[0], args.streams, args.memory_points, args.chunk, args.seed)
+    if args.learn is not None:
+        best = {side: {key: max(r[side][key] for r in learning) for key in learning[0][side]} for side in ("off", "on")}
+        results["online_learning"] = {
+            "settings": args.learn.settings(), "streams": args.streams, "points_per_stream": args.learn_steps,
+            "chunk": min(args.chunk, args.learn_steps), "one_stream_points": args.learn_single_points, **best,
+            "ratio_many": best["on"]["many_points_per_s"] / best["off"]["many_points_per_s"],
+            "ratio_one": best["on"]["one_points_per_s"] / best["off"]["one_points_per_s"]}
 
     title = (f"streaming benchmark, hidden {args.hidden_size}, {args.update_gate} gate (points/s; ratio vs river "
              f"HalfSpaceTrees or, with several update rates, vs the last rate, in this run)")
@@ -249,6 +307,14 @@ def main(argv=None) -> int:
         table.add_row("", f"memory: {mem['points']:,} points in {mem['seconds']:.0f} s",
                       f"RSS {mem['rss_mib'][0][1]:.0f} -> {mem['rss_mib'][-1][1]:.0f} MiB",
                       f"{mem['growth_mib']:+.1f} MiB", "")
+    if args.learn is not None:
+        learned = results["online_learning"]
+        settings = ", ".join(f"{k}={v}" for k, v in learned["settings"].items())
+        for key, name in (("many_points_per_s", f"{args.streams} streams, blocks of {learned['chunk']}: StreamScorer"),
+                          ("one_points_per_s", "one stream: StreamScorer")):
+            table.add_row("learning off", name, f"{learned['off'][key]:,.0f}", "1.00", "")
+            table.add_row("learning on", name, f"{learned['on'][key]:,.0f}",
+                          f"{learned['on'][key] / learned['off'][key]:.3f}", settings)
     Console(width=160).print(table)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from ..stream.likelihood import AnomalyLikelihood
 from ..stream.novelty import WindowNovelty
 from ..stream.seasonal import SeasonalSurprise, rows_per_season
 from ..selective_update import SelectiveUpdateDetector
+from ..stream.online import OnlineLearning
 from ..stream.scorer import StreamScorer
 from ..stream.spatial import SPATIAL_TOLERANCE, SpatialAnomaly
 from ..stream.suppression import PeakSuppression
@@ -79,6 +80,10 @@ class SelectiveUpdateNAB(NABStreamDetector):
         Suppression period as a multiple of the probationary length; None
         turns suppression off (the default: the likelihood's red-zone filter
         already reports a sustained anomaly once).
+    learn : dict, optional
+        Online learning of the forecaster while each file streams: keyword arguments of
+        :class:`~sparsernn.detectors.stream.online.OnlineLearning` (``{}``: its defaults),
+        checked here; None (default): the forecaster keeps its fitted weights.
     **detector_params
         Keyword arguments of :class:`SelectiveUpdateDetector`, over
         :data:`NAB_DETECTOR_DEFAULTS`.
@@ -90,7 +95,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
                  seasonal: bool = True, seasonal_period: int | None = None, suppression: float | None = None,
                  spatial_tolerance: float | None = SPATIAL_TOLERANCE, novelty: bool = True,
                  novelty_window: int = 8, novelty_blocks: int = 208, surprise_weight: float = 0.8,
-                 **detector_params) -> None:
+                 learn: dict | None = None, **detector_params) -> None:
         if not isinstance(seasonal, bool):
             raise TypeError(f"seasonal must be a bool; got {seasonal!r}")
         if not isinstance(novelty, bool):
@@ -107,6 +112,9 @@ class SelectiveUpdateNAB(NABStreamDetector):
         if spatial_tolerance is not None:
             spatial_tolerance = check_number("spatial_tolerance", spatial_tolerance, 0.0)
         self.seed = check_seed("seed", seed)
+        if learn is not None and not isinstance(learn, dict):
+            raise TypeError(f"learn must be None or a dict of OnlineLearning settings; got {learn!r}")
+        self.learn = None if learn is None else OnlineLearning.coerce(learn).settings()
         self.normalizer_halflife = normalizer_halflife
         self.likelihood = likelihood
         self.seasonal = seasonal
@@ -133,7 +141,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
         values = check_series(values, probationary, min_probationary=2)
         detector = SelectiveUpdateDetector(**{**self.detector_params, "progress": False, "seed": self.seed})
         detector.fit(values[:probationary])
-        stream = StreamScorer(detector, normalizer_halflife=self.normalizer_halflife)
+        stream = StreamScorer(detector, normalizer_halflife=self.normalizer_halflife, learn=self.learn)
         if self.seasonal:
             period = self.seasonal_period
             if period is None:

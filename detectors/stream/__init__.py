@@ -1,7 +1,8 @@
 """sparsernn.detectors.stream: river-style scoring of one or many streams.
 
 :class:`StreamScorer` scores and learns points of many streams with one
-detector; the wrappers (:class:`AnomalyLikelihood`, :class:`SeasonalSurprise`,
+detector (and, with ``learn=``:class:`OnlineLearning`, learns each stream's own copy of the
+forecaster's weights as it streams); the wrappers (:class:`AnomalyLikelihood`, :class:`SeasonalSurprise`,
 :class:`WindowNovelty`, :class:`SpatialAnomaly`, :class:`PeakSuppression`,
 all :class:`StreamWrapper` subclasses) nest around it, and
 :func:`save_stream` / :func:`load_stream` write and read a whole chain.
@@ -11,6 +12,7 @@ likelihood on its own (also used by the NAB baselines), and
 """
 from .likelihood import AnomalyLikelihood, LikelihoodEstimator, likelihood_scores
 from .novelty import WindowNovelty
+from .online import OnlineLearning
 from .persistence import CorruptSaveError, load_stream, save_stream
 from .scorer import StreamScorer
 from .seasonal import SeasonalSurprise, rows_per_season
@@ -18,6 +20,6 @@ from .spatial import SpatialAnomaly
 from .suppression import PeakSuppression
 from .wrappers import StreamWrapper
 
-__all__ = ["StreamScorer", "StreamWrapper", "AnomalyLikelihood", "SeasonalSurprise", "WindowNovelty",
+__all__ = ["StreamScorer", "OnlineLearning", "StreamWrapper", "AnomalyLikelihood", "SeasonalSurprise", "WindowNovelty",
            "SpatialAnomaly", "PeakSuppression", "save_stream", "load_stream", "CorruptSaveError",
            "LikelihoodEstimator", "likelihood_scores", "rows_per_season"]

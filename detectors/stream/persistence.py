@@ -4,7 +4,7 @@ File format
 -----------
 One file written by ``torch.save`` holding a plain dict::
 
-    {"format": "sparsernn.detectors/stream", "version": 1,
+    {"format": "sparsernn.detectors/stream", "version": 3 (4 with online learning),
      "config": "<JSON text>",
      "tensors": {"<name>": tensor, ...}}
 
@@ -29,7 +29,7 @@ read, with every other check.
   wrapper (``"AnomalyLikelihood"``, ``"SpatialAnomaly"``, ...);
 - ``detector``: ``class``, ``params`` (``get_params()``), ``n_channels``,
   ``feature_names``;
-- ``scorer``: ``normalizer_halflife``, ``min_scale``, ``stream_ids``;
+- ``scorer``: ``normalizer_halflife``, ``min_scale``, ``stream_ids``, ``dict_keys``, ``learn``;
 - ``wrappers``: the chain of wrappers around the scorer, innermost first, each
   ``{"class": name, "settings": {constructor keyword arguments}}``;
 - ``versions``: of sparsernn, torch and numpy that wrote the file.
@@ -38,7 +38,13 @@ read, with every other check.
 masks), ``detector.<attr>`` (``center_``, ``scale_``, ``decision_scores_``,
 ``labels_``, ``threshold_``, ``training_losses_``), ``scorer.<attr>``
 (``StreamScorer.STATE``: recurrent ``state``, ``forecast_mean``,
-``forecast_var``, ``norm_mean``, ``norm_var``, ``count``, ``last_time``) and ``wrapper<i>.<attr>``, the
+``forecast_var``, ``norm_mean``, ``norm_var``, ``count``, ``last_time``; with
+online learning also ``scorer.learn.weight.<parameter>``, ``scorer.learn.adam_m.<parameter>``,
+``scorer.learn.adam_v.<parameter>``, ``scorer.learn.adam_step``, ``scorer.learn.ring_u``,
+``scorer.learn.ring_ok``, ``scorer.learn.checkpoint``: each stream's weights, Adam state and
+window buffers, and the config's ``scorer.learn`` holds the
+:class:`~sparsernn.detectors.stream.online.OnlineLearning` settings; such a file has
+version 4, so a reader of version 3 refuses it) and ``wrapper<i>.<attr>``, the
 per-stream arrays of the i-th wrapper (its ``STATE``: e.g. the likelihood's
 ``recent``, ``history``, ``seen``, ``mean``, ``std``, ``last_q``). Every array
 keeps its dtype, so a loaded stream continues with bit-identical scores.
@@ -60,7 +66,8 @@ from .wrappers import WRAPPERS, StreamWrapper
 
 FORMAT = "sparsernn.detectors/stream"
 VERSION = 3
-READABLE = (2, 3)
+LEARNING_VERSION = 4
+READABLE = (2, 3, 4)
 DETECTOR_ARRAYS = ("center_", "scale_", "decision_scores_", "labels_", "threshold_", "training_losses_")
 
 
@@ -150,10 +157,10 @@ def _detector_from(config: dict, tensors: dict, path):
     return detector
 
 
-def _write(path, kind: str, config: dict, tensors: dict) -> None:
+def _write(path, kind: str, config: dict, tensors: dict, version: int = VERSION) -> None:
     """Write atomically (:func:`~sparsernn.core.files.atomic_write`)."""
     config_text = json.dumps({"kind": kind, **config, "versions": _versions()})
-    payload = {"format": FORMAT, "version": VERSION, "config": config_text, "tensors": tensors,
+    payload = {"format": FORMAT, "version": version, "config": config_text, "tensors": tensors,
                "sha256": _checksum(config_text, tensors)}
     with atomic_write(path) as file:
         torch.save(payload, file)
@@ -234,7 +241,8 @@ def save_stream(stream, path) -> None:
     det_config, tensors = _detector_parts(scorer.detector)
     config = {"detector": det_config,
               "scorer": {"normalizer_halflife": scorer.normalizer_halflife, "min_scale": scorer.min_scale,
-                         "stream_ids": scorer.stream_ids, "dict_keys": scorer.dict_keys},
+                         "stream_ids": scorer.stream_ids, "dict_keys": scorer.dict_keys,
+                         "learn": None if scorer.learn is None else scorer.learn.settings()},
               "wrappers": []}
     for attr, array in scorer.state_arrays().items():
         tensors[f"scorer.{attr}"] = torch.from_numpy(array)
@@ -242,7 +250,9 @@ def save_stream(stream, path) -> None:
         config["wrappers"].append({"class": type(wrapper).__name__, "settings": wrapper.settings()})
         for attr, array in wrapper.state_arrays().items():
             tensors[f"wrapper{i}.{attr}"] = torch.from_numpy(np.ascontiguousarray(array))
-    _write(path, type(stream).__name__, config, tensors)
+    # a learning scorer's file is version 4, so a reader of version 3 refuses it rather than dropping the
+    # learned weights; without learning the file is the same version 3 as before
+    _write(path, type(stream).__name__, config, tensors, VERSION if scorer.learn is None else LEARNING_VERSION)
 
 
 def load_stream(path, expect: type | None = None):
@@ -263,7 +273,8 @@ def load_stream(path, expect: type | None = None):
 def _stream_from(config: dict, tensors: dict, path):
     detector = _detector_from(config["detector"], tensors, path)
     settings = config["scorer"]
-    stream = StreamScorer(detector, settings["normalizer_halflife"], settings["min_scale"])
+    stream = StreamScorer(detector, settings["normalizer_halflife"], settings["min_scale"],
+                          learn=settings.get("learn"))
     ids = list(settings["stream_ids"])
     if len(set(ids)) != len(ids) or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids):
         raise CorruptSaveError(f"{path}: stream_ids must be distinct str / int ids; got {ids!r}")

@@ -29,6 +29,7 @@ from ..normalization import ew_mean_var, halflife_to_alpha, online_scale, standa
 from ...core.inference import InferenceStepper
 from ..checks import check_number
 from .inputs import PointInputs
+from .online import OnlineLearner, OnlineLearning
 from .point import NO_TIME, OnePointPath
 from ..series_input import as_series, check_feature_names
 from .surprise import surprise
@@ -47,11 +48,20 @@ class StreamScorer(PointInputs, OnePointPath):
         fit-time scaling, so a stream's scores equal ``decision_function``'s.
     min_scale : float, default 0.05
         Floor of the online scale, as a share of the fit-time scale.
+    learn : OnlineLearning, dict, bool or None, default None
+        Online learning of the forecaster's weights while streaming
+        (:class:`~sparsernn.detectors.stream.online.OnlineLearning`: ``learning_rate``,
+        ``window``, ``every``, ``skip_anomalous_above``, ``max_grad_norm``; a dict of those,
+        or True for the defaults). Each stream gets its own copy of the weights and of Adam's
+        state; the score of a point is computed before the stream learns from it. None / False
+        (default): the weights stay as fitted (only state, normaliser and forecast advance).
 
     Attributes
     ----------
     stream_ids : list
         Ids of the streams seen so far (str or int), in order of arrival.
+    learner : OnlineLearner or None
+        The per-stream weights, optimiser state and window buffers (with ``learn``).
     STATE : tuple of str
         Names of the per-stream arrays (first axis = stream row), what
         :meth:`state_arrays` returns and :meth:`save` writes.
@@ -73,10 +83,12 @@ class StreamScorer(PointInputs, OnePointPath):
 
     STATE = ("state", "forecast_mean", "forecast_var", "norm_mean", "norm_var", "count", "last_time")
 
-    def __init__(self, detector, normalizer_halflife: float | None = None, min_scale: float = 0.05) -> None:
+    def __init__(self, detector, normalizer_halflife: float | None = None, min_scale: float = 0.05,
+                 learn=None) -> None:
         check_is_fitted(detector, ["model_", "center_", "scale_"])
         if normalizer_halflife is not None:
             normalizer_halflife = check_number("normalizer_halflife", normalizer_halflife, 0.0, low_open=True)
+        self.learn = OnlineLearning.coerce(learn)
         self.detector = detector
         self.normalizer_halflife = normalizer_halflife
         self.min_scale = check_number("min_scale", min_scale, 0.0, low_open=True)
@@ -94,6 +106,10 @@ class StreamScorer(PointInputs, OnePointPath):
         self._center0, self._scale0 = float(detector.center_[0]), float(detector.scale_[0])
         self._half = np.float32(0.5 / self.n_channels)
         # the one-channel shortcut of score_one / learn_one (a plain float, a stream seen, no timestamp)
+        self.learner = None
+        if self.learn is not None:  # every point goes through the block path, with the stream's own weights
+            self.learner = OnlineLearner(self.model, self.learn, self.n_channels)
+            self._step_row = None
         self._scalar_path = self.n_channels == 1 and self._step_row is not None
         self._u_one = np.zeros(1, dtype=np.float32)
         d, size = self.n_channels, self.model.layer.state_size
@@ -148,13 +164,19 @@ class StreamScorer(PointInputs, OnePointPath):
 
     # ------------------------------------------------------------ persistence
     def state_arrays(self) -> dict[str, np.ndarray]:
-        """Per-stream arrays by name (the names in ``STATE``; copies, first axis = stream row)."""
-        return {name: getattr(self, name).copy() for name in self.STATE}
+        """Per-stream arrays by name (the names in ``STATE``, and with ``learn`` the learner's
+        ``learn.*``: weights, Adam's moments and steps, window buffers; copies, first axis = stream row)."""
+        arrays = {name: getattr(self, name).copy() for name in self.STATE}
+        if self.learner is not None:
+            arrays.update({name: tensor.numpy().copy() for name, tensor in self.learner.arrays().items()})
+        return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Set the per-stream arrays written by :meth:`state_arrays` (shapes and dtypes as those)."""
         for name in self.STATE:
             setattr(self, name, np.array(arrays[name], copy=True))
+        if self.learner is not None:
+            self.learner.set_arrays(arrays)
 
     def restore_streams(self, stream_ids: list) -> None:
         """Give a scorer without streams the streams ``stream_ids`` (distinct str / int ids, in row
@@ -200,6 +222,8 @@ class StreamScorer(PointInputs, OnePointPath):
         self.norm_var = np.concatenate([self.norm_var, np.tile(self.detector.scale_ ** 2, (n, 1))])
         self.count = np.concatenate([self.count, np.zeros(n, dtype=np.int64)])
         self.last_time = np.concatenate([self.last_time, np.full(n, NO_TIME, dtype=np.int64)])
+        if self.learner is not None:  # a new learner object: a clone of _with_streams shares nothing
+            self.learner = self.learner.grown(n)
 
     def check_streams(self, streams, n: int) -> list:
         """The ids of a call's ``n`` streams (``streams``: an id, a sequence of ``n`` ids, or None for
@@ -232,6 +256,14 @@ class StreamScorer(PointInputs, OnePointPath):
         streams advance past the block (one batched recurrent step per row)."""
         T, B = values.shape[:2]
         u = self._normalized(values, rows, update=learn).astype(np.float32)
+        if learn and self.learner is not None:
+            scores, state, mean, var = self.learner.advance(
+                u, rows, self.state[rows], self.forecast_mean[rows], self.forecast_var[rows], self.count[rows],
+                self.detector.warmup, self._half)
+            self.state[rows] = state
+            self.forecast_mean[rows], self.forecast_var[rows] = mean, var
+            self.count[rows] += T
+            return scores
         prev_mean, prev_var = self.forecast_mean[rows][None], self.forecast_var[rows][None]
         if learn:
             state = self.state[rows]
