@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -90,6 +91,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def context(argv: list[str] | None) -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -99,7 +110,7 @@ def context(argv: list[str] | None) -> dict:
     import torch
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "commit": commit,
             "command": "python scripts/nab_crossval.py " + " ".join(sys.argv[1:] if argv is None else argv),
-            "machine": f"{platform.machine()} {platform.processor() or ''} {platform.node()}".strip(),
+            "machine": f"{cpu_model()}, {os.cpu_count()} cores, {platform.machine()}",
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
@@ -148,7 +159,8 @@ def render(rows: dict, profiles: list[str]) -> Table:
 def render_folds(rows: dict, profile: str) -> Table:
     table = Table(title=f"Folds ({profile}): chosen on the other three categories, scored on the held-out one")
     for column in ("row", "held out", "chosen", "threshold", "train score", "held-out raw", "held-out score"):
-        table.add_column(column, justify="left" if column in ("row", "held out", "chosen") else "right")
+        table.add_column(column, justify="left" if column in ("row", "held out", "chosen") else "right",
+                         overflow="fold")
     for row, by_profile in rows.items():
         for fold in by_profile[profile].folds:
             table.add_row(row, fold.held_out, fold.config, f"{fold.threshold:.4f}", f"{fold.train_score:.2f}",
