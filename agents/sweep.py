@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import optuna
+import sqlalchemy.exc
 import yaml
 from optuna.pruners import BasePruner, MedianPruner, NopPruner
 from optuna.samplers import BaseSampler, GridSampler, PartialFixedSampler, RandomSampler, TPESampler
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryFailedTrialCallback
 from optuna.storages.journal import JournalFileBackend
-
-# Heartbeats, RetryFailedTrialCallback and PartialFixedSampler are stable in use but still labelled experimental.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=__name__)
 
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("median", "none")
@@ -75,9 +74,20 @@ def make_storage(storage: str | None = None, heartbeat_interval: int = 60, grace
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{Path(storage).resolve()}"
     engine_kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
-    return RDBStorage(storage, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                      grace_period=grace_period or 2 * heartbeat_interval,
-                      failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():  # heartbeats and retries work but are still labelled experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return RDBStorage(storage, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
+                                  grace_period=grace_period or 2 * heartbeat_interval,
+                                  failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
+            # Workers that start together on an empty database race to create Optuna's schema (the loser
+            # fails on alembic_version's unique key or an existing table); the next attempt finds the schema.
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def make_sampler(sampler: str = "tpe", seed: int | None = None, n_startup_trials: int = 10,
@@ -98,7 +108,11 @@ def make_sampler(sampler: str = "tpe", seed: int | None = None, n_startup_trials
         base = RandomSampler(seed=seed)
     else:
         base = GridSampler({name: list(values) for name, values in grid.items()}, seed=seed)
-    return PartialFixedSampler(dict(fixed), base) if fixed else base
+    if not fixed:
+        return base
+    with warnings.catch_warnings():  # works, but still labelled experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return PartialFixedSampler(dict(fixed), base)
 
 
 def make_pruner(pruner: str = "median", n_startup_trials: int = 10, n_evaluations: int = 1) -> BasePruner:

@@ -8,12 +8,12 @@ Examples::
     python -m sparsernn.agents sweep --config agents/configs/cartpole_novel.yaml --workers 2 --n-trials 10
     python -m sparsernn.agents sweep --config agents/configs/cartpole_novel.yaml --n-trials 10 --seed 7 \\
         --storage postgresql://user:pw@db-host/sweeps --study-name cartpole-layer
-    # the layer by budget, one option pinned, a grid over the hidden proportion
+    # the layer by budget, one option pinned, a grid over the hidden proportion, the rest the config's
     python -m sparsernn.agents sweep --config agents/configs/counting.yaml --space budget \\
         --fix param_budget=4096 cell=gru --sampler grid --grid hidden_proportion=0.1,0.5,0.9
 
-A trial samples :mod:`sparsernn.agents.sweep_space` (parameters pinned by ``--fix`` are not drawn) on top of the
-config's settings, trains ``total_timesteps`` steps and reports the mean return of ``--eval-episodes``
+A trial samples :mod:`sparsernn.agents.sweep_space` (``--params`` restricts what is drawn, ``--fix`` pins
+values) on top of the config's settings, trains ``total_timesteps`` steps and reports the mean return of ``--eval-episodes``
 deterministic episodes after each of ``--n-evaluations`` equal parts of training to the trial; the median
 pruner stops trials below the median of earlier ones at the same report. The value is the last report.
 At the end the study's trial counts and best trial are printed as JSON and every trial is written
@@ -39,7 +39,7 @@ from .arguments import as_seed, derived_seed
 from .config import load_config, parse_policy_kwargs, parse_ppo_kwargs
 from .sweep import (PRUNERS, SAMPLERS, best_summary, make_pruner, make_sampler, make_storage, open_study,
                     parse_assignments, run_worker, write_trials)
-from .sweep_space import LAYER_PARAMS, PPO_PARAMS, SPACES, check_space, convert, suggest
+from .sweep_space import LAYER_PARAMS, PPO_PARAMS, SPACES, check_space, convert, space_params, suggest
 
 
 class TrialEvalCallback(BaseCallback):
@@ -75,9 +75,11 @@ class TrialEvalCallback(BaseCallback):
 
 
 def rl_objective(config: dict[str, Any], space: str = "layer", n_evaluations: int = 4, eval_episodes: int = 5,
-                 seed: int | None = 0, device: str = "cpu") -> Callable[[optuna.Trial], float]:
+                 seed: int | None = 0, device: str = "cpu",
+                 params: list[str] | None = None) -> Callable[[optuna.Trial], float]:
     """The objective of one trial on ``config`` (a :func:`~sparsernn.agents.load_config` mapping).
 
+    ``params`` (default: all of ``space``) are drawn; the config's values stand for the rest.
     Trial ``n`` trains with seed ``seed + 10000 + n`` (user attribute ``seed``). A model that cannot be
     built or whose training raises ``ValueError`` (NaNs) is pruned, the message kept as ``error``.
     """
@@ -89,7 +91,7 @@ def rl_objective(config: dict[str, Any], space: str = "layer", n_evaluations: in
     n_envs, normalize = int(config.get("n_envs", 8)), config.get("normalize", False)
 
     def objective(trial: optuna.Trial) -> float:
-        sampled = convert(suggest(trial, n_envs, space))
+        sampled = convert(suggest(trial, n_envs, space, params))
         policy_kwargs = {**parse_policy_kwargs(config.get("policy_kwargs")), **sampled.pop("policy_kwargs")}
         ppo_kwargs = {**parse_ppo_kwargs(config.get("ppo_kwargs")), **sampled}
         trial_seed = derived_seed(seed, 10_000 + trial.number)
@@ -122,8 +124,14 @@ def check_sweep(config: str | None = None, env_id: str | None = None, space: str
                 sampler: str = "tpe", pruner: str = "median", n_startup_trials: int = 10, n_evaluations: int = 4,
                 eval_episodes: int = 5, total_timesteps: int | None = None, n_envs: int | None = None,
                 seed: int = 0, fixed: dict[str, Any] | None = None, grid: dict[str, list] | None = None,
-                out: str | None = None, **_: Any) -> tuple[dict[str, Any], str]:
-    """Check a sweep's arguments (``ValueError`` naming the argument); returns (train config, study name)."""
+                params: list[str] | None = None, out: str | None = None,
+                **_: Any) -> tuple[dict[str, Any], str, list[str] | None]:
+    """Check a sweep's arguments (``ValueError`` naming the argument).
+
+    Returns the train config, the study name and the parameters to draw: ``params`` plus the ``fixed``
+    and ``grid`` names (a grid sampler draws only those: default ``grid`` and ``fixed``'s names), or
+    ``None`` for all of ``space``.
+    """
     check_space(space)
     for name, value, minimum in (("n_trials", n_trials, 0), ("n_jobs", n_jobs, 1), ("workers", workers, 1),
                                  ("n_startup_trials", n_startup_trials, 0), ("n_evaluations", n_evaluations, 1),
@@ -136,11 +144,15 @@ def check_sweep(config: str | None = None, env_id: str | None = None, space: str
     if pruner not in PRUNERS:
         raise ValueError(f"pruner must be one of {list(PRUNERS)}; got {pruner!r}")
     as_seed("seed", seed)
-    for name, given in (("fixed", fixed), ("grid", grid)):
-        unknown = sorted(set(given or {}) - set(PPO_PARAMS) - set(LAYER_PARAMS))
+    for name, given in (("fixed", fixed), ("grid", grid), ("params", params)):
+        unknown = sorted(set(given or ()) - set(space_params(space)))
         if unknown:
-            raise ValueError(f"{name} names {unknown}, not parameters of the search space "
-                             f"{sorted(PPO_PARAMS + LAYER_PARAMS)}")
+            raise ValueError(f"{name} names {unknown}, not parameters of space {space!r}: {list(space_params(space))}")
+    if (sampler == "grid") != bool(grid):
+        raise ValueError(f"grid must be given exactly with sampler='grid'; got sampler={sampler!r}, grid={grid!r}")
+    drawn = None
+    if params is not None or sampler == "grid":
+        drawn = sorted(set(params or ()) | set(fixed or {}) | set(grid or {}))
     if out is not None and Path(out).suffix not in (".csv", ".json"):
         raise ValueError(f"out must end in .csv or .json; got {out!r}")
     if config is None and env_id is None:
@@ -152,7 +164,7 @@ def check_sweep(config: str | None = None, env_id: str | None = None, space: str
     if not train_config.get("env_id"):
         raise ValueError(f"config {config!r} names no env_id; give env_id")
     name = study_name or f"{train_config['env_id'].replace('/', '-')}-{space}"
-    return train_config, name
+    return train_config, name, drawn
 
 
 def sweep(storage: str | None = None, heartbeat_interval: int = 60, max_retry: int = 3, device: str = "cpu",
@@ -161,15 +173,15 @@ def sweep(storage: str | None = None, heartbeat_interval: int = 60, max_retry: i
 
     Each worker process ``i`` seeds its sampler and its trials with ``seed + i``.
     """
-    config, name = check_sweep(**kwargs)
+    config, name, drawn = check_sweep(**kwargs)
     storage_obj = make_storage(storage, heartbeat_interval=heartbeat_interval, max_retry=max_retry)
     workers, seed = kwargs.get("workers", 1), kwargs.get("seed", 0)
     if workers == 1:
-        _worker(storage_obj, name, config, device, seed, kwargs)
+        _worker(storage_obj, name, config, device, seed, drawn, kwargs)
     else:
         context = multiprocessing.get_context("spawn")
         procs = [context.Process(target=_worker_from_url, args=(storage, heartbeat_interval, max_retry, name,
-                                                                config, device, seed + i, kwargs))
+                                                                config, device, seed + i, drawn, kwargs))
                  for i in range(workers)]
         for proc in procs:
             proc.start()
@@ -185,14 +197,15 @@ def sweep(storage: str | None = None, heartbeat_interval: int = 60, max_retry: i
     return summary
 
 
-def _worker(storage: Any, name: str, config: dict[str, Any], device: str, seed: int, kw: dict[str, Any]) -> None:
+def _worker(storage: Any, name: str, config: dict[str, Any], device: str, seed: int, drawn: list[str] | None,
+            kw: dict[str, Any]) -> None:
     n_evaluations = kw.get("n_evaluations", 4)
     sampler = make_sampler(kw.get("sampler", "tpe"), seed, kw.get("n_startup_trials", 10), kw.get("grid"),
                            kw.get("fixed"))
     study = open_study(storage, name, sampler, make_pruner(kw.get("pruner", "median"),
                                                            kw.get("n_startup_trials", 10), n_evaluations))
     objective = rl_objective(config, kw.get("space", "layer"), n_evaluations, kw.get("eval_episodes", 5), seed,
-                             device)
+                             device, drawn)
     run_worker(study, objective, kw.get("n_trials", 20), kw.get("n_jobs", 1), worker=f"{os.uname()[1]}:{os.getpid()}")
 
 
@@ -225,6 +238,8 @@ def add_parser(commands: Any) -> argparse.ArgumentParser:
     sw.add_argument("--total-timesteps", type=int, help="steps per trial (overrides the config's)")
     sw.add_argument("--n-envs", type=int, help="overrides the config's")
     sw.add_argument("--seed", type=int, default=0, help="sampler and trial seeds (worker i: seed + i)")
+    sw.add_argument("--params", nargs="+", metavar="NAME", help="draw only these (with --fix/--grid's names); "
+                                                             "the config's values stand for the rest")
     sw.add_argument("--fix", nargs="+", metavar="NAME=VALUE", help="pin search-space parameters")
     sw.add_argument("--grid", nargs="+", metavar="NAME=V1,V2", help="values of --sampler grid")
     sw.add_argument("--out", help="trials file, .csv or .json (default runs/sweeps/<study>.csv)")
@@ -243,7 +258,7 @@ def main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
                       pruner=args.pruner, n_startup_trials=args.n_startup_trials, n_evaluations=args.n_evaluations,
                       eval_episodes=args.eval_episodes, total_timesteps=args.total_timesteps, n_envs=args.n_envs,
                       seed=args.seed, fixed=parse_assignments("--fix", args.fix),
-                      grid=parse_assignments("--grid", args.grid, lists=True), out=args.out)
+                      grid=parse_assignments("--grid", args.grid, lists=True), params=args.params, out=args.out)
         check_sweep(**kwargs)
         make_storage(args.storage, heartbeat_interval=args.heartbeat, max_retry=args.max_retry)
     except (TypeError, ValueError, FileNotFoundError) as error:

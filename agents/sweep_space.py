@@ -27,7 +27,8 @@ each with the PPO knobs rl-zoo3 samples for ``ppo_lstm``
 ``batch_columns`` whole rollout columns (``batch_size = batch_columns * n_steps``,
 as :class:`~sparsernn.agents.SequenceRolloutBuffer` wants whole chunks) and
 ``n_steps`` is ``2**n_steps_pow`` with ``n_steps_pow`` in 4..10. Any parameter can
-be pinned with Optuna's ``PartialFixedSampler`` (``sweep --fix``).
+be pinned with Optuna's ``PartialFixedSampler`` (``sweep --fix``), and a sweep can draw a few parameters
+only (``suggest(..., params=...)``, ``sweep --params``), the config's values standing for the rest.
 """
 from __future__ import annotations
 
@@ -67,81 +68,109 @@ def check_space(space: str) -> str:
     return space
 
 
-def suggest(trial: optuna.Trial, n_envs: int, space: str = "layer") -> dict[str, Any]:
+def suggest(trial: optuna.Trial, n_envs: int, space: str = "layer",
+            params: tuple[str, ...] | list[str] | None = None) -> dict[str, Any]:
     """Ask ``trial`` for one sample of ``space``; returns the raw parameters (as Optuna stores them).
 
     ``n_envs`` bounds ``batch_columns`` (a minibatch holds at most every column of the rollout).
+    ``params`` (default: all of ``space``) restricts what is drawn; the rest is left out of the sample,
+    so a config's values stand (``sweep --params``). A gate's rates are drawn when a gate is.
     """
     check_space(space)
     if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
         raise ValueError(f"n_envs must be an int >= 1; got {n_envs!r}")
-    raw: dict[str, Any] = {
-        "n_steps_pow": trial.suggest_int("n_steps_pow", 4, 10),
-        "batch_columns": trial.suggest_categorical("batch_columns", [c for c in BATCH_COLUMNS if c <= n_envs]),
-        "one_minus_gamma": trial.suggest_float("one_minus_gamma", 0.0001, 0.1, log=True),
-        "one_minus_gae_lambda": trial.suggest_float("one_minus_gae_lambda", 0.0001, 0.2, log=True),
-        "learning_rate": trial.suggest_float("learning_rate", 1e-5, 0.003, log=True),
-        "ent_coef": trial.suggest_float("ent_coef", 1e-8, 0.1, log=True),
-        "clip_range": trial.suggest_categorical("clip_range", [0.1, 0.2, 0.3, 0.4]),
-        "n_epochs": trial.suggest_categorical("n_epochs", [1, 5, 10, 20]),
-        "max_grad_norm": trial.suggest_float("max_grad_norm", 0.3, 2.0),
-        "net_arch": trial.suggest_categorical("net_arch", list(NET_ARCHS)),
-        "activation_fn": trial.suggest_categorical("activation_fn", ["tanh", "relu"]),
-        "enable_critic_lstm": trial.suggest_categorical("enable_critic_lstm", [True, False]),
-        "cell": trial.suggest_categorical("cell", list(CELLS)),
+    names = space_params(space)
+    if params is not None:
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ValueError(f"params {unknown} are not parameters of space {space!r}: {list(names)}")
+        names = tuple(name for name in names if name in params)
+    draws: dict[str, Any] = {
+        "n_steps_pow": lambda: trial.suggest_int("n_steps_pow", 4, 10),
+        "batch_columns": lambda: trial.suggest_categorical("batch_columns", [c for c in BATCH_COLUMNS if c <= n_envs]),
+        "one_minus_gamma": lambda: trial.suggest_float("one_minus_gamma", 0.0001, 0.1, log=True),
+        "one_minus_gae_lambda": lambda: trial.suggest_float("one_minus_gae_lambda", 0.0001, 0.2, log=True),
+        "learning_rate": lambda: trial.suggest_float("learning_rate", 1e-5, 0.003, log=True),
+        "ent_coef": lambda: trial.suggest_float("ent_coef", 1e-8, 0.1, log=True),
+        "clip_range": lambda: trial.suggest_categorical("clip_range", [0.1, 0.2, 0.3, 0.4]),
+        "n_epochs": lambda: trial.suggest_categorical("n_epochs", [1, 5, 10, 20]),
+        "max_grad_norm": lambda: trial.suggest_float("max_grad_norm", 0.3, 2.0),
+        "net_arch": lambda: trial.suggest_categorical("net_arch", list(NET_ARCHS)),
+        "activation_fn": lambda: trial.suggest_categorical("activation_fn", ["tanh", "relu"]),
+        "enable_critic_lstm": lambda: trial.suggest_categorical("enable_critic_lstm", [True, False]),
+        "cell": lambda: trial.suggest_categorical("cell", list(CELLS)),
+        "hidden_size": lambda: trial.suggest_categorical("hidden_size", list(HIDDEN_SIZES)),
+        "density_ih": lambda: trial.suggest_categorical("density_ih", list(DENSITIES_IH)),
+        "density_hh": lambda: trial.suggest_categorical("density_hh", list(DENSITIES_HH)),
+        "router_keep": lambda: trial.suggest_categorical("router_keep", list(ROUTER_KEEPS)),
+        "param_budget": lambda: trial.suggest_categorical("param_budget", list(PARAM_BUDGETS)),
+        "hidden_proportion": lambda: trial.suggest_float("hidden_proportion", 0.1, 0.9),
+        "update_gate": lambda: trial.suggest_categorical("update_gate", list(UPDATE_GATES)),
+        "initial_update_rate": lambda: trial.suggest_categorical("initial_update_rate", list(UPDATE_RATES)),
+        "target_update_rate": lambda: trial.suggest_categorical("target_update_rate", list(UPDATE_RATES)),
     }
-    if space == "layer":
-        raw["hidden_size"] = trial.suggest_categorical("hidden_size", list(HIDDEN_SIZES))
-        raw["density_ih"] = trial.suggest_categorical("density_ih", list(DENSITIES_IH))
-        raw["density_hh"] = trial.suggest_categorical("density_hh", list(DENSITIES_HH))
-        raw["router_keep"] = trial.suggest_categorical("router_keep", list(ROUTER_KEEPS))
-    else:
-        raw["param_budget"] = trial.suggest_categorical("param_budget", list(PARAM_BUDGETS))
-        raw["hidden_proportion"] = trial.suggest_float("hidden_proportion", 0.1, 0.9)
-    raw["update_gate"] = trial.suggest_categorical("update_gate", list(UPDATE_GATES))
-    if raw["update_gate"] is not None:
-        raw["initial_update_rate"] = trial.suggest_categorical("initial_update_rate", list(UPDATE_RATES))
-        raw["target_update_rate"] = trial.suggest_categorical("target_update_rate", list(UPDATE_RATES))
-    trial.set_user_attr("n_steps", 2 ** raw["n_steps_pow"])
-    trial.set_user_attr("batch_size", raw["batch_columns"] * 2 ** raw["n_steps_pow"])
+    raw: dict[str, Any] = {}
+    for name in names:
+        if name in ("initial_update_rate", "target_update_rate") and raw.get("update_gate", "") is None:
+            continue  # no gate drawn: no rates
+        raw[name] = draws[name]()
+    if "n_steps_pow" in raw:
+        trial.set_user_attr("n_steps", 2 ** raw["n_steps_pow"])
+        if "batch_columns" in raw:
+            trial.set_user_attr("batch_size", raw["batch_columns"] * 2 ** raw["n_steps_pow"])
     return raw
+
+
+def space_params(space: str) -> tuple[str, ...]:
+    """The raw parameters ``space`` draws, in drawing order."""
+    check_space(space)
+    layer = ("hidden_size", "density_ih", "density_hh", "router_keep") if space == "layer" \
+        else ("param_budget", "hidden_proportion")
+    return PPO_PARAMS + ("cell",) + layer + ("update_gate", "initial_update_rate", "target_update_rate")
 
 
 def convert(raw: dict[str, Any]) -> dict[str, Any]:
     """Raw parameters (:func:`suggest`'s, or a stored trial's ``params``) -> the model's keyword arguments.
 
-    Returns ``{"policy_kwargs": {...}, "n_steps": ..., "batch_size": ..., "gamma": ..., ...}``,
-    complete: rl-zoo3 replaces its YAML's ``policy_kwargs`` with this one, not merges them.
+    Returns ``{"policy_kwargs": {...}, "n_steps": 64, "batch_size": ..., "gamma": ..., ...}`` with what
+    ``raw`` holds. rl-zoo3 replaces its YAML's ``policy_kwargs`` with this one, not merges them; our
+    sweep merges it over the config's.
     """
     unknown = sorted(set(raw) - set(PPO_PARAMS) - set(LAYER_PARAMS))
     if unknown:
         raise ValueError(f"raw parameters {unknown} are not in the search space; allowed: "
                          f"{sorted(PPO_PARAMS + LAYER_PARAMS)}")
+    if "batch_columns" in raw and "n_steps_pow" not in raw:
+        raise ValueError("batch_columns needs n_steps_pow (batch_size = batch_columns * 2**n_steps_pow)")
+    if ("param_budget" in raw) != ("hidden_proportion" in raw):
+        raise ValueError("param_budget and hidden_proportion go together; fix or draw both")
     if raw.get("net_arch", "tiny") not in NET_ARCHS:
         raise ValueError(f"net_arch must be one of {list(NET_ARCHS)}; got {raw['net_arch']!r}")
     if raw.get("activation_fn", "tanh") not in ACTIVATIONS:
         raise ValueError(f"activation_fn must be one of {list(ACTIVATIONS)}; got {raw['activation_fn']!r}")
-    n_steps = 2 ** int(raw["n_steps_pow"])
-    out: dict[str, Any] = {
-        "n_steps": n_steps,
-        "batch_size": int(raw["batch_columns"]) * n_steps,
-        "gamma": 1.0 - raw["one_minus_gamma"],
-        "gae_lambda": 1.0 - raw["one_minus_gae_lambda"],
-        **{key: raw[key] for key in ("learning_rate", "ent_coef", "clip_range", "n_epochs", "max_grad_norm")
-           if key in raw},
-    }
-    policy: dict[str, Any] = {"ortho_init": False, "net_arch": NET_ARCHS[raw.get("net_arch", "tiny")],
-                              "activation_fn": ACTIVATIONS[raw.get("activation_fn", "tanh")],
-                              "enable_critic_lstm": bool(raw.get("enable_critic_lstm", True))}
-    for key in ("cell", "density_ih", "density_hh", "router_keep", "update_gate", "initial_update_rate",
-                "target_update_rate"):
-        if raw.get(key) is not None:
+    out: dict[str, Any] = {key: raw[key] for key in ("learning_rate", "ent_coef", "clip_range", "n_epochs",
+                                                     "max_grad_norm") if key in raw}
+    if "n_steps_pow" in raw:
+        out["n_steps"] = 2 ** int(raw["n_steps_pow"])
+        if "batch_columns" in raw:
+            out["batch_size"] = int(raw["batch_columns"]) * out["n_steps"]
+    for key in ("gamma", "gae_lambda"):
+        if f"one_minus_{key}" in raw:
+            out[key] = 1.0 - raw[f"one_minus_{key}"]
+    policy: dict[str, Any] = {}
+    if "net_arch" in raw:
+        policy["net_arch"] = NET_ARCHS[raw["net_arch"]]
+    if "activation_fn" in raw:
+        policy["activation_fn"] = ACTIVATIONS[raw["activation_fn"]]
+    if "enable_critic_lstm" in raw:
+        policy["enable_critic_lstm"] = bool(raw["enable_critic_lstm"])
+    for key in ("cell", "hidden_size", "density_ih", "density_hh", "router_keep", "update_gate",
+                "initial_update_rate", "target_update_rate"):
+        if key in raw:
             policy[key] = raw[key]
-    if raw.get("param_budget") is not None:
+    if "param_budget" in raw:
         policy.update(hidden_size=None, param_budget=int(raw["param_budget"]),
                       hidden_proportion=float(raw["hidden_proportion"]))
-    else:
-        policy["hidden_size"] = int(raw.get("hidden_size", 64))
     out["policy_kwargs"] = policy
     return out
 
