@@ -73,6 +73,7 @@ def make_storage(storage: str | None = None, heartbeat_interval: int = 60, grace
     if "://" not in storage:
         Path(storage).parent.mkdir(parents=True, exist_ok=True)
         storage = f"sqlite:///{Path(storage).resolve()}"
+    storage = postgres_driver(storage)
     engine_kwargs = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}
     for attempt in range(5):
         try:
@@ -88,6 +89,18 @@ def make_storage(storage: str | None = None, heartbeat_interval: int = 60, grace
                 raise
             time.sleep(0.2 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def postgres_driver(url: str) -> str:
+    """``postgresql://...`` with the driver that is installed: SQLAlchemy 2.1 reads a bare ``postgresql://`` as
+    psycopg 3; where only psycopg2 (``pip install psycopg2-binary``) is importable the URL is made
+    ``postgresql+psycopg2://...``. Other URLs, and URLs naming a driver, are returned as given."""
+    import importlib.util
+
+    if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None \
+            and importlib.util.find_spec("psycopg2") is not None:
+        return "postgresql+psycopg2://" + url[len("postgresql://"):]
+    return url
 
 
 def make_sampler(sampler: str = "tpe", seed: int | None = None, n_startup_trials: int = 10,

@@ -15,7 +15,7 @@ import sparsernn.envs  # noqa: F401
 from sparsernn.agents import SparseRecurrentPPO
 from sparsernn.agents.cli import main as cli_main
 from sparsernn.agents.config import CONFIG_DIR, load_config
-from sparsernn.agents.sweep import make_sampler, make_storage, parse_assignments, write_trials
+from sparsernn.agents.sweep import make_sampler, make_storage, parse_assignments, postgres_driver, write_trials
 from sparsernn.agents.sweep_rl import check_sweep
 from sparsernn.agents.sweep_space import SPACES, ZOO_ALGO, convert, suggest
 from sparsernn.agents.zoo import HYPERPARAMS, register, zoo_argv
@@ -205,3 +205,15 @@ def test_grid_and_fixed_parameters_parse_and_sample():
 
     study.optimize(objective, n_trials=10)  # the grid sampler stops the study when the grid is done
     assert sorted(seen) == [0.1, 0.5, 0.9]
+
+
+def test_postgres_url_gets_the_installed_driver(monkeypatch):
+    import importlib.util
+
+    installed = {"psycopg2"}
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name in installed else None)
+    assert postgres_driver("postgresql://u@h/db") == "postgresql+psycopg2://u@h/db"
+    assert postgres_driver("postgresql+psycopg://u@h/db") == "postgresql+psycopg://u@h/db"  # a named driver stays
+    assert postgres_driver("sqlite:///x.db") == "sqlite:///x.db"
+    installed.add("psycopg")  # psycopg 3 present: SQLAlchemy's default for postgresql:// works
+    assert postgres_driver("postgresql://u@h/db") == "postgresql://u@h/db"
