@@ -74,6 +74,19 @@ class TrialEvalCallback(BaseCallback):
             self._evaluate()
 
 
+def batch_problem(ppo_kwargs: dict[str, Any], n_envs: int) -> str | None:
+    """What is wrong with a trial's rollout and minibatch sizes (``None`` if nothing): ``batch_size`` must be a
+    multiple of ``chunk_length`` (default ``n_steps``) and at most ``n_steps * n_envs`` (RecurrentPPO's
+    defaults: ``n_steps`` 128, ``batch_size`` 128). The sampler never draws such sizes; a config or ``--fix``
+    can give them, and then every trial would fail the same way."""
+    n_steps, batch = ppo_kwargs.get("n_steps", 128), ppo_kwargs.get("batch_size", 128)
+    chunk = ppo_kwargs.get("chunk_length") or n_steps
+    if batch % chunk or batch > n_steps * n_envs:
+        return (f"batch_size={batch} must be a multiple of chunk_length={chunk} and at most n_steps * n_envs = "
+                f"{n_steps} * {n_envs}; change the config, --n-envs, --fix or --params")
+    return None
+
+
 def rl_objective(config: dict[str, Any], space: str = "layer", n_evaluations: int = 4, eval_episodes: int = 5,
                  seed: int | None = 0, device: str = "cpu",
                  params: list[str] | None = None) -> Callable[[optuna.Trial], float]:
@@ -94,6 +107,9 @@ def rl_objective(config: dict[str, Any], space: str = "layer", n_evaluations: in
         sampled = convert(suggest(trial, n_envs, space, params))
         policy_kwargs = {**parse_policy_kwargs(config.get("policy_kwargs")), **sampled.pop("policy_kwargs")}
         ppo_kwargs = {**parse_ppo_kwargs(config.get("ppo_kwargs")), **sampled}
+        problem = batch_problem(ppo_kwargs, n_envs)
+        if problem:  # the setting, not the sample, is wrong: stop the worker instead of pruning every trial
+            raise ValueError(problem)
         trial_seed = derived_seed(seed, 10_000 + trial.number)
         trial.set_user_attr("seed", trial_seed)
         env = make_env(env_id, n_envs, trial_seed, config.get("env_kwargs"), normalize)
@@ -163,6 +179,10 @@ def check_sweep(config: str | None = None, env_id: str | None = None, space: str
             train_config[key] = value
     if not train_config.get("env_id"):
         raise ValueError(f"config {config!r} names no env_id; give env_id")
+    if drawn is not None and not {"n_steps_pow", "batch_columns"} & set(drawn):
+        problem = batch_problem(train_config.get("ppo_kwargs") or {}, int(train_config.get("n_envs", 8)))
+        if problem:
+            raise ValueError(problem)
     name = study_name or f"{train_config['env_id'].replace('/', '-')}-{space}"
     return train_config, name, drawn
 

@@ -162,6 +162,8 @@ def test_shipped_rl_zoo3_hyperparams_agree_with_our_configs():
     ({"space": "everything"}, "space"), ({"sampler": "cmaes"}, "sampler"), ({"pruner": "hyperband"}, "pruner"),
     ({"n_evaluations": 0}, "n_evaluations"), ({"fixed": {"bogus": 1}}, "fixed"), ({"grid": {"lr": [1]}}, "grid"),
     ({"out": "trials.txt"}, "out"), ({"seed": -1}, "seed"), ({"total_timesteps": 0}, "total_timesteps"),
+    # the config's 8 columns of 32 steps per minibatch cannot come from 2 envs when the sizes are not drawn
+    ({"n_envs": 2, "params": ["cell"]}, "batch_size"),
 ])
 def test_bad_sweep_arguments_raise_value_error_naming_them(kwargs, named):
     with pytest.raises(ValueError, match=named):
