@@ -10,11 +10,11 @@ that any objective can use it (a detector's score, a fixed grid over ``hidden_pr
 Storage (:func:`make_storage`): a path (``runs/sweeps/s.db``, a SQLite file, made if missing) or any
 SQLAlchemy URL Optuna accepts (``sqlite:///...``, ``postgresql://user:pw@host/db``,
 ``mysql+pymysql://...``) is an :class:`optuna.storages.RDBStorage` with a heartbeat (a worker that dies
-leaves its RUNNING trial FAIL after ``grace_period`` seconds) and
-:class:`optuna.storages.RetryFailedTrialCallback` (such a trial is enqueued again, at most ``max_retry``
-times); a path ending ``.log`` is Optuna's journal file (one machine, no database). Several workers that
-name the same storage and ``study_name`` share one study: trial numbers are unique, every worker's
-sampler sees every finished trial, and the best trial is over all of them.
+leaves its RUNNING trial FAIL after ``grace_period`` seconds) and Optuna's retry callback
+(``RetryHeartbeatStaleTrialCallback``, ``RetryFailedTrialCallback`` before Optuna 4.9: such a trial is
+enqueued again, at most ``max_retry`` times); a path ending ``.log`` is Optuna's journal file (one machine,
+no database). Several workers that name the same storage and ``study_name`` share one study: trial numbers
+are unique, every worker's sampler sees every finished trial, and the best trial is over all of them.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import sqlalchemy.exc
 import yaml
 from optuna.pruners import BasePruner, MedianPruner, NopPruner
 from optuna.samplers import BaseSampler, GridSampler, PartialFixedSampler, RandomSampler, TPESampler
-from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryFailedTrialCallback
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 
 SAMPLERS = ("tpe", "random", "grid")
@@ -80,8 +80,7 @@ def make_storage(storage: str | None = None, heartbeat_interval: int = 60, grace
             with warnings.catch_warnings():  # heartbeats and retries work but are still labelled experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return RDBStorage(storage, engine_kwargs=engine_kwargs, heartbeat_interval=heartbeat_interval,
-                                  grace_period=grace_period or 2 * heartbeat_interval,
-                                  failed_trial_callback=RetryFailedTrialCallback(max_retry=max_retry))
+                                  grace_period=grace_period or 2 * heartbeat_interval, **_retry(max_retry))
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.OperationalError):
             # Workers that start together on an empty database race to create Optuna's schema (the loser
             # fails on alembic_version's unique key or an existing table); the next attempt finds the schema.
@@ -101,6 +100,16 @@ def postgres_driver(url: str) -> str:
             and importlib.util.find_spec("psycopg2") is not None:
         return "postgresql+psycopg2://" + url[len("postgresql://"):]
     return url
+
+
+def _retry(max_retry: int) -> dict[str, Any]:
+    """RDBStorage's retry of a stale trial: Optuna >= 4.9 names it ``heartbeat_stale_trial_callback``
+    (``RetryHeartbeatStaleTrialCallback``), older releases ``failed_trial_callback``
+    (``RetryFailedTrialCallback``)."""
+    if hasattr(optuna.storages, "RetryHeartbeatStaleTrialCallback"):
+        callback = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+        return {"heartbeat_stale_trial_callback": callback}
+    return {"failed_trial_callback": optuna.storages.RetryFailedTrialCallback(max_retry=max_retry)}
 
 
 def make_sampler(sampler: str = "tpe", seed: int | None = None, n_startup_trials: int = 10,

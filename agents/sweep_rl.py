@@ -13,9 +13,10 @@ Examples::
         --fix param_budget=4096 cell=gru --sampler grid --grid hidden_proportion=0.1,0.5,0.9
 
 A trial samples :mod:`sparsernn.agents.sweep_space` (``--params`` restricts what is drawn, ``--fix`` pins
-values) on top of the config's settings, trains ``total_timesteps`` steps and reports the mean return of ``--eval-episodes``
-deterministic episodes after each of ``--n-evaluations`` equal parts of training to the trial; the median
-pruner stops trials below the median of earlier ones at the same report. The value is the last report.
+values) on top of the config's settings, trains ``total_timesteps`` steps and reports the mean return of
+``--eval-episodes`` deterministic episodes after each of ``--n-evaluations`` equal parts of training to the
+trial; the median pruner stops trials below the median of earlier ones at the same report. The value is the
+last report.
 At the end the study's trial counts and best trial are printed as JSON and every trial is written
 (``--out``, CSV or JSON; Optuna's ``trials_dataframe``).
 """

@@ -16,7 +16,7 @@ from sparsernn.agents import SparseRecurrentPPO
 from sparsernn.agents.cli import main as cli_main
 from sparsernn.agents.config import CONFIG_DIR, load_config
 from sparsernn.agents.sweep import make_sampler, make_storage, parse_assignments, postgres_driver, write_trials
-from sparsernn.agents.sweep_rl import check_sweep
+from sparsernn.agents.sweep_rl import check_sweep, sweep
 from sparsernn.agents.sweep_space import SPACES, ZOO_ALGO, convert, suggest
 from sparsernn.agents.zoo import HYPERPARAMS, register, zoo_argv
 
@@ -50,10 +50,8 @@ def test_two_worker_processes_share_one_sqlite_study(tmp_path):
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert complete and study.best_value == max(t.value for t in complete)
     # A worker reading the study afterwards (no trials of its own) sees every trial of both and their best.
-    report = subprocess.run(sweep_command(storage, "--n-trials", "0", "--out", str(tmp_path / "all.csv")),
-                            capture_output=True, text=True, timeout=300)
-    assert report.returncode == 0, report.stderr[-3000:]
-    summary = json.loads(report.stdout.strip().splitlines()[-1])
+    summary = sweep(storage=str(storage), config=CONFIG, study_name="shared", n_trials=0,
+                    out=str(tmp_path / "all.csv"))
     assert summary["n_trials"] == 4 and summary["best"]["number"] == study.best_trial.number
     rows = json.loads((tmp_path / "w1.json").read_text())
     assert {row["number"] for row in rows} <= {0, 1, 2, 3}
