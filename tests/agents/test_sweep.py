@@ -217,3 +217,21 @@ def test_postgres_url_gets_the_installed_driver(monkeypatch):
     assert postgres_driver("sqlite:///x.db") == "sqlite:///x.db"
     installed.add("psycopg")  # psycopg 3 present: SQLAlchemy's default for postgresql:// works
     assert postgres_driver("postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning",
+                            "ignore::optuna.exceptions.ExperimentalWarning")
+def test_a_dead_workers_trial_fails_and_is_retried_with_its_parameters(tmp_path):
+    """make_storage's heartbeat and retry: a RUNNING trial whose worker stopped beating is FAIL and re-queued."""
+    import time
+
+    storage = make_storage(str(tmp_path / "s.db"), heartbeat_interval=1, grace_period=1, max_retry=1)
+    study = optuna.create_study(storage=storage, study_name="retry")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    storage.record_heartbeat(trial._trial_id)  # what a worker's heartbeat thread does, then the worker "dies"
+    time.sleep(2.5)  # past the grace period
+    optuna.storages.fail_stale_trials(study)
+    dead, retry = study.get_trials()
+    assert dead.state == optuna.trial.TrialState.FAIL
+    assert retry.state == optuna.trial.TrialState.WAITING and retry.params == dead.params
+    assert retry.system_attrs["failed_trial"] == dead.number
