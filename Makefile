@@ -18,7 +18,7 @@ BENCH_DEVICE ?= cpu
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH)"
-	$(PY) -m pip install -q -e ".[test,box2d]"
+	$(PY) -m pip install -q -e ".[test,box2d,sweep]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,4 +1,4 @@
-"""The agent command line: ``python -m sparsernn.agents {train,evaluate} ...`` (also ``sparsernn-train``).
+"""The agent command line: ``python -m sparsernn.agents {train,evaluate,sweep} ...`` (also ``sparsernn-train``).
 
 Examples::
 
@@ -8,6 +8,7 @@ Examples::
     python -m sparsernn.agents evaluate runs/gru_d01/model.zip --env sparsernn/CartPoleNoVel-v1
     python -m sparsernn.agents train --config agents/configs/cartpole_novel.yaml \
         --resume runs/gru_d01/checkpoints/rl_model_50000_steps.zip --total-timesteps 50000 --save-dir runs/gru_d01b
+    python -m sparsernn.agents sweep --config agents/configs/cartpole_novel.yaml --n-trials 20  # sweep_rl.py
 
 Flags override the configuration file; YAML keys are ``train``'s keyword
 arguments (see :mod:`sparsernn.agents.config`). Every argument is checked before
@@ -134,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=seed)
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     ev.add_argument("--threads", type=count(0), default=1)
+    try:
+        from . import sweep_rl
+    except ImportError:  # optuna missing: pip install "sparsernn[sweep]"
+        pass
+    else:
+        sweep_rl.add_parser(commands)
     return parser
 
 
@@ -180,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.command == "sweep":
+        from . import sweep_rl
+        return sweep_rl.main(parser, args)
     if args.command == "train":
         result = train(**_checked_train_kwargs(parser, args))
         report = {"model": str(result.model_path) if result.model_path else None}
