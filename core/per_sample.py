@@ -90,22 +90,43 @@ def per_sample_forward(layer: "SparseRecurrent", params: dict[str, torch.Tensor]
     return y, h
 
 
-def _open_preactivation() -> float:
-    from .update_gates import OPEN_PREACTIVATION
+#: Up to this input width the input projections are element-wise products summed over the inputs
+#: (for every step at once); wider inputs take one ``bmm`` per step.
+SMALL_INPUT = 8
 
-    return OPEN_PREACTIVATION
+
+def _input_projection(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``x (T, S, I)`` times each sample's ``weight (S, G, I)`` transposed: ``(T, S, G)``. Each entry is
+    computed the same way whatever ``T`` (element-wise products added in input order, or a
+    ``bmm`` per step), so a call of ``T`` steps gives the bits of ``T`` calls of one step."""
+    if x.shape[2] <= SMALL_INPUT:
+        out = x[:, :, 0:1] * weight[:, :, 0]
+        for i in range(1, x.shape[2]):
+            out = out + x[:, :, i:i + 1] * weight[:, :, i]
+        return out
+    weight_t = weight.transpose(1, 2).contiguous()
+    return torch.stack([torch.bmm(x[t].unsqueeze(1), weight_t).squeeze(1) for t in range(x.shape[0])])
+
+
+def _weight_gradient(grad: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``sum_t grad_t^T inputs_t`` per sample: ``grad (T, S, G)``, ``inputs (T, S, K)`` → ``(S, G, K)``,
+    one batched product ``(S, G, T) @ (S, T, K)`` (a narrow ``K`` as a broadcast sum over ``T``)."""
+    if inputs.shape[2] <= 2:
+        return (grad.unsqueeze(-1) * inputs.unsqueeze(-2)).sum(0)
+    return torch.bmm(grad.permute(1, 2, 0), inputs.transpose(0, 1))
 
 
 class _PerSampleGRU(torch.autograd.Function):
     """The GRU (optionally event-gated) with per-sample weights as one autograd node.
 
-    Forward per step, as the reference backend: ``gx = W_ih x_t + b_ih``, ``gh = W_hh h + b_hh``
-    (batched over samples: ``bmm``), ``r, z = sigmoid(gx + gh)[:2H]``,
+    Forward, per step: ``gx = W_ih x_t + b_ih`` (for every step at once),
+    ``gh = W_hh h + b_hh`` (one ``bmm`` over the samples), ``r, z = sigmoid(gx + gh)[:2H]``,
     ``n = tanh(gx_n + r gh_n)``, ``h' = n + z (h - n)``; with the event gate,
-    ``a = W_x x_t + b (forced to OPEN_PREACTIVATION for always-open neurons) + w_h h`` and
-    ``h_t = h'`` where ``a > 0``, else ``h``. Backward: the reverse recurrence per step, the
-    per-step projection gradients kept ``(T, S, 3H)``, and the weight gradients as one ``bmm``
-    each at the end."""
+    ``a = W_x x_t + b`` (:data:`~sparsernn.core.update_gates.OPEN_PREACTIVATION` for always-open
+    neurons) ``+ w_h h`` and ``h_t = h'`` where ``a > 0``, else exactly ``h``. Backward: the
+    coefficients of the reverse recurrence for every step at once, then per step a few
+    element-wise passes and one ``bmm`` (``dh_{t-1} = ... + dg_h W_hh``), the projection
+    gradients kept ``(T, S, 3H)``; the weight gradients at the end, one batched product each."""
 
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, g_wx, g_wh, g_b, mask_ih, mask_hh, always_open):
@@ -113,113 +134,108 @@ class _PerSampleGRU(torch.autograd.Function):
         hidden = h0.shape[1]
         w_ih_e = w_ih * mask_ih if mask_ih is not None else w_ih
         w_hh_e = w_hh * mask_hh if mask_hh is not None else w_hh
-        w_ih_t, w_hh_t = w_ih_e.transpose(1, 2), w_hh_e.transpose(1, 2)  # (S, I, 3H), (S, H, 3H)
+        w_hh_t = w_hh_e.transpose(1, 2)  # (S, H, 3H), a view: one kernel whatever T (the same bits)
+        gx_all = _input_projection(x, w_ih_e) + b_ih
         gated = g_wx is not None
-        if gated:
-            g_wx_t = g_wx.transpose(1, 2)  # (S, I, H)
+        # every step writes into these (out=): no allocation in the loop
         hs = x.new_empty(steps + 1, samples, hidden)
         hs[0] = h0
-        r_all, z_all, n_all, ghn_all = (x.new_empty(steps, samples, hidden) for _ in range(4))
+        gh_all = x.new_empty(steps, samples, 3 * hidden)
+        rz_all = x.new_empty(steps, samples, 2 * hidden)
+        n_all, cand_all = x.new_empty(steps, samples, hidden), x.new_empty(steps, samples, hidden)
         if gated:
-            cand_all = x.new_empty(steps, samples, hidden)
-            slope_all = x.new_empty(steps, samples, hidden)
+            part_all = _input_projection(x, g_wx) + g_b
+            if always_open is not None:
+                from .update_gates import OPEN_PREACTIVATION
+
+                part_all = part_all.masked_fill(always_open, OPEN_PREACTIVATION)
+            preact_all = x.new_empty(steps, samples, hidden)
             open_all = torch.empty(steps, samples, hidden, dtype=torch.bool, device=x.device)
+        b_hh = b_hh.unsqueeze(1)
         h = h0
         for t in range(steps):
-            x_t = x[t].unsqueeze(1)  # (S, 1, I)
-            gx = torch.bmm(x_t, w_ih_t).squeeze(1) + b_ih
-            gh = torch.bmm(h.unsqueeze(1), w_hh_t).squeeze(1) + b_hh
-            r, z = torch.sigmoid(gx[:, :2 * hidden] + gh[:, :2 * hidden]).chunk(2, dim=1)
-            ghn = gh[:, 2 * hidden:]
-            n = torch.tanh(torch.addcmul(gx[:, 2 * hidden:], r, ghn))
-            cand = torch.lerp(n, h, z)
-            r_all[t], z_all[t], n_all[t], ghn_all[t] = r, z, n, ghn
+            gx, gh, rz, n = gx_all[t], gh_all[t], rz_all[t], n_all[t]
+            torch.baddbmm(b_hh, h.unsqueeze(1), w_hh_t, out=gh.unsqueeze(1))
+            torch.add(gx[:, :2 * hidden], gh[:, :2 * hidden], out=rz).sigmoid_()
+            torch.addcmul(gx[:, 2 * hidden:], rz[:, :hidden], gh[:, 2 * hidden:], out=n).tanh_()
+            torch.lerp(n, h, rz[:, hidden:], out=cand_all[t])
             if gated:
-                part = torch.bmm(x_t, g_wx_t).squeeze(1) + g_b
-                if always_open is not None:
-                    part = torch.where(always_open, part.new_tensor(_open_preactivation()), part)
-                preact = part + g_wh * h
-                is_open = preact > 0
-                soft = torch.sigmoid(preact)
-                slope_all[t] = soft * (1 - soft)
-                open_all[t], cand_all[t] = is_open, cand
-                h = torch.where(is_open, cand, h)
+                preact = torch.addcmul(part_all[t], g_wh, h, out=preact_all[t])
+                is_open = torch.gt(preact, 0, out=open_all[t])
+                h = torch.where(is_open, cand_all[t], h, out=hs[t + 1])  # exactly h where closed
             else:
-                h = cand
-            hs[t + 1] = h
-        saved = [x, hs, r_all, z_all, n_all, ghn_all, w_ih_e, w_hh_e]
+                h = cand_all[t]
+                hs[t + 1] = h
+        ghn_all = gh_all[:, :, 2 * hidden:]
+        saved = [x, hs, rz_all, n_all, ghn_all, w_ih_e, w_hh_e]
         if gated:
-            saved += [cand_all, slope_all, open_all, g_wx, g_wh]
+            saved += [preact_all, cand_all, open_all, g_wx, g_wh]
         ctx.save_for_backward(*saved)
         ctx.gated, ctx.mask_ih, ctx.mask_hh, ctx.always_open = gated, mask_ih, mask_hh, always_open
-        return hs[1:].clone(), h.clone()
+        return hs[1:], h.clone()
 
     @staticmethod
     def backward(ctx, grad_y, grad_h):
         saved = ctx.saved_tensors
-        x, hs, r_all, z_all, n_all, ghn_all, w_ih_e, w_hh_e = saved[:8]
+        x, hs, rz_all, n_all, ghn_all, w_ih_e, w_hh_e = saved[:7]
         gated = ctx.gated
+        steps, samples, hidden = n_all.shape
+        h_prev_all = hs[:-1]
         if gated:
-            cand_all, slope_all, open_all, g_wx, g_wh = saved[8:]
-        steps, samples, hidden = r_all.shape
-        dgx_all = x.new_empty(steps, samples, 3 * hidden)  # d(gx) per step; d(gh) shares its first 2H
-        dghn_all = x.new_empty(steps, samples, hidden)
-        if gated:
+            preact_all, cand_all, open_all, g_wx, g_wh = saved[7:]
             da_all = x.new_empty(steps, samples, hidden)
+        # per step, small (S, H) temporaries only (whole-call element-wise passes cost more here)
+        dgh_all = x.new_empty(steps, samples, 3 * hidden)  # [dg_r | dg_z | dgh_n]; d(gx) is [dg_r | dg_z | dg_n]
+        dgn_all = x.new_empty(steps, samples, hidden)
         dh = grad_h.clone() if grad_h is not None else x.new_zeros(samples, hidden)
         for t in range(steps - 1, -1, -1):
             if grad_y is not None:
                 dh = dh + grad_y[t]
-            h_prev = hs[t]
-            r, z, n, ghn = r_all[t], z_all[t], n_all[t], ghn_all[t]
+            r, z = rz_all[t, :, :hidden], rz_all[t, :, hidden:]
+            n, h_prev = n_all[t], hs[t]
             if gated:
-                is_open = open_all[t]
-                dcand = torch.where(is_open, dh, torch.zeros_like(dh))
-                da = dcand * slope_all[t] * (cand_all[t] - h_prev)  # straight-through, open pairs only
-                da_all[t] = da
-                dprev = torch.where(is_open, torch.zeros_like(dh), dh) + da * g_wh
+                dcand = dh * open_all[t]  # dL/dh' (the candidate): where open
+                soft = torch.sigmoid(preact_all[t])
+                # straight-through at open pairs only: da = dh * open * sigmoid'(a) * (h' - h)
+                da = torch.mul(dcand * (soft - soft * soft), cand_all[t] - h_prev, out=da_all[t])
+                dprev = torch.addcmul(dh - dcand, da, g_wh)  # dh - dcand: exactly dh where closed, 0 where open
+                dprev.addcmul_(dcand, z)
             else:
                 dcand = dh
-                dprev = None
-            dn = dcand * (1 - z)
-            dz = dcand * (h_prev - n)
-            dprev = dcand * z if dprev is None else dprev + dcand * z
-            dpn = dn * (1 - n * n)
-            dr = dpn * ghn
-            dgx = dgx_all[t]
-            torch.mul(dr, r * (1 - r), out=dgx[:, :hidden])
-            torch.mul(dz, z * (1 - z), out=dgx[:, hidden:2 * hidden])
-            dgx[:, 2 * hidden:] = dpn
-            dghn = dpn * r
-            dghn_all[t] = dghn
-            dgh = torch.cat([dgx[:, :2 * hidden], dghn], 1)
-            dh = dprev + torch.bmm(dgh.unsqueeze(1), w_hh_e).squeeze(1)
-        dgh_all = torch.cat([dgx_all[:, :, :2 * hidden], dghn_all], 2)
-        # each weight's gradient once per call: (S, G, T) @ (S, T, I or H)
+                dprev = dh * z
+            # h' = n + z (h - n), n = tanh(gx_n + r gh_n), r, z = sigmoid(gx + gh)[:2H]
+            dgn = torch.mul(dcand * (1 - z), 1 - n * n, out=dgn_all[t])
+            dgh = dgh_all[t]
+            torch.mul(dgn * ghn_all[t], r - r * r, out=dgh[:, :hidden])
+            torch.mul(dcand * (h_prev - n), z - z * z, out=dgh[:, hidden:2 * hidden])
+            torch.mul(dgn, r, out=dgh[:, 2 * hidden:])
+            dh = torch.baddbmm(dprev.unsqueeze(1), dgh.unsqueeze(1), w_hh_e).squeeze(1)
         grads = [None] * 12
         need = ctx.needs_input_grad
-        if need[2]:
-            d = torch.bmm(dgx_all.permute(1, 2, 0), x.transpose(0, 1))
+        rz_grad = dgh_all[:, :, :2 * hidden]  # d(gx) and d(gh) share their r, z parts
+        if need[2]:  # each weight's gradient once per call
+            d = torch.cat([_weight_gradient(rz_grad, x), _weight_gradient(dgn_all, x)], 1)
             grads[2] = d * ctx.mask_ih if ctx.mask_ih is not None else d
         if need[3]:
-            d = torch.bmm(dgh_all.permute(1, 2, 0), hs[:-1].transpose(0, 1))
+            d = _weight_gradient(dgh_all, h_prev_all)
             grads[3] = d * ctx.mask_hh if ctx.mask_hh is not None else d
         if need[4]:
-            grads[4] = dgx_all.sum(0)
+            grads[4] = torch.cat([rz_grad.sum(0), dgn_all.sum(0)], 1)
         if need[5]:
             grads[5] = dgh_all.sum(0)
         dpart = None
         if gated:
             dpart = da_all
             if ctx.always_open is not None:  # their W_x x + b is replaced by a constant
-                dpart = torch.where(ctx.always_open, torch.zeros_like(da_all), da_all)
+                dpart = da_all.masked_fill(ctx.always_open, 0.0)
             if need[6]:
-                grads[6] = torch.bmm(dpart.permute(1, 2, 0), x.transpose(0, 1))
+                grads[6] = _weight_gradient(dpart, x)
             if need[7]:
-                grads[7] = (da_all * hs[:-1]).sum(0)
+                grads[7] = (da_all * h_prev_all).sum(0)
             if need[8]:
                 grads[8] = dpart.sum(0)
         if need[0]:
+            dgx_all = torch.cat([rz_grad, dgn_all], 2)
             dx = torch.bmm(dgx_all.transpose(0, 1), w_ih_e)  # (S, T, I)
             if gated:
                 dx = dx + torch.bmm(dpart.transpose(0, 1), g_wx)

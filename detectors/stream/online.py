@@ -52,6 +52,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
+from ...core.per_sample import per_sample_forward, per_sample_unsupported
 from ..checks import check_int, check_number
 from .surprise import surprise
 
@@ -124,6 +125,17 @@ class OnlineLearning:
                         f"got {learn!r} ({type(learn).__name__})")
 
 
+class _Predict(torch.nn.Module):
+    """The forecaster's ``predict`` as a module's ``forward`` (for ``functional_call``)."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, y: torch.Tensor, u: torch.Tensor):
+        return self.model.predict(y, u)
+
+
 class OnlineLearner:
     """Per-stream weights, Adam moments and window buffers of a learning :class:`StreamScorer`.
 
@@ -161,6 +173,12 @@ class OnlineLearner:
         self.checkpoint = torch.zeros(0, self.slots, self.state_size)
         self._forward_many = vmap(self._one_forward, in_dims=(0, 1, 0), out_dims=(1, 1, 0))
         self._loss_many = vmap(self._one_loss, in_dims=(0, 1, 0, 1))
+        # core's per-sample path where it covers the layer (it records no trace: the layer's aux_loss is
+        # exactly zero for every layer it covers); the vmap path otherwise
+        self.fast = per_sample_unsupported(self.model.layer) is None and set(self.names) == {
+            f"layer.{name}" for name, _ in self.model.layer.named_parameters()} | {"head.weight", "head.bias"}
+        self._predictor = _Predict(self.model)
+        self._predict_many = vmap(self._one_predict, in_dims=(0, 1, 1), out_dims=(1, 1))
 
     # ------------------------------------------------------------ per-stream arrays
     def arrays(self) -> dict[str, torch.Tensor]:
@@ -209,9 +227,34 @@ class OnlineLearner:
         weights = ok.to(nll.dtype)
         return (nll * weights).sum() / weights.sum().clamp(min=1.0) + self.model.layer.aux_loss()
 
+    def _one_predict(self, head: dict, y: torch.Tensor, u: torch.Tensor):
+        """One stream's forecasts ``(T, d)`` from the layer's output ``y (T, H)`` and ``u (T, d)`` with its
+        ``head`` parameters (``head.*`` names): the forecaster's own ``predict``."""
+        mean, var = functional_call(self._predictor, {f"model.{k}": v for k, v in head.items()},
+                                    (y[:, None], u[:, None]), strict=False)
+        return mean[:, 0], var[:, 0]
+
+    def _fast_forward(self, params: dict, u: torch.Tensor, state: torch.Tensor):
+        """:meth:`_forward` through core's per-sample path (:func:`~sparsernn.core.per_sample.per_sample_forward`)
+        and the head vmapped over the streams."""
+        layer = {name[len("layer."):]: value for name, value in params.items() if name.startswith("layer.")}
+        y, state = per_sample_forward(self.model.layer, layer, u, state)
+        mean, var = self._predict_many({k: v for k, v in params.items() if k.startswith("head.")}, y, u)
+        return mean, var, state
+
+    def _fast_losses(self, params: dict, u: torch.Tensor, state: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+        """Every stream's :meth:`_one_loss` ``(B,)`` through :meth:`_fast_forward` (no aux loss: zero here)."""
+        mean, var, _ = self._fast_forward(params, u, state)
+        mean, var = mean[:-1], var[:-1]
+        nll = 0.5 * (torch.log(var) + (u[1:] - mean).square() / var).mean(-1)  # (T - 1, B)
+        weights = ok.to(nll.dtype)
+        return (nll * weights).sum(0) / weights.sum(0).clamp(min=1.0)
+
     def _forward(self, params: dict, u: torch.Tensor, state: torch.Tensor):
         """Every stream of ``u (T, B, d)`` from ``state (B, S)`` with its own ``params`` (``(B, ...)`` each);
         one stream without ``vmap`` (its overhead is pure cost there)."""
+        if self.fast:
+            return self._fast_forward(params, u, state)
         if u.shape[1] == 1:
             mean, var, state = self._one_forward({k: v[0] for k, v in params.items()}, u[:, 0], state[0])
             return mean[:, None], var[:, None], state[None]
@@ -223,7 +266,9 @@ class OnlineLearner:
         that stream's gradient; twice as fast here as ``vmap(grad(...))``)."""
         leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
         with torch.enable_grad():
-            if u.shape[1] == 1:
+            if self.fast:
+                losses = self._fast_losses(leaves, u, state, ok)
+            elif u.shape[1] == 1:
                 losses = self._one_loss({k: v[0] for k, v in leaves.items()}, u[:, 0], state[0], ok[:, 0])[None]
             else:
                 losses = self._loss_many(leaves, u, state, ok)
