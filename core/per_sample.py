@@ -110,10 +110,11 @@ def _input_projection(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 def _weight_gradient(grad: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """``sum_t grad_t^T inputs_t`` per sample: ``grad (T, S, G)``, ``inputs (T, S, K)`` → ``(S, G, K)``,
-    one batched product ``(S, G, T) @ (S, T, K)`` (a narrow ``K`` as a broadcast sum over ``T``)."""
-    if inputs.shape[2] <= 2:
-        return (grad.unsqueeze(-1) * inputs.unsqueeze(-2)).sum(0)
-    return torch.bmm(grad.permute(1, 2, 0), inputs.transpose(0, 1))
+    one batched product ``(S, G, T) @ (S, T, K)`` (``einsum``, which lays the operands out for
+    ``bmm``); a single input as a sum over ``T`` of ``grad * input``."""
+    if inputs.shape[2] == 1:
+        return (grad * inputs).sum(0).unsqueeze(-1)
+    return torch.einsum("tsg,tsk->sgk", grad, inputs)
 
 
 class _PerSampleGRU(torch.autograd.Function):
@@ -150,7 +151,7 @@ class _PerSampleGRU(torch.autograd.Function):
 
                 part_all = part_all.masked_fill(always_open, OPEN_PREACTIVATION)
             preact_all = x.new_empty(steps, samples, hidden)
-            open_all = torch.empty(steps, samples, hidden, dtype=torch.bool, device=x.device)
+            open_all = x.new_empty(steps, samples, hidden)  # 1.0 where open, else 0.0
         b_hh = b_hh.unsqueeze(1)
         h = h0
         for t in range(steps):
@@ -162,7 +163,7 @@ class _PerSampleGRU(torch.autograd.Function):
             if gated:
                 preact = torch.addcmul(part_all[t], g_wh, h, out=preact_all[t])
                 is_open = torch.gt(preact, 0, out=open_all[t])
-                h = torch.where(is_open, cand_all[t], h, out=hs[t + 1])  # exactly h where closed
+                h = torch.lerp(h, cand_all[t], is_open, out=hs[t + 1])  # exactly h where closed, h' where open
             else:
                 h = cand_all[t]
                 hs[t + 1] = h
@@ -184,32 +185,39 @@ class _PerSampleGRU(torch.autograd.Function):
         if gated:
             preact_all, cand_all, open_all, g_wx, g_wh = saved[7:]
             da_all = x.new_empty(steps, samples, hidden)
-        # per step, small (S, H) temporaries only (whole-call element-wise passes cost more here)
+        # every step writes into these and a few (S, H) scratch tensors (out=): no allocation in the loop
         dgh_all = x.new_empty(steps, samples, 3 * hidden)  # [dg_r | dg_z | dgh_n]; d(gx) is [dg_r | dg_z | dg_n]
         dgn_all = x.new_empty(steps, samples, hidden)
         dh = grad_h.clone() if grad_h is not None else x.new_zeros(samples, hidden)
+        dcand, dprev, one, two = (x.new_empty(samples, hidden) for _ in range(4))
         for t in range(steps - 1, -1, -1):
             if grad_y is not None:
-                dh = dh + grad_y[t]
+                dh.add_(grad_y[t])
             r, z = rz_all[t, :, :hidden], rz_all[t, :, hidden:]
-            n, h_prev = n_all[t], hs[t]
+            n, h_prev, dgn, dgh = n_all[t], hs[t], dgn_all[t], dgh_all[t]
             if gated:
-                dcand = dh * open_all[t]  # dL/dh' (the candidate): where open
-                soft = torch.sigmoid(preact_all[t])
+                torch.mul(dh, open_all[t], out=dcand)  # dL/dh' (the candidate): where open
                 # straight-through at open pairs only: da = dh * open * sigmoid'(a) * (h' - h)
-                da = torch.mul(dcand * (soft - soft * soft), cand_all[t] - h_prev, out=da_all[t])
-                dprev = torch.addcmul(dh - dcand, da, g_wh)  # dh - dcand: exactly dh where closed, 0 where open
-                dprev.addcmul_(dcand, z)
+                soft = torch.sigmoid(preact_all[t], out=one)
+                slope = torch.addcmul(soft, soft, soft, value=-1.0, out=one)
+                torch.sub(cand_all[t], h_prev, out=two).mul_(slope)
+                da = torch.mul(two, dcand, out=da_all[t])
+                torch.sub(dh, dcand, out=dprev)  # exactly dh where closed, 0 where open
+                dprev.addcmul_(da, g_wh).addcmul_(dcand, z)
             else:
-                dcand = dh
-                dprev = dh * z
+                dcand.copy_(dh)
+                torch.mul(dh, z, out=dprev)
             # h' = n + z (h - n), n = tanh(gx_n + r gh_n), r, z = sigmoid(gx + gh)[:2H]
-            dgn = torch.mul(dcand * (1 - z), 1 - n * n, out=dgn_all[t])
-            dgh = dgh_all[t]
-            torch.mul(dgn * ghn_all[t], r - r * r, out=dgh[:, :hidden])
-            torch.mul(dcand * (h_prev - n), z - z * z, out=dgh[:, hidden:2 * hidden])
+            torch.addcmul(dcand, dcand, z, value=-1.0, out=dgn)  # dc (1 - z)
+            torch.mul(n, n, out=one)
+            dgn.addcmul_(dgn, one, value=-1.0)  # dc (1 - z)(1 - n^2)
+            torch.addcmul(r, r, r, value=-1.0, out=one).mul_(ghn_all[t])  # r (1 - r) gh_n
+            torch.mul(dgn, one, out=dgh[:, :hidden])
+            torch.sub(h_prev, n, out=one).mul_(dcand)
+            torch.addcmul(z, z, z, value=-1.0, out=two)  # z (1 - z)
+            torch.mul(one, two, out=dgh[:, hidden:2 * hidden])
             torch.mul(dgn, r, out=dgh[:, 2 * hidden:])
-            dh = torch.baddbmm(dprev.unsqueeze(1), dgh.unsqueeze(1), w_hh_e).squeeze(1)
+            torch.baddbmm(dprev.unsqueeze(1), dgh.unsqueeze(1), w_hh_e, out=dh.unsqueeze(1))
         grads = [None] * 12
         need = ctx.needs_input_grad
         rz_grad = dgh_all[:, :, :2 * hidden]  # d(gx) and d(gh) share their r, z parts
