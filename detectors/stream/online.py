@@ -12,20 +12,24 @@ Per-stream weights, batched
 Each stream has its own copy of every trainable parameter of the forecaster, stacked on a
 leading stream axis (``(n_streams, *shape)``), so a stream adapts to itself alone (NAB scores
 each file as its own stream; a shared model would let one stream's data move another's
-scores). One call runs all the streams of a block together: the forecaster's own
-``forward`` (core's ``reference`` backend, so every core option but routing is covered)
-under :func:`torch.func.vmap` over the stream axis of the weights, the state and the data
-(``functional_call``); one backward pass of the sum of the streams' losses gives every
-stream's gradient (the sum's gradient with respect to a stream's weights is that stream's
-own). A block of one stream skips ``vmap``. The learner treats the parameters as ``torch.optim`` does: by name,
-opaque, never reading how a layer packs them.
+scores). One call runs all the streams of a block together. Where core's per-sample path
+covers the layer (:func:`~sparsernn.core.per_sample.per_sample_unsupported` is None: the
+detector's default event-gated GRU), the layer runs through
+:func:`~sparsernn.core.per_sample.per_sample_forward` (a hand-written backward that forms each
+weight's gradient once per window) and the head under :func:`torch.func.vmap`; otherwise the
+forecaster's own ``forward`` (core's ``reference`` backend) runs under :func:`torch.func.vmap`
+over the stream axis of the weights, the state and the data (``functional_call``; a block of
+one stream skips ``vmap``). Either way one backward pass of the sum of the streams' losses
+gives every stream's gradient (the sum's gradient with respect to a stream's weights is that
+stream's own), and the learner treats the parameters as ``torch.optim`` does: by name, opaque,
+never reading how a layer packs them (``OnlineLearner.fast`` tells which path runs).
 
 Cost: memory per stream is three copies of the parameters (weights, Adam's two moments;
 ``float32``) plus ``window x (n_channels + 1)`` window entries and
 ``(window // every + 1) x state_size`` checkpointed states. Time per point and stream: the
 forward of one step with the stream's own weights (a batched matrix-vector product: every
 step reads every stream's weights, where a shared model would read them once), plus, every
-``every`` points, a forward and backward over ``window`` steps. See ``docs/detectors.md``
+``every`` points, a forward and backward over ``window`` steps. See ``docs/online_learning.md``
 for measured numbers.
 
 Window and checkpoints
