@@ -16,7 +16,8 @@ scores). One call runs all the streams of a block together. Where core's per-sam
 covers the layer (:func:`~sparsernn.core.per_sample.per_sample_unsupported` is None: the
 detector's default event-gated GRU), the layer runs through
 :func:`~sparsernn.core.per_sample.per_sample_forward` (a hand-written backward that forms each
-weight's gradient once per window) and the head under :func:`torch.func.vmap`; otherwise the
+weight's gradient once per window) and the head through the forecaster's
+``predict_per_stream``; otherwise the
 forecaster's own ``forward`` (core's ``reference`` backend) runs under :func:`torch.func.vmap`
 over the stream axis of the weights, the state and the data (``functional_call``; a block of
 one stream skips ``vmap``). Either way one backward pass of the sum of the streams' losses
@@ -129,17 +130,6 @@ class OnlineLearning:
                         f"got {learn!r} ({type(learn).__name__})")
 
 
-class _Predict(torch.nn.Module):
-    """The forecaster's ``predict`` as a module's ``forward`` (for ``functional_call``)."""
-
-    def __init__(self, model) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, y: torch.Tensor, u: torch.Tensor):
-        return self.model.predict(y, u)
-
-
 class OnlineLearner:
     """Per-stream weights, Adam moments and window buffers of a learning :class:`StreamScorer`.
 
@@ -181,8 +171,6 @@ class OnlineLearner:
         # exactly zero for every layer it covers); the vmap path otherwise
         self.fast = per_sample_unsupported(self.model.layer) is None and set(self.names) == {
             f"layer.{name}" for name, _ in self.model.layer.named_parameters()} | {"head.weight", "head.bias"}
-        self._predictor = _Predict(self.model)
-        self._predict_many = vmap(self._one_predict, in_dims=(0, 1, 1), out_dims=(1, 1))
 
     # ------------------------------------------------------------ per-stream arrays
     def arrays(self) -> dict[str, torch.Tensor]:
@@ -231,19 +219,12 @@ class OnlineLearner:
         weights = ok.to(nll.dtype)
         return (nll * weights).sum() / weights.sum().clamp(min=1.0) + self.model.layer.aux_loss()
 
-    def _one_predict(self, head: dict, y: torch.Tensor, u: torch.Tensor):
-        """One stream's forecasts ``(T, d)`` from the layer's output ``y (T, H)`` and ``u (T, d)`` with its
-        ``head`` parameters (``head.*`` names): the forecaster's own ``predict``."""
-        mean, var = functional_call(self._predictor, {f"model.{k}": v for k, v in head.items()},
-                                    (y[:, None], u[:, None]), strict=False)
-        return mean[:, 0], var[:, 0]
-
     def _fast_forward(self, params: dict, u: torch.Tensor, state: torch.Tensor):
         """:meth:`_forward` through core's per-sample path (:func:`~sparsernn.core.per_sample.per_sample_forward`)
-        and the head vmapped over the streams."""
+        and the forecaster's ``predict_per_stream``."""
         layer = {name[len("layer."):]: value for name, value in params.items() if name.startswith("layer.")}
         y, state = per_sample_forward(self.model.layer, layer, u, state)
-        mean, var = self._predict_many({k: v for k, v in params.items() if k.startswith("head.")}, y, u)
+        mean, var = self.model.predict_per_stream(y, u, params)
         return mean, var, state
 
     def _fast_losses(self, params: dict, u: torch.Tensor, state: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
