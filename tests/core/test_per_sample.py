@@ -66,7 +66,7 @@ CASES = [  # (T, S, I, H, options)
 
 
 @pytest.mark.parametrize("T, S, I, H, options", CASES)
-@pytest.mark.parametrize("scale", [0.3, 3.0])  # random and extreme (saturating) inputs and weights
+@pytest.mark.parametrize("scale", [0.3, 3.0, 30.0])  # random, large and extreme (saturating) inputs and weights
 def test_equals_vmap_reference(assert_rel_close, T, S, I, H, options, scale):
     layer = make_layer(I, H, **options)
     gen = torch.Generator().manual_seed(T * 1000 + S * 10 + H)
