@@ -20,8 +20,10 @@ layer's ``aux_loss`` would not see the call; for every covered layer it is exact
 The reference is ``torch.func.vmap`` of ``functional_call`` over the reference backend
 (``tests/core/test_per_sample.py`` checks outputs, state and every gradient against it).
 
-The forward computes each step as the reference backend does, one step at a time (so a call
-of ``T`` steps gives the same bits as ``T`` calls of one step); only the backward differs.
+The forward runs the same operations on the same shapes whatever ``T`` (the input projections
+entry by entry, the recurrent product one ``bmm`` per step), so a call of ``T`` steps gives the
+same bits as ``T`` calls of one step (tested); it equals the reference's to rounding, not bits.
+Where a switch is closed the state is kept exactly (``lerp`` with weight 0).
 """
 from __future__ import annotations
 
@@ -124,10 +126,12 @@ class _PerSampleGRU(torch.autograd.Function):
     ``gh = W_hh h + b_hh`` (one ``bmm`` over the samples), ``r, z = sigmoid(gx + gh)[:2H]``,
     ``n = tanh(gx_n + r gh_n)``, ``h' = n + z (h - n)``; with the event gate,
     ``a = W_x x_t + b`` (:data:`~sparsernn.core.update_gates.OPEN_PREACTIVATION` for always-open
-    neurons) ``+ w_h h`` and ``h_t = h'`` where ``a > 0``, else exactly ``h``. Backward: the
-    coefficients of the reverse recurrence for every step at once, then per step a few
-    element-wise passes and one ``bmm`` (``dh_{t-1} = ... + dg_h W_hh``), the projection
-    gradients kept ``(T, S, 3H)``; the weight gradients at the end, one batched product each."""
+    neurons) ``+ w_h h`` and ``h_t = h'`` where ``a > 0``, else exactly ``h``. Backward, per step:
+    a few element-wise passes into preallocated tensors and one ``bmm``
+    (``dh_{t-1} = ... + dg_h W_hh``), the projection gradients kept ``(T, S, 3H)``; the weight
+    gradients at the end, one batched product each. The gate's straight-through gradient is
+    ``da = dh * open * sigmoid'(a) * (h' - h)`` (open pairs only, as
+    :func:`~sparsernn.core.cells.switch`)."""
 
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, g_wx, g_wh, g_b, mask_ih, mask_hh, always_open):
