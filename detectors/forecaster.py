@@ -71,8 +71,20 @@ class GaussianForecaster(nn.Module):
 
         ``y``: layer output ``(T, B, H)``; ``u``: normalised inputs ``(T, B, d)``.
         """
-        mean, log_var = self.head(torch.cat([y, u], dim=-1)).chunk(2, dim=-1)
+        return self._distribution(self.head(torch.cat([y, u], dim=-1)))
+
+    def _distribution(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_var = out.chunk(2, dim=-1)
         return mean, torch.exp(log_var.clamp(*LOG_VAR_RANGE)) + self.min_variance
+
+    def predict_per_stream(self, y: torch.Tensor, u: torch.Tensor, params: dict[str, torch.Tensor]):
+        """:meth:`predict` with each stream's own head: ``y (T, S, H)``, ``u (T, S, d)`` and ``params``
+        holding ``"head.weight"`` ``(S, 2d, H + d)`` and ``"head.bias"`` ``(S, 2d)`` (named as
+        ``named_parameters`` names them; other entries ignored). One batched product over the streams."""
+        inputs = torch.cat([y, u], dim=-1).transpose(0, 1)  # (S, T, H + d)
+        weight, bias = params["head.weight"], params["head.bias"]
+        out = torch.baddbmm(bias.unsqueeze(1), inputs, weight.transpose(1, 2)).transpose(0, 1)
+        return self._distribution(out)
 
     def readout(self) -> GaussianReadout:
         """The head as core's read-out contract (a copy): ``[h_t, u_t] -> [mean | log_var]``, the

@@ -12,20 +12,25 @@ Per-stream weights, batched
 Each stream has its own copy of every trainable parameter of the forecaster, stacked on a
 leading stream axis (``(n_streams, *shape)``), so a stream adapts to itself alone (NAB scores
 each file as its own stream; a shared model would let one stream's data move another's
-scores). One call runs all the streams of a block together: the forecaster's own
-``forward`` (core's ``reference`` backend, so every core option but routing is covered)
-under :func:`torch.func.vmap` over the stream axis of the weights, the state and the data
-(``functional_call``); one backward pass of the sum of the streams' losses gives every
-stream's gradient (the sum's gradient with respect to a stream's weights is that stream's
-own). A block of one stream skips ``vmap``. The learner treats the parameters as ``torch.optim`` does: by name,
-opaque, never reading how a layer packs them.
+scores). One call runs all the streams of a block together. Where core's per-sample path
+covers the layer (:func:`~sparsernn.core.per_sample.per_sample_unsupported` is None: the
+detector's default event-gated GRU), the layer runs through
+:func:`~sparsernn.core.per_sample.per_sample_forward` (a hand-written backward that forms each
+weight's gradient once per window) and the head through the forecaster's
+``predict_per_stream``; otherwise the
+forecaster's own ``forward`` (core's ``reference`` backend) runs under :func:`torch.func.vmap`
+over the stream axis of the weights, the state and the data (``functional_call``; a block of
+one stream skips ``vmap``). Either way one backward pass of the sum of the streams' losses
+gives every stream's gradient (the sum's gradient with respect to a stream's weights is that
+stream's own), and the learner treats the parameters as ``torch.optim`` does: by name, opaque,
+never reading how a layer packs them (``OnlineLearner.fast`` tells which path runs).
 
 Cost: memory per stream is three copies of the parameters (weights, Adam's two moments;
 ``float32``) plus ``window x (n_channels + 1)`` window entries and
 ``(window // every + 1) x state_size`` checkpointed states. Time per point and stream: the
 forward of one step with the stream's own weights (a batched matrix-vector product: every
 step reads every stream's weights, where a shared model would read them once), plus, every
-``every`` points, a forward and backward over ``window`` steps. See ``docs/detectors.md``
+``every`` points, a forward and backward over ``window`` steps. See ``docs/online_learning.md``
 for measured numbers.
 
 Window and checkpoints
@@ -52,6 +57,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, vmap
 
+from ...core.per_sample import per_sample_forward, per_sample_unsupported
 from ..checks import check_int, check_number
 from .surprise import surprise
 
@@ -161,6 +167,10 @@ class OnlineLearner:
         self.checkpoint = torch.zeros(0, self.slots, self.state_size)
         self._forward_many = vmap(self._one_forward, in_dims=(0, 1, 0), out_dims=(1, 1, 0))
         self._loss_many = vmap(self._one_loss, in_dims=(0, 1, 0, 1))
+        # core's per-sample path where it covers the layer (it records no trace: the layer's aux_loss is
+        # exactly zero for every layer it covers); the vmap path otherwise
+        self.fast = per_sample_unsupported(self.model.layer) is None and set(self.names) == {
+            f"layer.{name}" for name, _ in self.model.layer.named_parameters()} | {"head.weight", "head.bias"}
 
     # ------------------------------------------------------------ per-stream arrays
     def arrays(self) -> dict[str, torch.Tensor]:
@@ -209,9 +219,27 @@ class OnlineLearner:
         weights = ok.to(nll.dtype)
         return (nll * weights).sum() / weights.sum().clamp(min=1.0) + self.model.layer.aux_loss()
 
+    def _fast_forward(self, params: dict, u: torch.Tensor, state: torch.Tensor):
+        """:meth:`_forward` through core's per-sample path (:func:`~sparsernn.core.per_sample.per_sample_forward`)
+        and the forecaster's ``predict_per_stream``."""
+        layer = {name[len("layer."):]: value for name, value in params.items() if name.startswith("layer.")}
+        y, state = per_sample_forward(self.model.layer, layer, u, state)
+        mean, var = self.model.predict_per_stream(y, u, params)
+        return mean, var, state
+
+    def _fast_losses(self, params: dict, u: torch.Tensor, state: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+        """Every stream's :meth:`_one_loss` ``(B,)`` through :meth:`_fast_forward` (no aux loss: zero here)."""
+        mean, var, _ = self._fast_forward(params, u, state)
+        mean, var = mean[:-1], var[:-1]
+        nll = 0.5 * (torch.log(var) + (u[1:] - mean).square() / var).mean(-1)  # (T - 1, B)
+        weights = ok.to(nll.dtype)
+        return (nll * weights).sum(0) / weights.sum(0).clamp(min=1.0)
+
     def _forward(self, params: dict, u: torch.Tensor, state: torch.Tensor):
         """Every stream of ``u (T, B, d)`` from ``state (B, S)`` with its own ``params`` (``(B, ...)`` each);
         one stream without ``vmap`` (its overhead is pure cost there)."""
+        if self.fast:
+            return self._fast_forward(params, u, state)
         if u.shape[1] == 1:
             mean, var, state = self._one_forward({k: v[0] for k, v in params.items()}, u[:, 0], state[0])
             return mean[:, None], var[:, None], state[None]
@@ -223,7 +251,9 @@ class OnlineLearner:
         that stream's gradient; twice as fast here as ``vmap(grad(...))``)."""
         leaves = {k: v.detach().requires_grad_() for k, v in params.items()}
         with torch.enable_grad():
-            if u.shape[1] == 1:
+            if self.fast:
+                losses = self._fast_losses(leaves, u, state, ok)
+            elif u.shape[1] == 1:
                 losses = self._one_loss({k: v[0] for k, v in leaves.items()}, u[:, 0], state[0], ok[:, 0])[None]
             else:
                 losses = self._loss_many(leaves, u, state, ok)
