@@ -206,8 +206,12 @@ def aux_loss(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> torch.Te
     if trace is None:
         return loss
     st_sum = None
-    if layer.target_update_rate is not None and not _under_ceiling(layer, trace):
-        st_sum = open_st_sum(trace)
+    if layer.target_update_rate is not None:
+        if not _under_ceiling(layer, trace):
+            st_sum = open_st_sum(trace)
+        elif torch.is_grad_enabled() and any(p.requires_grad for p in layer.gate.parameters()):
+            # a constant 0 that still accepts .backward(), as the sum it stands for would
+            loss = loss.requires_grad_()
     if st_sum is not None:
         rate = st_sum / trace["n_elements"]
         penalty = rate_penalty(rate, layer.target_update_rate, layer.update_rate_mode)
