@@ -273,7 +273,7 @@ def chain_memory(detector, n_streams: int, points: int, chunk: int, seed: int, p
     stream = nab_chain(detector, probationary)
     novelty = stream
     while not hasattr(novelty, "bank"):  # the WindowNovelty inside the spatial rule
-        novelty = novelty.stream
+        novelty = getattr(novelty, novelty.INNER)
     ids = list(range(n_streams))
     block = benchmark_block(n_streams, chunk, seed)
     calls = max(1, points // (chunk * n_streams))
