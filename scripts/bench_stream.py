@@ -39,6 +39,21 @@ taking turns round by round.
 
        python scripts/bench_stream.py --learn every=1 --memory-points 0 --json runs/bench_learn.json
 
+6. **the NAB chain**: with ``--chain``, ``process`` of blocks of ``--chunk``
+   points for ``--streams`` streams, ``--chain-steps`` points per stream,
+   through the chain that scores NAB, built by
+   :meth:`~sparsernn.detectors.nab.chain.SelectiveUpdateNAB.chain` with its
+   defaults (seasonal surprise, likelihood, window novelty, spatial rule;
+   probationary ``--chain-probationary`` rows, seasonal period one day of
+   5-minute rows), against scorer + likelihood (test 2's, same steps) in the
+   same rounds; ratio = chain / (scorer + likelihood). With ``--learn``, also
+   the chain with online learning on. Each chain is warmed by one block first
+   (the novelty's store then has neighbours, so every later point searches its
+   whole ``memory``). ``--chain-memory-points N``: N points through the chain
+   in blocks, resident memory sampled as in test 4::
+
+       python scripts/bench_stream.py --chain --memory-points 0 --json runs/bench_chain.json
+
 The scorers are built before their timing starts, so the numba compilation
 (or cache loading) of the one-stream step, done when a scorer is built, is not
 timed.
@@ -65,6 +80,8 @@ from rich.table import Table
 from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, StreamScorer
 from sparsernn.detectors.stream.online import OnlineLearning
 from sparsernn.detectors.normalization import standardize
+from sparsernn.detectors.nab.chain import SelectiveUpdateNAB
+from sparsernn.detectors.stream.seasonal import rows_per_season
 
 
 def parse_args(argv):
@@ -92,6 +109,16 @@ def parse_args(argv):
                         help="points per stream of the many-stream learning test (default 64)")
     parser.add_argument("--learn-single-points", type=int, default=500,
                         help="points of the one-stream learning test (default 500)")
+    parser.add_argument("--chain", action="store_true",
+                        help="also measure the chain that scores NAB (SelectiveUpdateNAB.chain) against scorer + "
+                             "likelihood, in the same rounds")
+    parser.add_argument("--chain-steps", type=int, default=200,
+                        help="points per stream of the chain test (default 200)")
+    parser.add_argument("--chain-probationary", type=int, default=600,
+                        help="probationary rows the chain is built for (default 600, 15%% of a 4000-row NAB file; "
+                             "novelty block = round(600 / 208) = 3 rows)")
+    parser.add_argument("--chain-memory-points", type=int, default=0,
+                        help="points through the chain for its memory test (0: skip, the default)")
     args = parser.parse_args(argv)
     if args.learn is not None:
         args.learn = learning_settings(parser, args.learn)
@@ -205,6 +232,66 @@ def memory(detector, n_streams: int, points: int, chunk: int, seed: int) -> dict
             "rss_mib": samples, "growth_mib": samples[-1][1] - samples[0][1]}
 
 
+def nab_chain(detector, probationary: int, learn: OnlineLearning | None = None):
+    """The chain that scores NAB around ``detector``, built by ``SelectiveUpdateNAB.chain`` (its defaults),
+    for ``probationary`` rows; the seasonal period from 5-minute timestamps, as ``run`` derives it."""
+    stamps = np.datetime64("2026-01-01") + np.arange(probationary) * np.timedelta64(5, "m")
+    nab = SelectiveUpdateNAB(learn=None if learn is None else learn.settings())
+    return nab.chain(detector, probationary, period=rows_per_season(stamps))
+
+
+def chain_streams(detector, n_streams: int, steps: int, chunk: int, seed: int, probationary: int,
+                  learn: OnlineLearning | None = None) -> float:
+    """Points/s of the NAB chain's ``process`` of blocks of ``chunk`` points over ``n_streams`` streams."""
+    stream = nab_chain(detector, probationary, learn)
+    ids = list(range(n_streams))
+    block = benchmark_block(n_streams, chunk, seed)
+    stream.process(block, ids)  # allocate the streams and give the novelty's store its first neighbours
+    calls = max(1, steps // chunk)
+    start = time.perf_counter()
+    for _ in range(calls):
+        stream.process(block, ids)
+    return calls * chunk * n_streams / (time.perf_counter() - start)
+
+
+def measure_chain(detector, args) -> dict:
+    """Test 6, one round: scorer + likelihood, the chain, and (with ``--learn``) the chain learning, in turn."""
+    chunk = min(args.chunk, args.chain_steps)
+    baseline, _ = many_streams(detector, args.streams, args.chain_steps, chunk, args.seed)
+    result = {"baseline_points_per_s": baseline,
+              "chain_points_per_s": chain_streams(detector, args.streams, args.chain_steps, chunk, args.seed,
+                                                  args.chain_probationary)}
+    if args.learn is not None:
+        result["chain_learning_points_per_s"] = chain_streams(detector, args.streams, args.chain_steps, chunk,
+                                                              args.seed, args.chain_probationary, args.learn)
+    return result
+
+
+def chain_memory(detector, n_streams: int, points: int, chunk: int, seed: int, probationary: int) -> dict:
+    """Test 6's memory: ``points`` through the chain in blocks, resident memory sampled as in :func:`memory`;
+    also the row per stream (and points) at which the novelty's store is full."""
+    stream = nab_chain(detector, probationary)
+    novelty = stream
+    while not hasattr(novelty, "bank"):  # the WindowNovelty inside the spatial rule
+        novelty = getattr(novelty, novelty.INNER)
+    ids = list(range(n_streams))
+    block = benchmark_block(n_streams, chunk, seed)
+    calls = max(1, points // (chunk * n_streams))
+    samples, start = [], time.perf_counter()
+    for call in range(calls):
+        stream.process(block, ids)
+        if call % max(1, calls // 10) == 0 or call == calls - 1:
+            samples.append(((call + 1) * chunk * n_streams, rss_mib()))
+    # an embedding is stored once the first window is complete (row span - 1), then every block rows
+    full_row = novelty.span + novelty.block * (novelty.memory - 1)
+    return {"points": calls * chunk * n_streams, "seconds": time.perf_counter() - start, "rss_mib": samples,
+            "first_mib": samples[0][1], "last_mib": samples[-1][1], "peak_mib": max(m for _, m in samples),
+            "growth_mib": samples[-1][1] - samples[0][1], "novelty_block": novelty.block,
+            "novelty_memory": novelty.memory, "store_full_row": full_row,
+            "store_full_points": full_row * n_streams,
+            "store_full": bool(novelty.stored[:n_streams].min() >= novelty.memory)}
+
+
 def measure_rate(detector, values: np.ndarray, args) -> dict:
     """Tests 1-2 (one stream and many streams) for one detector, without river's: one round."""
     alone, backend = many_streams(detector, args.streams, args.steps, args.chunk, args.seed, likelihood=False)
@@ -253,13 +340,15 @@ def main(argv=None) -> int:
                                        "learn": None if args.learn is None else args.learn.settings()}}
     # river's one-stream test and each rate's tests take turns, each reporting its best round, so
     # that a slow spell of a shared machine does not fall on one of them only
-    hst, rounds, learning = 0.0, [[] for _ in detectors], []
+    hst, rounds, learning, chained = 0.0, [[] for _ in detectors], [], []
     for _ in range(args.repeats):
         hst = max(hst, river_hst(values.tolist(), args.seed))
         for detector, kept in zip(detectors, rounds):
             kept.append(measure_rate(detector, values, args))
         if args.learn is not None:
             learning.append(measure_learning(detectors[0], values, args))
+        if args.chain:
+            chained.append(measure_chain(detectors[0], args))
     per_rate = [best_of(kept) | {"realised_update_rate": realised_update_rate(detector, args.streams, args.chunk,
                                                                               args.seed)}
                 for detector, kept in zip(detectors, rounds)]
@@ -282,6 +371,18 @@ def main(argv=None) -> int:
             "chunk": min(args.chunk, args.learn_steps), "one_stream_points": args.learn_single_points, **best,
             "ratio_many": best["on"]["many_points_per_s"] / best["off"]["many_points_per_s"],
             "ratio_one": best["on"]["one_points_per_s"] / best["off"]["one_points_per_s"]}
+    if args.chain:
+        best = {key: max(r[key] for r in chained) for key in chained[0]}
+        results["chain"] = {"streams": args.streams, "points_per_stream": args.chain_steps,
+                            "chunk": min(args.chunk, args.chain_steps), "probationary": args.chain_probationary,
+                            **best, "ratio": best["chain_points_per_s"] / best["baseline_points_per_s"]}
+        if args.learn is not None:
+            results["chain"]["learning_settings"] = args.learn.settings()
+            results["chain"]["ratio_learning"] = (best["chain_learning_points_per_s"]
+                                                  / best["baseline_points_per_s"])
+    if args.chain_memory_points:
+        results["chain_memory"] = chain_memory(detectors[0], args.streams, args.chain_memory_points, args.chunk,
+                                               args.seed, args.chain_probationary)
 
     title = (f"streaming benchmark, hidden {args.hidden_size}, {args.update_gate} gate (points/s; ratio vs river "
              f"HalfSpaceTrees or, with several update rates, vs the last rate, in this run)")
@@ -315,6 +416,21 @@ def main(argv=None) -> int:
             table.add_row("learning off", name, f"{learned['off'][key]:,.0f}", "1.00", "")
             table.add_row("learning on", name, f"{learned['on'][key]:,.0f}",
                           f"{learned['on'][key] / learned['off'][key]:.3f}", settings)
+    if args.chain:
+        chain = results["chain"]
+        name = f"{args.streams} streams, blocks of {chain['chunk']}"
+        table.add_row("", f"{name}: StreamScorer + AnomalyLikelihood", f"{chain['baseline_points_per_s']:,.0f}",
+                      "1.00", "")
+        table.add_row("", f"{name}: NAB chain", f"{chain['chain_points_per_s']:,.0f}", f"{chain['ratio']:.3f}", "")
+        if args.learn is not None:
+            table.add_row("learning on", f"{name}: NAB chain", f"{chain['chain_learning_points_per_s']:,.0f}",
+                          f"{chain['ratio_learning']:.3f}", "")
+    if args.chain_memory_points:
+        mem = results["chain_memory"]
+        table.add_row("", f"NAB chain memory: {mem['points']:,} points in {mem['seconds']:.0f} s "
+                          f"(store full at {mem['store_full_points']:,})",
+                      f"RSS {mem['first_mib']:.0f} -> {mem['last_mib']:.0f} MiB (peak {mem['peak_mib']:.0f})",
+                      f"{mem['growth_mib']:+.1f} MiB", "")
     Console(width=160).print(table)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

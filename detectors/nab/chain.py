@@ -139,9 +139,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
         files do around daylight-saving changes), since they are not streamed.
         """
         values = check_series(values, probationary, min_probationary=2)
-        detector = SelectiveUpdateDetector(**{**self.detector_params, "progress": False, "seed": self.seed})
-        detector.fit(values[:probationary])
-        stream = StreamScorer(detector, normalizer_halflife=self.normalizer_halflife, learn=self.learn)
+        period = None
         if self.seasonal:
             period = self.seasonal_period
             if period is None:
@@ -151,7 +149,24 @@ class SelectiveUpdateNAB(NABStreamDetector):
                 if len(timestamps) != len(values):
                     raise ValueError(f"timestamps has {len(timestamps)} entries for {len(values)} values")
                 period = rows_per_season(timestamps[:probationary])
-            stream = SeasonalSurprise(stream, period=period, memory=probationary)
+        detector = SelectiveUpdateDetector(**{**self.detector_params, "progress": False, "seed": self.seed})
+        detector.fit(values[:probationary])
+        return self.chain(detector, probationary, period)
+
+    def chain(self, detector: SelectiveUpdateDetector, probationary: int, period: int | None = None):
+        """The streaming chain around a fitted ``detector`` (what :meth:`pipeline` streams a file through).
+
+        ``probationary`` sets the likelihoods' periods, the seasonal memory and
+        the novelty's block; ``period`` (rows per season) is needed with
+        ``seasonal=True``. The chain serves any number of streams (e.g.
+        ``scripts/bench_stream.py --chain`` runs 1000 through it).
+        """
+        probationary = check_int("probationary", probationary, 2)
+        stream = StreamScorer(detector, normalizer_halflife=self.normalizer_halflife, learn=self.learn)
+        if self.seasonal:
+            if period is None:
+                raise ValueError("period (rows per season) is needed with seasonal=True")
+            stream = SeasonalSurprise(stream, period=check_int("period", period, 1), memory=probationary)
         learning = probationary // 2  # NAB's numenta detector: floor(probationary / 2)
         defaults = dict(learning_period=learning, estimation_samples=probationary - learning)
         settings = {**defaults, **(self.likelihood or {})}

@@ -48,3 +48,41 @@ def test_online_adaptation_writes_its_table(tmp_path):
     assert len(record["runs"]) == 2 and record["learning"]["window"] == 8
     entry = record["summary"]["event/online"]["nll"]
     assert entry["forgetting"] == entry["A_return"] - entry["A_before"]
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_stream", SCRIPTS / "bench_stream.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_bench_stream_measures_the_nab_chain(tmp_path):
+    out = tmp_path / "bench.json"
+    run("bench_stream.py", "--single-points", 40, "--streams", 3, "--steps", 10, "--chunk", 5, "--memory-points", 0,
+        "--repeats", 1, "--hidden-size", 8, "--learn", "every=4", "window=8", "--learn-steps", 10,
+        "--learn-single-points", 20, "--chain", "--chain-steps", 10, "--chain-probationary", 40,
+        "--chain-memory-points", 30, "--json", out)
+    results = json.loads(out.read_text())
+    chain, memory = results["chain"], results["chain_memory"]
+    assert chain["streams"] == 3 and chain["chunk"] == 5 and chain["probationary"] == 40
+    assert chain["chain_points_per_s"] > 0 and chain["chain_learning_points_per_s"] > 0
+    assert chain["ratio"] == chain["chain_points_per_s"] / chain["baseline_points_per_s"]
+    assert chain["ratio_learning"] == chain["chain_learning_points_per_s"] / chain["baseline_points_per_s"]
+    assert chain["learning_settings"]["every"] == 4
+    assert memory["points"] == 30 and memory["first_mib"] <= memory["peak_mib"] and memory["novelty_block"] == 1
+    assert memory["store_full_points"] == 3 * (8 + 8191) and not memory["store_full"]
+
+
+def test_bench_chain_is_the_nab_chain_and_knows_when_the_store_fills():
+    bench = load_bench()
+    detector = bench.make_detector(8, 0)
+    names = []
+    stream = bench.nab_chain(detector, 40)
+    while stream is not None:
+        names.append(type(stream).__name__)
+        stream = getattr(stream, stream.INNER) if hasattr(stream, "INNER") else None
+    assert names == ["SpatialAnomaly", "WindowNovelty", "AnomalyLikelihood", "SeasonalSurprise", "StreamScorer"]
+    # block 1, window 8: an embedding is stored from row 8 on, one per row; the 8192nd at row 8199
+    assert bench.chain_memory(detector, 1, 8199, 3, 0, 40)["store_full"]
+    assert not bench.chain_memory(detector, 1, 8196, 3, 0, 40)["store_full"]
