@@ -218,8 +218,10 @@ def many_streams(detector, n_streams: int, steps: int, chunk: int, seed: int,
     return calls * chunk * n_streams / (time.perf_counter() - start), scorer.inference.last_backend
 
 
-def memory(detector, n_streams: int, points: int, chunk: int, seed: int) -> dict:
-    stream = AnomalyLikelihood(StreamScorer(detector, normalizer_halflife=1000.0))
+def sampled_memory(stream, n_streams: int, points: int, chunk: int, seed: int) -> dict:
+    """``points`` through ``stream.process`` in blocks of ``chunk`` rows of ``n_streams`` streams, resident
+    memory sampled eleven times as it goes: ``points``, ``seconds``, ``rss_mib`` ((points, MiB) samples),
+    ``growth_mib`` (last sample minus first)."""
     ids = list(range(n_streams))
     block = benchmark_block(n_streams, chunk, seed)
     calls = max(1, points // (chunk * n_streams))
@@ -230,6 +232,11 @@ def memory(detector, n_streams: int, points: int, chunk: int, seed: int) -> dict
             samples.append(((call + 1) * chunk * n_streams, rss_mib()))
     return {"points": calls * chunk * n_streams, "seconds": time.perf_counter() - start,
             "rss_mib": samples, "growth_mib": samples[-1][1] - samples[0][1]}
+
+
+def memory(detector, n_streams: int, points: int, chunk: int, seed: int) -> dict:
+    stream = AnomalyLikelihood(StreamScorer(detector, normalizer_halflife=1000.0))
+    return sampled_memory(stream, n_streams, points, chunk, seed)
 
 
 def nab_chain(detector, probationary: int, learn: OnlineLearning | None = None):
@@ -274,19 +281,12 @@ def chain_memory(detector, n_streams: int, points: int, chunk: int, seed: int, p
     novelty = stream
     while not hasattr(novelty, "bank"):  # the WindowNovelty inside the spatial rule
         novelty = getattr(novelty, novelty.INNER)
-    ids = list(range(n_streams))
-    block = benchmark_block(n_streams, chunk, seed)
-    calls = max(1, points // (chunk * n_streams))
-    samples, start = [], time.perf_counter()
-    for call in range(calls):
-        stream.process(block, ids)
-        if call % max(1, calls // 10) == 0 or call == calls - 1:
-            samples.append(((call + 1) * chunk * n_streams, rss_mib()))
+    result = sampled_memory(stream, n_streams, points, chunk, seed)
+    samples = result["rss_mib"]
     # an embedding is stored once the first window is complete (row span - 1), then every block rows
     full_row = novelty.span + novelty.block * (novelty.memory - 1)
-    return {"points": calls * chunk * n_streams, "seconds": time.perf_counter() - start, "rss_mib": samples,
-            "first_mib": samples[0][1], "last_mib": samples[-1][1], "peak_mib": max(m for _, m in samples),
-            "growth_mib": samples[-1][1] - samples[0][1], "novelty_block": novelty.block,
+    return {**result, "first_mib": samples[0][1], "last_mib": samples[-1][1], "peak_mib": max(m for _, m in samples),
+            "novelty_block": novelty.block,
             "novelty_memory": novelty.memory, "store_full_row": full_row,
             "store_full_points": full_row * n_streams,
             "store_full": bool(novelty.stored[:n_streams].min() >= novelty.memory)}
