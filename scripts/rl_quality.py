@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import zipfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
 
 
 def run(config: dict, variant: str, seed: int, steps: int | None, eval_episodes: int,
-        save_dir: Path | None = None, verbose: int = 0) -> dict:
+        save_dir: Path | None = None, verbose: int = 0, resume_dir: Path | None = None) -> dict:
     kwargs = {**config, "algo": VARIANTS[variant].algo, "policy": VARIANTS[variant].policy,
               "policy_kwargs": variant_policy_kwargs(variant, config.get("policy_kwargs", {})), "seed": seed,
               "ppo_kwargs": {**config.get("ppo_kwargs", {}), **VARIANTS[variant].ppo_kwargs},
@@ -37,14 +38,25 @@ def run(config: dict, variant: str, seed: int, steps: int | None, eval_episodes:
         kwargs["total_timesteps"] = steps
     if save_dir is not None:
         kwargs.update(save_dir=save_dir / run_name(config, variant, seed), overwrite=True)
+    resumed_steps = 0
+    if resume_dir is not None:  # continue the saved run: its policy and PPO settings, steps added to its count
+        path = resume_dir / run_name(config, variant, seed) / "model.zip"
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume-dir: no saved model for {variant} seed {seed} at '{path}'")
+        with zipfile.ZipFile(path) as archive:
+            resumed_steps = int(json.loads(archive.read("data"))["num_timesteps"])
+        kwargs.update(resume=path, policy=None, policy_kwargs=None, ppo_kwargs=None)
     start = time.perf_counter()
     result = train(**kwargs)
     evaluation = result.evaluation
-    row = {"env_id": config["env_id"], "variant": variant, "seed": seed, "steps": kwargs["total_timesteps"],
+    row = {"env_id": config["env_id"], "variant": variant, "seed": seed,
+           "steps": resumed_steps + kwargs["total_timesteps"],
            "mean_return": evaluation.mean_return, "std_return": evaluation.std_return,
            "success_rate": evaluation.success_rate, "seconds": time.perf_counter() - start}
     if config.get("env_kwargs"):
         row["env_kwargs"] = config["env_kwargs"]
+    if resumed_steps:
+        row["resumed_from_steps"] = resumed_steps  # "seconds" counts only the continuation
     return row
 
 
@@ -67,7 +79,7 @@ def finished_runs(path: Path) -> set[tuple[str, str, str, int]]:
 
 
 def sweep(config: dict, variants: list[str], seeds: list[int], steps: int | None, eval_episodes: int, out: Path,
-          save_dir: Path | None = None, verbose: int = 0) -> None:
+          save_dir: Path | None = None, verbose: int = 0, resume_dir: Path | None = None) -> None:
     """Train and evaluate every (variant, seed) not yet in ``out``, appending one JSON line each."""
     for variant in variants:
         for seed in seeds:
@@ -75,7 +87,7 @@ def sweep(config: dict, variants: list[str], seeds: list[int], steps: int | None
                                "variant": variant, "seed": seed})
             if row_key in finished_runs(out):  # re-read: sweeps may run in parallel
                 continue
-            row = run(config, variant, seed, steps, eval_episodes, save_dir, verbose)
+            row = run(config, variant, seed, steps, eval_episodes, save_dir, verbose, resume_dir)
             with out.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
@@ -111,6 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env-kwargs", type=json.loads, default=None,
                         help='JSON object replacing the config\'s env_kwargs, e.g. \'{"gap": 200}\'')
     parser.add_argument("--save-dir", default=None, help="save each run's model under this folder")
+    parser.add_argument("--resume-dir", default=None,
+                        help="continue each run from the model a previous --save-dir left in this folder; "
+                             "--steps (or the config's total_timesteps) are added to its step count")
     parser.add_argument("--verbose", type=int, default=0, help="SB3's training log (1: a table per rollout)")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -122,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.env_kwargs is not None:
         config["env_kwargs"] = args.env_kwargs
     sweep(config, args.variants, args.seeds, args.steps, args.eval_episodes, out,
-          None if args.save_dir is None else Path(args.save_dir), args.verbose)
+          None if args.save_dir is None else Path(args.save_dir), args.verbose,
+          None if args.resume_dir is None else Path(args.resume_dir))
     summarize(out)
 
 
