@@ -74,7 +74,7 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
       a minibatch is ``batch_size // chunk_length`` unpadded chunks of
       ``chunk_length`` steps with the episode resets inside, which the policy
       runs through its core in one call. ``batch_size`` must therefore be a
-      multiple of ``chunk_length`` (default ``n_steps``). Dict observations
+      multiple of ``chunk_length`` (see below). Dict observations
       keep sb3-contrib's padded buffer.
 
     Parameters
@@ -86,7 +86,11 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
         Weight of the auxiliary loss.
     chunk_length : int, optional
         Steps per training sequence; must divide ``n_steps``. Shorter chunks
-        truncate backpropagation through time at chunk starts.
+        truncate backpropagation through time at chunk starts. Default
+        ``n_steps`` (whole columns), or ``batch_size`` when a minibatch is
+        shorter than a column and divides it (sb3-contrib's settings such as the
+        RL Zoo's PendulumNoVel, ``n_steps=1024, batch_size=128``, then run as
+        they are: a minibatch is one 128-step chunk).
     router_anneal : float in [0, 1]
         Share of the training steps over which routed layers' keep is annealed from 1.0
         (dense) to their ``router_keep`` (:class:`~sparsernn.agents.RouterKeepAnnealCallback`);
@@ -126,9 +130,12 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
         if isinstance(self.observation_space, spaces.Dict):
             return
         old = self.rollout_buffer
+        chunk_length = self.chunk_length
+        if chunk_length is None and self.batch_size < self.n_steps and self.n_steps % self.batch_size == 0:
+            chunk_length = self.batch_size  # a minibatch shorter than a column: one chunk of it
         self.rollout_buffer = SequenceRolloutBuffer(
             self.n_steps, self.observation_space, self.action_space, old.hidden_state_shape, self.device,
-            gae_lambda=self.gae_lambda, gamma=self.gamma, n_envs=self.n_envs, chunk_length=self.chunk_length)
+            gae_lambda=self.gae_lambda, gamma=self.gamma, n_envs=self.n_envs, chunk_length=chunk_length)
         length = self.rollout_buffer.chunk_length
         if self.batch_size % length:
             raise ValueError(f"batch_size must be a multiple of chunk_length (whole sequences per minibatch); "

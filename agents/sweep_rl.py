@@ -77,11 +77,12 @@ class TrialEvalCallback(BaseCallback):
 
 def batch_problem(ppo_kwargs: dict[str, Any], n_envs: int) -> str | None:
     """What is wrong with a trial's rollout and minibatch sizes (``None`` if nothing): ``batch_size`` must be a
-    multiple of ``chunk_length`` (default ``n_steps``) and at most ``n_steps * n_envs`` (RecurrentPPO's
+    multiple of ``chunk_length`` (default ``n_steps``, or ``batch_size`` where that divides it) and at most
+    ``n_steps * n_envs`` (RecurrentPPO's
     defaults: ``n_steps`` 128, ``batch_size`` 128). The sampler never draws such sizes; a config or ``--fix``
     can give them, and then every trial would fail the same way."""
     n_steps, batch = ppo_kwargs.get("n_steps", 128), ppo_kwargs.get("batch_size", 128)
-    chunk = ppo_kwargs.get("chunk_length") or n_steps
+    chunk = ppo_kwargs.get("chunk_length") or (batch if batch < n_steps and n_steps % batch == 0 else n_steps)
     if batch % chunk or batch > n_steps * n_envs:
         return (f"batch_size={batch} must be a multiple of chunk_length={chunk} and at most n_steps * n_envs = "
                 f"{n_steps} * {n_envs}; change the config, --n-envs, --fix or --params")

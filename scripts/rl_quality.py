@@ -11,6 +11,9 @@ Usage::
     python scripts/rl_quality.py --config agents/configs/cartpole_novel.yaml \\
         --variants gru lstm gru-d0.1 gru-router0.1 gru-event --seeds 0 1 2 --out docs/rl_quality_cartpole.jsonl
     python scripts/rl_quality.py --summary --out docs/rl_quality_cartpole.jsonl
+    # parity with stock RecurrentPPO: every variant against stock-lstm on the same env, rows of several files
+    python scripts/rl_quality.py --summary --out docs/results/issue15/parity/*.jsonl --parity stock-lstm \
+        --table docs/results/issue15/parity.md
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from sparsernn.agents import load_config, train
+from sparsernn.agents.parity import markdown, parity_rows
 from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
 
 
@@ -93,9 +97,14 @@ def sweep(config: dict, variants: list[str], seeds: list[int], steps: int | None
             print(json.dumps(row), flush=True)
 
 
-def summarize(path: Path) -> None:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    latest = {run_key(r): r for r in rows}  # a repeated run counts once
+def read_rows(paths: list[Path]) -> list[dict]:
+    """The rows of every file, a repeated run (same :func:`run_key`) counted once (the latest)."""
+    rows = [json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()]
+    return list({run_key(r): r for r in rows}.values())
+
+
+def summarize(paths: list[Path]) -> None:
+    latest = {run_key(r): r for r in read_rows(paths)}
     by_variant = defaultdict(list)
     for row in latest.values():
         env = row["env_id"] + "".join(f" {k}={v}" for k, v in sorted((row.get("env_kwargs") or {}).items()))
@@ -118,8 +127,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="override total_timesteps")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", required=True, help="JSON-lines file (appended)")
+    parser.add_argument("--out", required=True, nargs="+",
+                        help="JSON-lines file (appended; with --summary, any number of files are read)")
     parser.add_argument("--summary", action="store_true", help="only print the table of --out")
+    parser.add_argument("--parity", metavar="VARIANT", default=None,
+                        help="with --summary: compare every variant with this one per env (agents/parity.py: "
+                             "means, 95%% intervals, Welch's one-sided test of 'below')")
+    parser.add_argument("--table", default=None, help="with --parity: write the comparison as Markdown here")
     parser.add_argument("--env-kwargs", type=json.loads, default=None,
                         help='JSON object replacing the config\'s env_kwargs, e.g. \'{"gap": 200}\'')
     parser.add_argument("--save-dir", default=None, help="save each run's model under this folder")
@@ -128,10 +142,19 @@ def main(argv: list[str] | None = None) -> None:
                              "--steps (or the config's total_timesteps) are added to its step count")
     parser.add_argument("--verbose", type=int, default=0, help="SB3's training log (1: a table per rollout)")
     args = parser.parse_args(argv)
-    out = Path(args.out)
+    outs = [Path(o) for o in args.out]
     if args.summary:
-        summarize(out)
+        summarize(outs)
+        if args.parity:
+            table = parity_rows(read_rows(outs), args.parity)
+            text = markdown(table)
+            print("\n" + text)
+            if args.table:
+                Path(args.table).write_text(text)
         return
+    if len(outs) != 1:
+        parser.error(f"--out takes one file when training; got {len(outs)}")
+    out = outs[0]
     torch.set_num_threads(args.threads)
     config = load_config(args.config)
     if args.env_kwargs is not None:
@@ -139,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     sweep(config, args.variants, args.seeds, args.steps, args.eval_episodes, out,
           None if args.save_dir is None else Path(args.save_dir), args.verbose,
           None if args.resume_dir is None else Path(args.resume_dir))
-    summarize(out)
+    summarize([out])
 
 
 if __name__ == "__main__":

@@ -64,6 +64,17 @@ class TestLayout:
         env = make_vec_env("sparsernn/CartPoleNoVel-v1", n_envs=2)
         with pytest.raises(ValueError, match="batch_size=12"):
             SparseRecurrentPPO("SparseRecurrentPolicy", env, n_steps=8, batch_size=12)
+        with pytest.raises(ValueError, match="batch_size=3"):  # shorter than a column but not dividing it
+            SparseRecurrentPPO("SparseRecurrentPolicy", env, n_steps=8, batch_size=3)
+
+    @pytest.mark.parametrize(("n_steps", "batch_size", "chunk_length", "expected"),
+                             [(8, 16, None, 8), (8, 4, None, 4), (8, 8, None, 8), (8, 4, 2, 2)])
+    def test_default_chunk_is_the_column_or_a_shorter_minibatch(self, n_steps, batch_size, chunk_length, expected):
+        env = make_vec_env("sparsernn/CartPoleNoVel-v1", n_envs=2)
+        model = SparseRecurrentPPO("SparseRecurrentPolicy", env, n_steps=n_steps, batch_size=batch_size,
+                                   chunk_length=chunk_length)
+        assert model.rollout_buffer.chunk_length == expected
+        model.learn(2 * n_steps * 2)  # two rollouts: minibatches of batch_size samples in whole chunks
 
 
 @pytest.mark.parametrize("policy_kwargs", [{"cell": "gru"}, {"cell": "gru", "backend": "reference"}, {"cell": "lstm"},
