@@ -324,7 +324,7 @@ class SelectiveUpdateDetector(BaseDetector):
 
     def predict_with_rejection(self, X, T=32, return_stats=False, delta=0.1, c_fp=1, c_fn=1, c_r=-1):
         """PyOD's labels with rejection: 0, 1, or -2 where :meth:`predict_confidence` is too low to
-        decide (Perini et al., 2023; PyOD's estimate and arguments, run on the array).
+        decide (PyOD's estimate and arguments, run on the array).
 
         Returns an array of shape (n_timestamps,), or a pandas Series on X's index; with
         ``return_stats``, also PyOD's ``[expected rejection rate, its upper bound, cost bound]``.

@@ -184,3 +184,16 @@ def test_a_fresh_engine_does_not_know_it_and_a_written_knowledge_dir_does(tmp_pa
     assert len(engine.kb.algorithms) == len(ADEngine().kb.algorithms) + 1  # PyOD's own entries kept
     assert engine.get_benchmarks("all") == ADEngine().get_benchmarks("all")
     assert json.loads((directory / "algorithms.json").read_text())[PYOD_NAME]["data_types"] == ["time_series"]
+
+
+def test_the_examples_in_docs_river_run(tmp_path, monkeypatch, capsys):
+    import re
+
+    from ..conftest import REPO_ROOT
+
+    blocks = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "docs" / "river.md").read_text(), re.DOTALL)
+    assert len(blocks) == 3
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "docs/river.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["[300]", "1", "1.0", "True", "400"]
