@@ -22,8 +22,9 @@ from sklearn.base import clone as sklearn_clone
 from sklearn.utils.validation import check_is_fitted
 from sklearn.exceptions import NotFittedError
 
-from ..checks import check_int
+from ..checks import check_int, check_number
 from ..selective_update import SelectiveUpdateDetector
+from .online import OnlineLearning
 from .scorer import StreamScorer
 
 MISSING = ("ffill", "raise")
@@ -130,6 +131,9 @@ class RiverDetector(base.AnomalyDetector):
         if features is not None and (isinstance(features, (str, bytes)) or len(set(features)) != len(features)
                                      or not len(features)):
             raise ValueError(f"features must be a non-empty tuple of distinct feature names; got {features!r}")
+        if normalizer_halflife is not None:  # checked now, not after the grace period
+            check_number("normalizer_halflife", normalizer_halflife, 0.0, low_open=True)
+        OnlineLearning.coerce(learn)
         self.detector = detector
         self.grace_period = grace_period
         self.features = features
@@ -151,7 +155,7 @@ class RiverDetector(base.AnomalyDetector):
         """Advance the stream by the point ``x`` (during the grace period: keep it, and fit at its end)."""
         if self.features_ is None:
             self.features_ = self._first_features(x)
-        values = self._values(x, self.features_)
+        values = self._values(x, self.features_, learning=True)
         self._last = values
         self.n_learned_ += 1
         if self.scorer_ is not None:
@@ -201,7 +205,7 @@ class RiverDetector(base.AnomalyDetector):
                              f"per channel, in the fitted order")
         return names
 
-    def _values(self, x: dict, keys: list) -> np.ndarray:
+    def _values(self, x: dict, keys: list, learning: bool = False) -> np.ndarray:
         """The point's value of each channel of ``keys`` (float64, (n_channels,)), after the missing /
         unknown policy."""
         if not isinstance(x, dict):
@@ -219,7 +223,7 @@ class RiverDetector(base.AnomalyDetector):
                 if self.missing == "raise":
                     raise ValueError(f"x has no value for feature {key!r}; the channels are {keys} "
                                      f"(missing='ffill' repeats the last learned value)")
-                values[i] = self._fill(i)
+                values[i] = self._fill(i, key, learning)
                 continue
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise TypeError(f"x[{key!r}] must be a number; got {value!r} ({type(value).__name__})")
@@ -229,10 +233,15 @@ class RiverDetector(base.AnomalyDetector):
             values[i] = value
         return values
 
-    def _fill(self, channel: int) -> float:
+    def _fill(self, channel: int, key, learning: bool) -> float:
         if self._last is not None:
             return float(self._last[channel])
-        return float(self.detector_.center_[channel])  # fitted detector, nothing learned yet
+        if self.detector_ is not None:
+            return float(self.detector_.center_[channel])  # fitted detector, nothing learned yet
+        if not learning:
+            return math.nan  # scored in the grace period: 0.0 whatever the value
+        raise ValueError(f"x has no value for feature {key!r} and no earlier point to "
+                         f"repeat: the first point learned needs every feature of features={self.features!r}")
 
     def _start(self, detector: SelectiveUpdateDetector) -> None:
         self.detector_ = detector

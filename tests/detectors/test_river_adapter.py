@@ -314,3 +314,22 @@ def test_the_docstring_example_runs():
 
     result = doctest.testmod(river_adapter, extraglobs={"SelectiveUpdateDetector": SelectiveUpdateDetector})
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_given_features_the_first_point_learned_needs_them_all(points):
+    model = RiverDetector(small_detector(), grace_period=40, features=("x1", "x0"))
+    assert model.score_one({"x1": 0.5}) == 0.0  # scoring in the grace period fixes nothing, fills nothing
+    with pytest.raises(ValueError, match="no earlier point"):
+        model.learn_one({"x1": 0.5})
+    assert model.n_learned_ == 0
+    model.learn_one(points[0])
+    assert model.features_ == ["x1", "x0"]
+    model.learn_one({"x1": 0.5})  # now x0 repeats its last value
+    assert model.n_learned_ == 2
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(normalizer_halflife=0.0), "normalizer_halflife"),
+                                           (dict(learn={"every": 0}), "every")])
+def test_scorer_settings_are_checked_at_construction_not_after_the_grace_period(kwargs, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        RiverDetector(**kwargs)
