@@ -10,6 +10,9 @@
   :class:`WindowNovelty`, :class:`SpatialAnomaly`, :class:`PeakSuppression`;
   :func:`save_stream` / :func:`load_stream` write and read a whole chain
   (:class:`CorruptSaveError` for a file that cannot be restored exactly).
+- :class:`RiverDetector` — one stream as a river ``AnomalyDetector`` (dict points; river
+  pipelines, ``ThresholdFilter`` / ``QuantileFilter``); needs the optional ``river`` and is
+  imported on first use.
 - :func:`auc_pr`, :func:`vus_pr` — range-aware metrics of scores against labels.
 
 The streaming internals are in :mod:`sparsernn.detectors.stream`, the NAB
@@ -29,3 +32,12 @@ __all__ = [
     "save_stream", "load_stream", "CorruptSaveError",
     "auc_pr", "vus_pr",
 ]
+
+
+def __getattr__(name: str):
+    """``RiverDetector`` on first use (it needs the optional dependency river)."""
+    if name == "RiverDetector":
+        from . import stream
+
+        return stream.RiverDetector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

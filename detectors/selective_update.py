@@ -322,6 +322,21 @@ class SelectiveUpdateDetector(BaseDetector):
             confidence = super().predict_confidence(series.values)  # PyOD's estimate, on the array
         return series.wrap(np.asarray(confidence, dtype=float), name="confidence")
 
+    def predict_with_rejection(self, X, T=32, return_stats=False, delta=0.1, c_fp=1, c_fn=1, c_r=-1):
+        """PyOD's labels with rejection: 0, 1, or -2 where :meth:`predict_confidence` is too low to
+        decide (PyOD's estimate and arguments, run on the array).
+
+        Returns an array of shape (n_timestamps,), or a pandas Series on X's index; with
+        ``return_stats``, also PyOD's ``[expected rejection rate, its upper bound, cost bound]``.
+        """
+        series = self._checked(X)
+        with self._plain_contamination():
+            result = super().predict_with_rejection(series.values, T=T, return_stats=return_stats, delta=delta,
+                                                    c_fp=c_fp, c_fn=c_fn, c_r=c_r)
+        labels, stats = result if return_stats else (result, None)
+        labels = series.wrap(np.asarray(labels), name="label")
+        return (labels, stats) if return_stats else labels
+
     def predict_proba(self, X, method: str = "linear", return_confidence: bool = False):
         """Probability of being an anomaly, as PyOD computes it from the training scores.
 

@@ -1,16 +1,19 @@
 """Checking and converting the series that detectors and stream scorers receive.
 
 One policy for bad input, shared by the batch detector and the streaming
-scorer: NaN / inf values, a wrong rank, an empty series, non-numeric (object)
-data, unsorted or duplicate timestamps and a width that differs from ``fit``
+scorer: NaN / inf values, a wrong rank, an empty series, non-numbers (strings,
+None, objects), unsorted or duplicate timestamps and a width that differs from ``fit``
 are **rejected** with a ``ValueError`` / ``TypeError`` that names the argument,
 what was given and what is allowed. Nothing is skipped silently, so a rejected
-input never reaches (or changes) a model's state.
+input never reaches (or changes) a model's state. What is accepted is what
+PyOD's time-series detectors accept (any array-like numpy reads, pandas Series /
+DataFrame), numeric strings excepted (docs/river.md, "PyOD conventions").
 """
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import numpy as np
@@ -87,12 +90,35 @@ def _is_numeric(dtype) -> bool:
         or pd.api.types.is_bool_dtype(dtype)
 
 
+def _first_non_number(values: np.ndarray):
+    """Position and value of the first entry of an object array that is not a real number (bools
+    count, as a bool dtype does), or None when every entry is one."""
+    for i, value in enumerate(values.ravel()):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (numbers.Real, np.bool_)):
+            return i, value
+    return None
+
+
 def _check_numeric(array: np.ndarray, name: str) -> np.ndarray:
+    if array.dtype == object and array.size:  # numbers in an object array (PyOD reads them too): accepted
+        bad = _first_non_number(array)
+        if bad is None:
+            return array.astype(np.float64)
+        raise TypeError(f"{name} must hold numbers (int, float or bool); got dtype object with {bad[1]!r} "
+                        f"({type(bad[1]).__name__}) at flat position {bad[0]}")
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise TypeError(f"{name} must hold numbers (int, float or bool); got dtype {array.dtype}")
     if np.issubdtype(array.dtype, np.complexfloating):
         raise TypeError(f"{name} must hold real numbers; got dtype {array.dtype}")
     return array.astype(np.float64)
+
+
+def _is_array_like(X) -> bool:
+    """What ``numpy.asarray`` reads as an array of numbers and PyOD's time-series detectors take (a torch
+    tensor, a pandas Index, ``range``, ...): objects exposing ``__array__`` / the array interface, and
+    sequences other than str / bytes."""
+    return (hasattr(X, "__array__") or hasattr(X, "__array_interface__")
+            or isinstance(X, (Sequence, memoryview)) and not isinstance(X, (str, bytes)))
 
 
 def check_finite(values: np.ndarray, name: str) -> None:
@@ -128,6 +154,10 @@ def as_series(X, name: str = "X", n_channels: int | None = None, min_length: int
     Parameters
     ----------
     X : array of shape (n_timestamps,) or (n_timestamps, n_channels), pandas Series or DataFrame
+        Or any array-like numpy reads (lists, tuples, ``range``, a CPU torch tensor, a pandas
+        Index, objects with ``__array__``), as PyOD's time-series detectors take it
+        (``pyod.models._ts_utils.validate_ts_input``); object arrays are accepted when every entry
+        is a number. Strings are refused, even numeric ones (PyOD would parse them).
     name : str
         The argument's name, for error messages.
     n_channels : int, optional
@@ -152,15 +182,20 @@ def as_series(X, name: str = "X", n_channels: int | None = None, min_length: int
             values = _check_numeric(X.to_numpy(), name)[:, None]
     elif isinstance(X, pd.DataFrame):
         index, columns, was_1d = X.index, list(X.columns), False
-        bad = [c for c, dt in X.dtypes.items() if not _is_numeric(dt)]
+        bad = [c for c, dt in X.dtypes.items() if not _is_numeric(dt)
+               and not (dt == object and len(X) and _first_non_number(X[c].to_numpy()) is None)]
         if bad:
             raise TypeError(f"{name} must hold numbers; columns {bad} have dtypes {[str(X[c].dtype) for c in bad]}")
         for column, dtype in X.dtypes.items():  # nullable (Int64, Float64, boolean) columns: NA is an error
             if isinstance(dtype, pd.api.extensions.ExtensionDtype):
                 _nullable_to_float(X[column], f"{name} column {column!r}")
         values = _check_numeric(X.to_numpy(dtype=np.float64), name)
-    elif isinstance(X, (np.ndarray, list, tuple)):
-        array = np.asarray(X)
+    elif isinstance(X, (np.ndarray, list, tuple)) or _is_array_like(X):
+        try:
+            array = np.asarray(X)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise TypeError(f"{name} could not be read as an array of numbers ({type(X).__name__}): {error}") \
+                from None
         if array.ndim not in (1, 2):
             raise ValueError(f"{name} must have shape (n_timestamps,) or (n_timestamps, n_channels); "
                              f"got an array of rank {array.ndim} with shape {array.shape}")
@@ -170,7 +205,8 @@ def as_series(X, name: str = "X", n_channels: int | None = None, min_length: int
                              f"got an empty array of shape {array.shape}")
         values = _check_numeric(array, name).reshape(len(array), -1)
     else:
-        raise TypeError(f"{name} must be a numpy array, pandas Series or DataFrame; got {type(X).__name__}")
+        raise TypeError(f"{name} must be a numpy array, pandas Series or DataFrame, or array-like (a list, a "
+                        f"tensor, anything numpy.asarray reads); got {type(X).__name__}")
     if len(values) < min_length:
         raise ValueError(f"{name} must have at least {min_length} timestamp(s); got {len(values)}")
     if values.shape[1] == 0:

@@ -9,6 +9,8 @@ all :class:`StreamWrapper` subclasses) nest around it, and
 :class:`LikelihoodEstimator` / :func:`likelihood_scores` are the anomaly
 likelihood on its own (also used by the NAB baselines), and
 :func:`rows_per_season` the seasonal wrapper's period from timestamps.
+:class:`RiverDetector` (needs the optional ``river``) is one stream as a river
+``AnomalyDetector``; it is imported on first use, so the package works without river.
 """
 from .likelihood import AnomalyLikelihood, LikelihoodEstimator, likelihood_scores
 from .novelty import WindowNovelty
@@ -23,3 +25,17 @@ from .wrappers import StreamWrapper
 __all__ = ["StreamScorer", "OnlineLearning", "StreamWrapper", "AnomalyLikelihood", "SeasonalSurprise", "WindowNovelty",
            "SpatialAnomaly", "PeakSuppression", "save_stream", "load_stream", "CorruptSaveError",
            "LikelihoodEstimator", "likelihood_scores", "rows_per_season"]
+
+
+def __getattr__(name: str):
+    """``RiverDetector`` on first use: it needs the optional dependency river."""
+    if name == "RiverDetector":
+        try:
+            from .river_adapter import RiverDetector
+        except ModuleNotFoundError as error:
+            if error.name != "river":
+                raise
+            raise ImportError("RiverDetector needs river: pip install 'sparsernn[baselines]' (or river>=0.21)") \
+                from error
+        return RiverDetector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
