@@ -13,12 +13,15 @@ rollout. The policy runs each minibatch through its core in one call of shape
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import NamedTuple
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
 from sb3_contrib.common.recurrent.type_aliases import RecurrentRolloutBufferSamples, RNNStates
+
+from sparsernn.policies.maskable import action_mask_dims
 
 
 class SequenceRolloutBuffer(RecurrentRolloutBuffer):
@@ -72,25 +75,31 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
         self.cell_states_vf[self.pos].copy_(lstm_states.vf[1])
         super(RecurrentRolloutBuffer, self).add(*args, **kwargs)
 
+    #: Per-step fields kept as ``(n_steps, n_envs, ...)`` arrays and cut into chunks.
+    _step_fields: tuple[str, ...] = ("observations", "actions", "values", "log_probs", "advantages", "returns",
+                                     "episode_starts")
+
+    def _chunked(self, array: np.ndarray | th.Tensor) -> th.Tensor:
+        """``(n_steps, n_envs, ...)`` -> ``(n_chunks, chunk_length, ...)``, chunk-major."""
+        n_steps, n_envs, length = self.buffer_size, self.n_envs, self.chunk_length
+        per_column = n_steps // length
+        tensor = self.to_torch(array) if isinstance(array, np.ndarray) else array
+        tail = tensor.shape[2:]
+        # (n_steps, n_envs, ...) -> (per_column, length, n_envs, ...) -> (per_column, n_envs, length, ...)
+        tensor = tensor.reshape(per_column, length, n_envs, *tail).transpose(1, 2)
+        return tensor.reshape(per_column * n_envs, length, *tail)
+
     def _build_chunks(self) -> dict[str, th.Tensor]:
         """All fields as tensors of shape ``(n_chunks, chunk_length, ...)``, chunk-major."""
         n_steps, n_envs, length = self.buffer_size, self.n_envs, self.chunk_length
         per_column = n_steps // length
-
-        def chunked(array: np.ndarray | th.Tensor) -> th.Tensor:
-            tensor = self.to_torch(array) if isinstance(array, np.ndarray) else array
-            tail = tensor.shape[2:]
-            # (n_steps, n_envs, ...) -> (per_column, length, n_envs, ...) -> (per_column, n_envs, length, ...)
-            tensor = tensor.reshape(per_column, length, n_envs, *tail).transpose(1, 2)
-            return tensor.reshape(per_column * n_envs, length, *tail)
 
         def chunk_starts(states: th.Tensor) -> th.Tensor:
             # (n_steps, layers, n_envs, dim) at each chunk's first step -> (n_chunks, layers, dim)
             first = states[::length]
             return first.transpose(1, 2).reshape(per_column * n_envs, *first.shape[1:2], first.shape[3])
 
-        chunks = {name: chunked(getattr(self, name)) for name in
-                  ("observations", "actions", "values", "log_probs", "advantages", "returns", "episode_starts")}
+        chunks = {name: self._chunked(getattr(self, name)) for name in self._step_fields}
         for name in ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf"):
             chunks[name] = chunk_starts(getattr(self, name))
         return chunks
@@ -120,6 +129,10 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
         data = self._chunks
         if index is not None:
             data = {name: tensor[index] for name, tensor in data.items()}
+        return self._samples(data)
+
+    def _samples(self, data: dict[str, th.Tensor]) -> RecurrentRolloutBufferSamples:
+        """The minibatch of the chunks in ``data`` (``(n_seq, chunk_length, ...)`` per field)."""
 
         def flat(tensor: th.Tensor) -> th.Tensor:  # (n_seq, length, ...) -> (n_seq * length, ...)
             return tensor.reshape(-1, *tensor.shape[2:])
@@ -139,3 +152,42 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
             episode_starts=data["episode_starts"].flatten(),
             mask=None,
         )
+
+
+class MaskableRecurrentRolloutBufferSamples(NamedTuple):
+    """sb3-contrib's ``RecurrentRolloutBufferSamples`` plus the action masks of the steps, ``(n, mask_dims)``."""
+
+    observations: th.Tensor
+    actions: th.Tensor
+    old_values: th.Tensor
+    old_log_prob: th.Tensor
+    advantages: th.Tensor
+    returns: th.Tensor
+    lstm_states: RNNStates
+    episode_starts: th.Tensor
+    mask: th.Tensor | None
+    action_masks: th.Tensor
+
+
+class MaskableSequenceRolloutBuffer(SequenceRolloutBuffer):
+    """:class:`SequenceRolloutBuffer` that also stores each step's action masks, as sb3-contrib's
+    ``MaskableRolloutBuffer`` does: ``(n_steps, n_envs, mask_dims)``, all ones (every action allowed)
+    where ``add`` gets none. Minibatches are :class:`MaskableRecurrentRolloutBufferSamples`.
+    """
+
+    _step_fields = SequenceRolloutBuffer._step_fields + ("action_masks",)
+
+    def reset(self) -> None:
+        self.mask_dims = action_mask_dims(self.action_space)
+        self.action_masks = np.ones((self.buffer_size, self.n_envs, self.mask_dims), dtype=np.float32)
+        super().reset()
+
+    def add(self, *args, action_masks: np.ndarray | None = None, **kwargs) -> None:
+        """Record ``action_masks`` (``(n_envs, mask_dims)``), then the step (:meth:`SequenceRolloutBuffer.add`)."""
+        if action_masks is not None:
+            self.action_masks[self.pos] = np.asarray(action_masks).reshape(self.n_envs, self.mask_dims)
+        super().add(*args, **kwargs)
+
+    def _samples(self, data: dict[str, th.Tensor]) -> MaskableRecurrentRolloutBufferSamples:
+        return MaskableRecurrentRolloutBufferSamples(
+            *super()._samples(data), action_masks=data["action_masks"].reshape(-1, self.mask_dims))

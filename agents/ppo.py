@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from sb3_contrib import RecurrentPPO
+from sb3_contrib import MaskablePPO, RecurrentPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
@@ -53,6 +53,10 @@ class StockRecurrentPPO(FolderlessLogging, RecurrentPPO):
 
 class StockPPO(FolderlessLogging, PPO):
     """SB3's ``PPO``, unchanged but for :class:`FolderlessLogging`."""
+
+
+class StockMaskablePPO(FolderlessLogging, MaskablePPO):
+    """sb3-contrib's ``MaskablePPO`` (feed-forward, action masks), unchanged but for :class:`FolderlessLogging`."""
 
 
 def _mean(values: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
@@ -105,6 +109,8 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         **RecurrentPPO.policy_aliases, "SparseRecurrentPolicy": SparseRecurrentPolicy}
+    #: The whole-column buffer :meth:`_setup_model` builds.
+    sequence_buffer_class: ClassVar[type[SequenceRolloutBuffer]] = SequenceRolloutBuffer
 
     def __init__(self, policy: str | type = "SparseRecurrentPolicy", env: Any = None, aux_loss_coef: float = 1.0,
                  chunk_length: int | None = None, router_anneal: float = 0.25, _init_setup_model: bool = True,
@@ -126,7 +132,7 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
         if isinstance(self.observation_space, spaces.Dict):
             return
         old = self.rollout_buffer
-        self.rollout_buffer = SequenceRolloutBuffer(
+        self.rollout_buffer = self.sequence_buffer_class(
             self.n_steps, self.observation_space, self.action_space, old.hidden_state_shape, self.device,
             gae_lambda=self.gae_lambda, gamma=self.gamma, n_envs=self.n_envs, chunk_length=self.chunk_length)
         length = self.rollout_buffer.chunk_length
@@ -143,6 +149,11 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
                 callback = ConvertCallback(callback)
             callback = CallbackList([RouterKeepAnnealCallback(self.router_anneal)] + ([callback] if callback else []))
         return super()._init_callback(callback, progress_bar)
+
+    def _evaluate_actions(self, data: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """Values, log-probabilities and entropies of a minibatch's ``actions`` (the hook a subclass
+        extends to pass more of the minibatch to the policy)."""
+        return self.policy.evaluate_actions(data.observations, actions, data.lstm_states, data.episode_starts)
 
     def _aux_loss(self) -> th.Tensor | None:
         aux = getattr(self.policy, "aux_loss", None)
@@ -173,8 +184,7 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
                 if isinstance(self.action_space, spaces.Discrete):
                     actions = data.actions.long().flatten()
                 mask = None if data.mask is None else data.mask > 1e-8
-                values, log_prob, entropy = self.policy.evaluate_actions(
-                    data.observations, actions, data.lstm_states, data.episode_starts)
+                values, log_prob, entropy = self._evaluate_actions(data, actions)
                 values = values.flatten()
                 advantages = data.advantages
                 if self.normalize_advantage:
