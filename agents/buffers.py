@@ -9,6 +9,8 @@ the whole column, ``chunk_length = n_steps``), episode starts stay inside the
 chunks, and the state entering each chunk is the one recorded during the
 rollout. The policy runs each minibatch through its core in one call of shape
 ``(chunk_length, n_chunks)``. Samples carry ``mask=None``: there is no padding.
+Dict observations are stored as SB3's ``DictRolloutBuffer`` stores them, one
+array per key, and chunked key by key.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from sb3_contrib.common.recurrent.type_aliases import RecurrentRolloutBufferSamples, RNNStates
 
 from sparsernn.policies.maskable import action_mask_dims
@@ -32,6 +35,7 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
     buffer_size : int
         ``n_steps``, the rollout length per environment.
     observation_space, action_space : gymnasium.spaces.Space
+        A ``spaces.Dict`` observation space is stored one array per key.
     hidden_state_shape : tuple of int
         ``(n_steps, num_layers, n_envs, state_width)``, as sb3-contrib builds it.
     device : torch.device or str
@@ -46,9 +50,9 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
                  hidden_state_shape: tuple[int, int, int, int], device: th.device | str = "auto",
                  gae_lambda: float = 1, gamma: float = 0.99, n_envs: int = 1,
                  chunk_length: int | None = None) -> None:
-        if isinstance(observation_space, spaces.Dict):
-            raise TypeError("SequenceRolloutBuffer does not store Dict observations; use sb3-contrib's "
-                            "RecurrentDictRolloutBuffer")
+        # Whose reset and add store the transitions: SB3's plain or dict rollout buffer (the
+        # observation arrays differ, nothing else does).
+        self._storage = DictRolloutBuffer if isinstance(observation_space, spaces.Dict) else RolloutBuffer
         chunk_length = buffer_size if chunk_length is None else chunk_length
         if isinstance(chunk_length, bool) or not isinstance(chunk_length, int) or chunk_length < 1 \
                 or buffer_size % chunk_length:
@@ -60,7 +64,7 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
                          gae_lambda, gamma, n_envs)
 
     def reset(self) -> None:
-        super(RecurrentRolloutBuffer, self).reset()
+        self._storage.reset(self)
         # States stay torch tensors on the policy's device: one copy per step, no numpy round trip.
         shape = self.hidden_state_shape
         self.hidden_states_pi, self.cell_states_pi, self.hidden_states_vf, self.cell_states_vf = (
@@ -73,14 +77,16 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
         self.cell_states_pi[self.pos].copy_(lstm_states.pi[1])
         self.hidden_states_vf[self.pos].copy_(lstm_states.vf[0])
         self.cell_states_vf[self.pos].copy_(lstm_states.vf[1])
-        super(RecurrentRolloutBuffer, self).add(*args, **kwargs)
+        self._storage.add(self, *args, **kwargs)
 
     #: Per-step fields kept as ``(n_steps, n_envs, ...)`` arrays and cut into chunks.
     _step_fields: tuple[str, ...] = ("observations", "actions", "values", "log_probs", "advantages", "returns",
                                      "episode_starts")
 
-    def _chunked(self, array: np.ndarray | th.Tensor) -> th.Tensor:
-        """``(n_steps, n_envs, ...)`` -> ``(n_chunks, chunk_length, ...)``, chunk-major."""
+    def _chunked(self, array: np.ndarray | th.Tensor | dict[str, np.ndarray]) -> th.Tensor | dict[str, th.Tensor]:
+        """``(n_steps, n_envs, ...)`` -> ``(n_chunks, chunk_length, ...)``, chunk-major (a dict key by key)."""
+        if isinstance(array, dict):
+            return {key: self._chunked(value) for key, value in array.items()}
         n_steps, n_envs, length = self.buffer_size, self.n_envs, self.chunk_length
         per_column = n_steps // length
         tensor = self.to_torch(array) if isinstance(array, np.ndarray) else array
@@ -128,7 +134,8 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
     def _chunk_samples(self, index: th.Tensor | None) -> RecurrentRolloutBufferSamples:
         data = self._chunks
         if index is not None:
-            data = {name: tensor[index] for name, tensor in data.items()}
+            data = {name: ({key: value[index] for key, value in tensor.items()} if isinstance(tensor, dict)
+                           else tensor[index]) for name, tensor in data.items()}
         return self._samples(data)
 
     def _samples(self, data: dict[str, th.Tensor]) -> RecurrentRolloutBufferSamples:
@@ -140,8 +147,10 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
         def states(name: str) -> th.Tensor:  # (n_seq, layers, dim) -> (layers, n_seq, dim)
             return data[name].transpose(0, 1).contiguous()
 
+        observations = data["observations"]
         return RecurrentRolloutBufferSamples(
-            observations=flat(data["observations"]),
+            observations=({key: flat(value) for key, value in observations.items()} if isinstance(observations, dict)
+                          else flat(observations)),
             actions=flat(data["actions"]),
             old_values=data["values"].flatten(),
             old_log_prob=data["log_probs"].flatten(),

@@ -79,7 +79,8 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
       ``chunk_length`` steps with the episode resets inside, which the policy
       runs through its core in one call. ``batch_size`` must therefore be a
       multiple of ``chunk_length`` (default ``n_steps``). Dict observations
-      keep sb3-contrib's padded buffer.
+      are stored one array per key (the policy's default features extractor
+      for them is SB3's ``CombinedExtractor``).
 
     Parameters
     ----------
@@ -129,8 +130,6 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        if isinstance(self.observation_space, spaces.Dict):
-            return
         old = self.rollout_buffer
         self.rollout_buffer = self.sequence_buffer_class(
             self.n_steps, self.observation_space, self.action_space, old.hidden_state_shape, self.device,

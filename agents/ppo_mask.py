@@ -79,9 +79,6 @@ class MaskableSparseRecurrentPPO(SparseRecurrentPPO):
         super().__init__(policy, env, **kwargs)
 
     def _setup_model(self) -> None:
-        if isinstance(self.observation_space, spaces.Dict):
-            raise ValueError(f"MaskableSparseRecurrentPPO does not take Dict observations yet; got "
-                             f"{self.observation_space}")
         super()._setup_model()
         if not isinstance(self.policy, MaskableSparseRecurrentPolicy):
             raise ValueError(f"the policy must subclass MaskableSparseRecurrentPolicy; got "
