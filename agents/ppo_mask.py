@@ -8,8 +8,8 @@ method (or sb3-contrib's ``ActionMasker`` wrapper), read through
 stored in the rollout (:class:`~sparsernn.agents.MaskableSequenceRolloutBuffer`),
 applied when acting and in the loss (log-probabilities and entropies of the
 masked distribution), ``learn(..., use_masking=True)``,
-``predict(..., action_masks=...)``, and :func:`evaluate_policy` which reads
-the masks of the evaluation env.
+``predict(..., action_masks=...)``, and :func:`evaluate_policy` and
+:class:`MaskableEvalCallback`, which read the masks of the evaluation env.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from gymnasium import spaces
 from sb3_contrib.common.maskable.utils import get_action_masks, is_masking_supported
 from stable_baselines3.common import evaluation
 from stable_baselines3.common.buffers import RolloutBuffer
-from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
 from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.utils import obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
@@ -168,15 +168,37 @@ class MaskableSparseRecurrentPPO(SparseRecurrentPPO):
 
 
 class _MaskedPredictor:
-    """``model.predict`` with the masks of ``env`` read at each call (what SB3's ``evaluate_policy`` calls)."""
+    """``model`` whose ``predict`` passes the masks of ``env``, read at each call (what SB3's
+    ``evaluate_policy`` calls); every other attribute is the model's."""
 
-    def __init__(self, model: MaskableSparseRecurrentPPO, env: VecEnv) -> None:
-        self.model, self.env = model, env
+    def __init__(self, model: Any, env: VecEnv) -> None:
+        self._model, self._masks_env = model, env
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = False) -> tuple[np.ndarray, Any]:
-        return self.model.predict(observation, state, episode_start, deterministic,
-                                  action_masks=get_action_masks(self.env))
+        return self._model.predict(observation, state, episode_start, deterministic,
+                                   action_masks=get_action_masks(self._masks_env))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+
+class MaskableEvalCallback(EvalCallback):
+    """SB3's ``EvalCallback`` whose evaluations act under the evaluation env's action masks.
+
+    SB3's ``_on_step`` runs unchanged; for its duration the callback's model is seen through
+    a wrapper whose ``predict`` passes the eval env's masks (the model itself is what is saved
+    as ``best_model``). sb3-contrib's ``MaskableEvalCallback`` is not used: it evaluates through
+    the maskable ``evaluate_policy`` that drops the recurrent state (see :func:`evaluate_policy`).
+    """
+
+    def _on_step(self) -> bool:
+        model = self.model
+        self.model = _MaskedPredictor(model, self.eval_env)
+        try:
+            return super()._on_step()
+        finally:
+            self.model = model
 
 
 def evaluate_policy(model: Any, env: Any, n_eval_episodes: int = 10,

@@ -22,7 +22,7 @@ from .config import parse_policy_kwargs, parse_ppo_kwargs
 from .model_files import (AtomicCheckpointCallback, check_model_file, check_spaces, load_normalization,
                           normalization_path, reading_model, save_model, save_normalization)
 from .ppo import SparseRecurrentPPO, StockMaskablePPO, StockPPO, StockRecurrentPPO
-from .ppo_mask import MaskableSparseRecurrentPPO
+from .ppo_mask import MaskableEvalCallback, MaskableSparseRecurrentPPO
 from .ppo_mask import evaluate_policy as evaluate_masked_policy
 
 #: Algorithms by name: ours, ours with action masking, sb3-contrib's stock recurrent one, feed-forward PPO
@@ -145,9 +145,6 @@ def train(env_id: str, total_timesteps: int = 100_000, *, algo: str = "sparse", 
     TrainResult
     """
     args = check_train_arguments(dict(locals()), ALGOS)
-    if args["eval_freq"] and issubclass(ALGOS[algo], MASKED_ALGOS):
-        raise ValueError(f"eval_freq={args['eval_freq']} is not available with algo={algo!r} yet (SB3's "
-                         "EvalCallback evaluates without action masks); evaluate the saved model instead")
     seed, n_envs, save_dir, resume = args["seed"], args["n_envs"], args["save_dir"], args["resume"]
     env_kwargs, eval_episodes = args["env_kwargs"], args["eval_episodes"]
     if resume is None:
@@ -171,10 +168,11 @@ def train(env_id: str, total_timesteps: int = 100_000, *, algo: str = "sparse", 
         eval_env = make_env(env_id, 1, derived_seed(seed, 1000), env_kwargs, normalize or normalized)
         if isinstance(eval_env, VecNormalize):
             eval_env.training, eval_env.norm_reward = False, False
-        callbacks.append(EvalCallback(eval_env, n_eval_episodes=max(eval_episodes, 1),
-                                      eval_freq=max(args["eval_freq"] // n_envs, 1),
-                                      best_model_save_path=str(save_dir), log_path=str(save_dir), deterministic=True,
-                                      verbose=args["verbose"]))
+        eval_callback = MaskableEvalCallback if isinstance(model, MASKED_ALGOS) else EvalCallback
+        callbacks.append(eval_callback(eval_env, n_eval_episodes=max(eval_episodes, 1),
+                                       eval_freq=max(args["eval_freq"] // n_envs, 1),
+                                       best_model_save_path=str(save_dir), log_path=str(save_dir),
+                                       deterministic=True, verbose=args["verbose"]))
     model.learn(args["total_timesteps"], callback=CallbackList(callbacks), progress_bar=args["progress_bar"],
                 reset_num_timesteps=resume is None)
     model_path = None

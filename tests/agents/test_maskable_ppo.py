@@ -184,8 +184,18 @@ def test_save_load_predict_with_masks(tmp_path):
         assert masks[np.arange(5), ours].all()
         starts = np.zeros(5, dtype=bool)
     assert ALGOS["maskable"] is MaskableSparseRecurrentPPO
-    with pytest.raises(ValueError, match="eval_freq"):
-        train("sparsernn/MaskedCueMemory-v0", 10, algo="maskable", save_dir=tmp_path / "b", eval_freq=5)
+
+
+@pytest.mark.parametrize("algo", ["maskable", "ppo_mask"])
+def test_evaluations_during_training_act_under_masks(tmp_path, algo):
+    """eval_freq: MaskableEvalCallback's episodes all reach the answer (7 steps: no invalid action ended one),
+    and the best model it saves is the model."""
+    policy_kwargs = dict(hidden_size=8) if algo == "maskable" else {}
+    train("sparsernn/MaskedCueMemory-v0", 112, algo=algo, n_envs=2, seed=0, save_dir=tmp_path, eval_freq=56,
+          eval_episodes=6, policy_kwargs=policy_kwargs, ppo_kwargs=dict(n_steps=28, batch_size=56))
+    evaluations = np.load(tmp_path / "evaluations.npz")
+    assert evaluations["ep_lengths"].shape == (2, 6) and (evaluations["ep_lengths"] == 7).all()
+    assert isinstance(load_model(tmp_path / "best_model.zip", algo), ALGOS[algo])
 
 
 def test_evaluation_carries_the_recurrent_state():
