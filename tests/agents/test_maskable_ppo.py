@@ -198,6 +198,18 @@ def test_evaluations_during_training_act_under_masks(tmp_path, algo):
     assert isinstance(load_model(tmp_path / "best_model.zip", algo), ALGOS[algo])
 
 
+def test_masks_reach_through_vec_normalize(tmp_path):
+    """VecNormalize around the envs (training and evaluation): masks still read from the envs inside."""
+    result = train("sparsernn/MaskedCueMemory-v0", 112, algo="maskable", n_envs=2, seed=0, normalize=True,
+                   save_dir=tmp_path, eval_episodes=6, policy_kwargs=dict(hidden_size=8),
+                   ppo_kwargs=dict(n_steps=28, batch_size=56))
+    assert result.evaluation.lengths == [7] * 6
+    assert (tmp_path / "model.vecnormalize.json").is_file()
+    evaluation = evaluate(load_model(result.model_path, "maskable"), "sparsernn/MaskedCueMemory-v0", 6,
+                          vec_normalize=tmp_path / "model.vecnormalize.json", seed=3)
+    assert evaluation.lengths == [7] * 6
+
+
 def test_evaluation_carries_the_recurrent_state():
     """Our evaluate_policy passes each returned state back; sb3-contrib 2.9.2's masked branch passes None
     every step (why we do not use it; this test fails, as a reminder, once upstream carries the state)."""
