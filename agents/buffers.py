@@ -9,16 +9,22 @@ the whole column, ``chunk_length = n_steps``), episode starts stay inside the
 chunks, and the state entering each chunk is the one recorded during the
 rollout. The policy runs each minibatch through its core in one call of shape
 ``(chunk_length, n_chunks)``. Samples carry ``mask=None``: there is no padding.
+Dict observations are stored as SB3's ``DictRolloutBuffer`` stores them, one
+array per key, and chunked key by key.
 """
 from __future__ import annotations
 
 from collections.abc import Generator
+from typing import NamedTuple
 
 import numpy as np
 import torch as th
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.buffers import RecurrentRolloutBuffer
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from sb3_contrib.common.recurrent.type_aliases import RecurrentRolloutBufferSamples, RNNStates
+
+from sparsernn.policies.maskable import action_mask_dims
 
 
 class SequenceRolloutBuffer(RecurrentRolloutBuffer):
@@ -29,6 +35,7 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
     buffer_size : int
         ``n_steps``, the rollout length per environment.
     observation_space, action_space : gymnasium.spaces.Space
+        A ``spaces.Dict`` observation space is stored one array per key.
     hidden_state_shape : tuple of int
         ``(n_steps, num_layers, n_envs, state_width)``, as sb3-contrib builds it.
     device : torch.device or str
@@ -43,9 +50,9 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
                  hidden_state_shape: tuple[int, int, int, int], device: th.device | str = "auto",
                  gae_lambda: float = 1, gamma: float = 0.99, n_envs: int = 1,
                  chunk_length: int | None = None) -> None:
-        if isinstance(observation_space, spaces.Dict):
-            raise TypeError("SequenceRolloutBuffer does not store Dict observations; use sb3-contrib's "
-                            "RecurrentDictRolloutBuffer")
+        # Whose reset and add store the transitions: SB3's plain or dict rollout buffer (the
+        # observation arrays differ, nothing else does).
+        self._storage = DictRolloutBuffer if isinstance(observation_space, spaces.Dict) else RolloutBuffer
         chunk_length = buffer_size if chunk_length is None else chunk_length
         if isinstance(chunk_length, bool) or not isinstance(chunk_length, int) or chunk_length < 1 \
                 or buffer_size % chunk_length:
@@ -57,7 +64,7 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
                          gae_lambda, gamma, n_envs)
 
     def reset(self) -> None:
-        super(RecurrentRolloutBuffer, self).reset()
+        self._storage.reset(self)
         # States stay torch tensors on the policy's device: one copy per step, no numpy round trip.
         shape = self.hidden_state_shape
         self.hidden_states_pi, self.cell_states_pi, self.hidden_states_vf, self.cell_states_vf = (
@@ -70,27 +77,35 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
         self.cell_states_pi[self.pos].copy_(lstm_states.pi[1])
         self.hidden_states_vf[self.pos].copy_(lstm_states.vf[0])
         self.cell_states_vf[self.pos].copy_(lstm_states.vf[1])
-        super(RecurrentRolloutBuffer, self).add(*args, **kwargs)
+        self._storage.add(self, *args, **kwargs)
+
+    #: Per-step fields kept as ``(n_steps, n_envs, ...)`` arrays and cut into chunks.
+    _step_fields: tuple[str, ...] = ("observations", "actions", "values", "log_probs", "advantages", "returns",
+                                     "episode_starts")
+
+    def _chunked(self, array: np.ndarray | th.Tensor | dict[str, np.ndarray]) -> th.Tensor | dict[str, th.Tensor]:
+        """``(n_steps, n_envs, ...)`` -> ``(n_chunks, chunk_length, ...)``, chunk-major (a dict key by key)."""
+        if isinstance(array, dict):
+            return {key: self._chunked(value) for key, value in array.items()}
+        n_steps, n_envs, length = self.buffer_size, self.n_envs, self.chunk_length
+        per_column = n_steps // length
+        tensor = self.to_torch(array) if isinstance(array, np.ndarray) else array
+        tail = tensor.shape[2:]
+        # (n_steps, n_envs, ...) -> (per_column, length, n_envs, ...) -> (per_column, n_envs, length, ...)
+        tensor = tensor.reshape(per_column, length, n_envs, *tail).transpose(1, 2)
+        return tensor.reshape(per_column * n_envs, length, *tail)
 
     def _build_chunks(self) -> dict[str, th.Tensor]:
         """All fields as tensors of shape ``(n_chunks, chunk_length, ...)``, chunk-major."""
         n_steps, n_envs, length = self.buffer_size, self.n_envs, self.chunk_length
         per_column = n_steps // length
 
-        def chunked(array: np.ndarray | th.Tensor) -> th.Tensor:
-            tensor = self.to_torch(array) if isinstance(array, np.ndarray) else array
-            tail = tensor.shape[2:]
-            # (n_steps, n_envs, ...) -> (per_column, length, n_envs, ...) -> (per_column, n_envs, length, ...)
-            tensor = tensor.reshape(per_column, length, n_envs, *tail).transpose(1, 2)
-            return tensor.reshape(per_column * n_envs, length, *tail)
-
         def chunk_starts(states: th.Tensor) -> th.Tensor:
             # (n_steps, layers, n_envs, dim) at each chunk's first step -> (n_chunks, layers, dim)
             first = states[::length]
             return first.transpose(1, 2).reshape(per_column * n_envs, *first.shape[1:2], first.shape[3])
 
-        chunks = {name: chunked(getattr(self, name)) for name in
-                  ("observations", "actions", "values", "log_probs", "advantages", "returns", "episode_starts")}
+        chunks = {name: self._chunked(getattr(self, name)) for name in self._step_fields}
         for name in ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf"):
             chunks[name] = chunk_starts(getattr(self, name))
         return chunks
@@ -119,7 +134,12 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
     def _chunk_samples(self, index: th.Tensor | None) -> RecurrentRolloutBufferSamples:
         data = self._chunks
         if index is not None:
-            data = {name: tensor[index] for name, tensor in data.items()}
+            data = {name: ({key: value[index] for key, value in tensor.items()} if isinstance(tensor, dict)
+                           else tensor[index]) for name, tensor in data.items()}
+        return self._samples(data)
+
+    def _samples(self, data: dict[str, th.Tensor]) -> RecurrentRolloutBufferSamples:
+        """The minibatch of the chunks in ``data`` (``(n_seq, chunk_length, ...)`` per field)."""
 
         def flat(tensor: th.Tensor) -> th.Tensor:  # (n_seq, length, ...) -> (n_seq * length, ...)
             return tensor.reshape(-1, *tensor.shape[2:])
@@ -127,8 +147,10 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
         def states(name: str) -> th.Tensor:  # (n_seq, layers, dim) -> (layers, n_seq, dim)
             return data[name].transpose(0, 1).contiguous()
 
+        observations = data["observations"]
         return RecurrentRolloutBufferSamples(
-            observations=flat(data["observations"]),
+            observations=({key: flat(value) for key, value in observations.items()} if isinstance(observations, dict)
+                          else flat(observations)),
             actions=flat(data["actions"]),
             old_values=data["values"].flatten(),
             old_log_prob=data["log_probs"].flatten(),
@@ -139,3 +161,42 @@ class SequenceRolloutBuffer(RecurrentRolloutBuffer):
             episode_starts=data["episode_starts"].flatten(),
             mask=None,
         )
+
+
+class MaskableRecurrentRolloutBufferSamples(NamedTuple):
+    """sb3-contrib's ``RecurrentRolloutBufferSamples`` plus the action masks of the steps, ``(n, mask_dims)``."""
+
+    observations: th.Tensor
+    actions: th.Tensor
+    old_values: th.Tensor
+    old_log_prob: th.Tensor
+    advantages: th.Tensor
+    returns: th.Tensor
+    lstm_states: RNNStates
+    episode_starts: th.Tensor
+    mask: th.Tensor | None
+    action_masks: th.Tensor
+
+
+class MaskableSequenceRolloutBuffer(SequenceRolloutBuffer):
+    """:class:`SequenceRolloutBuffer` that also stores each step's action masks, as sb3-contrib's
+    ``MaskableRolloutBuffer`` does: ``(n_steps, n_envs, mask_dims)``, all ones (every action allowed)
+    where ``add`` gets none. Minibatches are :class:`MaskableRecurrentRolloutBufferSamples`.
+    """
+
+    _step_fields = SequenceRolloutBuffer._step_fields + ("action_masks",)
+
+    def reset(self) -> None:
+        self.mask_dims = action_mask_dims(self.action_space)
+        self.action_masks = np.ones((self.buffer_size, self.n_envs, self.mask_dims), dtype=np.float32)
+        super().reset()
+
+    def add(self, *args, action_masks: np.ndarray | None = None, **kwargs) -> None:
+        """Record ``action_masks`` (``(n_envs, mask_dims)``), then the step (:meth:`SequenceRolloutBuffer.add`)."""
+        if action_masks is not None:
+            self.action_masks[self.pos] = np.asarray(action_masks).reshape(self.n_envs, self.mask_dims)
+        super().add(*args, **kwargs)
+
+    def _samples(self, data: dict[str, th.Tensor]) -> MaskableRecurrentRolloutBufferSamples:
+        return MaskableRecurrentRolloutBufferSamples(
+            *super()._samples(data), action_masks=data["action_masks"].reshape(-1, self.mask_dims))

@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr = commands.add_parser("train", help="train an agent, save it and evaluate it")
     tr.add_argument("--env", dest="env_id", help="Gymnasium env id (sparsernn/ ids are registered)")
     tr.add_argument("--config", help="YAML configuration file")
-    tr.add_argument("--algo", choices=list(ALGOS), help="sparse (default), recurrent (stock) or ppo")
+    tr.add_argument("--algo", choices=list(ALGOS), help="sparse (default), maskable (sparse with action masks), "
+                    "recurrent (stock), ppo or ppo_mask (sb3-contrib's MaskablePPO)")
     tr.add_argument("--policy", help="policy name (default per algo)")
     tr.add_argument("--router-keep", type=float, nargs="+", help=layer_options()["router_keep"].help)
     for group, flags in (("recurrent layer", LAYER_FLAGS), ("PPO", PPO_FLAGS)):

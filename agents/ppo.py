@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from sb3_contrib import RecurrentPPO
+from sb3_contrib import MaskablePPO, RecurrentPPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, ConvertCallback
 from stable_baselines3.common.logger import HumanOutputFormat, Logger
@@ -55,6 +55,10 @@ class StockPPO(FolderlessLogging, PPO):
     """SB3's ``PPO``, unchanged but for :class:`FolderlessLogging`."""
 
 
+class StockMaskablePPO(FolderlessLogging, MaskablePPO):
+    """sb3-contrib's ``MaskablePPO`` (feed-forward, action masks), unchanged but for :class:`FolderlessLogging`."""
+
+
 def _mean(values: th.Tensor, mask: th.Tensor | None) -> th.Tensor:
     """Mean over the real (unpadded) entries."""
     return values.mean() if mask is None else values[mask].mean()
@@ -75,7 +79,8 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
       ``chunk_length`` steps with the episode resets inside, which the policy
       runs through its core in one call. ``batch_size`` must therefore be a
       multiple of ``chunk_length`` (see below). Dict observations
-      keep sb3-contrib's padded buffer.
+      are stored one array per key (the policy's default features extractor
+      for them is SB3's ``CombinedExtractor``).
 
     Parameters
     ----------
@@ -109,6 +114,8 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
         **RecurrentPPO.policy_aliases, "SparseRecurrentPolicy": SparseRecurrentPolicy}
+    #: The whole-column buffer :meth:`_setup_model` builds.
+    sequence_buffer_class: ClassVar[type[SequenceRolloutBuffer]] = SequenceRolloutBuffer
 
     def __init__(self, policy: str | type = "SparseRecurrentPolicy", env: Any = None, aux_loss_coef: float = 1.0,
                  chunk_length: int | None = None, router_anneal: float = 0.25, _init_setup_model: bool = True,
@@ -127,13 +134,11 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
 
     def _setup_model(self) -> None:
         super()._setup_model()
-        if isinstance(self.observation_space, spaces.Dict):
-            return
         old = self.rollout_buffer
         chunk_length = self.chunk_length
         if chunk_length is None and self.batch_size < self.n_steps and self.n_steps % self.batch_size == 0:
             chunk_length = self.batch_size  # a minibatch shorter than a column: one chunk of it
-        self.rollout_buffer = SequenceRolloutBuffer(
+        self.rollout_buffer = self.sequence_buffer_class(
             self.n_steps, self.observation_space, self.action_space, old.hidden_state_shape, self.device,
             gae_lambda=self.gae_lambda, gamma=self.gamma, n_envs=self.n_envs, chunk_length=chunk_length)
         length = self.rollout_buffer.chunk_length
@@ -150,6 +155,11 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
                 callback = ConvertCallback(callback)
             callback = CallbackList([RouterKeepAnnealCallback(self.router_anneal)] + ([callback] if callback else []))
         return super()._init_callback(callback, progress_bar)
+
+    def _evaluate_actions(self, data: Any, actions: th.Tensor) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
+        """Values, log-probabilities and entropies of a minibatch's ``actions`` (the hook a subclass
+        extends to pass more of the minibatch to the policy)."""
+        return self.policy.evaluate_actions(data.observations, actions, data.lstm_states, data.episode_starts)
 
     def _aux_loss(self) -> th.Tensor | None:
         aux = getattr(self.policy, "aux_loss", None)
@@ -180,8 +190,7 @@ class SparseRecurrentPPO(FolderlessLogging, RecurrentPPO):
                 if isinstance(self.action_space, spaces.Discrete):
                     actions = data.actions.long().flatten()
                 mask = None if data.mask is None else data.mask > 1e-8
-                values, log_prob, entropy = self.policy.evaluate_actions(
-                    data.observations, actions, data.lstm_states, data.episode_starts)
+                values, log_prob, entropy = self._evaluate_actions(data, actions)
                 values = values.flatten()
                 advantages = data.advantages
                 if self.normalize_advantage:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sb3_contrib import MaskablePPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
@@ -20,13 +21,20 @@ from .callbacks import SparsityLoggerCallback
 from .config import parse_policy_kwargs, parse_ppo_kwargs
 from .model_files import (AtomicCheckpointCallback, check_model_file, check_spaces, load_normalization,
                           normalization_path, reading_model, save_model, save_normalization)
-from .ppo import SparseRecurrentPPO, StockPPO, StockRecurrentPPO
+from .ppo import SparseRecurrentPPO, StockMaskablePPO, StockPPO, StockRecurrentPPO
+from .ppo_mask import MaskableEvalCallback, MaskableSparseRecurrentPPO
+from .ppo_mask import evaluate_policy as evaluate_masked_policy
 
-#: Algorithms by name: ours, sb3-contrib's stock one, and feed-forward PPO (the stock ones unchanged
-#: but for a logger that writes no ``<tmp>/SB3-<time>`` folder when no ``tensorboard_log`` is given).
-ALGOS: dict[str, type[BaseAlgorithm]] = {"sparse": SparseRecurrentPPO, "recurrent": StockRecurrentPPO,
-                                         "ppo": StockPPO}
-DEFAULT_POLICIES = {"sparse": "SparseRecurrentPolicy", "recurrent": "MlpLstmPolicy", "ppo": "MlpPolicy"}
+#: Algorithms by name: ours, ours with action masking, sb3-contrib's stock recurrent one, feed-forward PPO
+#: and sb3-contrib's feed-forward MaskablePPO (the stock ones unchanged but for a logger that writes no
+#: ``<tmp>/SB3-<time>`` folder when no ``tensorboard_log`` is given).
+ALGOS: dict[str, type[BaseAlgorithm]] = {"sparse": SparseRecurrentPPO, "maskable": MaskableSparseRecurrentPPO,
+                                         "recurrent": StockRecurrentPPO, "ppo": StockPPO,
+                                         "ppo_mask": StockMaskablePPO}
+DEFAULT_POLICIES = {"sparse": "SparseRecurrentPolicy", "maskable": "MaskableSparseRecurrentPolicy",
+                    "recurrent": "MlpLstmPolicy", "ppo": "MlpPolicy", "ppo_mask": "MlpPolicy"}
+#: The algorithms that act under the env's action masks (in training and in :func:`evaluate`).
+MASKED_ALGOS = (MaskableSparseRecurrentPPO, MaskablePPO)
 
 
 @dataclass
@@ -93,10 +101,13 @@ def train(env_id: str, total_timesteps: int = 100_000, *, algo: str = "sparse", 
         Any registered Gymnasium id (the ``sparsernn/`` ids are registered here).
     total_timesteps : int >= 1
         Steps to train (with ``resume``: steps added to the checkpoint's count).
-    algo : {"sparse", "recurrent", "ppo"}
-        :class:`SparseRecurrentPPO`, sb3-contrib's ``RecurrentPPO`` or SB3's ``PPO``.
+    algo : {"sparse", "maskable", "recurrent", "ppo", "ppo_mask"}
+        :class:`SparseRecurrentPPO`, :class:`MaskableSparseRecurrentPPO` (action masks from the
+        env's ``action_masks()``), sb3-contrib's ``RecurrentPPO``, SB3's ``PPO`` or sb3-contrib's
+        ``MaskablePPO`` (feed-forward, masks).
     policy : str or type, optional
-        Default per ``algo``: ``SparseRecurrentPolicy``, ``MlpLstmPolicy``, ``MlpPolicy``.
+        Default per ``algo``: ``SparseRecurrentPolicy``, ``MaskableSparseRecurrentPolicy``,
+        ``MlpLstmPolicy``, ``MlpPolicy``, ``MlpPolicy``.
     policy_kwargs, ppo_kwargs : dict, optional
         Strings are parsed as in :mod:`sparsernn.agents.config` (``"relu"``, ``"lin_1e-3"``).
     n_envs : int >= 1
@@ -157,10 +168,11 @@ def train(env_id: str, total_timesteps: int = 100_000, *, algo: str = "sparse", 
         eval_env = make_env(env_id, 1, derived_seed(seed, 1000), env_kwargs, normalize or normalized)
         if isinstance(eval_env, VecNormalize):
             eval_env.training, eval_env.norm_reward = False, False
-        callbacks.append(EvalCallback(eval_env, n_eval_episodes=max(eval_episodes, 1),
-                                      eval_freq=max(args["eval_freq"] // n_envs, 1),
-                                      best_model_save_path=str(save_dir), log_path=str(save_dir), deterministic=True,
-                                      verbose=args["verbose"]))
+        eval_callback = MaskableEvalCallback if isinstance(model, MASKED_ALGOS) else EvalCallback
+        callbacks.append(eval_callback(eval_env, n_eval_episodes=max(eval_episodes, 1),
+                                       eval_freq=max(args["eval_freq"] // n_envs, 1),
+                                       best_model_save_path=str(save_dir), log_path=str(save_dir),
+                                       deterministic=True, verbose=args["verbose"]))
     model.learn(args["total_timesteps"], callback=CallbackList(callbacks), progress_bar=args["progress_bar"],
                 reset_num_timesteps=resume is None)
     model_path = None
@@ -232,6 +244,8 @@ def evaluate(model: BaseAlgorithm, env_id: str, n_episodes: int = 10, *,
         rewards). SB3 pickles (``vecnormalize.pkl``) are not read.
 
     The env's observation and action spaces must equal the model's (``ValueError`` naming both).
+    A :class:`MaskableSparseRecurrentPPO` or ``MaskablePPO`` acts under the env's action masks
+    (:func:`sparsernn.agents.ppo_mask.evaluate_policy`).
     deterministic : bool
     seed : int in [0, 2**32), optional
     env_kwargs : dict, optional
@@ -258,7 +272,8 @@ def evaluate(model: BaseAlgorithm, env_id: str, n_episodes: int = 10, *,
         if local_vars["done"] and "is_success" in local_vars["info"]:
             successes.append(bool(local_vars["info"]["is_success"]))
 
-    returns, lengths = evaluate_policy(model, env, n_eval_episodes=n_episodes, deterministic=deterministic,
-                                       return_episode_rewards=True, callback=record_success)
+    evaluator = evaluate_masked_policy if isinstance(model, MASKED_ALGOS) else evaluate_policy
+    returns, lengths = evaluator(model, env, n_eval_episodes=n_episodes, deterministic=deterministic,
+                                 return_episode_rewards=True, callback=record_success)
     env.close()
     return EvalResult([float(r) for r in returns], [int(n) for n in lengths], successes)

@@ -52,6 +52,11 @@ _MEMORY_TASKS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("sparsernn/Counting-v0", "sparsernn.envs.memory_tasks:CountingEnv", {"length": 4}),
     # Copy two symbols back after 5000 silent steps (issue 13: memory across thousands of steps).
     ("sparsernn/CopyRecallLong-v0", "sparsernn.envs.memory_tasks:CopyRecallEnv", {"gap": 5000, "length": 2}),
+    # Invalid actions end the episode; action_masks() says which are allowed (issue 16: masking with memory).
+    ("sparsernn/MaskedCueMemory-v0", "sparsernn.envs.masked_memory:MaskedCueMemoryEnv",
+     {"gap": 5, "n_cues": 4, "n_allowed": 2}),
+    # Dict observations {"cue": Discrete, "position": Box} (issue 16: Dict spaces on the fast path).
+    ("sparsernn/DictCueMemory-v0", "sparsernn.envs.dict_memory:DictCueMemoryEnv", {"gap": 3, "n_cues": 3}),
 )
 
 

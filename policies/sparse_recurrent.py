@@ -9,6 +9,7 @@ import torch
 from gymnasium import spaces
 from sb3_contrib.common.recurrent.policies import RecurrentActorCriticPolicy
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
+from stable_baselines3.common.torch_layers import CombinedExtractor
 from stable_baselines3.common.type_aliases import Schedule
 from torch import nn
 
@@ -43,6 +44,9 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
     compute samples, log-probabilities and entropies directly
     (:mod:`~sparsernn.policies.action_heads`) instead of through a
     ``torch.distributions`` object per call.
+    Dict observation spaces get SB3's ``CombinedExtractor`` (each key flattened or
+    one-hot encoded, then concatenated) unless ``features_extractor_class`` is given,
+    as SB3's ``MultiInputPolicy``.
     sb3-contrib's options keep their meaning: ``shared_lstm``,
     ``enable_critic_lstm``, ``net_arch``, ``activation_fn``, ``ortho_init``
     (which, as in sb3-contrib, does not touch the recurrent weights), etc.
@@ -99,6 +103,8 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
             raise TypeError(f"lstm_kwargs is not used by SparseRecurrentPolicy (got {lstm_kwargs!r}); "
                             f"pass the layer options directly: {sorted(LAYER_OPTIONS)}")
         layer_options = {key: kwargs.pop(key) for key in list(kwargs) if key in LAYER_OPTIONS}
+        if isinstance(observation_space, spaces.Dict):  # SB3's MultiInputPolicy default
+            kwargs.setdefault("features_extractor_class", CombinedExtractor)
         if kernel is not None:
             layer_options = _map_deprecated_kernel(kernel, layer_options)
         input_size = None

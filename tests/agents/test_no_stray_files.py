@@ -7,7 +7,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import sparsernn.envs  # noqa: F401
 from sparsernn.agents import ALGOS, SparseRecurrentPPO, train
-from sparsernn.agents.training import DEFAULT_POLICIES
+from sparsernn.agents.training import DEFAULT_POLICIES, MASKED_ALGOS
 from sparsernn.policies import SparseRecurrentPolicy
 
 TINY_PPO = {"n_steps": 16, "batch_size": 32, "n_epochs": 1}
@@ -62,8 +62,10 @@ def test_train_writes_only_into_save_dir(empty_tmp, tmp_path, algo, policy_kwarg
 
 @pytest.mark.parametrize("algo", sorted(ALGOS))
 def test_every_algorithm_of_algos_writes_nothing(empty_tmp, algo):
-    """What scripts (bench_rl) and train() build: ALGOS' stock classes differ from SB3's only in the logger."""
-    env = make_vec_env("sparsernn/CartPoleNoVel-v1", n_envs=2, seed=0)
+    """What scripts (bench_rl) and train() build: ALGOS' stock classes differ from SB3's only in the logger.
+    The masked ones need an env with action masks."""
+    masked = issubclass(ALGOS[algo], MASKED_ALGOS)
+    env = make_vec_env("sparsernn/MaskedCueMemory-v0" if masked else "sparsernn/CartPoleNoVel-v1", n_envs=2, seed=0)
     model = ALGOS[algo](DEFAULT_POLICIES[algo], env, seed=0, device="cpu", **TINY_PPO)
     model.learn(32)
     assert written(empty_tmp) == []

@@ -26,12 +26,15 @@ MEMORY = (
     "sparsernn/RepeatPrevious-v0",
     "sparsernn/Counting-v0",
     "sparsernn/CopyRecallLong-v0",
+    "sparsernn/MaskedCueMemory-v0",
+    "sparsernn/DictCueMemory-v0",
 )
 
 
 def test_public_api_is_exactly_the_documented_names():
     assert sorted(sparsernn.envs.__all__) == [
-        "CopyRecallEnv", "CountingEnv", "CueMemoryEnv", "ENV_IDS", "MaskObservation", "RepeatPreviousEnv", "register_envs",
+        "CopyRecallEnv", "CountingEnv", "CueMemoryEnv", "DictCueMemoryEnv", "ENV_IDS", "MaskObservation",
+        "MaskedCueMemoryEnv", "RepeatPreviousEnv", "register_envs",
     ]
 
 
