@@ -25,7 +25,7 @@ per-task min-max normalised scores), scored on the held-out task against the den
 
 Usage::
 
-    python scripts/reproduce_hidden_proportion.py --seeds 0 1 2 --out docs/results/issue15
+    python scripts/reproduce_hidden_proportion.py --seeds 0 1 2 --steps 40000 --out docs/results/issue15
     python scripts/reproduce_hidden_proportion.py --report-only --out docs/results/issue15
 """
 from __future__ import annotations
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rl-configs", nargs="*", default=list(RL_CONFIGS))
     parser.add_argument("--nab-files", nargs="*", default=list(NAB_FILES))
     parser.add_argument("--nab-data", default="../shared/data/nab")
-    parser.add_argument("--rl-budgets", nargs="+", type=int, default=[512, 2048])
+    parser.add_argument("--rl-budgets", nargs="+", type=int, default=[512, 1024])
     parser.add_argument("--nab-budgets", nargs="+", type=int, default=[256, 1024])
     parser.add_argument("--proportions", nargs="+", type=float, default=list(PROPORTIONS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
