@@ -9,7 +9,8 @@ behaviour. Per stream:
    normaliser);
 2. the *embedding* at row ``t`` is the means of ``window`` consecutive blocks
    of ``block`` rows, the last one ending at ``t`` (``window * block`` rows in
-   all, every channel);
+   all, every channel), rounded to float32 (the memory's precision; distances
+   are computed in float64 from it, so a window seen before is exactly 0);
 3. every ``block`` rows the embedding is stored in a memory of the last
    ``memory`` embeddings (a ring);
 4. the *novelty* at ``t`` is the root-mean-square distance from its embedding
@@ -28,6 +29,8 @@ stays novel for as long as the new pattern lasts, until it has been seen once.
 This is the "never seen this sequence" signal of HTM's sequence memory and of
 ARTime's new categories, here a nearest-neighbour distance (as in kNN-CAD).
 It is causal: row ``t`` is judged against embeddings of rows before it only.
+The search is compiled (:mod:`~sparsernn.detectors.stream.nearest`); the plain
+NumPy loop it is tested against is :meth:`WindowNovelty._novelty_reference`.
 """
 from __future__ import annotations
 
