@@ -48,8 +48,14 @@ taking turns round by round.
    5-minute rows), against scorer + likelihood (test 2's, same steps) in the
    same rounds; ratio = chain / (scorer + likelihood). With ``--learn``, also
    the chain with online learning on. Each chain is warmed by one block first
-   (the novelty's store then has neighbours, so every later point searches its
-   whole ``memory``). ``--chain-memory-points N``: N points through the chain
+   (the novelty's store then has its first neighbours; each point is compared
+   with the embeddings stored so far, about 30 to 90 per stream over the
+   timed blocks). ``--chain-full-store`` also times the chain in the
+   novelty's steady state: after the warm block every stream's store is
+   filled with ``memory`` (8192) embeddings of windows of a longer series
+   (each a neighbour of every later row), so every point searches the whole
+   store, as after ``span + block * (memory - 1)`` rows of a stream (24,597
+   with the defaults). ``--chain-memory-points N``: N points through the chain
    in blocks, resident memory sampled as in test 4::
 
        python scripts/bench_stream.py --chain --memory-points 0 --json runs/bench_chain.json
@@ -117,6 +123,8 @@ def parse_args(argv):
     parser.add_argument("--chain-probationary", type=int, default=600,
                         help="probationary rows the chain is built for (default 600, 15%% of a 4000-row NAB file; "
                              "novelty block = round(600 / 208) = 3 rows)")
+    parser.add_argument("--chain-full-store", action="store_true",
+                        help="also time the chain with every stream's novelty store full (its steady state)")
     parser.add_argument("--chain-memory-points", type=int, default=0,
                         help="points through the chain for its memory test (0: skip, the default)")
     args = parser.parse_args(argv)
@@ -247,13 +255,41 @@ def nab_chain(detector, probationary: int, learn: OnlineLearning | None = None):
     return nab.chain(detector, probationary, period=rows_per_season(stamps))
 
 
+def novelty_of(stream):
+    """The WindowNovelty inside a chain."""
+    while not hasattr(stream, "bank"):
+        stream = getattr(stream, stream.INNER)
+    return stream
+
+
+def fill_store(stream, n_streams: int, seed: int) -> None:
+    """Fill every stream's novelty store (``memory`` embeddings), as after ``span + block * (memory - 1)``
+    rows: the embeddings of the windows of a longer benchmark series (stream ``i`` shifted by the same
+    offset as in :func:`benchmark_block`), stored every ``block`` rows; each marked as ending at row 0, so
+    it is a neighbour of every later row. Nothing else of the chain changes."""
+    novelty = novelty_of(stream)
+    span, block, memory = novelty.span, novelty.block, novelty.memory
+    raw = series(span + block * (memory - 1), seed + 1)
+    windows = np.lib.stride_tricks.sliding_window_view(raw, span)[::block][:memory]  # (memory, span)
+    embeddings = windows.reshape(memory, novelty.window, block).mean(2)  # one channel
+    offsets = np.linspace(0, 1, n_streams)
+    center, scale = novelty._center[0], novelty._scale[0]
+    for row, offset in enumerate(offsets):
+        novelty.bank[row] = ((embeddings + offset - center) / scale).astype(np.float32)
+    novelty.bank_rows[:n_streams] = 0
+    novelty.stored[:n_streams] = memory
+
+
 def chain_streams(detector, n_streams: int, steps: int, chunk: int, seed: int, probationary: int,
-                  learn: OnlineLearning | None = None) -> float:
-    """Points/s of the NAB chain's ``process`` of blocks of ``chunk`` points over ``n_streams`` streams."""
+                  learn: OnlineLearning | None = None, full_store: bool = False) -> float:
+    """Points/s of the NAB chain's ``process`` of blocks of ``chunk`` points over ``n_streams`` streams
+    (``full_store``: with every novelty store full, :func:`fill_store`)."""
     stream = nab_chain(detector, probationary, learn)
     ids = list(range(n_streams))
     block = benchmark_block(n_streams, chunk, seed)
     stream.process(block, ids)  # allocate the streams and give the novelty's store its first neighbours
+    if full_store:
+        fill_store(stream, n_streams, seed)
     calls = max(1, steps // chunk)
     start = time.perf_counter()
     for _ in range(calls):
@@ -271,6 +307,10 @@ def measure_chain(detector, args) -> dict:
     if args.learn is not None:
         result["chain_learning_points_per_s"] = chain_streams(detector, args.streams, args.chain_steps, chunk,
                                                               args.seed, args.chain_probationary, args.learn)
+    if args.chain_full_store:
+        result["chain_full_store_points_per_s"] = chain_streams(detector, args.streams, args.chain_steps, chunk,
+                                                                args.seed, args.chain_probationary,
+                                                                full_store=True)
     return result
 
 
@@ -278,9 +318,7 @@ def chain_memory(detector, n_streams: int, points: int, chunk: int, seed: int, p
     """Test 6's memory: ``points`` through the chain in blocks, resident memory sampled as in :func:`memory`;
     also the row per stream (and points) at which the novelty's store is full."""
     stream = nab_chain(detector, probationary)
-    novelty = stream
-    while not hasattr(novelty, "bank"):  # the WindowNovelty inside the spatial rule
-        novelty = getattr(novelty, novelty.INNER)
+    novelty = novelty_of(stream)
     result = sampled_memory(stream, n_streams, points, chunk, seed)
     samples = result["rss_mib"]
     # an embedding is stored once the first window is complete (row span - 1), then every block rows
@@ -380,6 +418,9 @@ def main(argv=None) -> int:
             results["chain"]["learning_settings"] = args.learn.settings()
             results["chain"]["ratio_learning"] = (best["chain_learning_points_per_s"]
                                                   / best["baseline_points_per_s"])
+        if args.chain_full_store:
+            results["chain"]["ratio_full_store"] = (best["chain_full_store_points_per_s"]
+                                                    / best["baseline_points_per_s"])
     if args.chain_memory_points:
         results["chain_memory"] = chain_memory(detectors[0], args.streams, args.chain_memory_points, args.chunk,
                                                args.seed, args.chain_probationary)
@@ -425,6 +466,9 @@ def main(argv=None) -> int:
         if args.learn is not None:
             table.add_row("learning on", f"{name}: NAB chain", f"{chain['chain_learning_points_per_s']:,.0f}",
                           f"{chain['ratio_learning']:.3f}", "")
+        if args.chain_full_store:
+            table.add_row("store full", f"{name}: NAB chain", f"{chain['chain_full_store_points_per_s']:,.0f}",
+                          f"{chain['ratio_full_store']:.3f}", "")
     if args.chain_memory_points:
         mem = results["chain_memory"]
         table.add_row("", f"NAB chain memory: {mem['points']:,} points in {mem['seconds']:.0f} s "

@@ -7,6 +7,7 @@ that the novelty's store has neighbours, then one block of ``--rows`` rows is
 profiled::
 
     python scripts/profile_chain.py --rows 50
+    python scripts/profile_chain.py --rows 50 --full-store   # every novelty store full (bench_stream's fill_store)
 """
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ def main(argv=None) -> int:
     parser.add_argument("--probationary", type=int, default=600)
     parser.add_argument("--top", type=int, default=20, help="lines of the profile (default 20)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--full-store", action="store_true",
+                        help="fill every stream's novelty store after the first block (its steady state)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     spec = importlib.util.spec_from_file_location("bench_stream", Path(__file__).with_name("bench_stream.py"))
@@ -36,6 +39,8 @@ def main(argv=None) -> int:
     ids = list(range(args.streams))
     block = bench.benchmark_block(args.streams, args.rows, 0)
     stream.process(block, ids)
+    if args.full_store:
+        bench.fill_store(stream, args.streams, 0)
     profile = cProfile.Profile()
     profile.enable()
     stream.process(block, ids)

@@ -9,7 +9,8 @@ behaviour. Per stream:
    normaliser);
 2. the *embedding* at row ``t`` is the means of ``window`` consecutive blocks
    of ``block`` rows, the last one ending at ``t`` (``window * block`` rows in
-   all, every channel);
+   all, every channel), rounded to float32 (the memory's precision; distances
+   are computed in float64 from it, so a window seen before is exactly 0);
 3. every ``block`` rows the embedding is stored in a memory of the last
    ``memory`` embeddings (a ring);
 4. the *novelty* at ``t`` is the root-mean-square distance from its embedding
@@ -28,12 +29,15 @@ stays novel for as long as the new pattern lasts, until it has been seen once.
 This is the "never seen this sequence" signal of HTM's sequence memory and of
 ARTime's new categories, here a nearest-neighbour distance (as in kNN-CAD).
 It is causal: row ``t`` is judged against embeddings of rows before it only.
+The search is compiled (:mod:`~sparsernn.detectors.stream.nearest`); the plain
+NumPy loop it is tested against is :meth:`WindowNovelty._novelty_reference`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .likelihood import LikelihoodEstimator
+from .nearest import nearest_windows
 from ..checks import check_int, check_weight
 from ..normalization import clip_units
 from .wrappers import ValueTransform
@@ -66,7 +70,7 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
     Attributes (first axis: the stream row)
     ---------------------------------------
     ring : (n_streams, window * block, n_channels) the last scaled values, a ring indexed by ``seen``
-    bank : (n_streams, memory, window * n_channels) stored embeddings, a ring indexed by ``stored``
+    bank : (n_streams, memory, window * n_channels) float32, stored embeddings, a ring indexed by ``stored``
     bank_rows : (n_streams, memory) int64, the row (``seen``) each embedding ends at; -1 where empty
     stored : (n_streams,) int64, embeddings stored
     recent, history, seen, mean, std, last_q : the novelty likelihood's state (:class:`LikelihoodEstimator`)
@@ -95,7 +99,7 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
         self._scale = np.asarray(detector.scale_, dtype=float)
         d = self.n_channels
         self.ring = np.zeros((0, self.span, d))
-        self.bank = np.zeros((0, self.memory, self.window * d))
+        self.bank = np.zeros((0, self.memory, self.window * d), dtype=np.float32)
         self.bank_rows = np.zeros((0, self.memory), dtype=np.int64)
         self.stored = np.zeros(0, dtype=np.int64)
 
@@ -111,7 +115,7 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
     def _grow(self, n: int) -> None:
         LikelihoodEstimator._grow(self, n)
         self.ring = np.concatenate([self.ring, np.zeros((n,) + self.ring.shape[1:])])
-        self.bank = np.concatenate([self.bank, np.zeros((n,) + self.bank.shape[1:])])
+        self.bank = np.concatenate([self.bank, np.zeros((n,) + self.bank.shape[1:], dtype=np.float32)])
         self.bank_rows = np.concatenate([self.bank_rows, np.full((n, self.memory), -1, dtype=np.int64)])
         self.stored = np.concatenate([self.stored, np.zeros(n, dtype=np.int64)])
 
@@ -120,7 +124,25 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
         """Novelties (T, B) of raw ``values`` (T, B, C) of distinct streams ``rows`` (B,), in time order.
 
         With ``learn`` the ring, the memory and ``stored`` advance (``seen`` is
-        the likelihood's and advances in :meth:`_block`).
+        the likelihood's and advances in :meth:`_block`). The search is
+        compiled (:func:`~sparsernn.detectors.stream.nearest.nearest_windows`): each row is compared
+        with the filled slots it may see only; :meth:`_novelty_reference` is
+        the plain NumPy loop it is tested against.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        with np.errstate(over="ignore"):
+            scaled = clip_units((np.asarray(values, dtype=float) - self._center) / self._scale)
+        out = np.zeros(scaled.shape[:2])
+        if scaled.shape[0] and len(rows):
+            nearest_windows(np.ascontiguousarray(scaled), rows, self.ring, self.seen, self.stored, self.bank,
+                            self.bank_rows, self.window, self.block, self.exclude, bool(learn), out)
+        return out
+
+    def _novelty_reference(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
+        """:meth:`_novelty`, plainly: one time step at a time, every stream against all ``memory`` slots.
+
+        The definition the compiled search (:func:`~sparsernn.detectors.stream.nearest.nearest_windows`)
+        is tested against; same results, same state after the call.
         """
         rows = np.asarray(rows, dtype=np.int64)
         B, span, block = len(rows), self.span, self.block
@@ -137,13 +159,14 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
         for t, u in enumerate(scaled):
             ring[lanes, seen % span] = u
             ordered = ring[lanes[:, None], (seen[:, None] + 1 + offsets) % span]  # oldest first
-            embedding = ordered.reshape(B, self.window, block, -1).mean(2).reshape(B, -1)
+            # rounded to the bank's precision (float32), then compared in float64
+            embedding = ordered.reshape(B, self.window, block, -1).mean(2).reshape(B, -1).astype(np.float32)
             complete = seen + 1 >= span
             if learn:
                 bank, bank_rows = self.bank[part], self.bank_rows[part]
             usable = (bank_rows >= 0) & (bank_rows <= (seen - self.exclude)[:, None])
             if usable.any():
-                distance = ((bank - embedding[:, None, :]) ** 2).mean(-1)
+                distance = ((bank.astype(float) - embedding[:, None, :].astype(float)) ** 2).mean(-1)
                 nearest = np.where(usable, distance, np.inf).min(1)
                 out[t] = np.where(complete & usable.any(1), np.sqrt(nearest), 0.0)
             if learn:

@@ -4,7 +4,7 @@ File format
 -----------
 One file written by ``torch.save`` holding a plain dict::
 
-    {"format": "sparsernn.detectors/stream", "version": 3 (4 with online learning),
+    {"format": "sparsernn.detectors/stream", "version": 3 (4 with online learning, 5 with a window novelty),
      "config": "<JSON text>",
      "tensors": {"<name>": tensor, ...}}
 
@@ -49,6 +49,14 @@ per-stream arrays of the i-th wrapper (its ``STATE``: e.g. the likelihood's
 ``recent``, ``history``, ``seen``, ``mean``, ``std``, ``last_q``). Every array
 keeps its dtype, so a loaded stream continues with bit-identical scores.
 Version 1 files (the earlier likelihood) are refused with an error.
+
+A chain holding a :class:`~sparsernn.detectors.stream.novelty.WindowNovelty` is
+written as version 5: its ``bank`` of stored embeddings is float32 since then
+(float64 before), so a reader of version 4 refuses the file instead of
+rejecting the bank's dtype. A version 2-4 file's float64 bank is read and
+rounded to float32 (:data:`LEGACY_DTYPES`); the stream then continues as one
+whose embeddings were stored as float32, not bit-identically with the
+version that wrote it.
 """
 from __future__ import annotations
 
@@ -67,7 +75,11 @@ from .wrappers import WRAPPERS, StreamWrapper
 FORMAT = "sparsernn.detectors/stream"
 VERSION = 3
 LEARNING_VERSION = 4
-READABLE = (2, 3, 4)
+NOVELTY_VERSION = 5
+READABLE = (2, 3, 4, 5)
+LEGACY_DTYPES = {("WindowNovelty", "bank"): (NOVELTY_VERSION, np.float64)}
+"""(wrapper class, array) -> (the file version from which its dtype is today's, the dtype before):
+such an array of an older file is read and cast to today's dtype."""
 DETECTOR_ARRAYS = ("center_", "scale_", "decision_scores_", "labels_", "threshold_", "training_losses_")
 
 
@@ -166,8 +178,9 @@ def _write(path, kind: str, config: dict, tensors: dict, version: int = VERSION)
         torch.save(payload, file)
 
 
-def _read(path) -> tuple[dict, dict]:
-    """The config and tensors of a file; :class:`CorruptSaveError` for anything but a sound file."""
+def _read(path) -> tuple[dict, dict, int]:
+    """The config, tensors and format version of a file; :class:`CorruptSaveError` for anything but a
+    sound file."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no detector/stream file at {path}")
@@ -194,7 +207,7 @@ def _read(path) -> tuple[dict, dict]:
         raise CorruptSaveError(f"{path}: its config is not valid JSON ({error})") from error
     if not isinstance(config, dict):
         raise CorruptSaveError(f"{path}: its config is not a JSON object")
-    return config, tensors
+    return config, tensors, payload["version"]
 
 
 def _restoring(path, build):
@@ -215,7 +228,7 @@ def save_detector(detector, path) -> None:
 
 def load_detector(path):
     """Read a detector written by :func:`save_detector` (or the detector of a stream file)."""
-    config, tensors = _read(path)
+    config, tensors, _ = _read(path)
     return _restoring(path, lambda: _detector_from(config["detector"], tensors, path))
 
 
@@ -251,8 +264,12 @@ def save_stream(stream, path) -> None:
         for attr, array in wrapper.state_arrays().items():
             tensors[f"wrapper{i}.{attr}"] = torch.from_numpy(np.ascontiguousarray(array))
     # a learning scorer's file is version 4, so a reader of version 3 refuses it rather than dropping the
-    # learned weights; without learning the file is the same version 3 as before
-    _write(path, type(stream).__name__, config, tensors, VERSION if scorer.learn is None else LEARNING_VERSION)
+    # learned weights; without learning the file is the same version 3 as before; a chain with a window
+    # novelty (float32 bank) is version 5
+    version = VERSION if scorer.learn is None else LEARNING_VERSION
+    if any(cls == type(wrapper).__name__ for wrapper in chain for cls, _ in LEGACY_DTYPES):
+        version = NOVELTY_VERSION
+    _write(path, type(stream).__name__, config, tensors, version)
 
 
 def load_stream(path, expect: type | None = None):
@@ -261,16 +278,16 @@ def load_stream(path, expect: type | None = None):
     Wrappers are found by class name in :data:`~sparsernn.detectors.stream.wrappers.WRAPPERS`
     (every :class:`StreamWrapper` subclass defined so far).
     """
-    config, tensors = _read(path)
+    config, tensors, version = _read(path)
     kinds = {"StreamScorer": StreamScorer, **WRAPPERS}
     if config.get("kind") not in kinds:
         raise ValueError(f"{path} holds a {config.get('kind')!r}, not a stream")
     if expect is not None and kinds[config["kind"]] is not expect:
         raise ValueError(f"{path} holds a {config['kind']}, not a {expect.__name__}")
-    return _restoring(path, lambda: _stream_from(config, tensors, path))
+    return _restoring(path, lambda: _stream_from(config, tensors, path, version))
 
 
-def _stream_from(config: dict, tensors: dict, path):
+def _stream_from(config: dict, tensors: dict, path, version: int):
     detector = _detector_from(config["detector"], tensors, path)
     settings = config["scorer"]
     stream = StreamScorer(detector, settings["normalizer_halflife"], settings["min_scale"],
@@ -298,6 +315,9 @@ def _stream_from(config: dict, tensors: dict, path):
         arrays = {}
         for attr in cls.STATE:
             array, like = _tensor(tensors, f"wrapper{i}.{attr}", path).numpy(), fresh_arrays[attr]
+            since, before = LEGACY_DTYPES.get((part["class"], attr), (0, None))
+            if version < since and array.dtype == before:  # an older file's layout: cast to today's
+                array = array.astype(like.dtype)
             shape = (n,) + (None,) * (like.ndim - 1) if attr in VARIABLE_WIDTH else like.shape
             _check_array(path, f"wrapper{i}.{attr}", array, shape, dtype=like.dtype,
                          finite=bool(np.isfinite(like).all()) if like.dtype.kind == "f" else True)

@@ -12,12 +12,12 @@ LIKELIHOOD = dict(learning_period=40, estimation_samples=40)
 
 
 def reference_novelty(u: np.ndarray, block: int, window: int, memory: int, exclude: int) -> np.ndarray:
-    """The definition, plainly, for one channel of scaled values ``u`` (n,)."""
+    """The definition, plainly, for one channel of scaled values ``u`` (n,); embeddings are rounded to float32."""
     span, out, bank = block * window, np.zeros(len(u)), []  # bank: (row, embedding), oldest first
     for t in range(len(u)):
         if t + 1 < span:
             continue
-        embedding = u[t + 1 - span: t + 1].reshape(window, block).mean(1)
+        embedding = u[t + 1 - span: t + 1].reshape(window, block).mean(1).astype(np.float32).astype(float)
         distances = [np.sqrt(np.mean((e - embedding) ** 2)) for row, e in bank[-memory:] if row <= t - exclude]
         out[t] = min(distances) if distances else 0.0
         if (t + 1) % block == 0:
