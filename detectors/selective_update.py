@@ -74,9 +74,9 @@ class SelectiveUpdateDetector(BaseDetector):
     surprise_windows : sequence of int, optional
         Window-level surprise (off by default): the score of ``t`` becomes the maximum of the
         one-step surprise and, for each window length ``w`` (distinct ints >= 2), ``0.5 * mean_c
-        (sum of the last w standardised residuals z_c)**2 / w``, which has the one-step surprise's
-        distribution under the model and stays large while a change lasts (see
-        :mod:`~sparsernn.detectors.stream.surprise`). The :class:`~sparsernn.detectors.StreamScorer`
+        (sum of the last w standardised residuals z_c)**2 / (w * v_c)``, ``v_c`` the mean of that
+        ratio over the series so far (1 under the model), which has the one-step surprise's
+        distribution and stays large while a change lasts (see :mod:`~sparsernn.detectors.stream.surprise`). The :class:`~sparsernn.detectors.StreamScorer`
         of the detector computes the same. None: the one-step surprise alone.
 
     Attributes
@@ -293,7 +293,8 @@ class SelectiveUpdateDetector(BaseDetector):
             z[1:] = standardized_residuals(u[1:].numpy(), mean[:-1].numpy(), var[:-1].numpy())
             ok = (np.arange(n) >= self.warmup)[:, None]
             width = max(windows) - 1
-            stats, _, _ = window_surprise(z, ok, np.zeros((1, width, d)), np.zeros((1, width), dtype=bool), windows)
+            stats = window_surprise(z, ok, np.zeros((1, width, d)), np.zeros((1, width), dtype=bool),
+                                    np.ones((1, len(windows), d)), np.zeros(1, dtype=np.int64), windows)[0]
             scores = np.maximum(scores, stats[:, 0])
         return scores
 

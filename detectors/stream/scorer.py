@@ -34,6 +34,10 @@ from .point import NO_TIME, OnePointPath
 from ..series_input import as_series, check_feature_names
 from .surprise import check_windows, standardized_residuals, surprise, window_surprise
 
+WINDOW_STATE = ("window_z", "window_ok", "window_var", "window_seen")
+"""The per-stream arrays of the window-level surprise (with the detector's ``surprise_windows``)."""
+
+
 class StreamScorer(PointInputs, OnePointPath):
     """Streaming scorer around a fitted :class:`SelectiveUpdateDetector`.
 
@@ -58,7 +62,8 @@ class StreamScorer(PointInputs, OnePointPath):
 
     The detector's ``surprise_windows`` (window-level surprise, :mod:`~sparsernn.detectors.stream.surprise`)
     applies here too: each stream also keeps its last ``max(windows) - 1`` standardised residuals
-    (``window_z``, ``window_ok``), and every point goes through the block path.
+    (``window_z``, ``window_ok``) and each window's calibration (``window_var``, ``window_seen``),
+    and every point goes through the block path.
 
     Attributes
     ----------
@@ -130,6 +135,8 @@ class StreamScorer(PointInputs, OnePointPath):
         width = 0 if self.windows is None else max(self.windows) - 1
         self.window_z = np.zeros((0, width, d))
         self.window_ok = np.zeros((0, width), dtype=bool)
+        self.window_var = np.ones((0, 0 if self.windows is None else len(self.windows), d))
+        self.window_seen = np.zeros(0, dtype=np.int64)
 
     # ------------------------------------------------------------ streams
     def resolve_streams(self, streams: Sequence[Hashable]) -> tuple[np.ndarray, list]:
@@ -176,7 +183,7 @@ class StreamScorer(PointInputs, OnePointPath):
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Per-stream arrays by name (the names in ``STATE``, and with ``learn`` the learner's
         ``learn.*``: weights, Adam's moments and steps, window buffers; with ``surprise_windows``
-        ``window_z`` and ``window_ok``; copies, first axis = stream row)."""
+        ``window_z``, ``window_ok``, ``window_var``, ``window_seen``; copies, first axis = stream row)."""
         arrays = {name: getattr(self, name).copy() for name in self._state_names()}
         if self.learner is not None:
             arrays.update({name: tensor.numpy().copy() for name, tensor in self.learner.arrays().items()})
@@ -191,7 +198,7 @@ class StreamScorer(PointInputs, OnePointPath):
 
     def _state_names(self) -> tuple[str, ...]:
         """``STATE``, plus the window-level surprise's residual buffers when it is on."""
-        return self.STATE if self.windows is None else self.STATE + ("window_z", "window_ok")
+        return self.STATE if self.windows is None else self.STATE + WINDOW_STATE
 
     def restore_streams(self, stream_ids: list) -> None:
         """Give a scorer without streams the streams ``stream_ids`` (distinct str / int ids, in row
@@ -239,6 +246,8 @@ class StreamScorer(PointInputs, OnePointPath):
         self.last_time = np.concatenate([self.last_time, np.full(n, NO_TIME, dtype=np.int64)])
         self.window_z = np.concatenate([self.window_z, np.zeros((n,) + self.window_z.shape[1:])])
         self.window_ok = np.concatenate([self.window_ok, np.zeros((n,) + self.window_ok.shape[1:], dtype=bool)])
+        self.window_var = np.concatenate([self.window_var, np.ones((n,) + self.window_var.shape[1:])])
+        self.window_seen = np.concatenate([self.window_seen, np.zeros(n, dtype=np.int64)])
         if self.learner is not None:  # a new learner object: a clone of _with_streams shares nothing
             self.learner = self.learner.grown(n)
 
@@ -304,10 +313,12 @@ class StreamScorer(PointInputs, OnePointPath):
                   rows: np.ndarray, learn: bool) -> np.ndarray:
         """``max(scores, window statistics)`` (T, B) of the block ``u`` (T, B, d) under the forecasts
         ``mean`` / ``var`` (T, B, d) made for its points; with ``learn`` the residual buffers advance."""
-        stats, ring, ring_ok = window_surprise(standardized_residuals(u, mean, var), seen >= self.detector.warmup,
-                                               self.window_z[rows], self.window_ok[rows], self.windows)
+        stats, ring, ring_ok, calibration, scored = window_surprise(
+            standardized_residuals(u, mean, var), seen >= self.detector.warmup, self.window_z[rows],
+            self.window_ok[rows], self.window_var[rows], self.window_seen[rows], self.windows)
         if learn:
             self.window_z[rows], self.window_ok[rows] = ring, ring_ok
+            self.window_var[rows], self.window_seen[rows] = calibration, scored
         return np.maximum(scores, stats)
 
     # ------------------------------------------------------------ public
