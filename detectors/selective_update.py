@@ -12,7 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..core.inference import InferenceStepper
 from .forecaster import GaussianForecaster, surprise
-from .stream.surprise import check_windows, standardized_residuals, window_surprise
+from .window_surprise import check_windows, standardized_residuals, window_surprise
 from .checks import MAX_SEED, check_int as _check_int, check_number, check_positive as _check_positive, check_seed
 from .normalization import clip_units, robust_center_scale
 from .series_input import SeriesInput, as_series, check_feature_names, feature_names_of
@@ -76,7 +76,7 @@ class SelectiveUpdateDetector(BaseDetector):
         one-step surprise and, for each window length ``w`` (distinct ints >= 2), ``0.5 * mean_c
         (sum of the last w standardised residuals z_c)**2 / (w * v_c)``, ``v_c`` the mean of that
         ratio over the series so far (1 under the model), which has the one-step surprise's
-        distribution and stays large while a change lasts (see :mod:`~sparsernn.detectors.stream.surprise`). The :class:`~sparsernn.detectors.StreamScorer`
+        distribution and stays large while a change lasts (see :mod:`~sparsernn.detectors.window_surprise`). The :class:`~sparsernn.detectors.StreamScorer`
         of the detector computes the same. None: the one-step surprise alone.
 
     Attributes
@@ -287,7 +287,7 @@ class SelectiveUpdateDetector(BaseDetector):
         scores[1:] = surprise(u[1:], mean[:-1], var[:-1])[:, 0].double().numpy()
         scores[: self.warmup] = 0.0
         windows = check_windows(self.surprise_windows)
-        if windows is not None:  # the StreamScorer's rule (stream/surprise.py), on the whole series
+        if windows is not None:  # the StreamScorer's rule (window_surprise.py), on the whole series
             n, d = u.shape[0], u.shape[2]
             z = np.zeros((n, 1, d))
             z[1:] = standardized_residuals(u[1:].numpy(), mean[:-1].numpy(), var[:-1].numpy())

@@ -12,7 +12,7 @@ from ..stream.novelty import WindowNovelty
 from ..stream.seasonal import SeasonalSurprise, rows_per_season
 from ..selective_update import SelectiveUpdateDetector
 from ..stream.online import OnlineLearning
-from ..stream.surprise import check_windows
+from ..window_surprise import check_windows
 from ..stream.scorer import StreamScorer
 from ..stream.spatial import SPATIAL_TOLERANCE, SpatialAnomaly
 from ..stream.suppression import PeakSuppression
@@ -89,7 +89,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
         Keyword arguments of :class:`SelectiveUpdateDetector`, over
         :data:`NAB_DETECTOR_DEFAULTS`; e.g. ``surprise_windows=[8, 32]`` makes the forecaster's
         surprise window-level (the maximum of the one-step surprise and the windows' statistics,
-        :mod:`~sparsernn.detectors.stream.surprise`; off by default).
+        :mod:`~sparsernn.detectors.window_surprise`; off by default).
     """
 
     name = "surnn"

@@ -32,7 +32,8 @@ from .inputs import PointInputs
 from .online import OnlineLearner, OnlineLearning
 from .point import NO_TIME, OnePointPath
 from ..series_input import as_series, check_feature_names
-from .surprise import check_windows, standardized_residuals, surprise, window_surprise
+from ..window_surprise import check_windows, standardized_residuals, window_surprise
+from .surprise import surprise
 
 WINDOW_STATE = ("window_z", "window_ok", "window_var", "window_seen")
 """The per-stream arrays of the window-level surprise (with the detector's ``surprise_windows``)."""
@@ -60,7 +61,7 @@ class StreamScorer(PointInputs, OnePointPath):
         state; the score of a point is computed before the stream learns from it. None / False
         (default): the weights stay as fitted (only state, normaliser and forecast advance).
 
-    The detector's ``surprise_windows`` (window-level surprise, :mod:`~sparsernn.detectors.stream.surprise`)
+    The detector's ``surprise_windows`` (window-level surprise, :mod:`~sparsernn.detectors.window_surprise`)
     applies here too: each stream also keeps its last ``max(windows) - 1`` standardised residuals
     (``window_z``, ``window_ok``) and each window's calibration (``window_var``, ``window_seen``),
     and every point goes through the block path.

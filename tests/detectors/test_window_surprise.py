@@ -11,7 +11,7 @@ import torch
 
 from sparsernn.detectors import SelectiveUpdateDetector, StreamScorer
 from sparsernn.detectors.nab import SelectiveUpdateNAB
-from sparsernn.detectors.stream.surprise import check_windows, window_surprise
+from sparsernn.detectors.window_surprise import check_windows, window_surprise
 
 from .conftest import SMALL, blocks_and_points
 
