@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..core.inference import InferenceStepper
 from .forecaster import GaussianForecaster, surprise
+from .window_surprise import check_windows, standardized_residuals, window_surprise
 from .checks import MAX_SEED, check_int as _check_int, check_number, check_positive as _check_positive, check_seed
 from .normalization import clip_units, robust_center_scale
 from .series_input import SeriesInput, as_series, check_feature_names, feature_names_of
@@ -70,6 +71,13 @@ class SelectiveUpdateDetector(BaseDetector):
         the same seed gives the same scores.
     contamination : float in (0, 0.5], default 0.1
         Expected share of anomalies; sets ``threshold_`` on the training scores.
+    surprise_windows : sequence of int, optional
+        Window-level surprise (off by default): the score of ``t`` becomes the maximum of the
+        one-step surprise and, for each window length ``w`` (distinct ints >= 2), ``0.5 * mean_c
+        (sum of the last w standardised residuals z_c)**2 / (w * v_c)``, ``v_c`` the mean of that
+        ratio over the series so far (1 under the model), which has the one-step surprise's
+        distribution and stays large while a change lasts (see :mod:`~sparsernn.detectors.window_surprise`). The :class:`~sparsernn.detectors.StreamScorer`
+        of the detector computes the same. None: the one-step surprise alone.
 
     Attributes
     ----------
@@ -113,7 +121,7 @@ class SelectiveUpdateDetector(BaseDetector):
                  window: int = 32, burn_in: int = 8, batch_size: int = 32, n_steps: int = 100,
                  learning_rate: float = 3e-3, warmup: int = 10, min_variance: float = 1e-3,
                  backend: str = "reference", progress: bool = True, log_dir: str | None = None, seed: int = 0,
-                 contamination: float = 0.1, device="cpu") -> None:
+                 contamination: float = 0.1, device="cpu", surprise_windows=None) -> None:
         super().__init__(contamination=contamination)
         self.hidden_size = hidden_size
         self.cell = cell
@@ -134,6 +142,7 @@ class SelectiveUpdateDetector(BaseDetector):
         self.log_dir = log_dir
         self.seed = seed
         self.device = device
+        self.surprise_windows = surprise_windows
 
     # ------------------------------------------------------------- building
     def _layer_options(self) -> dict:
@@ -159,6 +168,7 @@ class SelectiveUpdateDetector(BaseDetector):
         _check_positive("learning_rate", self.learning_rate)
         check_number("contamination", self.contamination, 0.0, 0.5, low_open=True)
         check_seed("seed", self.seed)
+        check_windows(self.surprise_windows)
         self._device()
 
     def _device(self) -> torch.device:
@@ -276,6 +286,16 @@ class SelectiveUpdateDetector(BaseDetector):
         scores = np.zeros(len(series.values))
         scores[1:] = surprise(u[1:], mean[:-1], var[:-1])[:, 0].double().numpy()
         scores[: self.warmup] = 0.0
+        windows = check_windows(self.surprise_windows)
+        if windows is not None:  # the StreamScorer's rule (window_surprise.py), on the whole series
+            n, d = u.shape[0], u.shape[2]
+            z = np.zeros((n, 1, d))
+            z[1:] = standardized_residuals(u[1:].numpy(), mean[:-1].numpy(), var[:-1].numpy())
+            ok = (np.arange(n) >= self.warmup)[:, None]
+            width = max(windows) - 1
+            stats = window_surprise(z, ok, np.zeros((1, width, d)), np.zeros((1, width), dtype=bool),
+                                    np.ones((1, len(windows), d)), np.zeros(1, dtype=np.int64), windows)[0]
+            scores = np.maximum(scores, stats[:, 0])
         return scores
 
     def _checked(self, X) -> SeriesInput:

@@ -12,6 +12,7 @@ from ..stream.novelty import WindowNovelty
 from ..stream.seasonal import SeasonalSurprise, rows_per_season
 from ..selective_update import SelectiveUpdateDetector
 from ..stream.online import OnlineLearning
+from ..window_surprise import check_windows
 from ..stream.scorer import StreamScorer
 from ..stream.spatial import SPATIAL_TOLERANCE, SpatialAnomaly
 from ..stream.suppression import PeakSuppression
@@ -86,7 +87,9 @@ class SelectiveUpdateNAB(NABStreamDetector):
         checked here; None (default): the forecaster keeps its fitted weights.
     **detector_params
         Keyword arguments of :class:`SelectiveUpdateDetector`, over
-        :data:`NAB_DETECTOR_DEFAULTS`.
+        :data:`NAB_DETECTOR_DEFAULTS`; e.g. ``surprise_windows=[8, 32]`` makes the forecaster's
+        surprise window-level (the maximum of the one-step surprise and the windows' statistics,
+        :mod:`~sparsernn.detectors.window_surprise`; off by default).
     """
 
     name = "surnn"
@@ -129,6 +132,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
         if unknown:  # the detector is built per file; refuse a misspelt setting before any file runs
             raise TypeError(f"unknown settings {unknown}: neither SelectiveUpdateNAB's nor "
                             f"SelectiveUpdateDetector's (without seed, progress) keyword arguments")
+        check_windows(detector_params.get("surprise_windows"))  # before any file runs
         self.detector_params = {**NAB_DETECTOR_DEFAULTS, **detector_params}
 
     def pipeline(self, values: np.ndarray, probationary: int, timestamps=None):

@@ -262,13 +262,14 @@ class OnlineLearner:
 
     # ------------------------------------------------------------ a block
     def advance(self, u: np.ndarray, rows: np.ndarray, state: np.ndarray, mean0: np.ndarray, var0: np.ndarray,
-                count0: np.ndarray, warmup: int, half: np.float32):
+                count0: np.ndarray, warmup: int, half: np.float32, forecasts: bool = False):
         """Score, then learn, the block ``u (T, B, d)`` (float32, normalised) of the streams ``rows``.
 
         ``state (B, S)``, ``mean0`` / ``var0 (B, d)`` (the pending forecasts) and ``count0 (B,)``
         are the streams' scorer state before the block (not changed here). Returns the
         surprises ``(T, B)`` (float64; 0 for a stream's first ``warmup`` points), the final
-        state, and the forecast mean and variance of each stream's next point.
+        state, the forecast mean and variance of each stream's next point, and with ``forecasts``
+        the forecasts each point was scored under (mean and variance, ``(T, B, d)`` each; else None).
         """
         s = self.settings
         T, B = u.shape[:2]
@@ -278,6 +279,7 @@ class OnlineLearner:
         state_t = torch.from_numpy(np.ascontiguousarray(state, dtype=np.float32))
         prev_mean, prev_var = mean0.astype(np.float32), var0.astype(np.float32)
         scores = np.empty((T, B))
+        used = (np.empty(u.shape, dtype=np.float32), np.empty(u.shape, dtype=np.float32)) if forecasts else None
         t = 0
         while t < T:
             count = count0 + t
@@ -294,6 +296,8 @@ class OnlineLearner:
             part = surprise(u[t:t + span], forecasts_mean, forecasts_var, half).astype(np.float64)
             part[(count[None, :] + np.arange(span)[:, None]) < warmup] = 0.0
             scores[t:t + span] = part
+            if used is not None:
+                used[0][t:t + span], used[1][t:t + span] = forecasts_mean, forecasts_var
             prev_mean, prev_var = mean[-1], var[-1]
             # the window buffers: the span's points and whether each may be learned from
             where = torch.from_numpy((count[None, :] + np.arange(span)[:, None]) % s.window)  # (span, B)
@@ -313,7 +317,7 @@ class OnlineLearner:
         if not everything:
             for name, value in params.items():
                 self.params[name][index] = value
-        return scores, state_t.numpy(), prev_mean, prev_var
+        return scores, state_t.numpy(), prev_mean, prev_var, used
 
     def _learn(self, params: dict, index: torch.Tensor, due: np.ndarray, end: np.ndarray) -> None:
         """One Adam step for the streams ``due`` (positions in the block; ``end`` their counts)."""

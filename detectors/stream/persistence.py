@@ -38,7 +38,9 @@ read, with every other check.
 masks), ``detector.<attr>`` (``center_``, ``scale_``, ``decision_scores_``,
 ``labels_``, ``threshold_``, ``training_losses_``), ``scorer.<attr>``
 (``StreamScorer.STATE``: recurrent ``state``, ``forecast_mean``,
-``forecast_var``, ``norm_mean``, ``norm_var``, ``count``, ``last_time``; with
+``forecast_var``, ``norm_mean``, ``norm_var``, ``count``, ``last_time``; with the
+detector's ``surprise_windows`` also ``scorer.window_z``, ``scorer.window_ok``, ``scorer.window_var``
+and ``scorer.window_seen``, each stream's last residuals and the windows' calibration: a reader without that detector parameter refuses such a file; with
 online learning also ``scorer.learn.weight.<parameter>``, ``scorer.learn.adam_m.<parameter>``,
 ``scorer.learn.adam_v.<parameter>``, ``scorer.learn.adam_step``, ``scorer.learn.ring_u``,
 ``scorer.learn.ring_ok``, ``scorer.learn.checkpoint``: each stream's weights, Adam state and

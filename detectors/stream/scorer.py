@@ -32,7 +32,12 @@ from .inputs import PointInputs
 from .online import OnlineLearner, OnlineLearning
 from .point import NO_TIME, OnePointPath
 from ..series_input import as_series, check_feature_names
+from ..window_surprise import check_windows, standardized_residuals, window_surprise
 from .surprise import surprise
+
+WINDOW_STATE = ("window_z", "window_ok", "window_var", "window_seen")
+"""The per-stream arrays of the window-level surprise (with the detector's ``surprise_windows``)."""
+
 
 class StreamScorer(PointInputs, OnePointPath):
     """Streaming scorer around a fitted :class:`SelectiveUpdateDetector`.
@@ -55,6 +60,11 @@ class StreamScorer(PointInputs, OnePointPath):
         or True for the defaults). Each stream gets its own copy of the weights and of Adam's
         state; the score of a point is computed before the stream learns from it. None / False
         (default): the weights stay as fitted (only state, normaliser and forecast advance).
+
+    The detector's ``surprise_windows`` (window-level surprise, :mod:`~sparsernn.detectors.window_surprise`)
+    applies here too: each stream also keeps its last ``max(windows) - 1`` standardised residuals
+    (``window_z``, ``window_ok``) and each window's calibration (``window_var``, ``window_seen``),
+    and every point goes through the block path.
 
     Attributes
     ----------
@@ -110,6 +120,9 @@ class StreamScorer(PointInputs, OnePointPath):
         if self.learn is not None:  # every point goes through the block path, with the stream's own weights
             self.learner = OnlineLearner(self.model, self.learn, self.n_channels)
             self._step_row = None
+        self.windows = check_windows(getattr(detector, "surprise_windows", None))
+        if self.windows is not None:  # the window statistic lives in the block path (_advance)
+            self._step_row = None
         self._scalar_path = self.n_channels == 1 and self._step_row is not None
         self._u_one = np.zeros(1, dtype=np.float32)
         d, size = self.n_channels, self.model.layer.state_size
@@ -120,6 +133,11 @@ class StreamScorer(PointInputs, OnePointPath):
         self.norm_var = np.zeros((0, d))
         self.count = np.zeros(0, dtype=np.int64)
         self.last_time = np.zeros(0, dtype=np.int64)
+        width = 0 if self.windows is None else max(self.windows) - 1
+        self.window_z = np.zeros((0, width, d))
+        self.window_ok = np.zeros((0, width), dtype=bool)
+        self.window_var = np.ones((0, 0 if self.windows is None else len(self.windows), d))
+        self.window_seen = np.zeros(0, dtype=np.int64)
 
     # ------------------------------------------------------------ streams
     def resolve_streams(self, streams: Sequence[Hashable]) -> tuple[np.ndarray, list]:
@@ -165,18 +183,23 @@ class StreamScorer(PointInputs, OnePointPath):
     # ------------------------------------------------------------ persistence
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Per-stream arrays by name (the names in ``STATE``, and with ``learn`` the learner's
-        ``learn.*``: weights, Adam's moments and steps, window buffers; copies, first axis = stream row)."""
-        arrays = {name: getattr(self, name).copy() for name in self.STATE}
+        ``learn.*``: weights, Adam's moments and steps, window buffers; with ``surprise_windows``
+        ``window_z``, ``window_ok``, ``window_var``, ``window_seen``; copies, first axis = stream row)."""
+        arrays = {name: getattr(self, name).copy() for name in self._state_names()}
         if self.learner is not None:
             arrays.update({name: tensor.numpy().copy() for name, tensor in self.learner.arrays().items()})
         return arrays
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Set the per-stream arrays written by :meth:`state_arrays` (shapes and dtypes as those)."""
-        for name in self.STATE:
+        for name in self._state_names():
             setattr(self, name, np.array(arrays[name], copy=True))
         if self.learner is not None:
             self.learner.set_arrays(arrays)
+
+    def _state_names(self) -> tuple[str, ...]:
+        """``STATE``, plus the window-level surprise's residual buffers when it is on."""
+        return self.STATE if self.windows is None else self.STATE + WINDOW_STATE
 
     def restore_streams(self, stream_ids: list) -> None:
         """Give a scorer without streams the streams ``stream_ids`` (distinct str / int ids, in row
@@ -222,6 +245,10 @@ class StreamScorer(PointInputs, OnePointPath):
         self.norm_var = np.concatenate([self.norm_var, np.tile(self.detector.scale_ ** 2, (n, 1))])
         self.count = np.concatenate([self.count, np.zeros(n, dtype=np.int64)])
         self.last_time = np.concatenate([self.last_time, np.full(n, NO_TIME, dtype=np.int64)])
+        self.window_z = np.concatenate([self.window_z, np.zeros((n,) + self.window_z.shape[1:])])
+        self.window_ok = np.concatenate([self.window_ok, np.zeros((n,) + self.window_ok.shape[1:], dtype=bool)])
+        self.window_var = np.concatenate([self.window_var, np.ones((n,) + self.window_var.shape[1:])])
+        self.window_seen = np.concatenate([self.window_seen, np.zeros(n, dtype=np.int64)])
         if self.learner is not None:  # a new learner object: a clone of _with_streams shares nothing
             self.learner = self.learner.grown(n)
 
@@ -256,10 +283,13 @@ class StreamScorer(PointInputs, OnePointPath):
         streams advance past the block (one batched recurrent step per row)."""
         T, B = values.shape[:2]
         u = self._normalized(values, rows, update=learn).astype(np.float32)
+        seen = self.count[rows][None, :] + np.arange(T)[:, None]
         if learn and self.learner is not None:
-            scores, state, mean, var = self.learner.advance(
+            scores, state, mean, var, forecasts = self.learner.advance(
                 u, rows, self.state[rows], self.forecast_mean[rows], self.forecast_var[rows], self.count[rows],
-                self.detector.warmup, self._half)
+                self.detector.warmup, self._half, forecasts=self.windows is not None)
+            if self.windows is not None:
+                scores = self._windowed(scores, u, *forecasts, seen, rows, learn)
             self.state[rows] = state
             self.forecast_mean[rows], self.forecast_var[rows] = mean, var
             self.count[rows] += T
@@ -271,13 +301,26 @@ class StreamScorer(PointInputs, OnePointPath):
             prev_mean = np.concatenate([prev_mean, mean[:-1]])
             prev_var = np.concatenate([prev_var, var[:-1]])
         scores = surprise(u, prev_mean, prev_var, self._half).astype(np.float64)
-        seen = self.count[rows][None, :] + np.arange(T)[:, None]
         scores[seen < self.detector.warmup] = 0.0
+        if self.windows is not None:
+            scores = self._windowed(scores, u, prev_mean, prev_var, seen, rows, learn)
         if learn:
             self.state[rows] = state
             self.forecast_mean[rows], self.forecast_var[rows] = mean[-1], var[-1]
             self.count[rows] += T
         return scores
+
+    def _windowed(self, scores: np.ndarray, u: np.ndarray, mean: np.ndarray, var: np.ndarray, seen: np.ndarray,
+                  rows: np.ndarray, learn: bool) -> np.ndarray:
+        """``max(scores, window statistics)`` (T, B) of the block ``u`` (T, B, d) under the forecasts
+        ``mean`` / ``var`` (T, B, d) made for its points; with ``learn`` the residual buffers advance."""
+        stats, ring, ring_ok, calibration, scored = window_surprise(
+            standardized_residuals(u, mean, var), seen >= self.detector.warmup, self.window_z[rows],
+            self.window_ok[rows], self.window_var[rows], self.window_seen[rows], self.windows)
+        if learn:
+            self.window_z[rows], self.window_ok[rows] = ring, ring_ok
+            self.window_var[rows], self.window_seen[rows] = calibration, scored
+        return np.maximum(scores, stats)
 
     # ------------------------------------------------------------ public
     def score_one(self, x, timestamp=None, stream: Hashable = 0) -> float:
@@ -295,6 +338,8 @@ class StreamScorer(PointInputs, OnePointPath):
             return self._scalar_surprise(np.float32(self._scalar_normalized(float(x), row)), row)
         scorer = self._with_streams([stream])
         values, row, _ = scorer._one(x, timestamp, stream)
+        if self.windows is not None:
+            return float(scorer._advance(values[None], np.array([row]), learn=False)[0, 0])
         return scorer._point_surprise(scorer._point_normalized(values, row), row)
 
     def learn_one(self, x, timestamp=None, stream: Hashable = 0) -> None:
