@@ -43,7 +43,7 @@ import torch
 from scipy import stats
 
 from sparsernn.agents import load_config, train
-from sparsernn.agents.sweep import open_study, run_worker
+from sparsernn.agents.sweep import make_storage, open_study, run_worker
 from sparsernn.core import solve_layer_spec
 
 matplotlib.use("Agg")
@@ -193,8 +193,10 @@ def analyse(rows: list[dict]) -> dict:
             means = [float(np.mean([r["score"] for r in swept if r["proportion"] == p])) for p in props]
             spreads = [float(np.std([r["score"] for r in swept if r["proportion"] == p])) for p in props]
             dense = [r["score"] for r in mine if r["is_dense_point"]]
-            rho, pvalue = stats.spearmanr([r["proportion"] for r in swept], [r["score"] for r in swept]) \
-                if len(props) > 1 else (math.nan, math.nan)
+            scores = [r["score"] for r in swept]
+            rho, pvalue = (math.nan, math.nan)  # undefined for one proportion or a task every layer saturates
+            if len(props) > 1 and max(scores) > min(scores):
+                rho, pvalue = stats.spearmanr([r["proportion"] for r in swept], scores)
             curves[f"{task}|{budget}"] = {
                 "task": task, "kind": mine[0]["kind"], "budget": budget, "proportions": props, "mean": means,
                 "std": spreads, "seeds": len({r["seed"] for r in swept}),
@@ -304,7 +306,10 @@ def main(argv: list[str] | None = None) -> None:
         name = f"{args.study_prefix}-{Path(task).stem}{suffix}"
         points = grid(input_size, budgets, args.proportions, args.seeds)
         if args.report_only:
-            study = optuna.load_study(study_name=name, storage=args.storage)
+            try:
+                study = optuna.load_study(study_name=name, storage=make_storage(args.storage))
+            except KeyError:
+                parser.error(f"--report-only: no study {name!r} in {args.storage} (run without --report-only first)")
         else:
             study = run_task(args.storage, name, input_size, points, score)
         grid_proportions = {round(p, 9) for p in args.proportions}
@@ -320,6 +325,9 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "hidden_proportion.json").write_text(json.dumps(report, indent=1))
+    if not report["curves"]:
+        print("no completed trial matches these settings: the report is empty and no figure is drawn")
+        return
     plot(report, out / "hidden_proportion.png")
     print(f"{'task':>44s} {'budget':>6s} {'best p':>6s} {'rho':>6s} {'p-val':>6s} {'best':>9s} {'dense':>9s}")
     for c in report["curves"].values():

@@ -73,3 +73,12 @@ def test_script_trains_the_grid_once_writes_the_report_and_resumes_without_train
     studies = optuna.get_all_study_summaries(f"sqlite:///{storage}")
     assert [s.n_trials for s in studies] == [3]  # nothing trained twice
     assert '"study"' not in again.stdout  # no trial printed: none ran
+    report_only = subprocess.run(args + ["--report-only"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert report_only.returncode == 0, report_only.stderr[-3000:]
+    assert json.loads((tmp_path / "hidden_proportion.json").read_text())["rows"] == report["rows"]
+    other = subprocess.run(args + ["--report-only", "--seeds", "7"], capture_output=True, text=True, timeout=600,
+                           cwd=ROOT)
+    assert other.returncode == 0 and "report is empty" in other.stdout  # the study exists; no seed-7 rows
+    missing = subprocess.run(args + ["--report-only", "--steps", "999"], capture_output=True, text=True, timeout=600,
+                             cwd=ROOT)
+    assert missing.returncode == 2 and "no study" in missing.stderr
