@@ -1,5 +1,4 @@
 """Dict observation spaces on the fast path: CombinedExtractor, the whole-column buffer, the same update."""
-import copy
 
 import gymnasium as gym
 import numpy as np
@@ -7,7 +6,6 @@ import pytest
 import torch
 from gymnasium import spaces
 from gymnasium.utils.env_checker import check_env as gym_check_env
-from sb3_contrib import RecurrentPPO
 from sb3_contrib.common.recurrent.buffers import RecurrentDictRolloutBuffer
 from sb3_contrib.common.recurrent.type_aliases import RNNStates
 from sb3_contrib.common.wrappers import ActionMasker
@@ -81,7 +79,7 @@ def test_policy_defaults_to_combined_extractor_and_trains_on_whole_columns():
                            policy_kwargs=dict(hidden_size=8, features_extractor_class=FlattenExtractor)).learn(20)
 
 
-def test_update_equals_the_padded_dict_update_on_the_same_rollout(monkeypatch):
+def test_update_equals_the_padded_dict_update_on_the_same_rollout(monkeypatch, same_update_as_sb3_contrib):
     """As tests/agents/test_sequence_buffer.py does for Box observations: our train() on whole columns and
     sb3-contrib's train() on its padded RecurrentDictRolloutBuffer take the same gradient step."""
     monkeypatch.setattr(np.random, "randint", lambda *args, **kwargs: 0)
@@ -103,19 +101,7 @@ def test_update_equals_the_padded_dict_update_on_the_same_rollout(monkeypatch):
     for name in ("hidden_states_pi", "cell_states_pi", "hidden_states_vf", "cell_states_vf"):
         setattr(stock, name, getattr(ours, name).numpy().copy())
     stock.full = True
-    start = copy.deepcopy((model.policy.state_dict(), model.policy.optimizer.state_dict()))
-    model.train()
-    grads_ours = {name: p.grad.clone() for name, p in model.policy.named_parameters() if p.grad is not None}
-    model.policy.load_state_dict(start[0])
-    model.policy.optimizer.load_state_dict(start[1])
-    model.rollout_buffer = stock
-    RecurrentPPO.train(model)
-    grads_stock = {name: p.grad for name, p in model.policy.named_parameters() if p.grad is not None}
-    assert grads_ours.keys() == grads_stock.keys()
-    for name, grad in grads_stock.items():
-        error = (grads_ours[name] - grad).norm() / grad.norm().clamp_min(1e-12)
-        assert error < 1e-4, f"grad {name}: relative difference {error:.2e} between the two updates"
-    assert any(name.startswith("lstm_actor") and grad.norm() > 0 for name, grad in grads_ours.items())
+    same_update_as_sb3_contrib(model, stock)
 
 
 def test_save_load_predict_with_dict_observations(tmp_path):
