@@ -49,12 +49,16 @@ def welch(variant: np.ndarray, reference: np.ndarray, level: float = 0.95) -> di
             "p_below": float(stats.t.cdf(diff / se, dof))}
 
 
+def env_label(row: dict) -> str:
+    """The env a row ran on: its id and, when given, its keyword arguments (``"id gap=200"``)."""
+    return row["env_id"] + "".join(f" {k}={v}" for k, v in sorted((row.get("env_kwargs") or {}).items()))
+
+
 def parity_rows(rows: Iterable[dict], reference: str = "stock-lstm", alpha: float = 0.05) -> list[dict]:
     """Per (env, variant != reference): the comparison with the reference on that env (see the module)."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for row in rows:
-        env = row["env_id"] + "".join(f" {k}={v}" for k, v in sorted((row.get("env_kwargs") or {}).items()))
-        groups[(env, row["variant"])].append(row)
+        groups[(env_label(row), row["variant"])].append(row)
     out = []
     for (env, variant), group in sorted(groups.items()):
         ref = groups.get((env, reference))

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from sparsernn.agents import load_config, train
-from sparsernn.agents.parity import markdown, parity_rows
+from sparsernn.agents.parity import env_label, markdown, parity_rows
 from sparsernn.agents.variants import VARIANTS, variant_policy_kwargs
 
 
@@ -104,11 +104,9 @@ def read_rows(paths: list[Path]) -> list[dict]:
 
 
 def summarize(paths: list[Path]) -> None:
-    latest = {run_key(r): r for r in read_rows(paths)}
     by_variant = defaultdict(list)
-    for row in latest.values():
-        env = row["env_id"] + "".join(f" {k}={v}" for k, v in sorted((row.get("env_kwargs") or {}).items()))
-        by_variant[(env, row["variant"])].append(row)
+    for row in read_rows(paths):
+        by_variant[(env_label(row), row["variant"])].append(row)
     print(f"{'env':>32s} {'variant':>14s} {'seeds':>5s} {'mean return':>12s} {'per seed':>24s} {'success':>8s}")
     for (env_id, variant), group in by_variant.items():
         means = [r["mean_return"] for r in group]
