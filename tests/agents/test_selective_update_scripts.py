@@ -89,3 +89,49 @@ def test_success_run_trains_the_missing_gaps_at_the_configs_env(tmp_path):
     assert [(row["env_id"], row.get("env_kwargs")) for row in rows] == [("sparsernn/CueMemory-v0", {"gap": 3}),
                                                                         ("sparsernn/CueMemory-v0", None)]
     assert set(json.loads((tmp_path / "success.json").read_text())["success"]["gru"]) == {"3", "50"}
+
+
+def _diagnose_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("diagnose_copy_recall", SCRIPTS / "diagnose_copy_recall.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_copy_recall_diagnosis_answers_as_the_policy_does_in_the_real_env(tmp_path):
+    """The batched pass over every sequence gives the answers ``predict`` gives stepping the env itself."""
+    import gymnasium as gym
+    import numpy as np
+
+    import sparsernn.envs  # noqa: F401  (registers the envs)
+    from sparsernn.agents import SparseRecurrentPPO
+
+    gap = 6
+    env = gym.make("sparsernn/CopyRecallLong-v0", gap=gap)
+    model = SparseRecurrentPPO("SparseRecurrentPolicy", env, seed=3, device="cpu",
+                               policy_kwargs=dict(hidden_size=16, update_gate="event", initial_update_rate=0.3))
+    path = tmp_path / "model.zip"
+    model.save(path)
+    payload = _diagnose_module().diagnose(str(path), gap, 2, 4)
+    answers = {tuple(r["sequence"]): tuple(r["answers"]) for r in payload["sequences"]}
+    assert len(answers) == 16
+    seen = {}
+    for seed in range(200):  # the symbols are read from the observations, as the policy sees them
+        obs, _ = env.reset(seed=seed)
+        state, start, symbols, acted = None, np.ones(1, bool), [], []
+        for t in range(2 + gap + 2):
+            if t < 2:
+                symbols.append(int(obs[:4].argmax()))
+            action, state = model.predict(obs[None], state=state, episode_start=start, deterministic=True)
+            start = np.zeros(1, bool)
+            if t >= 2 + gap:
+                acted.append(int(action[0]))
+            obs, *_ = env.step(int(action[0]))
+        seen[tuple(symbols)] = tuple(acted)
+    assert len(seen) >= 12
+    assert all(answers[sequence] == acted for sequence, acted in seen.items())
+    assert len(set(answers.values())) > 1  # a policy that answers alike everywhere would not test the layout
+    wrong = [s for s, a in answers.items() if s != a]
+    assert payload["expected_success"] == 1 - len(wrong) / 16
+    assert sorted(tuple(r["sequence"]) for r in payload["failed"]) == sorted(wrong)
