@@ -5,7 +5,8 @@ success is a function of the symbol sequence. This script runs a saved model on 
 (``n_symbols ** length`` of them, 16 for the registered task) in one batched call of the policy --
 the observations laid out as :class:`~sparsernn.envs.memory_tasks.CopyRecallEnv` documents them --
 and reports, per sequence and recall step, the probability the policy gives the right symbol and its
-deterministic answer. The mean over sequences of "every answer right" is the deterministic policy's
+deterministic answer, and how far apart the actor's hidden states are when the recall starts (whether
+the sequences are still told apart). The mean over sequences of "every answer right" is the deterministic policy's
 exact expected success (no sampling error).
 
 Writes ``--out`` (JSON) and, beside it, a PNG: for ``length`` 2, one heat map per recall step of
@@ -58,6 +59,21 @@ def recall_probabilities(model, sequences: np.ndarray, gap: int, n_symbols: int)
     return probs[:, T - sequences.shape[1]:].double().numpy()
 
 
+@torch.no_grad()
+def states_before_recall(model, sequences: np.ndarray, gap: int, n_symbols: int) -> np.ndarray:
+    """The actor's hidden state ``(B, H)`` after the writes and the gap, just before the first recall step."""
+    policy = model.policy
+    policy.set_training_mode(False)
+    obs = copy_recall_observations(sequences, gap, n_symbols)[:, :sequences.shape[1] + gap]
+    B, T, D = obs.shape
+    shape = (policy.lstm_hidden_state_shape[0], B, policy.lstm_hidden_state_shape[2])
+    starts = torch.zeros(B, T)
+    starts[:, 0] = 1.0
+    _, (h, _) = policy.get_distribution(torch.as_tensor(obs.reshape(B * T, D)),
+                                        (torch.zeros(shape), torch.zeros(shape)), starts.reshape(-1))
+    return h[-1].double().numpy()
+
+
 def diagnose(model_path: str, gap: int, length: int, n_symbols: int) -> dict:
     model = load_model(model_path, "sparse", "cpu")
     sequences = np.array(list(itertools.product(range(n_symbols), repeat=length)), dtype=np.int64)
@@ -67,8 +83,15 @@ def diagnose(model_path: str, gap: int, length: int, n_symbols: int) -> dict:
     rows = [{"sequence": seq.tolist(), "answers": ans.tolist(),
              "p_right": [float(p[j, s]) for j, s in enumerate(seq)], "success": bool(ok.all())}
             for seq, ans, p, ok in zip(sequences, answers, probs, right)]
+    states = states_before_recall(model, sequences, gap, n_symbols)
+    distance = np.linalg.norm(states[:, None] - states[None], axis=-1)
+    i, j = np.triu_indices(len(sequences), 1)
+    closest = int(np.argmin(distance[i, j]))
     return {"model": model_path, "gap": gap, "length": length, "n_symbols": n_symbols,
             "expected_success": float(right.all(1).mean()), "expected_return": float(right.mean()),
+            # how far apart the actor's states are when the recall starts (Euclidean, over pairs of sequences)
+            "state_distance": {"min": float(distance[i, j].min()), "max": float(distance[i, j].max()),
+                               "closest": [sequences[i[closest]].tolist(), sequences[j[closest]].tolist()]},
             "failed": [r for r in rows if not r["success"]], "sequences": rows}
 
 
@@ -117,6 +140,8 @@ def main(argv: list[str] | None = None) -> None:
     out.write_text(json.dumps(payload, indent=1) + "\n")
     plot(payload, out.with_suffix(".png"))
     print(f"expected success {payload['expected_success']:.4f}, expected return {payload['expected_return']:.4f}")
+    d = payload["state_distance"]
+    print(f"actor states before the recall: pairwise distance {d['min']:.3f} (closest {d['closest']}) to {d['max']:.3f}")
     for row in payload["failed"]:
         print(f"  {row['sequence']} answered {row['answers']}, p(right) {[round(p, 4) for p in row['p_right']]}")
 
