@@ -14,10 +14,13 @@ JSON (every round's figures).
 Usage::
 
     python scripts/bench_rl.py --steps 8192 --repeats 3 --threads 1 --json docs/bench_rl.json
+    # our GRU at shorter chunks too (labelled gru@chunk8, ...), on a short-episode task
+    python scripts/bench_rl.py --config agents/configs/counting.yaml --variants stock-lstm gru --chunk-lengths 8 16 32
 """
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import platform
 import statistics
 import time
@@ -35,11 +38,21 @@ DEFAULT_CONFIG = CONFIG_DIR / "cartpole_novel.yaml"
 NO_ANNEAL = {"sparse": {"router_anneal": 0.0}}
 
 
+def chunked_name(name: str, chunk_length: int) -> str:
+    """The label of variant ``name`` run with ``chunk_length`` (``--chunk-lengths``)."""
+    return f"{name}@chunk{chunk_length}"
+
+
 def build_variant(name: str, config: dict, warmup: int, seed: int, device: str = "cpu"):
-    """The variant's model (on ``device``) and env, after ``warmup`` untimed env steps; and the warm-up's seconds."""
-    variant = VARIANTS[name]
+    """The variant's model (on ``device``) and env, after ``warmup`` untimed env steps; and the warm-up's seconds.
+
+    ``name`` is a variant of :data:`VARIANTS` or :func:`chunked_name` of one (its ``chunk_length`` set)."""
+    base, _, chunk = name.partition("@chunk")
+    variant = VARIANTS[base]
+    if chunk:
+        variant = replace(variant, ppo_kwargs={**variant.ppo_kwargs, "chunk_length": int(chunk)})
     env = make_env(config["env_id"], config.get("n_envs", 8), seed, None, config.get("normalize", False))
-    policy_kwargs = parse_policy_kwargs(variant_policy_kwargs(name, config.get("policy_kwargs", {})))
+    policy_kwargs = parse_policy_kwargs(variant_policy_kwargs(base, config.get("policy_kwargs", {})))
     model = ALGOS[variant.algo](variant.policy, env, policy_kwargs=policy_kwargs, seed=seed, device=device,
                                 **parse_ppo_kwargs({**config.get("ppo_kwargs", {}), **variant.ppo_kwargs,
                                                     **NO_ANNEAL.get(variant.algo, {})}))
@@ -60,8 +73,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="torch device of every variant's model (the CPU is faster at RL's small shapes)")
+    parser.add_argument("--chunk-lengths", type=int, nargs="+", default=[],
+                        help="also run each of our variants (algo 'sparse') with these chunk_length values, "
+                             "labelled '<variant>@chunk<L>' (backpropagation truncated at chunk starts)")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
+    bad = [n for n in args.chunk_lengths if n < 1]
+    if bad:
+        parser.error(f"--chunk-lengths must be >= 1; got {bad}")
+    args.variants = args.variants + [chunked_name(name, n) for n in args.chunk_lengths
+                                     for name in args.variants if VARIANTS[name].algo == "sparse"]
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device here")
     if args.steps < 1 or args.repeats < 1 or args.chunk < 1:
@@ -85,10 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     print(f"\n{'variant':>24s} {'env-steps/s':>12s} {'x stock':>8s} {'range':>13s}")
     for name in args.variants:
-        variant = VARIANTS[name]
+        variant = VARIANTS[name.partition("@chunk")[0]]
         median = statistics.median(rounds[name])
         result = {"variant": name, "algo": variant.algo, "policy": variant.policy,
                   "extra": {k: str(v) for k, v in variant.policy_kwargs.items()},
+                  "chunk_length": int(name.partition("@chunk")[2] or 0) or None,
                   "steps": args.steps, "rounds_steps_per_s": rounds[name], "steps_per_s": median,
                   "warmup_s": models[name][2], "ratio_to_stock": None, "round_ratios": None}
         line = f"{name:>24s} {median:12.1f}"

@@ -64,3 +64,27 @@ def test_interleaved_round_gives_every_model_its_steps_in_turns():
     speeds = interleaved_round({"a": FakeModel("a"), "b": FakeModel("b")}, steps=200, chunk=96)
     assert turns == [("a", 96), ("b", 96), ("a", 96), ("b", 96), ("a", 8), ("b", 8)]
     assert set(speeds) == {"a", "b"} and all(speed > 0 for speed in speeds.values())
+
+
+def test_bench_rl_chunk_lengths_add_our_variants_only_with_that_chunk_length(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_rl", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    config = bench.load_config(bench.DEFAULT_CONFIG)
+    model, env, _ = bench.build_variant("gru@chunk16", config, 0, 0)
+    try:
+        assert model.rollout_buffer.chunk_length == 16 and model.policy.lstm_actor.layer.cell == "gru"
+    finally:
+        env.close()
+    out = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--steps", "256", "--chunk", "256", "--repeats", "1", "--warmup", "0",
+         "--variants", "stock-lstm", "gru", "--chunk-lengths", "16", "--json", str(out)],
+        capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert [r["variant"] for r in json.loads(out.read_text())["results"]] == ["stock-lstm", "gru", "gru@chunk16"]
+    refused = subprocess.run([sys.executable, str(SCRIPT), "--chunk-lengths", "0"], capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "--chunk-lengths" in refused.stderr
