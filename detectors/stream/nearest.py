@@ -58,6 +58,9 @@ from .search_index import PENDING, SearchIndex, _bounds, _insert, _rebuild, _sla
 
 __all__ = ["SearchIndex", "build_index", "nearest_windows"]
 
+SCAN = 1024
+"""A stream with at most this many stored embeddings (those of the call included) is compared with all of
+them (:func:`_scan_stream`, slot by slot, vectorised over the rows), not searched through the index."""
 CHUNK = 32
 """Sorted entries per group-bound pass of the search."""
 RELATIVE = 1e-9
@@ -201,7 +204,95 @@ def _search(r, now, cnt, embedding, key, means, sizes, top, bank, bank_rows, exc
 
 
 @njit(cache=True, nogil=True)
-def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out,
+def _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out, ranges,
+                 keys, groups, emb, ids, size, nans, pending, absmax, last):
+    """Stream ``r`` (column ``b``) of :func:`nearest_windows` without the index: every stored embedding
+    (the filled part of the bank, then the ones stored during the call) compared with the rows of the
+    call that may see it, the rows as the inner, vectorised loop (cheaper than the pruned search while
+    a stream has few stored embeddings). The stores go to the bank and the index as in the search."""
+    T, C = scaled.shape[0], scaled.shape[2]
+    span = window * block
+    memory, F = bank.shape[1], bank.shape[2]
+    embeddings = np.empty((F, T))
+    vector = np.empty(F)
+    acc, best = np.empty(T), np.empty(T)
+    usable = np.empty(T, dtype=np.bool_)
+    stores = np.empty(T, dtype=np.int64)  # the rows of the call whose embedding is stored, in order
+    local = ring[r].copy()
+    s0, st0 = seen[r], stored[r]
+    n_new = 0
+    for t in range(T):  # the ring, the embeddings, the stores
+        now = s0 + t
+        for c in range(C):
+            local[now % span, c] = scaled[t, b, c]
+        for w in range(window):
+            first = now + 1 + w * block  # oldest first: the row after ``now`` is the oldest kept
+            for c in range(C):
+                total = local[first % span, c]
+                for k in range(1, block):
+                    total += local[(first + k) % span, c]
+                embeddings[w * C + c, t] = np.float32(total / block)  # the bank's precision
+        if learn and now + 1 >= span and (now + 1) % block == 0:
+            stores[n_new] = t
+            n_new += 1
+    best[:] = np.inf
+    usable[:] = False
+    filled = min(st0, memory)
+    for i in range(filled + n_new):  # every embedding the rows of the call may see
+        if i < filled:  # the bank as the call found it
+            row = bank_rows[r, i]
+            if row < 0:
+                continue
+            lo, hi = max(0, row + exclude - s0), T - 1
+            j = (i - st0) % memory  # the store of this call that overwrites slot i, if it comes
+            if j < n_new:
+                hi = stores[j]
+            for f in range(F):
+                vector[f] = bank[r, i, f]
+        else:  # the embeddings stored during the call
+            k = i - filled
+            lo, hi = stores[k] + exclude, T - 1
+            if k + memory < n_new:
+                hi = stores[k + memory]
+            for f in range(F):
+                vector[f] = embeddings[f, stores[k]]
+        if lo > hi:
+            continue
+        # squared distances (summed over the features) to the rows lo..hi; the running minimum takes them
+        # (NaN sticks, as in np.min). Loops over views from 0: LLVM vectorises them
+        width, part, low = hi + 1 - lo, acc[lo:hi + 1], best[lo:hi + 1]
+        for i in range(width):
+            part[i] = 0.0
+        usable[lo:hi + 1] = True
+        for f in range(F):
+            value, later = vector[f], embeddings[f, lo:hi + 1]
+            for i in range(width):
+                diff = value - later[i]
+                part[i] += diff * diff
+        for i in range(width):
+            if part[i] < low[i] or part[i] != part[i]:
+                low[i] = part[i]
+    for t in range(T):
+        out[t, b] = np.sqrt(best[t] / F) if usable[t] and s0 + t + 1 >= span else 0.0
+    last[r] = -1
+    if learn:
+        ring[r] = local
+        means = np.empty(len(ranges) - 1)
+        for k in range(n_new):
+            number = st0 + k
+            slot = number % memory
+            for f in range(F):
+                vector[f] = embeddings[f, stores[k]]
+                bank[r, slot, f] = vector[f]
+            bank_rows[r, slot] = s0 + stores[k]
+            key, top = _bounds(ranges, vector, means)
+            _insert(keys, groups, emb, ids, size, nans, pending, absmax, r, number, s0 + stores[k], key, means,
+                    vector, top, memory)
+        stored[r] = st0 + n_new
+
+
+@njit(cache=True, nogil=True)
+def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out, scan,
                     keys, groups, emb, ids, size, nans, pending, count, absmax, last):
     """Novelties ``out`` (T, B) of the scaled values ``scaled`` (T, B, C) of distinct streams ``rows`` (B,).
 
@@ -209,7 +300,8 @@ def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, b
     float32 and ``bank_rows`` (n, memory) int64 are the wrapper's arrays (all streams); with ``learn``
     the ring, bank, bank_rows and stored of ``rows`` advance past the call, in place (``seen`` is
     the caller's). ``keys`` ... ``last``: the :class:`SearchIndex`'s arrays, rebuilt per stream where
-    ``count`` differs from ``stored``, kept up to date with the stores.
+    ``count`` differs from ``stored``, kept up to date with the stores. A stream with at most ``scan``
+    stored embeddings (those of the call included; default of the wrapper: ``SCAN``) is compared with all.
     """
     T, B, C = scaled.shape
     span = window * block
@@ -227,6 +319,11 @@ def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, b
         if count[r] != cnt:
             _rebuild(r, stored, bank, bank_rows, ranges, keys, groups, emb, ids, size, nans, pending, count,
                      absmax, last)
+        if min(cnt, memory) + (T // block + 1 if learn else 0) <= scan:  # few stored: compare with all
+            _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out,
+                         ranges, keys, groups, emb, ids, size, nans, pending, absmax, last)
+            count[r] = stored[r]
+            continue
         local[:, :] = ring[r]
         for t in range(T):
             now = s0 + t

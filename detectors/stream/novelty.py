@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 
 from .likelihood import LikelihoodEstimator
-from .nearest import nearest_windows
+from .nearest import SCAN, nearest_windows
 from .search_index import SearchIndex, build_index
 from ..checks import check_int, check_weight
 from ..normalization import clip_units
@@ -83,6 +83,9 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
     """
 
     STATE = LikelihoodEstimator.STATE + ("ring", "bank", "bank_rows", "stored")
+    scan_limit = SCAN
+    """Streams with at most this many stored embeddings are compared with all of them, the others searched
+    through the index (the same novelties; a speed setting, not saved)."""
 
     def __init__(self, stream, block: int, window: int = 8, memory: int = 8192, exclude: int | None = None,
                  learning_period: int = 288, estimation_samples: int = 100, averaging_window: int = 10,
@@ -154,7 +157,7 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
         if scaled.shape[0] and len(rows):
             nearest_windows(np.ascontiguousarray(scaled), rows, self.ring, self.seen, self.stored, self.bank,
                             self.bank_rows, self.window, self.block, self.exclude, bool(learn), out,
-                            *self._index.arrays())
+                            int(self.scan_limit), *self._index.arrays())
         return out
 
     def _novelty_reference(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:

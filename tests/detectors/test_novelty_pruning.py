@@ -10,7 +10,16 @@ import pytest
 from sparsernn.detectors import AnomalyLikelihood, StreamScorer, WindowNovelty, load_stream
 from sparsernn.detectors.normalization import INPUT_CLIP
 from sparsernn.detectors.stream.search_index import PENDING
-from .test_novelty_search import LIKELIHOOD, assert_same, feed, twins
+from .test_novelty_search import LIKELIHOOD, assert_same, feed
+from .test_novelty_search import twins as plain_twins
+
+
+def twins(fitted, scan_limit=0, **settings):
+    """test_novelty_search's twins, the compiled one searching through its index from the first store
+    (``scan_limit=0``) rather than comparing with every slot while the store is small."""
+    fast, plain = plain_twins(fitted, **settings)
+    fast.scan_limit = scan_limit
+    return fast, plain
 
 
 def hard_series(fitted, n: int, seed: int) -> np.ndarray:
@@ -30,6 +39,7 @@ def hard_series(fitted, n: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("settings", [
     dict(block=2, window=4, memory=40),              # F = 8 in 4 groups of 2; wraps ~8 times
+    dict(block=2, window=4, memory=200, scan_limit=90),  # streams change from the scan to the index
     dict(block=1, window=8, memory=300, exclude=3),  # every window stored: > PENDING stores, several merges
     dict(block=3, window=3, memory=25),              # F = 3: 3 groups of 1
 ])
@@ -47,10 +57,12 @@ def test_full_wrapping_stores_equal_the_reference(fitted, settings):
     assert (novelties > 0).sum() > 500 and (novelties == 0).sum() > 100  # near-ties and exact ties both
 
 
-def test_the_index_matches_the_bank(fitted):
+@pytest.mark.parametrize("scan_limit", [0, 10 ** 6])
+def test_the_index_matches_the_bank(fitted, scan_limit):
     """After every call the index holds exactly the filled slots, sorted by key, with their rows and
-    embeddings (a property of the cache, whatever the search makes of it)."""
-    stream, _ = twins(fitted, block=1, window=4, memory=50)
+    embeddings (a property of the cache, whatever the search makes of it; kept by both the search and
+    the scan of small stores)."""
+    stream, _ = twins(fitted, scan_limit, block=1, window=4, memory=50)
     x = hard_series(fitted, 400, seed=5)
     for part in np.array_split(x[:, :2], 9):
         stream.process(part, ["a", "b"])
@@ -77,6 +89,7 @@ def test_a_loaded_or_reindexed_stream_continues_as_if_uninterrupted(fitted, tmp_
     names = ["a", "b", "c"]
     stream = WindowNovelty(AnomalyLikelihood(StreamScorer(fitted), **LIKELIHOOD), block=2, window=4, memory=30,
                            **LIKELIHOOD)
+    stream.scan_limit = 0
     stream.process(x[:260], names)
     stream.save(tmp_path / "chain.pt")
     copied = copy.deepcopy(stream)
@@ -85,6 +98,7 @@ def test_a_loaded_or_reindexed_stream_continues_as_if_uninterrupted(fitted, tmp_
     built = copy.deepcopy(stream)
     built.reindex(build=True)
     loaded = load_stream(tmp_path / "chain.pt")
+    loaded.scan_limit = 0
     expected = stream.process(x[260:], names)
     for other in (loaded, copied, reindexed, built):
         np.testing.assert_array_equal(other.process(x[260:], names), expected)
