@@ -10,7 +10,8 @@ import pytest
 from sparsernn.detectors import AnomalyLikelihood, StreamScorer, WindowNovelty, load_stream
 from sparsernn.detectors.normalization import INPUT_CLIP
 from sparsernn.detectors.stream.search_index import PENDING
-from .test_novelty_search import LIKELIHOOD, assert_same, feed
+from . import test_novelty_search as search_tests
+from .test_novelty_search import CASES, LIKELIHOOD, assert_same, feed
 from .test_novelty_search import twins as plain_twins
 
 
@@ -20,6 +21,19 @@ def twins(fitted, scan_limit=0, **settings):
     fast, plain = plain_twins(fitted, **settings)
     fast.scan_limit = scan_limit
     return fast, plain
+
+
+@pytest.mark.parametrize("settings", CASES)
+def test_the_search_cases_through_the_index(fitted, settings, monkeypatch):
+    """test_novelty_search's cases (the bank wrapping within a call, ``exclude`` past the history or shorter
+    than the window, streams of different ages, ``learn=False``) with the index from the first store."""
+    monkeypatch.setattr(WindowNovelty, "scan_limit", 0)
+    search_tests.test_the_compiled_search_equals_the_reference(fitted, settings)
+
+
+def test_ties_at_zero_through_the_index(fitted, monkeypatch):
+    monkeypatch.setattr(WindowNovelty, "scan_limit", 0)
+    search_tests.test_a_constant_or_repeated_series_has_zero_novelty_once_seen(fitted)
 
 
 def hard_series(fitted, n: int, seed: int) -> np.ndarray:
