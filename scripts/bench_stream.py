@@ -266,7 +266,8 @@ def fill_store(stream, n_streams: int, seed: int) -> None:
     """Fill every stream's novelty store (``memory`` embeddings), as after ``span + block * (memory - 1)``
     rows: the embeddings of the windows of a longer benchmark series (stream ``i`` shifted by the same
     offset as in :func:`benchmark_block`), stored every ``block`` rows; each marked as ending at row 0, so
-    it is a neighbour of every later row. Nothing else of the chain changes."""
+    it is a neighbour of every later row; the novelty's search index is built (untimed), as it would
+    have been kept up to date while the store filled. Nothing else of the chain changes."""
     novelty = novelty_of(stream)
     span, block, memory = novelty.span, novelty.block, novelty.memory
     raw = series(span + block * (memory - 1), seed + 1)
@@ -278,6 +279,7 @@ def fill_store(stream, n_streams: int, seed: int) -> None:
         novelty.bank[row] = ((embeddings + offset - center) / scale).astype(np.float32)
     novelty.bank_rows[:n_streams] = 0
     novelty.stored[:n_streams] = memory
+    novelty.reindex(build=True)  # the search's index of the store, as kept up to date while it filled
 
 
 def chain_streams(detector, n_streams: int, steps: int, chunk: int, seed: int, probationary: int,

@@ -37,7 +37,8 @@ from __future__ import annotations
 import numpy as np
 
 from .likelihood import LikelihoodEstimator
-from .nearest import nearest_windows
+from .nearest import SCAN, nearest_windows
+from .search_index import SearchIndex, build_index
 from ..checks import check_int, check_weight
 from ..normalization import clip_units
 from .wrappers import ValueTransform
@@ -82,6 +83,9 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
     """
 
     STATE = LikelihoodEstimator.STATE + ("ring", "bank", "bank_rows", "stored")
+    scan_limit = SCAN
+    """Streams with at most this many stored embeddings are compared with all of them, the others searched
+    through the index (the same novelties; a speed setting, not saved)."""
 
     def __init__(self, stream, block: int, window: int = 8, memory: int = 8192, exclude: int | None = None,
                  learning_period: int = 288, estimation_samples: int = 100, averaging_window: int = 10,
@@ -102,6 +106,7 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
         self.bank = np.zeros((0, self.memory, self.window * d), dtype=np.float32)
         self.bank_rows = np.zeros((0, self.memory), dtype=np.int64)
         self.stored = np.zeros(0, dtype=np.int64)
+        self._index = SearchIndex(0, self.memory, self.window * d)
 
     @property
     def span(self) -> int:
@@ -118,6 +123,20 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
         self.bank = np.concatenate([self.bank, np.zeros((n,) + self.bank.shape[1:], dtype=np.float32)])
         self.bank_rows = np.concatenate([self.bank_rows, np.full((n, self.memory), -1, dtype=np.int64)])
         self.stored = np.concatenate([self.stored, np.zeros(n, dtype=np.int64)])
+        self._index = self._index.grow(n)
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        super().load_state_arrays(arrays)
+        self.reindex()
+
+    def reindex(self, build: bool = False) -> None:
+        """Drop the search's index of the stored embeddings (a cache, not saved): it is rebuilt from the
+        bank, stream by stream, on the next call (``build``: now, every stream). Needed only after writing
+        ``bank`` / ``bank_rows`` in place without changing ``stored`` (a changed ``stored`` rebuilds the
+        stream's index anyway)."""
+        self._index = SearchIndex(len(self.stored), self.memory, self.bank.shape[2])
+        if build:
+            build_index(self.stored, self.bank, self.bank_rows, *self._index.arrays())
 
     # ------------------------------------------------------------ the novelty
     def _novelty(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
@@ -133,9 +152,12 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
         with np.errstate(over="ignore"):
             scaled = clip_units((np.asarray(values, dtype=float) - self._center) / self._scale)
         out = np.zeros(scaled.shape[:2])
+        if len(self._index.count) != len(self.stored):  # the state was replaced
+            self.reindex()
         if scaled.shape[0] and len(rows):
             nearest_windows(np.ascontiguousarray(scaled), rows, self.ring, self.seen, self.stored, self.bank,
-                            self.bank_rows, self.window, self.block, self.exclude, bool(learn), out)
+                            self.bank_rows, self.window, self.block, self.exclude, bool(learn), out,
+                            int(self.scan_limit), *self._index.arrays())
         return out
 
     def _novelty_reference(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:

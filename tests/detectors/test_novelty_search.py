@@ -60,13 +60,16 @@ def series_set(n: int, seed: int) -> np.ndarray:
                      np.full(n, 0.7), huge, rng.standard_normal(n)], axis=1)
 
 
-@pytest.mark.parametrize("settings", [
+CASES = [
     dict(block=2, window=3, memory=7),               # the bank wraps within a call (memory < stores per call)
     dict(block=3, window=4, memory=50),              # the NAB chain's shape, smaller
     dict(block=1, window=5, memory=16, exclude=1),   # every window stored; a store is a neighbour of the next row
     dict(block=2, window=2, memory=30, exclude=400),  # exclude longer than the history: never a neighbour
     dict(block=4, window=2, memory=3, exclude=3),    # exclude shorter than the window
-])
+]
+
+
+@pytest.mark.parametrize("settings", CASES)
 def test_the_compiled_search_equals_the_reference(fitted, settings):
     fast, plain = twins(fitted, **settings)
     x = series_set(260, seed=1)

@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""How much of the store the window novelty's search looks at: per row, the entries whose group bound it
+computes and the full distances it computes, against the slots a plain scan compares (issue 14 item 4).
+
+The chain, data and full store are ``scripts/bench_stream.py --chain --chain-full-store``'s (a first block
+streamed, every stream's store filled with 8192 embeddings); then one block of ``--rows`` rows of
+``--streams`` streams goes through the search with numba disabled (plain Python, so that its helpers can be
+counted; slow: keep ``--streams`` small)::
+
+    python scripts/count_novelty_search.py --streams 3 --rows 100
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ["NUMBA_DISABLE_JIT"] = "1"  # before numba is imported: the kernels run as Python
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=100)
+    parser.add_argument("--probationary", type=int, default=600)
+    args = parser.parse_args(argv)
+    from sparsernn.detectors.stream import nearest
+
+    spec = importlib.util.spec_from_file_location("bench_stream", Path(__file__).with_name("bench_stream.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    stream = bench.nab_chain(bench.make_detector(32, 0), args.probationary)
+    ids = list(range(args.streams))
+    block = bench.benchmark_block(args.streams, args.rows, 0)
+    stream.process(block, ids)
+    bench.fill_store(stream, args.streams, 0)
+    memory = bench.novelty_of(stream).memory
+    counts = {"rows": 0, "bounds_sorted": 0, "bounds_unsorted": 0, "distances": 0}
+    search, bound_pass, distance, bank_distance = (nearest._search, nearest._bound_pass, nearest._distance,
+                                                   nearest._bank_distance)
+
+    def counted_search(*a):
+        counts["rows"] += 1
+        return search(*a)
+
+    def counted_bounds(groups, r, lo, hi, *a):
+        counts["bounds_sorted" if lo < memory else "bounds_unsorted"] += hi - lo
+        return bound_pass(groups, r, lo, hi, *a)
+
+    def counted_distance(*a):
+        counts["distances"] += 1
+        return distance(*a)
+
+    def counted_bank_distance(*a):
+        counts["distances"] += 1
+        return bank_distance(*a)
+
+    nearest._search, nearest._bound_pass = counted_search, counted_bounds
+    nearest._distance, nearest._bank_distance = counted_distance, counted_bank_distance
+    stream.process(block, ids)
+    per_row = {name: value / counts["rows"] for name, value in counts.items() if name != "rows"}
+    print(json.dumps({"streams": args.streams, "rows": args.rows, "searches": counts["rows"],
+                      "slots_per_row_scan": memory, "per_row": per_row}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
