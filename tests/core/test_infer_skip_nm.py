@@ -106,3 +106,20 @@ def test_small_blocks_run_on_the_per_stream_kernel():
     u, state = _inputs(layer, 2, infer_skip_nm.MIN_STREAMS + 1, seed=1)
     stepper.run(u.numpy(), state.numpy())
     assert stepper.last_kernel == "neuron-major"
+
+
+def test_neuron_major_kernel_writes_every_output():
+    """Outputs filled with NaN beforehand are all written (no row, step or output left unwritten)."""
+    from sparsernn.core import infer_skip
+    from sparsernn.core.infer_numba import CELL_CODES, GATE_CODES
+
+    for cell, hidden in [("lstm", 13), ("gru", 70)]:
+        layer = _layer(cell, "event", 2, hidden=hidden, initial_update_rate=0.3)
+        readout = _readout(layer)
+        u, state = _inputs(layer, 4, MANY, seed=6)
+        mean = np.full((4, MANY, 2), np.nan, np.float32)
+        var = mean.copy()
+        arrays = infer_skip.model_arrays(step_weights(layer), readout)
+        new_state = state.numpy().copy()
+        infer_skip_nm.run_block_nm(*arrays, CELL_CODES[cell], GATE_CODES["event"], u.numpy(), new_state, mean, var)
+        _check("neuron-major outputs", (mean, var, new_state), _expected(layer, readout, u, state), 1e-5)
