@@ -9,16 +9,20 @@ nonlinearities are scalar libm calls. This kernel takes a chunk of streams
    (event: ``W x + w ⊙ h + b`` over the chunk's ``[u, h]``; rhythm: the schedule
    at each stream's time index, shared by consecutive streams at one index);
 2. per neuron ``j`` the list of the streams that open it;
-3. for those streams, ``[u, h]`` gathered into a small matrix (one column per
-   stream) and ``j``'s rows of the cell applied to it once for all of them, then
-   the nonlinearities over the gathered values, vectorised
-   (:func:`tanh_f32`, :func:`sigmoid_f32`: float32 rational approximations);
+3. ``j``'s rows of the cell applied once for all those streams -- narrow layers
+   (``[u, h, 1]`` at most :data:`NARROW_MAX_WIDTH` wide): their ``[u, h]``
+   gathered into a small matrix, one column per stream, and the products
+   vectorised over the streams; wide layers: a dot product over each stream's
+   row of ``[u, h, 1]`` for all of ``j``'s rows at once -- then the
+   nonlinearities over the gathered values, vectorised (:func:`tanh_f32`,
+   :func:`sigmoid_f32`: float32 rational approximations);
 4. the new ``h`` scattered after every neuron is done (all neurons read the
    previous step's ``h``); closed neurons' ``h`` and ``c`` are not touched;
 5. the read-out of every stream, vectorised over the streams.
 
 The chunk's ``[u; h; 1]`` lives transposed (one column per stream) so that
-every loop over streams is contiguous. Same numbers as the reference within
+every loop over streams is contiguous (wide layers keep a row-per-stream copy
+too, for the dot products). Same numbers as the reference within
 float32 rounding and the approximations' error (``tests/core/test_infer_skip_nm.py``);
 the model arrays are those of :func:`~sparsernn.core.infer_skip.model_arrays`.
 """
@@ -37,7 +41,7 @@ CHUNK = (1024, 512)
 """Streams advanced together through a block's steps (narrow, wide ``[u, h, 1]``; see
 :data:`NARROW_MAX_WIDTH`): their ``[u; h; 1]`` and scratch stay in cache, and each neuron's rows serve
 all the chunk's streams that open it (measured at hidden sizes 32 and 128: 1024 streams best for the
-narrow path, 512 for the wide one)."""
+narrow path, 512 for the wide one; ``docs/benchmarks_streaming.md``)."""
 
 NARROW_MAX_WIDTH = 64
 """Up to this width of ``[u, h, 1]`` the open streams' columns are gathered and each row's products are
