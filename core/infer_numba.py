@@ -14,7 +14,10 @@ float32:
   (:func:`fused_weights`) and the product ``[u, h, 1] @ W`` vectorised over its
   columns (:func:`_run_block`);
 - a gated layer: the kernels of :mod:`~sparsernn.core.infer_skip`, which compute
-  the switch first and then the open neurons only.
+  the switch first and then the open neurons only, one stream at a time; for a
+  block of more than :data:`~sparsernn.core.infer_skip_nm.MIN_STREAMS` streams
+  the neuron-major kernel of :mod:`~sparsernn.core.infer_skip_nm`, which reads
+  each open neuron's rows once per step for all the streams that open it.
 
 They are the numba twins of the layer followed by the read-out (summed in
 another order; the equations are written again here because this is compiled
@@ -35,7 +38,7 @@ from functools import partial
 import numpy as np
 from numba import njit
 
-from . import infer_skip
+from . import infer_skip, infer_skip_nm
 from .infer_skip import as_array as _array
 from .step_weights import GaussianReadout, StepWeights
 
@@ -170,6 +173,11 @@ class NumbaStepper:
         float32, C-contiguous). No checks: the caller passes arrays of the
         right shapes. (A partial of the compiled kernel, so a call costs no
         Python frame.)
+    last_kernel : str or None
+        The kernel of the last :meth:`run`: ``"dense"`` (no update gate),
+        ``"per-stream"`` (:func:`~sparsernn.core.infer_skip.run_block`) or
+        ``"neuron-major"`` (:func:`~sparsernn.core.infer_skip_nm.run_block_nm`, blocks of more
+        than :data:`~sparsernn.core.infer_skip_nm.MIN_STREAMS` streams).
 
     Notes
     -----
@@ -192,10 +200,15 @@ class NumbaStepper:
             arrays = infer_skip.model_arrays(weights, readout)
             params = (*arrays, CELL_CODES[self.cell], GATE_CODES[self.gate])
             self._run_block = partial(infer_skip.run_block, *params)
+            self._run_many = partial(infer_skip_nm.run_block_nm, *params)
             self.step_row = partial(infer_skip.run_row, *params)
             self._open_count = partial(infer_skip.open_count, arrays[1], arrays[2], GATE_CODES[self.gate])
+        self.last_kernel: str | None = None
         # compile the kernels now (or load them from numba's cache), not on the first point
         self.run(np.zeros((1, 1, self.n_channels), np.float32), np.zeros((1, self.state_size), np.float32))
+        if self.gate is not None:
+            many = infer_skip_nm.MIN_STREAMS + 1
+            self.run(np.zeros((1, many, self.n_channels), np.float32), np.zeros((many, self.state_size), np.float32))
         out = np.zeros((1, self.n_outputs), np.float32)
         self.step_row(np.zeros(self.n_channels, np.float32), 0, np.zeros((1, self.state_size), np.float32), out,
                       out.copy())
@@ -214,7 +227,12 @@ class NumbaStepper:
             raise ValueError(f"state must have shape ({u.shape[1]}, {self.state_size}); got {state.shape}")
         mean = np.empty((*u.shape[:2], self.n_outputs), np.float32)
         var = np.empty_like(mean)
-        self._run_block(u, state, mean, var)
+        if self.gate is not None and u.shape[1] > infer_skip_nm.MIN_STREAMS:
+            self.last_kernel = "neuron-major"
+            self._run_many(u, state, mean, var)
+        else:
+            self.last_kernel = "per-stream" if self.gate is not None else "dense"
+            self._run_block(u, state, mean, var)
         return mean, var, state
 
     def open_share(self, u: np.ndarray, state: np.ndarray) -> float:

@@ -6,8 +6,10 @@ Three inference backends compute the same numbers (within float rounding;
 - ``"numba"``: :class:`~sparsernn.core.infer_numba.NumbaStepper`, the whole step
   in one compiled loop over the streams (about 1.5 us per stream and step at
   hidden size 32 without an update gate); for a gated layer the kernels of
-  :mod:`~sparsernn.core.infer_skip`, which compute the switch first and then the
-  open neurons only, so their cost follows the share of open neurons;
+  :mod:`~sparsernn.core.infer_skip` (one stream at a time) and, for blocks of
+  many streams, :mod:`~sparsernn.core.infer_skip_nm` (neuron-major), which
+  compute the switch first and then the open neurons only, so their cost
+  follows the share of open neurons;
 - ``"torch"``: :class:`~sparsernn.core.infer_torch.TorchBlockStepper`, a torch
   loop over ``(B, .)`` tensors (tens of us per step, fewer per stream), every
   neuron computed;
@@ -44,14 +46,16 @@ The compiled step costs about 1.5 us per stream and step whatever the block
 and fewer per stream, so it is faster from about 40-60 streams on (blocks of
 100 steps; later for blocks of one step)."""
 
-SKIP_MAX_OPEN_SHARE = ((64, 0.1), (None, 0.3))
+SKIP_MAX_OPEN_SHARE = ((64, 0.35), (None, 0.4))
 """``(hidden sizes below, share)``: a gated layer's block of more than :data:`NUMBA_MAX_STREAMS`
-streams runs on ``"numba"`` (which skips closed neurons) when the share of open (stream, neuron)
-pairs on its first row is at most ``share``, else on ``"torch"`` (which computes every neuron in
-GEMMs over the block). The numba kernel reads each open neuron's weight rows once per stream, the
-torch loop all rows once per step for all streams, so numba wins only below a share that grows with
-the hidden size: about 0.1 at hidden size 32 and 0.3-0.4 at 128-256 in the measurements of
-``docs/benchmarks_selective.md`` ("Selective update (issue 13): streaming")."""
+streams runs on ``"numba"`` (the neuron-major kernel of :mod:`~sparsernn.core.infer_skip_nm`, which
+skips closed neurons) when the share of open (stream, neuron) pairs on its first row is at most
+``share``, else on ``"torch"`` (which computes every neuron in GEMMs over the block). The neuron-major
+kernel's cost grows with the open share and the torch loop's does not; they cross at an open share of
+about 0.35-0.5 at hidden size 32 and 0.25-0.5 at 128 (``scripts/profile_stream_kernel.py`` at initial
+rates 0.1-1.0; ``docs/benchmarks_selective.md``, "Selective update (issue 13): streaming"). With the
+per-stream kernel (:mod:`~sparsernn.core.infer_skip`) the shares were 0.1 below hidden size 64 and 0.3
+from 64 on."""
 
 
 def supports_steppers(layer: "SparseRecurrent") -> bool:

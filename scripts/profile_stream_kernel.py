@@ -9,10 +9,11 @@ random inputs of unit variance::
 1. the switch alone (``infer_skip.open_neurons`` for every stream and step);
 2. the kernel with no neuron open: the switch, the copy of ``[u, h, 1]`` and
    the read-out (``infer_skip.advance_open`` with ``n_open = 0``);
-3. the whole skipping kernel (``infer_skip.run_block``);
-4. the torch block loop (``TorchBlockStepper``), which computes every neuron.
+3. the whole skipping kernel (``infer_skip.run_block``, one stream at a time);
+4. the neuron-major skipping kernel (``infer_skip_nm.run_block_nm``, chunks of streams);
+5. the torch block loop (``TorchBlockStepper``), which computes every neuron.
 
-Each figure is the best of ``--repeats`` rounds, the four taking turns; the
+Each figure is the best of ``--repeats`` rounds, the five taking turns; the
 share of (stream, neuron) pairs open over the run is printed beside them.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from numba import njit
 
 from sparsernn.core import GaussianReadout, SparseRecurrent, step_weights
-from sparsernn.core import infer_skip
+from sparsernn.core import infer_skip, infer_skip_nm
 from sparsernn.core.infer_numba import CELL_CODES, GATE_CODES
 from sparsernn.core.infer_torch import TorchBlockStepper
 
@@ -88,6 +89,9 @@ def main(argv=None) -> int:
         "skipping kernel (infer_skip.run_block)":
             lambda: infer_skip.run_block(rows, gate_w, rhythm, head, consts, cell, gate, u_np, state_np.copy(), mean,
                                          var),
+        "neuron-major skipping kernel (infer_skip_nm)":
+            lambda: infer_skip_nm.run_block_nm(rows, gate_w, rhythm, head, consts, cell, gate, u_np, state_np.copy(),
+                                               mean, var),
         "torch block loop, every neuron": lambda: torch_loop.run(u, state),
     }
     for run in parts.values():  # compile / warm up
