@@ -67,32 +67,49 @@ def dense_point(input_size: int, budget: int) -> tuple[int, float, int]:
     return hidden, hidden / (input_size + hidden), exact
 
 
-def grid(input_size: int, budgets: list[int], proportions: list[float], seeds: list[int]) -> list[dict]:
-    """The trials of one task: every ``(budget, proportion, seed)`` and the dense layer per budget and seed."""
+def feasible(input_size: int, budget: int, proportion: float, hidden_size: int | None) -> bool:
+    """Whether ``solve_layer_spec`` can realise ``(budget, proportion)`` (at ``hidden_size`` when given)."""
+    try:
+        solve_layer_spec(input_size, CELL, budget, proportion, hidden_size)
+    except ValueError:
+        return False
+    return True
+
+
+def grid(input_size: int, budgets: list[int], proportions: list[float], seeds: list[int],
+         hidden_size: int | None = None) -> list[dict]:
+    """The trials of one task: every ``(budget, proportion, seed)`` and the dense layer per budget and seed.
+
+    With ``hidden_size`` every layer has that width: the proportions it cannot realise at a budget (the
+    input block holds at most ``3 * hidden_size * input_size`` weights, the hidden block
+    ``3 * hidden_size ** 2``) are left out, and so is the dense layer (another width)."""
     points = []
     for budget in budgets:
         _, dense_proportion, exact = dense_point(input_size, budget)
         for seed in seeds:
             points += [{"budget": budget, "param_budget": budget, "hidden_proportion": p, "seed": seed}
-                       for p in proportions]
-            points.append({"budget": budget, "param_budget": exact, "hidden_proportion": dense_proportion,
-                           "seed": seed})
+                       for p in proportions if feasible(input_size, budget, p, hidden_size)]
+            if hidden_size is None:
+                points.append({"budget": budget, "param_budget": exact, "hidden_proportion": dense_proportion,
+                               "seed": seed})
     return points
 
 
-def layer_of(input_size: int, point: dict) -> dict:
-    """The point's layer: hidden size, densities, exact budget and proportion as solved."""
-    spec = solve_layer_spec(input_size, CELL, int(point["param_budget"]), float(point["hidden_proportion"]))
+def layer_of(input_size: int, point: dict, hidden_size: int | None = None) -> dict:
+    """The point's layer: hidden size, densities, exact budget and proportion as solved (at ``hidden_size``
+    when given, else the smallest width that realises the point)."""
+    spec = solve_layer_spec(input_size, CELL, int(point["param_budget"]), float(point["hidden_proportion"]),
+                            hidden_size)
     return {"hidden_size": spec.hidden_size, "density_ih": spec.density_ih, "density_hh": spec.density_hh,
             "solved_budget": spec.budget, "solved_proportion": spec.hidden_proportion,
             "dense": spec.density_ih == 1.0 and spec.density_hh == 1.0}
 
 
 # ----------------------------------------------------------------- objectives
-def rl_objective(config: dict, steps: int | None, eval_episodes: int):
+def rl_objective(config: dict, steps: int | None, eval_episodes: int, hidden_size: int | None = None):
     """Train the config's agent with the trial's layer; the mean deterministic return."""
     def score(point: dict, layer: dict) -> dict:
-        policy_kwargs = {**(config.get("policy_kwargs") or {}), "cell": CELL, "hidden_size": None,
+        policy_kwargs = {**(config.get("policy_kwargs") or {}), "cell": CELL, "hidden_size": hidden_size,
                          "param_budget": int(point["param_budget"]),
                          "hidden_proportion": float(point["hidden_proportion"])}
         kwargs = {**config, "policy_kwargs": policy_kwargs, "seed": int(point["seed"]), "eval_episodes": eval_episodes}
@@ -134,7 +151,7 @@ def point_key(point: dict) -> tuple:
             int(point["seed"]))
 
 
-def objective_for(input_size: int, score, allowed: set[tuple]):
+def objective_for(input_size: int, score, allowed: set[tuple], hidden_size: int | None = None):
     """The study's objective; a trial the queue did not fix (another worker took the last point) is pruned."""
     def objective(trial: optuna.Trial) -> float:
         point = {"budget": trial.suggest_int("budget", 1, 10 ** 7),
@@ -144,7 +161,7 @@ def objective_for(input_size: int, score, allowed: set[tuple]):
         if point_key(point) not in allowed:
             trial.study.stop()
             raise optuna.TrialPruned("not an enqueued point: the queue is empty")
-        layer = layer_of(input_size, point)
+        layer = layer_of(input_size, point, hidden_size)
         for key, value in layer.items():
             trial.set_user_attr(key, value)
         start = time.perf_counter()
@@ -157,7 +174,8 @@ def objective_for(input_size: int, score, allowed: set[tuple]):
     return objective
 
 
-def run_task(storage: str, study_name: str, input_size: int, points: list[dict], score) -> optuna.Study:
+def run_task(storage: str, study_name: str, input_size: int, points: list[dict], score,
+             hidden_size: int | None = None) -> optuna.Study:
     """Enqueue the points not yet in the study (complete, running or waiting), then run the waiting ones in this
     process; several processes on one storage share the queue (a point runs once)."""
     study = open_study(storage, study_name, optuna.samplers.RandomSampler(seed=0), direction="maximize")
@@ -168,7 +186,8 @@ def run_task(storage: str, study_name: str, input_size: int, points: list[dict],
     for point in missing:
         study.enqueue_trial(point)
     waiting = sum(t.state == optuna.trial.TrialState.WAITING for t in study.get_trials(deepcopy=False))
-    run_worker(study, objective_for(input_size, score, {point_key(p) for p in points}), n_trials=waiting)
+    run_worker(study, objective_for(input_size, score, {point_key(p) for p in points}, hidden_size),
+               n_trials=waiting)
     return study
 
 
@@ -279,11 +298,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--study-prefix", default="hidden-proportion")
     parser.add_argument("--report-only", action="store_true", help="write the report from the studies; train nothing")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--hidden-size", type=int, default=None,
+                        help="fix every layer's width (separates proportion from width); the proportions that "
+                             "width cannot realise are left out, and the dense layer; studies named '...-h<N>'")
     parser.add_argument("--out", default="docs/results/issue15")
     args = parser.parse_args(argv)
     for p in args.proportions:
         if not 0.0 < p < 1.0:
             parser.error(f"--proportions must lie in (0, 1); got {p}")
+    if args.hidden_size is not None and args.hidden_size < 1:
+        parser.error(f"--hidden-size must be >= 1; got {args.hidden_size}")
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     Path(args.storage).parent.mkdir(parents=True, exist_ok=True)
@@ -298,20 +322,26 @@ def main(argv: list[str] | None = None) -> None:
             input_size = int(np.prod(gym.make(config["env_id"], **(config.get("env_kwargs") or {}))
                                      .observation_space.shape))
             budgets, score = args.rl_budgets, (None if args.report_only else
-                                                rl_objective(config, args.steps, args.eval_episodes))
+                                                rl_objective(config, args.steps, args.eval_episodes,
+                                                             args.hidden_size))
             suffix = f"-steps{args.steps}" if args.steps else ""
         else:
             input_size, budgets, suffix = 1, args.nab_budgets, ""
             score = None if args.report_only else nab_objective(Path(args.nab_data), task)
+        if args.hidden_size is not None:
+            suffix += f"-h{args.hidden_size}"
         name = f"{args.study_prefix}-{Path(task).stem}{suffix}"
-        points = grid(input_size, budgets, args.proportions, args.seeds)
+        points = grid(input_size, budgets, args.proportions, args.seeds, args.hidden_size)
+        if not points:
+            print(f"{task}: no point of the grid is feasible at hidden size {args.hidden_size}; skipped")
+            continue
         if args.report_only:
             try:
                 study = optuna.load_study(study_name=name, storage=make_storage(args.storage))
             except KeyError:
                 parser.error(f"--report-only: no study {name!r} in {args.storage} (run without --report-only first)")
         else:
-            study = run_task(args.storage, name, input_size, points, score)
+            study = run_task(args.storage, name, input_size, points, score, args.hidden_size)
         grid_proportions = {round(p, 9) for p in args.proportions}
         for row in rows_of(study, task, kind):
             # the dense point of a budget is run at its own exact budget and proportion

@@ -29,6 +29,18 @@ def test_grid_holds_every_point_and_one_dense_point_per_budget_and_seed():
     assert len(dense) == 4 and all(p["param_budget"] < p["budget"] for p in dense)
 
 
+
+def test_grid_at_a_fixed_hidden_size_keeps_only_what_that_width_realises_and_no_dense_point():
+    # one input, width 64: the input block holds at most 3 * 64 = 192 weights, so at budget 1024 only
+    # proportions >= 1 - 192/1024 = 0.81 fit; at budget 256, those >= 0.25
+    points = hp.grid(1, [256, 1024], [0.1, 0.2, 0.3, 0.5, 0.9], [0], hidden_size=64)
+    assert [(p["budget"], p["hidden_proportion"]) for p in points] == [(256, 0.3), (256, 0.5), (256, 0.9), (1024, 0.9)]
+    for point in points:
+        layer = hp.layer_of(1, point, 64)
+        assert layer["hidden_size"] == 64 and layer["solved_budget"] == point["budget"]
+    assert hp.grid(1, [1024], [0.1], [0], hidden_size=8) == []
+
+
 def curve_rows(task, scores, dense_score, budget=512, kind="rl"):
     rows = [{"task": task, "kind": kind, "budget": budget, "proportion": p, "seed": s, "score": v + s * 0.01,
              "hidden_size": 10, "is_dense_point": False} for p, v in scores.items() for s in (0, 1)]
