@@ -240,9 +240,13 @@ class SparseRecurrent(nn.Module):
         return state
 
     # ----------------------------------------------------------------- state
-    def initial_state(self, batch_size: int) -> torch.Tensor:
-        """Zeros of shape ``(batch_size, state_size)``."""
-        return self.weight_hh.new_zeros(batch_size, self.state_size)
+    def initial_state(self, batch_size: int, time: torch.Tensor | None = None) -> torch.Tensor:
+        """Zeros of shape ``(batch_size, state_size)``; with ``time (batch_size,)`` the rhythm's time
+        index starts there (e.g. a window's row in its series; ignored by a layer without a rhythm)."""
+        state = self.weight_hh.new_zeros(batch_size, self.state_size)
+        if time is not None and self.update_gate == "rhythm":
+            state[:, -1] = time.to(state)
+        return state
 
     def pack_state(self, h: torch.Tensor, c: torch.Tensor | None = None, time: torch.Tensor | None = None):
         """``h (B, H)``, ``c (B, H)``, ``time (B,)`` → ``(B, state_size)``."""

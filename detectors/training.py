@@ -30,8 +30,7 @@ def window_state(model: GaussianForecaster, starts: torch.Tensor, u: torch.Tenso
     layer = model.layer
     if layer.update_gate != "rhythm":
         return None
-    h = u.new_zeros(len(starts), layer.hidden_size)
-    return layer.pack_state(h, time=starts.to(device=u.device, dtype=u.dtype))
+    return layer.initial_state(len(starts), time=starts.to(u.device))
 
 
 def train_forecaster(model: GaussianForecaster, u: torch.Tensor, *, window: int, burn_in: int, batch_size: int,

@@ -111,3 +111,15 @@ def test_the_time_index_continues_across_calls():
     y2, end = layer(x[17:], mid)
     torch.testing.assert_close(torch.cat([y1, y2]), y, rtol=0, atol=1e-12)
     assert torch.equal(end, state)
+
+
+def test_an_initial_state_can_start_the_clock():
+    layer = rhythm_layer([5.0, 9.0], dtype=torch.float64)
+    state = layer.initial_state(3, time=torch.tensor([0, 7, 40]))
+    assert state[:, -1].tolist() == [0.0, 7.0, 40.0] and not state[:, :-1].any()
+    x = torch.randn(10, 3, 1, dtype=torch.float64)
+    _, warmed = layer(torch.randn(7, 1, 1, dtype=torch.float64))
+    from_seven = layer(x[:, 1:2], layer.pack_state(torch.zeros(1, 6, dtype=torch.float64), time=warmed[:, -1]))[0]
+    assert torch.equal(layer(x, state)[0][:, 1:2], from_seven)
+    event = SparseRecurrent(1, 6, update_gate="event", seed=0)
+    assert torch.equal(event.initial_state(2, time=torch.tensor([3, 4])), event.initial_state(2))
