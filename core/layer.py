@@ -13,8 +13,9 @@ from .masks import random_block_mask
 from .routing import ChannelRouter, keep_count
 from .spec import GATES_PER_CELL
 from .update_gates import UPDATE_RATE_MODES, EventGate, RhythmGate, always_open_mask, gated_initial_rate
-from .validation import (check_choice, check_float_dtype, check_fraction, check_layer_inputs, check_max_period,
-                         check_non_negative, check_positive_int, check_seed, check_unit_interval, keep_pair)
+from .validation import (check_choice, check_float_dtype, check_fraction, check_layer_inputs,
+                         check_non_negative, check_positive_int, check_rhythm, check_seed, check_unit_interval,
+                         keep_pair)
 
 UPDATE_GATES = (None, "rhythm", "event")
 
@@ -52,6 +53,12 @@ class SparseRecurrent(nn.Module):
         Number of the rhythm gate's sinusoids.
     rhythm_max_period : float
         Longest period of the rhythm gate's sinusoids, in steps.
+    rhythm_periods : sequence of float, optional
+        The rhythm's initial periods in steps (each >= 2), one sinusoid each, instead of the spread
+        up to ``rhythm_max_period``; the time index is the state's ``t`` plus the step, so with ``t``
+        the row from a series' start a day in rows follows the clock. Needs ``update_gate="rhythm"``.
+    rhythm_learn_periods : bool
+        False: ``gate.omega`` is a saved buffer, not a parameter; the periods stay as set.
     initial_update_rate : float in (0, 1], optional
         Fraction of neurons open at initialisation (needs ``update_gate``): for
         ``"rhythm"`` each neuron's schedule offset is set so that it is open on this
@@ -115,7 +122,8 @@ class SparseRecurrent(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, cell: str = "gru", density_ih: float = 1.0,
                  density_hh: float = 1.0, router_keep: float | tuple[float, float] | None = None,
                  router_rank: int = 8, router_noise: float = 0.0, update_gate: str | None = None,
-                 rhythm_frequencies: int = 4, rhythm_max_period: float = 1000.0,
+                 rhythm_frequencies: int = 4, rhythm_max_period: float = 1000.0, rhythm_periods=None,
+                 rhythm_learn_periods: bool = True,
                  initial_update_rate: float | None = None, always_open_fraction: float = 0.0,
                  target_update_rate: float | None = None, update_rate_mode: str = "ceiling",
                  update_rate_weight: float = 1.0, router_balance_weight: float = 0.0, backend: str = "auto",
@@ -150,9 +158,9 @@ class SparseRecurrent(nn.Module):
         self.backend = backend
         if router_keep is not None:
             router_rank = check_positive_int("router_rank", router_rank)
-        if update_gate == "rhythm":
-            rhythm_frequencies = check_positive_int("rhythm_frequencies", rhythm_frequencies)
-            rhythm_max_period = check_max_period(rhythm_max_period)
+        rhythm_frequencies, rhythm_max_period, rhythm_periods = check_rhythm(
+            update_gate, rhythm_frequencies, rhythm_max_period, rhythm_periods, rhythm_learn_periods)
+        self.rhythm_periods, self.rhythm_learn_periods = rhythm_periods, rhythm_learn_periods
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item()) if seed is None else check_seed(seed)
         self.seed = seed
         self.last_backend: str | None = None
@@ -177,7 +185,8 @@ class SparseRecurrent(nn.Module):
         self.gate = None
         if update_gate is not None:
             gated_rate = gated_initial_rate(initial_update_rate, always_open_mask(H, self.always_open_fraction))
-            self.gate = (RhythmGate(H, rhythm_frequencies, rhythm_max_period, gen, gated_rate, always_open_fraction)
+            self.gate = (RhythmGate(H, rhythm_frequencies, rhythm_max_period, gen, gated_rate, always_open_fraction,
+                                    periods=rhythm_periods, learn_periods=rhythm_learn_periods)
                          if update_gate == "rhythm" else EventGate(I, H, gen, gated_rate, always_open_fraction))
         self.to(dtype=dtype or torch.get_default_dtype(), device=device)
         self._last_trace: dict[str, Any] | None = None
@@ -231,9 +240,13 @@ class SparseRecurrent(nn.Module):
         return state
 
     # ----------------------------------------------------------------- state
-    def initial_state(self, batch_size: int) -> torch.Tensor:
-        """Zeros of shape ``(batch_size, state_size)``."""
-        return self.weight_hh.new_zeros(batch_size, self.state_size)
+    def initial_state(self, batch_size: int, time: torch.Tensor | None = None) -> torch.Tensor:
+        """Zeros of shape ``(batch_size, state_size)``; with ``time (batch_size,)`` the rhythm's time
+        index starts there (e.g. a window's row in its series; ignored by a layer without a rhythm)."""
+        state = self.weight_hh.new_zeros(batch_size, self.state_size)
+        if time is not None and self.update_gate == "rhythm":
+            state[:, -1] = time.to(state)
+        return state
 
     def pack_state(self, h: torch.Tensor, c: torch.Tensor | None = None, time: torch.Tensor | None = None):
         """``h (B, H)``, ``c (B, H)``, ``time (B,)`` → ``(B, state_size)``."""
@@ -366,6 +379,8 @@ class SparseRecurrent(nn.Module):
             parts.append(f"update_gate={self.update_gate!r}")
             if self.always_open_fraction:
                 parts.append(f"always_open_fraction={self.always_open_fraction:g}")
+            if self.rhythm_periods is not None:  # (the geometric spread is the rhythm's default)
+                parts.append(f"rhythm_periods={self.rhythm_periods}, rhythm_learn_periods={self.rhythm_learn_periods}")
         parts.append(f"backend={self.backend!r}, seed={self.seed}")
         return ", ".join(parts)
 

@@ -98,6 +98,14 @@ class RhythmGate(_AlwaysOpen):
         periods spread geometrically between 2 and ``max_period`` steps.
     max_period : float
     generator : torch.Generator
+    periods : sequence of float, optional
+        Explicit initial periods (steps, each >= 2, checked by the layer) used instead of the
+        geometric spread: ``omega_k = 2 pi / periods[k]``, so ``K = len(periods)`` and
+        ``n_frequencies`` / ``max_period`` are not used (the initial-rate window covers two of the
+        longest of these periods). E.g. a day and a week in rows of the series, so that with the
+        time index counted from the series' first row the schedule follows the clock.
+    learn_periods : bool, default True
+        False registers ``omega`` as a (saved) buffer instead of a parameter: the periods stay.
     initial_update_rate : float in (0, 1], optional
         Each neuron's offset ``b_i`` is set so that it is open on this fraction of the
         time indices ``0 .. RATE_WINDOW(max_period) - 1`` (its own schedule's quantile).
@@ -114,11 +122,20 @@ class RhythmGate(_AlwaysOpen):
     """
 
     def __init__(self, hidden_size: int, n_frequencies: int, max_period: float, generator: torch.Generator,
-                 initial_update_rate: float | None = None, always_open_fraction: float = 0.0) -> None:
+                 initial_update_rate: float | None = None, always_open_fraction: float = 0.0,
+                 periods=None, learn_periods: bool = True) -> None:
         super().__init__()
         self._set_always_open(hidden_size, always_open_fraction)
-        periods = torch.logspace(math.log10(2.0), math.log10(max_period), n_frequencies)
-        self.omega = nn.Parameter(2 * math.pi / periods)
+        if periods is None:
+            periods = torch.logspace(math.log10(2.0), math.log10(max_period), n_frequencies)
+        else:
+            periods = torch.tensor([float(p) for p in periods], dtype=torch.float64)
+            n_frequencies, max_period = len(periods), float(periods.max())
+        omega = (2 * math.pi / periods).to(torch.get_default_dtype())
+        if learn_periods:
+            self.omega = nn.Parameter(omega)
+        else:
+            self.register_buffer("omega", omega)
         self.phase = nn.Parameter(torch.empty(hidden_size, n_frequencies).uniform_(0, 2 * math.pi, generator=generator))
         self.amplitude = nn.Parameter(torch.full((hidden_size, n_frequencies), 1.0 / math.sqrt(n_frequencies)))
         self.offset = nn.Parameter(torch.zeros(hidden_size))

@@ -86,6 +86,47 @@ def check_max_period(value: object) -> float:
     return value
 
 
+def check_periods(value: object) -> tuple[float, ...]:
+    """Return the rhythm's ``rhythm_periods`` as a tuple of floats if it is a non-empty sequence of finite
+    numbers >= 2 (steps; 2 is the shortest period a per-step schedule can hold), else raise
+    ``TypeError`` (not a sequence of numbers) or ``ValueError`` (empty, or a period out of range)."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist() if value.dim() == 1 else value
+    if (isinstance(value, (str, bytes, set, frozenset, dict)) or not isinstance(value, Iterable)
+            or isinstance(value, torch.Tensor)):  # a tensor here is not 1-D
+        raise TypeError(f"rhythm_periods must be a sequence of numbers >= 2 (periods in steps); got {value!r} "
+                        f"of type {type(value).__name__}")
+    periods = list(value)
+    bad = [p for p in periods if not _is_real(p)]
+    if bad:
+        raise TypeError(f"rhythm_periods must hold numbers (periods in steps); got {bad[0]!r} of type "
+                        f"{type(bad[0]).__name__} in {periods!r}")
+    if not periods:
+        raise ValueError("rhythm_periods must hold at least one period; got an empty sequence")
+    out = tuple(float(p) for p in periods)
+    wrong = [p for p in out if not (2.0 <= p < math.inf)]  # NaN fails too
+    if wrong:
+        raise ValueError(f"rhythm_periods must be finite numbers >= 2 (steps; a period below 2 steps aliases "
+                         f"onto a longer one); got {wrong[0]} in {list(out)}")
+    return out
+
+
+def check_rhythm(update_gate: object, frequencies: object, max_period: object, periods: object,
+                 learn_periods: object) -> tuple:
+    """The layer's rhythm options checked: ``(rhythm_frequencies, rhythm_max_period, rhythm_periods)``,
+    the periods a tuple of floats or None; the first two are checked only for a rhythm gate without
+    explicit periods (which replace them), ``rhythm_periods`` needs ``update_gate="rhythm"``."""
+    if not isinstance(learn_periods, bool):
+        raise TypeError(f"rhythm_learn_periods must be a bool; got {learn_periods!r}")
+    if periods is not None:
+        if update_gate != "rhythm":
+            raise ValueError(f"rhythm_periods needs update_gate='rhythm'; got update_gate={update_gate!r}")
+        return frequencies, max_period, check_periods(periods)
+    if update_gate == "rhythm":
+        return check_positive_int("rhythm_frequencies", frequencies), check_max_period(max_period), None
+    return frequencies, max_period, None
+
+
 def check_float_dtype(dtype: object) -> None:
     """Raise unless ``dtype`` is None or a floating-point ``torch.dtype``."""
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):

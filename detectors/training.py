@@ -4,7 +4,8 @@ Each optimisation step draws ``batch_size`` windows of ``window`` consecutive
 normalised observations (truncated back-propagation through time), runs the
 layer from the zero state, and scores the forecasts of steps after the first
 ``burn_in`` rows, so the model learns to forecast from a state that has seen
-some history — as it always has when streaming. The loss adds the layer's
+some history — as it always has when streaming. Under the rhythm gate a window
+starts at its own row's time index, the clock it has when the series streams. The loss adds the layer's
 ``aux_loss()`` (update-rate target, router balance). Gradients are clipped to
 norm 1.
 """
@@ -20,6 +21,16 @@ def training_windows(u: torch.Tensor, starts: torch.Tensor, window: int) -> torc
     """Windows ``u[s : s + window]`` for each start, time-major: ``(window, len(starts), d)``."""
     offsets = torch.arange(window).unsqueeze(1) + starts.unsqueeze(0)
     return u[offsets.to(u.device)]
+
+
+def window_state(model: GaussianForecaster, starts: torch.Tensor, u: torch.Tensor) -> torch.Tensor | None:
+    """The state each training window starts from: zeros, and for the rhythm gate the time index of
+    the window's first row (its row in the series), so the rhythm is trained on the series' clock
+    as it streams (a stream's time index is its row from the series' start). None: zeros."""
+    layer = model.layer
+    if layer.update_gate != "rhythm":
+        return None
+    return layer.initial_state(len(starts), time=starts.to(u.device))
 
 
 def train_forecaster(model: GaussianForecaster, u: torch.Tensor, *, window: int, burn_in: int, batch_size: int,
@@ -68,7 +79,7 @@ def train_forecaster(model: GaussianForecaster, u: torch.Tensor, *, window: int,
         for step in bar:
             starts = torch.randint(0, n - window + 1, (batch_size,), generator=gen)
             batch = training_windows(u, starts, window)
-            mean, var, _ = model(batch)
+            mean, var, _ = model(batch, window_state(model, starts, u))
             loss = gaussian_nll(batch[burn_in + 1:], mean[burn_in:-1], var[burn_in:-1])
             total = loss + model.layer.aux_loss()
             optimizer.zero_grad(set_to_none=True)

@@ -9,7 +9,7 @@ from .baselines import NABStreamDetector, check_series
 from ..checks import check_int, check_number, check_seed, check_weight
 from ..stream.likelihood import AnomalyLikelihood
 from ..stream.novelty import WindowNovelty
-from ..stream.seasonal import SeasonalSurprise, rows_per_season
+from ..stream.seasonal import SeasonalSurprise, rows_per_season, season_periods
 from ..selective_update import SelectiveUpdateDetector
 from ..stream.online import OnlineLearning
 from ..window_surprise import check_windows
@@ -81,6 +81,17 @@ class SelectiveUpdateNAB(NABStreamDetector):
         Suppression period as a multiple of the probationary length; None
         turns suppression off (the default: the likelihood's red-zone filter
         already reports a sustained anomaly once).
+    rhythm_seasons : sequence of Timedelta-likes, optional
+        Rhythm neurons at the series' seasons (needs ``update_gate="rhythm"``): per file the
+        rhythm's periods are these seasons in rows, from the median step of the probationary
+        rows' timestamps (:func:`~sparsernn.detectors.stream.seasonal.season_periods`), passed
+        as ``layer_options["rhythm_periods"]``; e.g. ``["1D", "7D"]``. The rhythm's time index
+        is the row from the file's start, in training (each window starts at its row) and
+        streaming, so the phase follows the clock as long as rows are evenly spaced (a gap
+        shifts it). A season may be longer than the probationary rows (the forecaster then
+        trains on part of a cycle); one shorter than 2 rows, or a file without timestamps,
+        raises ``ValueError``. Add ``layer_options={"rhythm_learn_periods": False}`` to keep
+        the periods through training. None (default): the layer's own periods.
     learn : dict, optional
         Online learning of the forecaster while each file streams: keyword arguments of
         :class:`~sparsernn.detectors.stream.online.OnlineLearning` (``{}``: its defaults),
@@ -98,7 +109,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
                  seasonal: bool = True, seasonal_period: int | None = None, suppression: float | None = None,
                  spatial_tolerance: float | None = SPATIAL_TOLERANCE, novelty: bool = True,
                  novelty_window: int = 8, novelty_blocks: int = 208, surprise_weight: float = 0.8,
-                 learn: dict | None = None, **detector_params) -> None:
+                 learn: dict | None = None, rhythm_seasons=None, **detector_params) -> None:
         if not isinstance(seasonal, bool):
             raise TypeError(f"seasonal must be a bool; got {seasonal!r}")
         if not isinstance(novelty, bool):
@@ -133,6 +144,15 @@ class SelectiveUpdateNAB(NABStreamDetector):
             raise TypeError(f"unknown settings {unknown}: neither SelectiveUpdateNAB's nor "
                             f"SelectiveUpdateDetector's (without seed, progress) keyword arguments")
         check_windows(detector_params.get("surprise_windows"))  # before any file runs
+        if rhythm_seasons is not None:
+            if detector_params.get("update_gate") != "rhythm":
+                raise ValueError(f"rhythm_seasons needs update_gate='rhythm'; got "
+                                 f"update_gate={detector_params.get('update_gate', 'event')!r}")
+            if "rhythm_periods" in (detector_params.get("layer_options") or {}):
+                raise ValueError("rhythm_seasons and layer_options['rhythm_periods'] both set the rhythm's periods; "
+                                 "give one")
+            season_periods(["2000-01-01", "2000-01-01 00:00:00.000000001"], rhythm_seasons)  # their form, now
+        self.rhythm_seasons = None if rhythm_seasons is None else list(rhythm_seasons)
         self.detector_params = {**NAB_DETECTOR_DEFAULTS, **detector_params}
 
     def pipeline(self, values: np.ndarray, probationary: int, timestamps=None):
@@ -153,7 +173,14 @@ class SelectiveUpdateNAB(NABStreamDetector):
                 if len(timestamps) != len(values):
                     raise ValueError(f"timestamps has {len(timestamps)} entries for {len(values)} values")
                 period = rows_per_season(timestamps[:probationary])
-        detector = SelectiveUpdateDetector(**{**self.detector_params, "progress": False, "seed": self.seed})
+        params = dict(self.detector_params)
+        if self.rhythm_seasons is not None:
+            if timestamps is None or len(timestamps) != len(values):
+                raise ValueError(f"rhythm_seasons needs the file's timestamps (one per value); got "
+                                 f"{None if timestamps is None else len(timestamps)} for {len(values)} values")
+            periods = season_periods(timestamps[:probationary], self.rhythm_seasons)
+            params["layer_options"] = {**(params.get("layer_options") or {}), "rhythm_periods": list(periods)}
+        detector = SelectiveUpdateDetector(**{**params, "progress": False, "seed": self.seed})
         detector.fit(values[:probationary])
         return self.chain(detector, probationary, period)
 

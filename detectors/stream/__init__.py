@@ -8,7 +8,8 @@ all :class:`StreamWrapper` subclasses) nest around it, and
 :func:`save_stream` / :func:`load_stream` write and read a whole chain.
 :class:`LikelihoodEstimator` / :func:`likelihood_scores` are the anomaly
 likelihood on its own (also used by the NAB baselines), and
-:func:`rows_per_season` the seasonal wrapper's period from timestamps.
+:func:`rows_per_season` the seasonal wrapper's period from timestamps (:func:`season_periods`: the
+rhythm gate's periods of a day, a week, ... in rows).
 :class:`RiverDetector` (needs the optional ``river``) is one stream as a river
 ``AnomalyDetector``; it is imported on first use, so the package works without river.
 """
@@ -17,14 +18,14 @@ from .novelty import WindowNovelty
 from .online import OnlineLearning
 from .persistence import CorruptSaveError, load_stream, save_stream
 from .scorer import StreamScorer
-from .seasonal import SeasonalSurprise, rows_per_season
+from .seasonal import SeasonalSurprise, rows_per_season, season_periods
 from .spatial import SpatialAnomaly
 from .suppression import PeakSuppression
 from .wrappers import StreamWrapper
 
 __all__ = ["StreamScorer", "OnlineLearning", "StreamWrapper", "AnomalyLikelihood", "SeasonalSurprise", "WindowNovelty",
            "SpatialAnomaly", "PeakSuppression", "save_stream", "load_stream", "CorruptSaveError",
-           "LikelihoodEstimator", "likelihood_scores", "rows_per_season"]
+           "LikelihoodEstimator", "likelihood_scores", "rows_per_season", "season_periods"]
 
 
 def __getattr__(name: str):

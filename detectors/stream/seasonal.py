@@ -41,15 +41,48 @@ RESIDUAL_LIMIT = 1e150
 """Bound of a residual ``x_t - x_{t-P}`` (raw units), so that its square and the variance stay finite."""
 
 
-def rows_per_season(timestamps, season="1D") -> int:
-    """Rows per ``season`` (a Timedelta-like) from the median step of ``timestamps`` (n >= 2,)."""
+def median_step_ns(timestamps) -> float:
+    """The median step of ``timestamps`` (n >= 2, increasing on the median), in nanoseconds."""
     stamps = np.asarray(pd.DatetimeIndex(timestamps).as_unit("ns").asi8, dtype=np.int64)
     if len(stamps) < 2:
         raise ValueError(f"timestamps must hold at least 2 timestamps to find a period; got {len(stamps)}")
     step = float(np.median(np.diff(stamps)))
     if not step > 0:
         raise ValueError(f"timestamps must increase (median step {step} ns) to find a period")
-    return max(1, int(round(pd.Timedelta(season).value / step)))
+    return step
+
+
+def rows_per_season(timestamps, season="1D") -> int:
+    """Rows per ``season`` (a Timedelta-like) from the median step of ``timestamps`` (n >= 2,)."""
+    return max(1, int(round(pd.Timedelta(season).value / median_step_ns(timestamps))))
+
+
+def season_periods(timestamps, seasons=("1D", "7D")) -> tuple[float, ...]:
+    """Rows per season for each of ``seasons`` (Timedelta-likes), from the median step of
+    ``timestamps`` (n >= 2,), not rounded: the periods of rhythm neurons on the series' clock
+    (``SparseRecurrent(rhythm_periods=...)``; ``SelectiveUpdateNAB(rhythm_seasons=...)``).
+
+    Raises ``ValueError`` for a season shorter than 2 rows (a rhythm cannot hold it) and for
+    timestamps that give no step; a season longer than the timestamps is allowed (its phase still
+    follows the row index)."""
+    if isinstance(seasons, (str, bytes)) or not hasattr(seasons, "__iter__"):
+        raise TypeError(f"seasons must be a sequence of Timedelta-likes ('1D', '7D', ...); got {seasons!r}")
+    seasons = list(seasons)
+    if not seasons:
+        raise ValueError("seasons must name at least one season ('1D', '7D', ...); got none")
+    step = median_step_ns(timestamps)
+    periods = []
+    for season in seasons:
+        try:
+            length = pd.Timedelta(season).value
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"seasons must be Timedelta-likes ('1D', '12h', '7D', ...); got {season!r}") from error
+        rows = length / step
+        if not rows >= 2:
+            raise ValueError(f"season {season!r} is {rows:g} rows at the series' median step of "
+                             f"{pd.Timedelta(step, 'ns')}; a rhythm needs a period of at least 2 rows")
+        periods.append(float(rows))
+    return tuple(periods)
 
 
 class SeasonalSurprise(StreamWrapper):
