@@ -41,6 +41,11 @@ VARIANTS: dict[str, Variant] = {
     "stock-lstm": Variant("recurrent", "MlpLstmPolicy"),
     "ppo-mlp": Variant("ppo", "MlpPolicy"),
     "lstm": Variant("sparse", _SPARSE, {"cell": "lstm"}),
+    # PendulumNoVel (docs/rl_parity.md): the LSTM's two initialisations named, since "lstm" changed
+    # default: "stockinit" starts from the nn.LSTM weights that sb3-contrib draws at the same seed
+    # (the default since then), "layerinit" from the layer's own draw (the default before).
+    "lstm-stockinit": Variant("sparse", _SPARSE, {"cell": "lstm", "recurrent_init": "stock"}),
+    "lstm-layerinit": Variant("sparse", _SPARSE, {"cell": "lstm", "recurrent_init": "layer"}),
     "gru": Variant("sparse", _SPARSE, {"cell": "gru"}),
     "gru-core": Variant("sparse", _SPARSE, {"cell": "gru", "backend": "reference"}),
     "gru-d0.1": Variant("sparse", _SPARSE, {"cell": "gru", "density_ih": 0.1, "density_hh": 0.1}),
@@ -86,6 +91,9 @@ VARIANTS: dict[str, Variant] = {
     # x = 0, so a = b + w * h: a neuron closed after the cue stays closed, its state exact, until the query.
     "gru-event-r0.3": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "initial_update_rate": 0.3}),
     "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
+    # The converse control (PendulumNoVel, docs/rl_parity.md): our LSTM policy in sb3-contrib's own
+    # RecurrentPPO loop (its buffer: episode-split, padded, randomly rotated minibatches; its Adam).
+    "lstm-stock-ppo": Variant("recurrent", _SPARSE, {"cell": "lstm"}),
 }
 
 #: Config options that only recurrent policies take (dropped for feed-forward PPO).
