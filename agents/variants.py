@@ -91,9 +91,10 @@ VARIANTS: dict[str, Variant] = {
     # x = 0, so a = b + w * h: a neuron closed after the cue stays closed, its state exact, until the query.
     "gru-event-r0.3": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "initial_update_rate": 0.3}),
     "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
-    # The converse control (PendulumNoVel, docs/rl_parity.md): our LSTM policy in sb3-contrib's own
-    # RecurrentPPO loop (its buffer: episode-split, padded, randomly rotated minibatches; its Adam).
-    "lstm-stock-ppo": Variant("recurrent", _SPARSE, {"cell": "lstm"}),
+    # The converse control (PendulumNoVel, docs/rl_parity.md): our LSTM policy, initialised as "lstm" was
+    # when the gap was measured (the layer's own draw), in sb3-contrib's own RecurrentPPO loop (its buffer:
+    # episode-split, padded, randomly rotated minibatches in order).
+    "lstm-stock-ppo": Variant("recurrent", _SPARSE, {"cell": "lstm", "recurrent_init": "layer"}),
 }
 
 #: Config options that only recurrent policies take (dropped for feed-forward PPO).
