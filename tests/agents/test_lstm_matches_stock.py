@@ -3,7 +3,8 @@
 Given the same weights, ``SparseRecurrentPolicy(cell="lstm")`` acts, values and learns exactly as
 ``MlpLstmPolicy`` does on a continuous-action task with gSDE and ``VecNormalize``: the same rollout
 (actions, values, log-probabilities, bootstrapped rewards of truncated episodes, recorded ``(h, c)``
-states) and the same gradient of every parameter on a chunk that crosses an episode start. Its LSTM
+states), the same gradient of every parameter on a chunk that crosses an episode start, and the same
+deterministic evaluation. Its LSTM
 weights start, by default, from exactly the weights stock draws at the same seed; drawn by the layer
 (``recurrent_init="layer"``), from ``nn.LSTM``'s distribution. The update itself is pinned by
 test_sequence_buffer.py.
@@ -17,7 +18,7 @@ from torch import nn
 
 from sparsernn.agents import SparseRecurrentPPO
 from sparsernn.agents.ppo import StockRecurrentPPO
-from sparsernn.agents.training import make_env
+from sparsernn.agents.training import evaluate, make_env
 from sparsernn.core import SparseRecurrent
 
 HIDDEN, N_ENVS, N_STEPS = 16, 2, 256  # Pendulum's episodes are 200 steps: one episode start inside each column
@@ -111,6 +112,11 @@ def test_same_weights_same_rollout_and_gradients_as_mlp_lstm_policy_with_gsde():
         reference = grads["stock"][_stock_name(name)]
         error = (grad - reference).norm() / reference.norm().clamp_min(1e-12)
         assert error < 1e-4, f"grad {name}: relative difference {error:.2e}"
+
+    # Deterministic evaluation (predict: gSDE's mean action, the (h, c) carried between steps).
+    returns = [evaluate(model, "sparsernn/PendulumNoVel-v1", n_episodes=1, vec_normalize=stock.env, seed=7).returns
+               for model in (stock, ours)]
+    np.testing.assert_allclose(returns[1], returns[0], rtol=1e-5)
 
 
 @pytest.mark.parametrize("hidden", [16, 64])
