@@ -95,6 +95,9 @@ VARIANTS: dict[str, Variant] = {
     # when the gap was measured (the layer's own draw), in sb3-contrib's own RecurrentPPO loop (its buffer:
     # episode-split, padded, randomly rotated minibatches in order).
     "lstm-stock-ppo": Variant("recurrent", _SPARSE, {"cell": "lstm", "recurrent_init": "layer"}),
+    # ... and from stock's own initial weights: at the same seed this is stock's run but for float rounding
+    # (our LSTM kernel, fused Adam), which the closed loop amplifies into a different trajectory.
+    "lstm-stockinit-stock-ppo": Variant("recurrent", _SPARSE, {"cell": "lstm", "recurrent_init": "stock"}),
 }
 
 #: Config options that only recurrent policies take (dropped for feed-forward PPO).
