@@ -48,7 +48,11 @@ class FolderlessLogging:
 
 
 class StockRecurrentPPO(FolderlessLogging, RecurrentPPO):
-    """sb3-contrib's ``RecurrentPPO``, unchanged but for :class:`FolderlessLogging`."""
+    """sb3-contrib's ``RecurrentPPO``, unchanged but for :class:`FolderlessLogging` (and the policy alias
+    ``"SparseRecurrentPolicy"``, so that a variant can run our policy in upstream's training loop)."""
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        **RecurrentPPO.policy_aliases, "SparseRecurrentPolicy": SparseRecurrentPolicy}
 
 
 class StockPPO(FolderlessLogging, PPO):

@@ -41,6 +41,11 @@ VARIANTS: dict[str, Variant] = {
     "stock-lstm": Variant("recurrent", "MlpLstmPolicy"),
     "ppo-mlp": Variant("ppo", "MlpPolicy"),
     "lstm": Variant("sparse", _SPARSE, {"cell": "lstm"}),
+    # PendulumNoVel (docs/rl_parity.md): the LSTM's two initialisations named, since "lstm" changed
+    # default: "stockinit" starts from the nn.LSTM weights that sb3-contrib draws at the same seed
+    # (the default since then), "layerinit" from the layer's own draw (the default before).
+    "lstm-stockinit": Variant("sparse", _SPARSE, {"cell": "lstm", "recurrent_init": "stock"}),
+    "lstm-layerinit": Variant("sparse", _SPARSE, {"cell": "lstm", "recurrent_init": "layer"}),
     "gru": Variant("sparse", _SPARSE, {"cell": "gru"}),
     "gru-core": Variant("sparse", _SPARSE, {"cell": "gru", "backend": "reference"}),
     "gru-d0.1": Variant("sparse", _SPARSE, {"cell": "gru", "density_ih": 0.1, "density_hh": 0.1}),
@@ -86,6 +91,13 @@ VARIANTS: dict[str, Variant] = {
     # x = 0, so a = b + w * h: a neuron closed after the cue stays closed, its state exact, until the query.
     "gru-event-r0.3": Variant("sparse", _SPARSE, {"cell": "gru", "update_gate": "event", "initial_update_rate": 0.3}),
     "stock-policy-sparse-ppo": Variant("sparse", "MlpLstmPolicy"),
+    # The converse control (PendulumNoVel, docs/rl_parity.md): our LSTM policy, initialised as "lstm" was
+    # when the gap was measured (the layer's own draw), in sb3-contrib's own RecurrentPPO loop (its buffer:
+    # episode-split, padded, randomly rotated minibatches in order).
+    "lstm-stock-ppo": Variant("recurrent", _SPARSE, {"cell": "lstm", "recurrent_init": "layer"}),
+    # ... and from stock's own initial weights: at the same seed this is stock's run but for float rounding
+    # (our LSTM kernel, fused Adam), which the closed loop amplifies into a different trajectory.
+    "lstm-stockinit-stock-ppo": Variant("recurrent", _SPARSE, {"cell": "lstm", "recurrent_init": "stock"}),
 }
 
 #: Config options that only recurrent policies take (dropped for feed-forward PPO).

@@ -64,6 +64,16 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
     seed : int, optional
         Seeds the actor layer's masks and weights (the critic's uses
         ``seed + 1``). ``None`` draws from torch's generator, which SB3 seeds.
+    recurrent_init : {"auto", "stock", "layer"}
+        Where the recurrent weights start. ``"stock"``: the weights of the
+        ``nn.LSTM`` that sb3-contrib's ``MlpLstmPolicy`` draws at this point of
+        torch's generator (the parent class builds it; they are copied), so that
+        at the same SB3 ``seed`` our policy starts from exactly stock's weights and
+        torch's generator is left where stock's is; only a dense, unrouted, ungated
+        LSTM layer without ``seed`` can take them. ``"layer"``: the layer draws its
+        own from its ``seed`` (the same distribution, U(-1/sqrt(H), 1/sqrt(H)),
+        other values). ``"auto"`` (default): ``"stock"`` where it applies, else
+        ``"layer"``. See ``docs/rl_parity.md`` (PendulumNoVel).
     kernel : {"fused", "core"}, optional
         Deprecated (models saved before ``backend`` was the one word store it):
         ``"fused"`` becomes ``backend="fused"`` (what it ran), ``"core"`` keeps
@@ -91,7 +101,7 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
                  hidden_size: int | None = 64, param_budget: int | None = None,
                  hidden_proportion: float | None = None, seed: int | None = None, kernel: str | None = None,
                  lstm_hidden_size: int | None = None, n_lstm_layers: int = 1,
-                 lstm_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 lstm_kwargs: dict[str, Any] | None = None, recurrent_init: str = "auto", **kwargs: Any) -> None:
         if lstm_hidden_size is not None:
             if hidden_size not in (None, 64, lstm_hidden_size):
                 raise ValueError(f"hidden_size={hidden_size} and lstm_hidden_size={lstm_hidden_size} disagree; "
@@ -114,12 +124,16 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
             input_size or 1, hidden_size, param_budget, hidden_proportion, layer_options)
         self.hidden_size = hidden_size
         self.param_budget, self.hidden_proportion, self.seed = param_budget, hidden_proportion, seed
+        self.recurrent_init = recurrent_init
+        stock_init = self._stock_init(recurrent_init, seed, self.layer_kwargs)
         super().__init__(observation_space, action_space, lr_schedule, lstm_hidden_size=hidden_size,
                          n_lstm_layers=1, **kwargs)
-        # Replace the nn.LSTMs built by the parent with the sparse core.
-        self.lstm_actor = self._make_core(seed)
+        # Replace the nn.LSTMs built by the parent with the sparse core (starting from their weights
+        # under recurrent_init="stock").
+        self.lstm_actor = self._make_core(seed, self.lstm_actor if stock_init else None)
         if self.lstm_critic is not None:
-            self.lstm_critic = self._make_core(None if seed is None else seed + 1)
+            self.lstm_critic = self._make_core(None if seed is None else seed + 1,
+                                               self.lstm_critic if stock_init else None)
         self.lstm_hidden_state_shape = (1, 1, self.lstm_actor.hidden_size)
         if self.optimizer_class in (torch.optim.Adam, torch.optim.AdamW) and \
                 not {"fused", "foreach"} & set(self.optimizer_kwargs):
@@ -136,10 +150,30 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
         extractor = extractor_class(observation_space, **(kwargs.get("features_extractor_kwargs") or {}))
         return int(extractor.features_dim)
 
-    def _make_core(self, seed: int | None) -> RecurrentCore:
+    @staticmethod
+    def _stock_init(recurrent_init: str, seed: int | None, layer_kwargs: dict[str, Any]) -> bool:
+        """Whether the layers start from the parent's ``nn.LSTM`` weights (``recurrent_init``)."""
+        if recurrent_init not in ("auto", "stock", "layer"):
+            raise ValueError(f"recurrent_init must be 'auto', 'stock' or 'layer'; got {recurrent_init!r}")
+        unlike_stock = {key: layer_kwargs[key] for key, default in
+                        (("cell", "lstm"), ("density_ih", 1.0), ("density_hh", 1.0), ("router_keep", None),
+                         ("update_gate", None)) if layer_kwargs[key] != default}
+        if seed is not None:
+            unlike_stock["seed"] = seed
+        if recurrent_init == "stock" and unlike_stock:
+            raise ValueError(f"recurrent_init='stock' copies sb3-contrib's nn.LSTM weights, which only a dense, "
+                             f"unrouted, ungated LSTM layer without its own seed can take; got {unlike_stock}")
+        return recurrent_init == "stock" or (recurrent_init == "auto" and not unlike_stock)
+
+    def _make_core(self, seed: int | None, stock: nn.LSTM | None = None) -> RecurrentCore:
         kwargs = {**self.layer_kwargs, "router_keep": policy_router_keep(self.layer_kwargs["router_keep"],
                                                                          self.features_dim, self.hidden_size)}
-        layer = SparseRecurrent(self.features_dim, self.hidden_size, seed=seed, **kwargs)
+        if stock is None:
+            layer = SparseRecurrent(self.features_dim, self.hidden_size, seed=seed, **kwargs)
+        else:  # dense: the layer's seed draws nothing that stays (all-True masks), so a fixed one keeps
+            # torch's generator untouched, where stock's construction leaves it
+            kwargs.pop("cell")
+            layer = SparseRecurrent.from_torch(stock, seed=0, **kwargs)
         return RecurrentCore(layer)
 
     @staticmethod
@@ -239,7 +273,8 @@ class SparseRecurrentPolicy(RecurrentActorCriticPolicy):
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
         data.update(hidden_size=self.hidden_size, param_budget=self.param_budget,
-                    hidden_proportion=self.hidden_proportion, seed=self.seed, shared_lstm=self.shared_lstm,
+                    hidden_proportion=self.hidden_proportion, seed=self.seed, recurrent_init=self.recurrent_init,
+                    shared_lstm=self.shared_lstm,
                     enable_critic_lstm=self.enable_critic_lstm)
         if self.param_budget is not None:  # the budget re-solves the densities
             data.update({k: v for k, v in self.layer_kwargs.items() if not k.startswith("density")})

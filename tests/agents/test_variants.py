@@ -24,7 +24,8 @@ def test_every_name_either_script_offered_is_in_the_table():
         f"gru-event-r0.3-{mode}{suffix}" for mode in ("setpoint", "ceiling") for suffix in ("", "-open0.25")}
     assert set(VARIANTS) == {"stock-lstm", "ppo-mlp", "lstm", "gru", "gru-core", "gru-d0.1", "gru-router0.1",
                              "gru-event", "gru-event0.5", "gru-rhythm0.5", "gru-event0.1", "gru-rhythm0.1",
-                             "gru-event-r0.3", "stock-policy-sparse-ppo"} | issue12 | issue13
+                             "gru-event-r0.3", "stock-policy-sparse-ppo"} | issue12 | issue13 | {
+                                 "lstm-stockinit", "lstm-layerinit", "lstm-stock-ppo", "lstm-stockinit-stock-ppo"}
 
 
 def test_policy_kwargs_follow_the_variants_policy():
