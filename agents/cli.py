@@ -52,10 +52,18 @@ def seed(text: str) -> int:
 def layer_flag(option: LayerOption) -> tuple[str, str, Callable[[str], Any], str]:
     """``(flag, key, type, help)`` of one layer option, from the layer itself: every whole-number
     option of the layer is positive (``count(1)``); options that name something take their choices."""
-    kind: Callable[[str], Any] = count(1) if option.kind is int else option.kind
+    kind: Callable[[str], Any] = count(1) if option.kind is int else boolean if option.kind is bool else option.kind
     if option.choices is not None:
         kind = choice([value for value in option.choices if value is not None])
     return f"--{option.name.replace('_', '-')}", option.name, kind, option.help.replace("%", "%%")
+
+
+def boolean(text: str) -> bool:
+    """An argparse type: ``true`` / ``false`` (any case; also ``1`` / ``0``)."""
+    value = {"true": True, "1": True, "false": False, "0": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false; got {text!r}")
+    return value
 
 
 def choice(allowed: list[str]) -> Callable[[str], str]:
@@ -77,6 +85,8 @@ POLICY_FLAGS = (
 )
 LAYER_FLAGS = POLICY_FLAGS + tuple(layer_flag(option) for option in layer_options().values()
                                    if option.name != "router_keep")
+SEQUENCE_OPTIONS = frozenset(option.name for option in layer_options().values() if option.sequence)
+"""Layer options that take several values (``--rhythm-periods 288 2016``)."""
 PPO_FLAGS = (
     ("--n-steps", "n_steps", count(1), "rollout steps per env"),
     ("--batch-size", "batch_size", count(1), "minibatch size"),
@@ -107,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     for group, flags in (("recurrent layer", LAYER_FLAGS), ("PPO", PPO_FLAGS)):
         options = tr.add_argument_group(group)
         for flag, key, kind, help_text in flags:
-            options.add_argument(flag, dest=key, type=kind, help=help_text)
+            options.add_argument(flag, dest=key, type=kind, help=help_text,
+                                 nargs="+" if key in SEQUENCE_OPTIONS else None)
     tr.add_argument("--total-timesteps", type=count(1), help="steps to train (with --resume: steps added)")
     tr.add_argument("--n-envs", type=count(1))
     tr.add_argument("--seed", type=seed)

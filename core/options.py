@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import types
 import typing
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,7 +42,7 @@ class LayerOption:
     default : object
         Its default in the layer's signature.
     kind : type
-        ``int``, ``float`` or ``str``: the type of one value (``router_keep``,
+        ``bool``, ``int``, ``float`` or ``str``: the type of one value (``router_keep``,
         a fraction or a pair of fractions, is ``float``).
     optional : bool
         Whether ``None`` is allowed.
@@ -50,6 +51,8 @@ class LayerOption:
         them where it is allowed).
     help : str
         The option's entry in the layer's docstring: its type line and first sentence.
+    sequence : bool
+        Whether the option takes a sequence of ``kind`` values (``rhythm_periods``) rather than one.
     """
 
     name: str
@@ -58,6 +61,7 @@ class LayerOption:
     optional: bool
     choices: tuple[Any, ...] | None
     help: str
+    sequence: bool = False
 
 
 def _docstring_entries(doc: str) -> dict[str, str]:
@@ -78,14 +82,20 @@ def _docstring_entries(doc: str) -> dict[str, str]:
     return entries
 
 
-def _kind(name: str, hint: Any) -> tuple[type, bool]:
-    """The scalar type and whether ``None`` is allowed, from a type hint such as ``float | None``."""
-    args = typing.get_args(hint) or (hint,)
+def _kind(name: str, hint: Any) -> tuple[type, bool, bool]:
+    """The scalar type, whether ``None`` is allowed and whether the option is a sequence of that type only,
+    from a type hint such as ``float | None``, ``bool`` or ``tuple[float, ...] | None``."""
+    args = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     optional = type(None) in args
+    scalars = [a for a in args if typing.get_origin(a) is None]
+    elements = [e for a in args if typing.get_origin(a) in (tuple, list) for e in typing.get_args(a) if e is not ...]
+    for kind in (bool, int, float, str):  # bool first: it is an int too
+        if kind in scalars:
+            return kind, optional, False
     for kind in (int, float, str):
-        if kind in args:
-            return kind, optional
-    raise TypeError(f"option {name!r} has an annotation {hint!r} that names no int, float or str")
+        if kind in elements:
+            return kind, optional, True
+    raise TypeError(f"option {name!r} has an annotation {hint!r} that names no bool, int, float or str")
 
 
 @lru_cache(maxsize=1)
@@ -105,8 +115,9 @@ def layer_options() -> dict[str, LayerOption]:
     for name, parameter in inspect.signature(SparseRecurrent.__init__).parameters.items():
         if name == "self" or name in NOT_OPTIONS:
             continue
-        kind, optional = _kind(name, hints[name])
-        options[name] = LayerOption(name, parameter.default, kind, optional, _CHOICES.get(name), helps.get(name, ""))
+        kind, optional, sequence = _kind(name, hints[name])
+        options[name] = LayerOption(name, parameter.default, kind, optional, _CHOICES.get(name), helps.get(name, ""),
+                                    sequence)
     return options
 
 

@@ -45,7 +45,8 @@ def test_every_layer_option_has_a_documented_kind_and_help():
     options = layer_options()
     assert list(options) == list(signature_defaults())
     for option in options.values():
-        assert option.kind in (int, float, str) and option.help, option
+        assert option.kind in (bool, int, float, str) and option.help, option
+        assert option.sequence == (option.name == "rhythm_periods"), option
         assert option.default is None or isinstance(option.default, option.kind), option
         if option.choices is not None:
             assert option.default in option.choices, option
