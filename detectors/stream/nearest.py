@@ -68,19 +68,9 @@ RELATIVE = 1e-9
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _bank_distance(bank, r, slot, embedding):
-    """:func:`_distance` to the bank's slot."""
-    total = 0.0
-    for f in range(len(embedding)):
-        diff = np.float64(bank[r, slot, f]) - embedding[f]
-        total += diff * diff
-    return total
-
-
-@njit(cache=True, nogil=True, inline="always")
 def _distance(emb, r, at, embedding):
-    """The squared distance of the embedding (float64) to the stored one of entry ``at`` (float32: the
-    bank's values), summed over the features in order."""
+    """The squared distance of the embedding (float64) to the stored one at ``emb[r, at]`` (float32: the
+    bank's or the index's values), summed over the features in order."""
     total = 0.0
     for f in range(len(embedding)):
         diff = np.float64(emb[r, at, f]) - embedding[f]
@@ -161,7 +151,7 @@ def _search(r, now, cnt, embedding, key, means, sizes, top, bank, bank_rows, exc
     for number in range(last[r] - 1, last[r] + 2):  # the previous row's nearest and the stores either
         # side of it (the windows a block earlier and later), if neighbours: a first upper bound
         if number >= 0 and number >= oldest and number < cnt and bank_rows[r, number % memory] <= latest:
-            d = _bank_distance(bank, r, number % memory, embedding)  # (NaN: found below)
+            d = _distance(bank, r, number % memory, embedding)  # (NaN: found below)
             if d < best:
                 best, nearest = d, number
     # the unsorted entries
