@@ -58,6 +58,40 @@ def _dot(a, b, start, stop):
     return acc
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+def cell_rows(w, v, pre, k, cell, P, L, d):
+    """One open neuron's pre-activations into ``pre[:, k]``: its rows ``w (R, P)`` over ``v = [u, h, 1]``.
+
+    GRU: ``r``, ``z`` and the candidate's h-part over all of ``v``, its u-part over the ``d`` inputs and
+    the bias apart; LSTM: ``i, f, g, o``; Elman: one row."""
+    zero = np.float32(0.0)
+    if cell == 2:  # Elman: one row
+        a0 = zero
+        for i in range(P):
+            a0 += w[0, i] * v[i]
+        pre[0, k] = a0
+    elif cell == 0:  # GRU
+        a0 = a1 = a2 = zero
+        for i in range(P):
+            x = v[i]
+            a0 += w[0, i] * x
+            a1 += w[1, i] * x
+            a2 += w[2, i] * x
+        a3 = w[3, L - 1]
+        for i in range(d):
+            a3 += w[3, i] * v[i]
+        pre[0, k], pre[1, k], pre[2, k], pre[3, k] = a0, a1, a2, a3
+    else:  # LSTM
+        a0 = a1 = a2 = a3 = zero
+        for i in range(P):
+            x = v[i]
+            a0 += w[0, i] * x
+            a1 += w[1, i] * x
+            a2 += w[2, i] * x
+            a3 += w[3, i] * x
+        pre[0, k], pre[1, k], pre[2, k], pre[3, k] = a0, a1, a2, a3
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _sigmoid(x):
     return np.float32(1.0) / (np.float32(1.0) + np.exp(-x))
@@ -125,32 +159,7 @@ def advance_open(u, state, mean, var, rows, head, consts, cell, gate, idx, n_ope
     for i in range(L, P):
         v[i] = zero
     for k in range(n_open):
-        w = rows[idx[k]]
-        if cell == 2:  # Elman: one row
-            a0 = zero
-            for i in range(P):
-                a0 += w[0, i] * v[i]
-            pre[0, k] = a0
-        elif cell == 0:  # GRU: r, z, the candidate's h-part; its u-part (d columns and the bias) apart
-            a0 = a1 = a2 = zero
-            for i in range(P):
-                x = v[i]
-                a0 += w[0, i] * x
-                a1 += w[1, i] * x
-                a2 += w[2, i] * x
-            a3 = w[3, L - 1]
-            for i in range(d):
-                a3 += w[3, i] * v[i]
-            pre[0, k], pre[1, k], pre[2, k], pre[3, k] = a0, a1, a2, a3
-        else:  # LSTM: i, f, g, o
-            a0 = a1 = a2 = a3 = zero
-            for i in range(P):
-                x = v[i]
-                a0 += w[0, i] * x
-                a1 += w[1, i] * x
-                a2 += w[2, i] * x
-                a3 += w[3, i] * x
-            pre[0, k], pre[1, k], pre[2, k], pre[3, k] = a0, a1, a2, a3
+        cell_rows(rows[idx[k]], v, pre, k, cell, P, L, d)
     for k in range(n_open):
         j = idx[k]
         if cell == 0:  # GRU: h' = n + z (h - n), n = tanh(W_in u + b_in + r (W_hn h + b_hn))

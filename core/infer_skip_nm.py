@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .infer_skip import FASTMATH, _rhythm_schedule
+from .infer_skip import FASTMATH, _rhythm_schedule, cell_rows
 
 MIN_STREAMS = 32
 """:class:`~sparsernn.core.infer_numba.NumbaStepper` runs a gated layer's blocks of more streams than this
@@ -173,32 +173,7 @@ def run_block_nm(rows, gate_w, rhythm, head, consts, cell, gate, u, state, mean,
                 w = rows[j]
                 if wide:  # dot products over each stream's row of V (each element read once for all rows)
                     for q in range(n):
-                        v = V[idx[j, q]]
-                        if cell == 0:  # GRU: r, z, the candidate's h-part; its u-part (d columns and the bias)
-                            a0 = a1 = a2 = zero
-                            for i in range(P):
-                                x = v[i]
-                                a0 += w[0, i] * x
-                                a1 += w[1, i] * x
-                                a2 += w[2, i] * x
-                            a3 = w[3, L - 1]
-                            for i in range(d):
-                                a3 += w[3, i] * v[i]
-                            pre[0, q], pre[1, q], pre[2, q], pre[3, q] = a0, a1, a2, a3
-                        elif cell == 1:  # LSTM: i, f, g, o
-                            a0 = a1 = a2 = a3 = zero
-                            for i in range(P):
-                                x = v[i]
-                                a0 += w[0, i] * x
-                                a1 += w[1, i] * x
-                                a2 += w[2, i] * x
-                                a3 += w[3, i] * x
-                            pre[0, q], pre[1, q], pre[2, q], pre[3, q] = a0, a1, a2, a3
-                        else:  # Elman
-                            a0 = zero
-                            for i in range(P):
-                                a0 += w[0, i] * v[i]
-                            pre[0, q] = a0
+                        cell_rows(w, V[idx[j, q]], pre, q, cell, P, L, d)
                 else:  # narrow: [u; h] of those streams gathered into G's columns, products vectorised over them
                     for i in range(L - 1):
                         for q in range(n):
