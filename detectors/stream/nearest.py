@@ -68,6 +68,21 @@ RELATIVE = 1e-9
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _embed(local, now, window, block, out):
+    """The embedding ending at row ``now`` into ``out (window * C,)``: the means of ``window`` blocks of the
+    ring ``local (window * block, C)``, oldest first (the row after ``now`` is the oldest kept), rounded to
+    float32, the bank's precision."""
+    span, C = local.shape
+    for w in range(window):
+        first = now + 1 + w * block
+        for c in range(C):
+            total = local[first % span, c]
+            for k in range(1, block):
+                total += local[(first + k) % span, c]
+            out[w * C + c] = np.float32(total / block)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _distance(emb, r, at, embedding):
     """The squared distance of the embedding (float64) to the stored one at ``emb[r, at]`` (float32: the
     bank's or the index's values), summed over the features in order."""
@@ -215,13 +230,7 @@ def _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, bloc
         now = s0 + t
         for c in range(C):
             local[now % span, c] = scaled[t, b, c]
-        for w in range(window):
-            first = now + 1 + w * block  # oldest first: the row after ``now`` is the oldest kept
-            for c in range(C):
-                total = local[first % span, c]
-                for k in range(1, block):
-                    total += local[(first + k) % span, c]
-                embeddings[w * C + c, t] = np.float32(total / block)  # the bank's precision
+        _embed(local, now, window, block, embeddings[:, t])
         if learn and now + 1 >= span and (now + 1) % block == 0:
             stores[n_new] = t
             n_new += 1
@@ -322,13 +331,7 @@ def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, b
             if now + 1 < span:  # the window is not complete: no novelty, no store
                 out[t, b] = 0.0
                 continue
-            for w in range(window):
-                first = now + 1 + w * block  # oldest first: the row after ``now`` is the oldest kept
-                for c in range(C):
-                    total = local[first % span, c]
-                    for k in range(1, block):
-                        total += local[(first + k) % span, c]
-                    embedding[w * C + c] = np.float32(total / block)  # the bank's precision
+            _embed(local, now, window, block, embedding)
             key, top = _bounds(ranges, embedding, means)
             best = _search(r, now, cnt, embedding, key, means, sizes, top, bank, bank_rows, exclude, keys, groups,
                            emb, ids, size, nans, pending, absmax, last, bound)
