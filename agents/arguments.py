@@ -91,6 +91,8 @@ def check_train_arguments(call: dict[str, Any], algos: dict[str, Any]) -> dict[s
         policy_kwargs=_mapping("policy_kwargs", call["policy_kwargs"]), ppo_kwargs=ppo_kwargs,
         n_envs=as_count("n_envs", call["n_envs"], 1), seed=as_seed("seed", call["seed"]),
         env_kwargs=_mapping("env_kwargs", call["env_kwargs"]),
+        eval_env_kwargs=None if call["eval_env_kwargs"] is None else _mapping("eval_env_kwargs",
+                                                                              call["eval_env_kwargs"]),
         checkpoint_freq=as_count("checkpoint_freq", call["checkpoint_freq"], 0),
         eval_freq=as_count("eval_freq", call["eval_freq"], 0),
         eval_episodes=as_count("eval_episodes", call["eval_episodes"], 0),

@@ -6,6 +6,8 @@ Examples::
         --cell gru --density-hh 0.1 --seed 0 --tensorboard runs/ --save-dir runs/gru_d01
     python -m sparsernn.agents train --env CartPole-v1 --algo ppo --total-timesteps 50000
     python -m sparsernn.agents evaluate runs/gru_d01/model.zip --env sparsernn/CartPoleNoVel-v1
+    python -m sparsernn.agents train --config agents/configs/copy_recall_gap200_h128.yaml \
+        --eval-env-kwargs '{"gap": 5000}' --save-dir runs/copy200   # taught at gap 200, evaluated at 5000
     python -m sparsernn.agents train --config agents/configs/cartpole_novel.yaml \
         --resume runs/gru_d01/checkpoints/rl_model_50000_steps.zip --total-timesteps 50000 --save-dir runs/gru_d01b
     python -m sparsernn.agents sweep --config agents/configs/cartpole_novel.yaml --n-trials 20  # sweep_rl.py
@@ -48,6 +50,19 @@ def seed(text: str) -> int:
         return as_seed("seed", int(text))
     except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"expected a whole number in [0, 2**32); got {text!r}") from None
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """An argparse type: a JSON object such as ``'{"gap": 200}'`` (env keyword arguments)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"gap\": 200}}'; got {text!r} "
+                                         f"({error.msg})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"gap\": 200}}'; got {text!r}")
+    return value
+
 
 def layer_flag(option: LayerOption) -> tuple[str, str, Callable[[str], Any], str]:
     """``(flag, key, type, help)`` of one layer option, from the layer itself: every whole-number
@@ -122,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--total-timesteps", type=count(1), help="steps to train (with --resume: steps added)")
     tr.add_argument("--n-envs", type=count(1))
     tr.add_argument("--seed", type=seed)
+    tr.add_argument("--env-kwargs", type=json_object, help='gym.make keyword arguments, e.g. \'{"gap": 200}\'')
+    tr.add_argument("--eval-env-kwargs", type=json_object,
+                    help="keyword arguments of the evaluation envs where they differ from training's")
     tr.add_argument("--normalize", action=argparse.BooleanOptionalAction, help="VecNormalize the envs")
     tr.add_argument("--tensorboard", dest="tensorboard_log", help="TensorBoard log directory")
     tr.add_argument("--save-dir", help="where model.zip, model.vecnormalize.json and checkpoints go")
@@ -145,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "beside the model, if present). Pickles are never read.")
     ev.add_argument("--episodes", type=count(1), default=10)
     ev.add_argument("--seed", type=seed)
+    ev.add_argument("--env-kwargs", type=json_object, help='gym.make keyword arguments, e.g. \'{"gap": 5000}\'')
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     ev.add_argument("--threads", type=count(0), default=1)
     try:
@@ -174,7 +193,7 @@ def train_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs["policy_kwargs"], kwargs["ppo_kwargs"] = policy_kwargs, ppo_kwargs
     for key in ("env_id", "algo", "policy", "total_timesteps", "n_envs", "seed", "normalize", "tensorboard_log",
                 "save_dir", "checkpoint_freq", "eval_freq", "eval_episodes", "progress_bar", "device", "verbose",
-                "overwrite", "resume"):
+                "overwrite", "resume", "env_kwargs", "eval_env_kwargs"):
         if getattr(args, key) is not None:
             kwargs[key] = getattr(args, key)
     kwargs.setdefault("progress_bar", True)
@@ -217,9 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_model(args.model, args.algo)
         evaluation = evaluate(model, args.env_id, args.episodes, vec_normalize=stats,
-                              deterministic=not args.stochastic, seed=args.seed)
+                              deterministic=not args.stochastic, seed=args.seed, env_kwargs=args.env_kwargs)
     except (ValueError, FileNotFoundError) as error:  # a damaged file, a missing one, an env that does not fit
         raise SystemExit(f"{parser.prog} evaluate: error: {error}") from None
     print(json.dumps({"mean_return": evaluation.mean_return, "std_return": evaluation.std_return,
-                      "success_rate": evaluation.success_rate, "returns": evaluation.returns}))
+                      "success_rate": evaluation.success_rate, "returns": evaluation.returns,
+                      "lengths": evaluation.lengths}))
     return 0

@@ -50,7 +50,7 @@ SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 #: Top-level keys a configuration file may hold (the keyword arguments of ``train``).
 CONFIG_KEYS = ("env_id", "total_timesteps", "algo", "policy", "policy_kwargs", "ppo_kwargs", "n_envs",
                "normalize", "seed", "env_kwargs", "tensorboard_log", "save_dir", "checkpoint_freq",
-               "eval_freq", "eval_episodes", "progress_bar", "device", "verbose")
+               "eval_freq", "eval_episodes", "eval_env_kwargs", "progress_bar", "device", "verbose")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -50,8 +50,12 @@ def welch(variant: np.ndarray, reference: np.ndarray, level: float = 0.95) -> di
 
 
 def env_label(row: dict) -> str:
-    """The env a row ran on: its id and, when given, its keyword arguments (``"id gap=200"``)."""
-    return row["env_id"] + "".join(f" {k}={v}" for k, v in sorted((row.get("env_kwargs") or {}).items()))
+    """The env a row ran on: its id and, when given, its keyword arguments (``"id gap=200"``), and those
+    of its evaluation where they differ (``"id gap=200 eval gap=5000"``)."""
+    label = row["env_id"] + "".join(f" {k}={v}" for k, v in sorted((row.get("env_kwargs") or {}).items()))
+    if row.get("eval_env_kwargs"):
+        label += " eval" + "".join(f" {k}={v}" for k, v in sorted(row["eval_env_kwargs"].items()))
+    return label
 
 
 def parity_rows(rows: Iterable[dict], reference: str = "stock-lstm", alpha: float = 0.05) -> list[dict]:

@@ -92,7 +92,8 @@ def train(env_id: str, total_timesteps: int = 100_000, *, algo: str = "sparse", 
           env_kwargs: dict[str, Any] | None = None, tensorboard_log: str | None = None,
           save_dir: str | os.PathLike | None = None, checkpoint_freq: int = 0, eval_freq: int = 0,
           eval_episodes: int = 10, progress_bar: bool = False, device: str = "auto", verbose: int = 0,
-          overwrite: bool = False, resume: str | os.PathLike | None = None) -> TrainResult:
+          overwrite: bool = False, resume: str | os.PathLike | None = None,
+          eval_env_kwargs: dict[str, Any] | None = None) -> TrainResult:
     """Train an agent on ``env_id`` and evaluate it.
 
     Parameters
@@ -137,6 +138,10 @@ def train(env_id: str, total_timesteps: int = 100_000, *, algo: str = "sparse", 
         optimiser, hyperparameters and step count (``num_timesteps``) continue, and
         so do its normalisation statistics (the JSON beside it). ``policy``,
         ``policy_kwargs`` and ``ppo_kwargs`` are then the saved model's.
+    eval_env_kwargs : dict, optional
+        ``gym.make`` keyword arguments of the evaluation envs (the final one and ``eval_freq``'s), where
+        they should differ from training's: e.g. teach copy/recall at ``{"gap": 200}`` and evaluate at
+        ``{"gap": 5000}``. Default: ``env_kwargs``. The spaces must be the same.
 
     All arguments are checked before any env or model is built.
 
@@ -147,6 +152,7 @@ def train(env_id: str, total_timesteps: int = 100_000, *, algo: str = "sparse", 
     args = check_train_arguments(dict(locals()), ALGOS)
     seed, n_envs, save_dir, resume = args["seed"], args["n_envs"], args["save_dir"], args["resume"]
     env_kwargs, eval_episodes = args["env_kwargs"], args["eval_episodes"]
+    eval_env_kwargs = env_kwargs if args["eval_env_kwargs"] is None else args["eval_env_kwargs"]
     if resume is None:
         env = make_env(env_id, n_envs, seed, env_kwargs, normalize)
         model = ALGOS[algo](policy or DEFAULT_POLICIES[algo], env,
@@ -165,7 +171,7 @@ def train(env_id: str, total_timesteps: int = 100_000, *, algo: str = "sparse", 
         callbacks.append(AtomicCheckpointCallback(max(args["checkpoint_freq"] // n_envs, 1),
                                                   str(save_dir / "checkpoints")))
     if args["eval_freq"]:
-        eval_env = make_env(env_id, 1, derived_seed(seed, 1000), env_kwargs, normalize or normalized)
+        eval_env = make_env(env_id, 1, derived_seed(seed, 1000), eval_env_kwargs, normalize or normalized)
         if isinstance(eval_env, VecNormalize):
             eval_env.training, eval_env.norm_reward = False, False
         eval_callback = MaskableEvalCallback if isinstance(model, MASKED_ALGOS) else EvalCallback
@@ -186,7 +192,7 @@ def train(env_id: str, total_timesteps: int = 100_000, *, algo: str = "sparse", 
     evaluation = None
     if eval_episodes:
         evaluation = evaluate(model, env_id, eval_episodes, vec_normalize=env if normalized else None,
-                              seed=derived_seed(seed, 2000), env_kwargs=env_kwargs)
+                              seed=derived_seed(seed, 2000), env_kwargs=eval_env_kwargs)
     return TrainResult(model, env, evaluation, model_path)
 
 

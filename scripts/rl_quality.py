@@ -59,14 +59,18 @@ def run(config: dict, variant: str, seed: int, steps: int | None, eval_episodes:
            "success_rate": evaluation.success_rate, "seconds": time.perf_counter() - start}
     if config.get("env_kwargs"):
         row["env_kwargs"] = config["env_kwargs"]
+    if config.get("eval_env_kwargs"):  # evaluated on another variant of the env (e.g. a longer gap)
+        row["eval_env_kwargs"] = config["eval_env_kwargs"]
     if resumed_steps:
         row["resumed_from_steps"] = resumed_steps  # "seconds" counts only the continuation
     return row
 
 
-def run_key(row: dict) -> tuple[str, str, str, int]:
-    """``(env_id, env_kwargs as JSON, variant, seed)``: what makes two rows the same run."""
-    return row["env_id"], json.dumps(row.get("env_kwargs") or {}, sort_keys=True), row["variant"], row["seed"]
+def run_key(row: dict) -> tuple[str, str, str, int, str]:
+    """``(env_id, env_kwargs as JSON, variant, seed, eval_env_kwargs as JSON)``: what makes two rows the same
+    run."""
+    return (row["env_id"], json.dumps(row.get("env_kwargs") or {}, sort_keys=True), row["variant"], row["seed"],
+            json.dumps(row.get("eval_env_kwargs") or {}, sort_keys=True))
 
 
 def run_name(config: dict, variant: str, seed: int) -> str:
@@ -75,7 +79,7 @@ def run_name(config: dict, variant: str, seed: int) -> str:
     return f"{config['env_id'].replace('/', '_')}{kwargs}-{variant}-s{seed}"
 
 
-def finished_runs(path: Path) -> set[tuple[str, str, str, int]]:
+def finished_runs(path: Path) -> set[tuple[str, str, str, int, str]]:
     """:func:`run_key` of the runs already in ``path``."""
     if not path.exists():
         return set()
@@ -88,6 +92,7 @@ def sweep(config: dict, variants: list[str], seeds: list[int], steps: int | None
     for variant in variants:
         for seed in seeds:
             row_key = run_key({"env_id": config["env_id"], "env_kwargs": config.get("env_kwargs"),
+                               "eval_env_kwargs": config.get("eval_env_kwargs"),
                                "variant": variant, "seed": seed})
             if row_key in finished_runs(out):  # re-read: sweeps may run in parallel
                 continue
@@ -134,6 +139,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--table", default=None, help="with --parity: write the comparison as Markdown here")
     parser.add_argument("--env-kwargs", type=json.loads, default=None,
                         help='JSON object replacing the config\'s env_kwargs, e.g. \'{"gap": 200}\'')
+    parser.add_argument("--eval-env-kwargs", type=json.loads, default=None,
+                        help="JSON object: evaluate on these env keyword arguments instead of training's, "
+                             'e.g. \'{"gap": 5000}\' after teaching at a short gap')
     parser.add_argument("--save-dir", default=None, help="save each run's model under this folder")
     parser.add_argument("--resume-dir", default=None,
                         help="continue each run from the model a previous --save-dir left in this folder; "
@@ -157,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     config = load_config(args.config)
     if args.env_kwargs is not None:
         config["env_kwargs"] = args.env_kwargs
+    if args.eval_env_kwargs is not None:
+        config["eval_env_kwargs"] = args.eval_env_kwargs
     sweep(config, args.variants, args.seeds, args.steps, args.eval_episodes, out,
           None if args.save_dir is None else Path(args.save_dir), args.verbose,
           None if args.resume_dir is None else Path(args.resume_dir))

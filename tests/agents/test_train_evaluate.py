@@ -48,6 +48,24 @@ class TestTrain:
         mean, _ = evaluate_policy(result.model, result.env, n_eval_episodes=2)
         assert result.evaluation is None and mean > 0
 
+    def test_evaluates_on_eval_env_kwargs(self):
+        # taught at gap 3 (episodes of 7 steps), evaluated at gap 9 (13 steps): the evaluation's env is the other one
+        result = train("sparsernn/CopyRecallLong-v0", 32, n_envs=2, seed=0, policy_kwargs=TINY_POLICY,
+                       ppo_kwargs=TINY_PPO, env_kwargs={"gap": 3}, eval_env_kwargs={"gap": 9}, eval_episodes=2)
+        assert result.evaluation.lengths == [13, 13]
+        assert result.env.get_attr("gap") == [3, 3]
+        default = train("sparsernn/CopyRecallLong-v0", 32, n_envs=2, seed=0, policy_kwargs=TINY_POLICY,
+                        ppo_kwargs=TINY_PPO, env_kwargs={"gap": 3}, eval_episodes=1)
+        assert default.evaluation.lengths == [7]
+
+    @pytest.mark.parametrize("kwargs, match", [
+        ({"eval_env_kwargs": [("gap", 3)]}, "eval_env_kwargs"),
+        ({"env_kwargs": "gap=3"}, "env_kwargs"),
+    ])
+    def test_bad_env_kwargs_fail_early(self, kwargs, match):
+        with pytest.raises(TypeError, match=match):
+            train("sparsernn/CopyRecallLong-v0", 32, **kwargs)
+
     @pytest.mark.parametrize("kwargs, match", [
         ({"algo": "dqn"}, "algo"),
         ({"checkpoint_freq": 10}, "save_dir"),
@@ -105,6 +123,24 @@ class TestCommandLine:
         assert main(["evaluate", str(save_dir / "model.zip"), "--env", "sparsernn/CartPoleNoVel-v1",
                      "--episodes", "2"]) == 0
         assert len(json.loads(capsys.readouterr().out)["returns"]) == 2
+
+    def test_env_kwargs_flags(self, tmp_path, capsys):
+        save_dir = tmp_path / "run"
+        status = main(["train", "--env", "sparsernn/CopyRecallLong-v0", "--hidden-size", "8", "--n-envs", "2",
+                       "--n-steps", "16", "--batch-size", "32", "--n-epochs", "1", "--total-timesteps", "32",
+                       "--env-kwargs", '{"gap": 3}', "--eval-env-kwargs", '{"gap": 9}', "--eval-episodes", "1",
+                       "--save-dir", str(save_dir), "--no-progress-bar"])
+        assert status == 0
+        capsys.readouterr()
+        assert main(["evaluate", str(save_dir / "model.zip"), "--env", "sparsernn/CopyRecallLong-v0",
+                     "--env-kwargs", '{"gap": 5}', "--episodes", "1"]) == 0
+        assert json.loads(capsys.readouterr().out)["lengths"] == [9]  # 2 symbols + gap 5 + 2 answers
+
+    @pytest.mark.parametrize("text", ['{"gap": 3', '[3]', 'gap=3'])
+    def test_bad_env_kwargs_flag_exits_naming_it(self, text, capsys):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", "--env", "sparsernn/CopyRecallLong-v0", "--env-kwargs", text])
+        assert exit_info.value.code == 2 and "--env-kwargs" in capsys.readouterr().err
 
     def test_module_entry_point(self):
         done = subprocess.run([sys.executable, "-m", "sparsernn.agents", "train", "--help"], capture_output=True,
