@@ -50,7 +50,9 @@ GRADIENT_LAYERS: dict[str, dict] = {
 }
 DELAYS = (10, 50, 200, 1000, 5000)
 DEFAULT_RESULTS = ("docs/results/issue13/cue_memory.jsonl", "docs/results/issue13/copy_recall.jsonl",
-                   "docs/rl_quality_memory.jsonl")
+                   "docs/rl_quality_memory.jsonl", "docs/results/issue13/copy_recall_gap200_8m.jsonl",
+                   "docs/results/issue13/copy_recall_gap200_8m_s2.jsonl",
+                   "docs/results/issue13/copy_recall_gap200_controls.jsonl")
 
 
 def commit() -> str:
@@ -170,28 +172,42 @@ def plot_trace(payload: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def gap_of(row: dict) -> int:
-    """The gap of an ``rl_quality`` row: its ``env_kwargs`` gap, else the registered id's."""
+REGISTERED_GAPS = {"sparsernn/CueMemory-v0": 50, "sparsernn/CueMemoryLong-v0": 1000, "sparsernn/CopyRecallLong-v0": 5000}
+
+
+def taught_gap(row: dict) -> int:
+    """The gap an ``rl_quality`` row trained at: its ``env_kwargs`` gap, else the registered id's."""
     gap = (row.get("env_kwargs") or {}).get("gap")
-    if gap is not None:
-        return int(gap)
-    return {"sparsernn/CueMemory-v0": 50, "sparsernn/CueMemoryLong-v0": 1000,
-            "sparsernn/CopyRecallLong-v0": 5000}.get(row["env_id"], -1)
+    return int(gap) if gap is not None else REGISTERED_GAPS.get(row["env_id"], -1)
+
+
+def gap_of(row: dict) -> int:
+    """The gap an ``rl_quality`` row's success was measured at: its ``eval_env_kwargs`` gap where it has
+    one (a policy taught at a shorter gap), else the gap it trained at."""
+    gap = (row.get("eval_env_kwargs") or {}).get("gap")
+    return int(gap) if gap is not None else taught_gap(row)
+
+
+def series_of(row: dict) -> str:
+    """The row's variant, and ``" (taught at gap G)"`` where it was evaluated at another gap."""
+    taught = taught_gap(row)
+    return row["variant"] if taught == gap_of(row) else f"{row['variant']} (taught at gap {taught})"
 
 
 def success_table(paths: list[Path]) -> dict:
-    """``{variant: {gap: [success per seed]}}`` from JSON lines (a repeated run counts once, the last)."""
+    """``{series: {gap: [success per seed]}}`` from JSON lines (a repeated run counts once, the last);
+    a series is a variant, or a variant taught at one gap and evaluated at another (:func:`series_of`)."""
     latest = {}
     for path in paths:
         for line in path.read_text().splitlines():
             if line.strip():
                 row = json.loads(line)
-                latest[(row["env_id"], gap_of(row), row["variant"], row["seed"])] = row
+                latest[(row["env_id"], gap_of(row), series_of(row), row["seed"])] = row
     table: dict = defaultdict(lambda: defaultdict(list))
-    for (_env, gap, variant, _seed), row in sorted(latest.items(), key=lambda item: item[0][1:]):
-        table[variant][gap].append({"seed": row["seed"], "success": row["success_rate"], "steps": row["steps"],
-                                    "seconds": row["seconds"]})
-    return {variant: {str(gap): runs for gap, runs in gaps.items()} for variant, gaps in table.items()}
+    for (_env, gap, series, _seed), row in sorted(latest.items(), key=lambda item: item[0][1:]):
+        table[series][gap].append({"seed": row["seed"], "success": row["success_rate"], "steps": row["steps"],
+                                   "seconds": row["seconds"]})
+    return {series: {str(gap): runs for gap, runs in gaps.items()} for series, gaps in table.items()}
 
 
 def success_part(args: argparse.Namespace) -> dict:
@@ -230,7 +246,9 @@ def plot_success(payload: dict, path: Path) -> None:
     lines: dict = defaultdict(dict)
     for variant, gaps in payload["success"].items():
         for gap, runs in gaps.items():
-            lines[FAMILIES.get(variant, variant)].setdefault(int(gap), []).extend(r["success"] for r in runs)
+            base, taught = variant.partition(" (taught")[::2]
+            name = FAMILIES.get(base, base) + (f" (taught{taught}" if taught else "")
+            lines[name].setdefault(int(gap), []).extend(r["success"] for r in runs)
     for name, gaps in lines.items():
         xs = sorted(gaps)
         ax.plot(xs, [np.mean(gaps[g]) for g in xs], marker="o", label=name)

@@ -45,13 +45,17 @@ def test_success_part_replots_recorded_rows_by_gap_and_counts_a_repeated_run_onc
         {"env_id": "sparsernn/CueMemory-v0", "env_kwargs": {"gap": 200}, "variant": "gru", "seed": 0,
          "success_rate": 0.25},  # the same run again: the last row counts
         {"env_id": "sparsernn/CueMemoryLong-v0", "variant": "su", "seed": 1, "success_rate": 1.0},  # gap 1000
+        # taught at gap 200, scored at 5000: its own series, at the gap it was scored at
+        {"env_id": "sparsernn/CopyRecallLong-v0", "env_kwargs": {"gap": 200}, "eval_env_kwargs": {"gap": 5000},
+         "variant": "su", "seed": 0, "success_rate": 0.9},
     ]
     path = tmp_path / "rows.jsonl"
     path.write_text("".join(json.dumps({"steps": 10, "seconds": 1.0, **row}) + "\n" for row in rows))
     run("success", "--results", path, "--out", tmp_path)
     success = json.loads((tmp_path / "success.json").read_text())["success"]
     assert {variant: {gap: [r["success"] for r in runs] for gap, runs in gaps.items()}
-            for variant, gaps in success.items()} == {"gru": {"50": [0.2], "200": [0.25]}, "su": {"1000": [1.0]}}
+            for variant, gaps in success.items()} == {"gru": {"50": [0.2], "200": [0.25]}, "su": {"1000": [1.0]},
+                                                      "su (taught at gap 200)": {"5000": [0.9]}}
     assert (tmp_path / "success.png").stat().st_size > 0
 
 
@@ -66,6 +70,11 @@ def test_rl_quality_keeps_runs_at_different_env_kwargs_apart(tmp_path):
         run(*common, "--env-kwargs", json.dumps({"gap": gap}), script=SCRIPTS / "rl_quality.py")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [row["env_kwargs"] for row in rows] == [{"gap": 3}, {"gap": 5}]
+    # evaluated at another gap: a run of its own, its row says where it was scored
+    run(*common, "--env-kwargs", json.dumps({"gap": 3}), "--eval-env-kwargs", json.dumps({"gap": 7}),
+        script=SCRIPTS / "rl_quality.py")
+    row = json.loads(out.read_text().splitlines()[-1])
+    assert (row["env_kwargs"], row["eval_env_kwargs"]) == ({"gap": 3}, {"gap": 7})
 
 
 @pytest.mark.parametrize("name", ["gru-event-r0.3"])
