@@ -173,11 +173,19 @@ def schedule_values(time: torch.Tensor, omega: torch.Tensor, phase: torch.Tensor
                     offset: torch.Tensor) -> torch.Tensor:
     """``offset + sum_k amplitude[:, k] sin(time * omega[k] + phase[:, k])`` of shape ``(*time.shape, H)``:
     the rhythm's one formula, shared by :meth:`RhythmGate.schedule` and the whole-call path
-    (:class:`_Schedule`), so both give the same bits. The frequencies sit on the outer axis
-    (``(..., K, H)``), where the sum over them is a vectorised pass over ``H`` (over ``K = 4``
-    innermost it costs more than the sines)."""
-    angle = time.unsqueeze(-1).unsqueeze(-1) * omega.unsqueeze(-1) + phase.t().contiguous()  # (..., K, H)
-    return offset + (amplitude.t().contiguous() * torch.sin(angle)).sum(-2)
+    (:class:`_Schedule`), so both give the same bits.
+
+    Evaluated by the sum formula ``sin(w t + p) = sin(w t) cos p + cos(w t) sin p``: ``2K`` sines per
+    time index (``sin(w_k t)``, ``cos(w_k t)``) and ``2K`` per neuron (of the phases), then one
+    product with the ``(2K, H)`` coefficients ``[amp cos p ; amp sin p]`` summed over the outer
+    ``2K`` axis, where ``sin(angle)`` over ``(..., K, H)`` took ``K * H`` sines per index (half the
+    forward's time at RL's shapes). Each row is the same sequence of operations whatever the number
+    of rows (an element-wise product and a sum over an outer axis, not a GEMM, whose summation order
+    depends on the shapes), so one time index gives the same bits alone or among many."""
+    base = time.unsqueeze(-1) * omega  # (..., K)
+    basis = torch.cat([torch.sin(base), torch.cos(base)], -1)  # (..., 2K)
+    coef = torch.cat([(amplitude * torch.cos(phase)).t(), (amplitude * torch.sin(phase)).t()], 0)  # (2K, H)
+    return offset + (basis.unsqueeze(-1) * coef).sum(-2)
 
 
 def rate_window(max_period: float) -> int:
