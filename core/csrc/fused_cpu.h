@@ -142,6 +142,12 @@ std::vector<Tensor> lstm_cell_backward(Tensor dy, Tensor dh, Tensor dc, OptTenso
                                   Tensor act, Tensor cand, OptTensor preact, OptTensor gate_w, OptTensor alive,
                                   std::vector<bool> resets, Tensor w_hh, OptTensor d_soft);
 
+// The rhythm gate's schedule (rhythm.cpp) at times (N,): (N, H), and its parameters' gradients
+// (omega (K,), phase (H, K), amplitude (H, K), offset (H,)) from grad (N, H).
+Tensor rhythm_schedule(Tensor times, Tensor omega, Tensor phase, Tensor amplitude, Tensor offset);
+std::vector<Tensor> rhythm_schedule_backward(Tensor grad, Tensor times, Tensor omega, Tensor phase,
+                                             Tensor amplitude);
+
 // The routed loops (routed_forward.cpp, routed_backward.cpp; TorchScript twins in fused_routed_loops.py): weights transposed,
 // one contiguous (n, k*H) tensor per layer; sequences time-major (T, G, B, .).
 std::vector<Tensor> routed_forward(std::string cell, Tensor x, Tensor h, OptTensor c, OptTensor alive,
