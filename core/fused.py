@@ -57,9 +57,11 @@ def _run_loop(cell: str, x, h, c, alive, resets, gate_x, gate_w, params: tuple, 
     """Input projections of all steps, then the recurrent loop, for a group whose per-layer
     parameters are ``params`` (see :func:`_stacked_parameters`).
 
-    Returns ``y (T, G, B, H), h_T, c_T (empty unless lstm), a (empty unless gated)`` and the
-    step values a backward pass needs (only with ``save``). The C++ loops take the per-layer
-    tensors as they are; otherwise they are stacked here and the TorchScript loops run."""
+    Returns ``y (T, G, B, H), h_T, c_T (empty unless lstm), a (empty unless gated)``, the switch
+    sums ``(open count (G,) int64, sum of sigmoid(a) (G,))`` of a gated call with ``save`` (else
+    None: what the update-rate loss reduces, :func:`switch_sums`) and the step values a backward
+    pass needs (only with ``save``). The C++ loops take the per-layer tensors as they are (and take
+    the sums inside the loop); otherwise they are stacked here and the TorchScript loops run."""
     groups = h.shape[0]
     native = _native_cell_entry(cell, x, "group_forward")
     if native is not None:
@@ -84,8 +86,26 @@ def _run_loop(cell: str, x, h, c, alive, resets, gate_x, gate_w, params: tuple, 
     else:
         y, h_last, c_last, rest = out[0], out[1], h.new_empty(0), out[2:]
     gated = gate_x is not None
-    preact = rest[0] if gated else h.new_empty(0)
-    return y, h_last, c_last, preact, (rest[1:] if gated else rest)
+    if not gated:
+        return y, h_last, c_last, h.new_empty(0), None, rest
+    preact, rest = rest[0], rest[1:]
+    sums = None
+    if save:
+        sums, rest = ((rest[0], rest[1]), rest[2:]) if native is not None else (switch_sums(preact), rest)
+    return y, h_last, c_last, preact, sums, rest
+
+
+def switch_sums(preact: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per layer of a group, the open count ``(G,)`` (int64) and the sum of ``sigmoid(a)`` ``(G,)`` of
+    the switch pre-activations ``a (T, G, B, H)``: what the C++ loops take inside their forward pass."""
+    return (preact > 0).sum((0, 2, 3)), torch.sigmoid(preact).sum((0, 2, 3))
+
+
+def soft_sum_grad(preact: torch.Tensor, d_soft: torch.Tensor) -> torch.Tensor:
+    """The gradient reaching ``a (T, G, B, H)`` from ``d_soft (G,)``, that of each layer's sum of
+    ``sigmoid(a)``: ``d_soft * sigmoid'(a)`` at every pair (what the C++ backward adds inside its recursion)."""
+    soft = torch.sigmoid(preact)
+    return soft * (1 - soft) * d_soft.view(1, -1, 1, 1)
 
 
 def _native_cell_entry(cell: str, tensor: torch.Tensor, entry: str):
@@ -96,8 +116,14 @@ def _native_cell_entry(cell: str, tensor: torch.Tensor, entry: str):
 
 
 class _FusedSequence(torch.autograd.Function):
-    """``(y_1, ..., y_G, h_T, c_T, a)`` of a group of ``G`` layers; ``c_T`` and ``a`` are empty
-    when the cell / gate has none.
+    """``(y_1, ..., y_G, h_T, c_T, a, open_count, soft_sum)`` of a group of ``G`` layers; ``c_T`` is
+    empty but for the LSTM, and the last three but for a gated group.
+
+    The update-rate loss reads the switches through the last two, per layer ``(G,)``: the open count
+    (no gradient) and the sum of ``sigmoid(a)``, whose gradient the backward pass adds to that of
+    every ``a`` inside its recursion. ``a`` itself (the switch record, for :meth:`statistics` and
+    :meth:`update_usage`) has no gradient: no pass over it, and no zero tensor for its gradient, when
+    nothing asks.
 
     Inputs: ``cell, G, x (T, B, I), h, c (G, B, H), alive, resets, gate_x (T, G, B, H),
     gate_w (G, 1, H)``, then each layer's ``w_ih``, each ``b_ih``, each ``w_hh``, each ``b_hh``.
@@ -107,32 +133,47 @@ class _FusedSequence(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cell: str, groups: int, x, h, c, alive, resets, gate_x, gate_w, *params):
-        y, h_last, c_last, preact, saved = _run_loop(cell, x, h, c, alive, resets, gate_x, gate_w, params, True)
+        y, h_last, c_last, preact, sums, saved = _run_loop(cell, x, h, c, alive, resets, gate_x, gate_w, params,
+                                                           True)
+        count, soft = sums if sums is not None else (h.new_empty(0), h.new_empty(0))
         ctx.cell, ctx.gated, ctx.resets, ctx.groups = cell, gate_x is not None, resets, groups
         ctx.save_for_backward(x, alive, gate_w, preact, *params, *saved)
-        return (*y.unbind(1), h_last, c_last, preact)
+        ctx.mark_non_differentiable(preact, count)
+        ctx.set_materialize_grads(False)  # None for what got no gradient (the record, often c_T, the sums)
+        return (*y.unbind(1), h_last, c_last, preact, count, soft)
 
     @staticmethod
     def backward(ctx, *grads):
         refuse_double_backward()
         groups = ctx.groups
-        dh, dc, da_ext = grads[groups:]
-        dy = torch.stack(grads[:groups]).transpose(0, 1)  # (T, G, B, H), group-major memory as the C++ loops keep it
+        dh, dc, _, _, d_soft = grads[groups:]
         x, alive, gate_w, preact, *rest = ctx.saved_tensors
+        steps, batch = x.shape[:2]
+        hidden = rest[2 * groups].shape[1]  # the first W_hh (kH, H)
+        shape = (steps, batch, hidden)
+        dy = torch.stack([g if g is not None else x.new_zeros(shape) for g in grads[:groups]]).transpose(0, 1)
+        dh = dh if dh is not None else x.new_zeros(groups, batch, hidden)
+        if ctx.cell == "lstm" and dc is None:
+            dc = x.new_zeros(groups, batch, hidden)
+        d_soft = d_soft if ctx.gated else None
         params, saved = rest[:4 * groups], rest[4 * groups:]
         w_hh = torch.stack(params[2 * groups:3 * groups])
         native = _native_cell_entry(ctx.cell, dy, "cell_backward")
-        if native is not None:  # C++: the cell's factors computed inside each step
+        if native is not None:  # C++: the cell's factors (and the sums' gradient) computed inside each step
             gated = ctx.gated
-            preact, da_ext, h_read = (preact if gated else None), (da_ext if gated else None), saved[0]
+            preact, h_read = (preact if gated else None), saved[0]
             if ctx.cell == "lstm":
-                dgx, dh0, dc0, da = native(dy, dh, dc, da_ext, *saved, preact, gate_w, alive, ctx.resets, w_hh)
+                dgx, dh0, dc0, da = native(dy, dh, dc, None, *saved, preact, gate_w, alive, ctx.resets, w_hh, d_soft)
                 dgh = dgx
             else:
-                dgx, dgh, dh0, da = native(dy, dh, da_ext, *saved, preact, gate_w, alive, ctx.resets, w_hh)
+                dgx, dgh, dh0, da = native(dy, dh, None, *saved, preact, gate_w, alive, ctx.resets, w_hh, d_soft)
                 dc0 = None
             da = da if gated else None
-        elif ctx.cell == "lstm":
+            return _fused_input_grads(ctx, groups, x, params, gate_w, dgx, dgh, dh0, dc0, da, h_read)
+        da_ext = None
+        if ctx.gated:
+            da_ext = soft_sum_grad(preact, d_soft) if d_soft is not None else torch.zeros_like(preact)
+        if ctx.cell == "lstm":
             dgx, dh0, dc0, da, h_read = _lstm_backward(dy, dh, dc, da_ext, saved, w_hh, alive, gate_w, preact,
                                                        ctx.gated)
             dgh = dgx
@@ -140,18 +181,24 @@ class _FusedSequence(torch.autograd.Function):
             dgx, dgh, dh0, da, h_read = _single_state_backward(ctx.cell, dy, dh, da_ext, saved, w_hh, alive,
                                                                gate_w, preact, ctx.gated)
             dc0 = None
-        d_w_hh, d_b_hh = _weight_grads(dgh, h_read)
-        d_w_ih, d_b_ih = _weight_grads(dgx, x)
-        dx = None
-        if ctx.needs_input_grad[2]:  # (G, T*B, k*H) @ (G, k*H, I), summed over the group
-            steps, batch = x.shape[:2]
-            flat = dgx.transpose(0, 1).reshape(groups, steps * batch, -1)
-            dx = torch.bmm(flat, torch.stack(params[:groups])).sum(0).view_as(x)
-        d_gate_w = None
-        if da is not None and gate_w is not None:
-            d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
-        return (None, None, dx, dh0, dc0, None, None, da, d_gate_w, *d_w_ih.unbind(0), *d_b_ih.unbind(0),
-                *d_w_hh.unbind(0), *d_b_hh.unbind(0))
+        return _fused_input_grads(ctx, groups, x, params, gate_w, dgx, dgh, dh0, dc0, da, h_read)
+
+
+def _fused_input_grads(ctx, groups, x, params, gate_w, dgx, dgh, dh0, dc0, da, h_read) -> tuple:
+    """:class:`_FusedSequence`'s gradients of its inputs from the gate-input gradients ``dgx`` / ``dgh``,
+    those of the initial state and of the switch pre-activations ``da``."""
+    d_w_hh, d_b_hh = _weight_grads(dgh, h_read)
+    d_w_ih, d_b_ih = _weight_grads(dgx, x)
+    dx = None
+    if ctx.needs_input_grad[2]:  # (G, T*B, k*H) @ (G, k*H, I), summed over the group
+        steps, batch = x.shape[:2]
+        flat = dgx.transpose(0, 1).reshape(groups, steps * batch, -1)
+        dx = torch.bmm(flat, torch.stack(params[:groups])).sum(0).view_as(x)
+    d_gate_w = None
+    if da is not None and gate_w is not None:
+        d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
+    return (None, None, dx, dh0, dc0, None, None, da, d_gate_w, *d_w_ih.unbind(0), *d_b_ih.unbind(0),
+            *d_w_hh.unbind(0), *d_b_hh.unbind(0))
 
 
 # Up to this many gate-gradient elements per layer (1 MiB of float32, L2-resident), the C++
@@ -247,12 +294,12 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
         parts = [rhythm_preactivations(layer.gate, time, episode_starts, steps) for layer, time in zip(layers, times)]
         gate_x = torch.stack([pre for pre, _ in parts], 1)
         new_times = [time for _, time in parts]
-    scores, computed = None, None
+    scores, computed, sums = None, None, None
     if first.router is not None:
         y, h, c, scores, preact = routed_group(layers, x, h, c, alive, resets, gate_x, gate_w)
         ys = y.unbind(1)
     else:
-        ys, h, c, preact, computed = _static_group(layers, x, h, c, alive, resets, gate_x, gate_w)
+        ys, h, c, preact, computed, sums = _static_group(layers, x, h, c, alive, resets, gate_x, gate_w)
     n_in, n_elements = first.input_size, steps * batch * first.hidden_size
     if preact is None and scores is None:
         traces = [make_trace([], [], [], [], n_elements) for _ in layers]
@@ -270,26 +317,33 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
     if computed is not None:  # the selective loops skipped closed neurons: what they did compute
         for g, trace in enumerate(traces):
             trace["computed"] = computed[g]
+    if sums is not None:  # the loops' own open count and sigmoid sum (the record then has no gradient)
+        for g, trace in enumerate(traces):
+            trace["open_count"], trace["soft_sum"] = sums[0][g], sums[1][g]
     return ys, h, c, new_times, traces
 
 
 def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
-    """An unrouted group: returns the ``G`` outputs ``(T, B, H)``, ``h``, ``c`` (or None), ``a`` (or None)
-    and the candidates computed per layer (``(G,)``, where closed neurons were skipped; else None)."""
+    """An unrouted group: returns the ``G`` outputs ``(T, B, H)``, ``h``, ``c`` (or None), ``a`` (or None),
+    the candidates computed per layer (``(G,)``, where closed neurons were skipped; else None) and the
+    switch sums ``(open count (G,), sum of sigmoid(a) (G,))`` of a gated call with gradient that computes
+    every candidate (:class:`_FusedSequence`; else None)."""
     cell = layers[0].cell
     weights = [layer.effective_weights() for layer in layers]
     params = (*[w for w, _ in weights], *[layer.bias_ih for layer in layers], *[w for _, w in weights],
               *[layer.bias_hh for layer in layers])
     selective = selective_native(layers, x) if gate_x is not None else None
     if selective is not None:
-        return selective_group(selective, cell, x, h, c, alive, resets, gate_x, gate_w, params)
+        return (*selective_group(selective, cell, x, h, c, alive, resets, gate_x, gate_w, params), None)
+    sums = None
     if torch.is_grad_enabled():
-        *ys, h, c_out, preact = _FusedSequence.apply(cell, len(layers), x, h, c, alive, resets, gate_x, gate_w,
-                                                     *params)
+        *ys, h, c_out, preact, count, soft = _FusedSequence.apply(cell, len(layers), x, h, c, alive, resets, gate_x,
+                                                                  gate_w, *params)
+        sums = (count, soft) if gate_x is not None else None
     else:  # acting / inference: nothing to keep for a backward pass
-        y, h, c_out, preact, _ = _run_loop(cell, x, h, c, alive, resets, gate_x, gate_w, params, False)
+        y, h, c_out, preact, _, _ = _run_loop(cell, x, h, c, alive, resets, gate_x, gate_w, params, False)
         ys = y.unbind(1)
-    return ys, h, (c_out if cell == "lstm" else None), (preact if gate_x is not None else None), None
+    return ys, h, (c_out if cell == "lstm" else None), (preact if gate_x is not None else None), None, sums
 
 
 def _trace(preact: Optional[torch.Tensor], scores: Optional[torch.Tensor], n_in: int,

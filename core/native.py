@@ -35,7 +35,7 @@ import torch
 
 SOURCE_DIR = Path(__file__).resolve().parent / "csrc"
 SOURCES = ("module.cpp", "fused_forward.cpp", "fused_backward.cpp", "routed_forward.cpp", "routed_backward.cpp",
-           "selective_forward.cpp", "selective_backward.cpp")
+           "selective_forward.cpp", "selective_backward.cpp", "rhythm.cpp")
 #: Drop-in replacements of the TorchScript loops of the same name.
 NATIVE_FUNCTIONS = ("single_state_backward",)
 # -ffast-math lets GCC vectorise exp/tanh (glibc's libmvec); -march=native: the build is for this machine.

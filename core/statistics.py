@@ -47,6 +47,10 @@ def make_trace(open_counts: list[torch.Tensor] | None, open_st_sums: list[torch.
         computed (an int or a 0-dim tensor); default ``n_elements`` (every candidate: the
         reference, compiled and fused backends). ``statistics()["computed_fraction"]`` is
         ``computed / n_elements``.
+
+    A backend may add ``trace["soft_sum"]``: ``sum(sigmoid(a))`` over the call's switches, with the
+    gradient of that sum, which :func:`open_st_sum` then uses instead of reducing the record (the
+    fused loops take it, and the open count, inside their forward pass; their record has no gradient).
     """
     def total(items):
         return torch.stack(items).sum(0) if items else None
@@ -95,7 +99,9 @@ def open_st_sum(trace: dict[str, Any] | None):
     if trace is None:
         return None
     if trace["open_st_sum"] is None and trace.get("switch"):
-        soft = sum(torch.sigmoid(record).sum() for record in trace["switch"])
+        soft = trace.get("soft_sum")  # taken by the fused loops (their backward carries its gradient)
+        if soft is None:
+            soft = sum(torch.sigmoid(record).sum() for record in trace["switch"])
         return open_count(trace) + (soft - soft.detach())
     return trace["open_st_sum"]
 

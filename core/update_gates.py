@@ -149,8 +149,10 @@ class RhythmGate(_AlwaysOpen):
 
     def schedule(self, time: torch.Tensor) -> torch.Tensor:
         """The learnt schedule ``b_i + sum_k alpha_ik sin(omega_k t + phi_ik)``, ``(*time.shape, H)``,
-        for every neuron (always-open ones too): :func:`schedule_values`."""
-        return schedule_values(time, self.omega, self.phase, self.amplitude, self.offset)
+        for every neuron (always-open ones too): :func:`schedule_column` of the flattened time indices,
+        as the whole-call path evaluates it (the same bits)."""
+        params = (self.omega, self.phase, self.amplitude, self.offset)
+        return schedule_column(time.reshape(-1), params).view(*time.shape, -1)
 
     def forward(self, time: torch.Tensor) -> torch.Tensor:
         """Pre-activations ``a`` of shape ``(*time.shape, H)`` for time indices ``time``
@@ -171,11 +173,10 @@ class RhythmGate(_AlwaysOpen):
 
 def schedule_values(time: torch.Tensor, omega: torch.Tensor, phase: torch.Tensor, amplitude: torch.Tensor,
                     offset: torch.Tensor) -> torch.Tensor:
-    """``offset + sum_k amplitude[:, k] sin(time * omega[k] + phase[:, k])`` of shape ``(*time.shape, H)``:
-    the rhythm's one formula, shared by :meth:`RhythmGate.schedule` and the whole-call path
-    (:class:`_Schedule`), so both give the same bits. The frequencies sit on the outer axis
-    (``(..., K, H)``), where the sum over them is a vectorised pass over ``H`` (over ``K = 4``
-    innermost it costs more than the sines)."""
+    """``offset + sum_k amplitude[:, k] sin(time * omega[k] + phase[:, k])`` of shape ``(*time.shape, H)``
+    in torch operations: the rhythm's formula where the C++ schedule does not apply
+    (:func:`schedule_column`). The frequencies sit on the outer axis (``(..., K, H)``), where the sum over
+    them is a vectorised pass over ``H`` (over ``K = 4`` innermost it costs more than the sines)."""
     angle = time.unsqueeze(-1).unsqueeze(-1) * omega.unsqueeze(-1) + phase.t().contiguous()  # (..., K, H)
     return offset + (amplitude.t().contiguous() * torch.sin(angle)).sum(-2)
 
@@ -214,26 +215,58 @@ def _column_values(times: torch.Tensor, params: tuple) -> tuple:
     return (values if inverse is None else values.index_select(0, inverse)), times, inverse
 
 
-class _Schedule(torch.autograd.Function):
-    """:func:`schedule_values` for a column of time indices, ``(N,) -> (N, H)``, as one autograd node.
+def _native(params: tuple):
+    """The C++ schedule (``core/csrc/rhythm.cpp``) for these parameters' device and dtype, else None."""
+    from .native import native_for
 
-    Forward: :func:`schedule_values` itself (the reference's bits), once per distinct time index
-    when there are at least :data:`UNIQUE_FROM` (a training batch's sequences share indices
-    early in training, when episodes are short), without autograd storing the ``(N, K, H)``
-    angles. Backward: the derivatives through the sum formula
-    ``sin(w t + p) = sin(w t) cos p + cos(w t) sin p``: one ``(H, N) @ (N, 4K)`` product instead
-    of element-wise passes over ``(N, K, H)`` (equal to autograd's up to rounding: a few ulp of
-    ``w t``). The backward is made of torch operations, so it is differentiable in turn."""
+    return native_for(params[1])
+
+
+def schedule_column(times: torch.Tensor, params: tuple) -> torch.Tensor:
+    """The schedule at ``times (N,)``, ``(N, H)``, of ``params = (omega, phase, amplitude, offset)``: one
+    autograd node (:class:`_Schedule`) when a gradient is wanted, else its forward alone. On a CPU in
+    float32 / float64 with the C++ loops built, ``core/csrc/rhythm.cpp`` (one call each way); else
+    :func:`schedule_values` (torch operations). The reference's per-step schedule and the whole-call
+    one both come from here, so they have the same bits."""
+    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        return _Schedule.apply(times, *params)
+    native = _native(params)
+    if native is not None:
+        return native.rhythm_schedule(times, *params)
+    return _column_values(times, params)[0]
+
+
+class _Schedule(torch.autograd.Function):
+    """The rhythm's schedule for a column of time indices, ``(N,) -> (N, H)``, as one autograd node.
+
+    With the C++ loops (a CPU, float32 / float64): ``core/csrc/rhythm.cpp``'s forward (one call, the
+    same code the reference's per-step schedule runs) and, unless a double backward is asked, its
+    backward (one call). Otherwise: :func:`schedule_values`, once per distinct time index when there
+    are at least :data:`UNIQUE_FROM` (a training batch's sequences share indices early in training,
+    when episodes are short), without autograd storing the ``(N, K, H)`` angles; backward: the
+    derivatives through the sum formula ``sin(w t + p) = sin(w t) cos p + cos(w t) sin p``: one
+    ``(H, N) @ (N, 4K)`` product instead of element-wise passes over ``(N, K, H)`` (equal to
+    autograd's up to rounding: a few ulp of ``w t``), made of torch operations, so it is
+    differentiable in turn (the C++ backward computes the same sums)."""
 
     @staticmethod
     def forward(ctx, times, omega, phase, amplitude, offset):
-        values, times, inverse = _column_values(times, (omega, phase, amplitude, offset))
+        params = (omega, phase, amplitude, offset)
+        ctx.native = _native(params)
+        if ctx.native is not None:
+            values, inverse = ctx.native.rhythm_schedule(times, *params), None
+        else:
+            values, times, inverse = _column_values(times, params)
         ctx.save_for_backward(times, inverse, omega, phase, amplitude)
         return values
 
     @staticmethod
     def backward(ctx, grad):
         times, inverse, omega, phase, amplitude = ctx.saved_tensors
+        if ctx.native is not None and not torch.is_grad_enabled():  # no double backward asked: one C++ call
+            d_omega, d_phase, d_amplitude, d_offset = ctx.native.rhythm_schedule_backward(grad, times, omega, phase,
+                                                                                          amplitude)
+            return None, d_omega, d_phase, d_amplitude, d_offset
         if inverse is not None:  # sum the gradients of each distinct time index
             grad = grad.new_zeros(times.shape[0], grad.shape[1]).index_add_(0, inverse, grad)
         base = times.unsqueeze(-1) * omega  # (N, K)
@@ -255,11 +288,7 @@ def rhythm_preactivations(gate: "RhythmGate", time0: torch.Tensor, episode_start
     the same values as ``gate(times)`` (always-open neurons forced open), with a backward of a few
     small products."""
     times = time_indices(time0, episode_starts, steps)
-    params = (gate.omega, gate.phase, gate.amplitude, gate.offset)
-    if torch.is_grad_enabled():
-        pre = _Schedule.apply(times.reshape(-1), *params)
-    else:  # acting, streaming: the same values without the autograd node
-        pre = _column_values(times.reshape(-1), params)[0]
+    pre = schedule_column(times.reshape(-1), (gate.omega, gate.phase, gate.amplitude, gate.offset))
     return gate._force_open(pre.view(*times.shape, -1)), times[-1] + 1
 
 

@@ -29,18 +29,19 @@ void to_previous_step(Tensor& dh, const T* dgates_t, int64_t steps, const Tensor
 // an update gate; then absent gate weights (G, 1, H) and external gradients of the switch
 // pre-activations read as zeros, which change no result, and da is (G, T, B, H); else da is empty.
 struct GateGrads {
-  Tensor preact, gate_w, da_ext, alive, da;
+  Tensor preact, gate_w, da_ext, alive, da, d_soft;
 };
 
 template <bool GATED>
 GateGrads gate_grads(const OptTensor& preact, const OptTensor& gate_w, const OptTensor& da_ext,
-                     const OptTensor& alive, int64_t G, int64_t steps, int64_t B, int64_t H,
+                     const OptTensor& alive, const OptTensor& d_soft, int64_t G, int64_t steps, int64_t B, int64_t H,
                      const at::TensorOptions& opts) {
   GateGrads in{group_major_or_none(preact), contiguous_or_none(gate_w), group_major_or_none(da_ext),
-               contiguous_or_none(alive), at::empty({0}, opts)};
+               contiguous_or_none(alive), at::empty({0}, opts), contiguous_or_none(d_soft)};
   if (GATED) {
     if (!in.gate_w.defined()) in.gate_w = at::zeros({G, 1, H}, opts);
     if (!in.da_ext.defined()) in.da_ext = at::zeros_like(in.preact);
+    if (!in.d_soft.defined()) in.d_soft = at::zeros({G}, opts);
     in.da = at::empty({G, steps, B, H}, opts);
   }
   return in;
@@ -102,14 +103,14 @@ std::vector<Tensor> single_state_backward_impl(Tensor dy, Tensor dh0, Tensor k_h
 template <typename T, bool GATED>  // GATED: see gate_grads
 std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o, Tensor h_read, Tensor rz, Tensor n,
                                       Tensor ghn, OptTensor preact_o, OptTensor gate_w_o, OptTensor alive_o,
-                                      const std::vector<bool>& resets, Tensor w_hh) {
+                                      const std::vector<bool>& resets, Tensor w_hh, OptTensor d_soft_o) {
   // Sequence tensors group-major (see fused_forward.cpp); the saved ones already are.
   dy = group_major(dy); h_read = group_major(h_read); rz = group_major(rz); n = group_major(n);
   ghn = group_major(ghn);
   w_hh = w_hh.contiguous();
   const int64_t G = dy.size(0), steps = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   auto opts = dy.options();
-  const GateGrads in = gate_grads<GATED>(preact_o, gate_w_o, da_ext_o, alive_o, G, steps, B, H, opts);
+  const GateGrads in = gate_grads<GATED>(preact_o, gate_w_o, da_ext_o, alive_o, d_soft_o, G, steps, B, H, opts);
   const bool alive = in.alive.defined();
   Tensor dgx = at::empty({G, steps, B, 3 * H}, opts);
   Tensor dgh = at::empty({G, steps, B, 3 * H}, opts);
@@ -123,6 +124,7 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
   const T* ap = GATED ? in.preact.data_ptr<T>() : nullptr;
   const T* ep = GATED ? in.da_ext.data_ptr<T>() : nullptr;
   const T* gwp = GATED ? in.gate_w.data_ptr<T>() : nullptr;
+  const T* dsp = GATED ? in.d_soft.data_ptr<T>() : nullptr;  // the gradient of each layer's sum of sigmoid(a)
   T* dap = GATED ? in.da.data_ptr<T>() : nullptr;
   T* dxp = dgx.data_ptr<T>();
   T* dhg = dgh.data_ptr<T>();
@@ -132,6 +134,7 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
     T* __restrict__ bs = base.data_ptr<T>();
     for (int64_t r = 0; r < R; ++r) {
       const T* __restrict__ w = GATED ? gwp + (r / B) * H : nullptr;
+      const T d_soft = GATED ? dsp[r / B] : T(0);
       const int64_t o = group_major_row(t, r, steps, B) * H;  // this step's row in sequence tensors
       const int64_t s = r * H;                                 // the row in state tensors
 #pragma omp simd
@@ -147,7 +150,7 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
           u = a > T(0) ? T(1) : T(0);
           const T sg = sigmoid<T>(a);
           const T k_a = (nn + zz * (h0 - nn) - h0) * sg * (T(1) - sg) * u;  // open pairs only (cells.py: switch)
-          const T e = ep[o + j];
+          const T e = ep[o + j] + d_soft * (sg * (T(1) - sg));  // every pair: the rate loss's sigmoid sum
           dap[o + j] = e + v * k_a;
           carry = u * zz + (T(1) - u) + w[j] * k_a;
           b = w[j] * e;
@@ -171,13 +174,14 @@ std::vector<Tensor> gru_backward_impl(Tensor dy, Tensor dh0, OptTensor da_ext_o,
 template <typename T, bool GATED>  // GATED: see gate_grads
 std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTensor da_ext_o, Tensor h_read,
                                        Tensor c_read, Tensor act, Tensor cand, OptTensor preact_o, OptTensor gate_w_o,
-                                       OptTensor alive_o, const std::vector<bool>& resets, Tensor w_hh) {
+                                       OptTensor alive_o, const std::vector<bool>& resets, Tensor w_hh,
+                                       OptTensor d_soft_o) {
   dy = group_major(dy); h_read = group_major(h_read); c_read = group_major(c_read); act = group_major(act);
   cand = group_major(cand);
   w_hh = w_hh.contiguous();
   const int64_t G = dy.size(0), steps = dy.size(1), B = dy.size(2), H = dy.size(3), R = G * B;
   auto opts = dy.options();
-  const GateGrads in = gate_grads<GATED>(preact_o, gate_w_o, da_ext_o, alive_o, G, steps, B, H, opts);
+  const GateGrads in = gate_grads<GATED>(preact_o, gate_w_o, da_ext_o, alive_o, d_soft_o, G, steps, B, H, opts);
   const bool alive = in.alive.defined();
   Tensor dgates = at::empty({G, steps, B, 4 * H}, opts);
   Tensor dh = dh0.contiguous().clone();
@@ -191,6 +195,7 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
   const T* ap = GATED ? in.preact.data_ptr<T>() : nullptr;
   const T* ep = GATED ? in.da_ext.data_ptr<T>() : nullptr;
   const T* gwp = GATED ? in.gate_w.data_ptr<T>() : nullptr;
+  const T* dsp = GATED ? in.d_soft.data_ptr<T>() : nullptr;  // the gradient of each layer's sum of sigmoid(a)
   T* dap = GATED ? in.da.data_ptr<T>() : nullptr;
   T* dg = dgates.data_ptr<T>();
   for (int64_t i = 0; i < steps; ++i) {
@@ -200,6 +205,7 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
     T* __restrict__ bs = base.data_ptr<T>();
     for (int64_t r = 0; r < R; ++r) {
       const T* __restrict__ w = GATED ? gwp + (r / B) * H : nullptr;
+      const T d_soft = GATED ? dsp[r / B] : T(0);
       const int64_t o = group_major_row(t, r, steps, B) * H;
       const int64_t s = r * H;
 #pragma omp simd
@@ -218,7 +224,7 @@ std::vector<Tensor> lstm_backward_impl(Tensor dy, Tensor dh0, Tensor dc0, OptTen
           const T slope = sg * (T(1) - sg) * u;  // open pairs only (cells.py: switch)
           const T k_ah = (og * tc - hrp[o + j]) * slope;
           const T k_ac = (cn - cr) * slope;
-          const T ex = ep[o + j];
+          const T ex = ep[o + j] + d_soft * (sg * (T(1) - sg));  // every pair: the rate loss's sigmoid sum
           dap[o + j] = ex + vh * k_ah + vc * k_ac;
           b = (T(1) - u) * vh + w[j] * (vh * k_ah + vc * k_ac + ex);
         }
@@ -280,24 +286,24 @@ std::vector<Tensor> single_state_backward(Tensor dy, Tensor dh, Tensor k_h, OptT
 
 std::vector<Tensor> gru_cell_backward(Tensor dy, Tensor dh, OptTensor da_ext, Tensor h_read, Tensor rz, Tensor n,
                                  Tensor ghn, OptTensor preact, OptTensor gate_w, OptTensor alive,
-                                 std::vector<bool> resets, Tensor w_hh) {
+                                 std::vector<bool> resets, Tensor w_hh, OptTensor d_soft) {
   if (opt(preact)) {
     DISPATCH(dy, gru_backward_impl<scalar, true>(dy, dh, da_ext, h_read, rz, n, ghn, preact, gate_w, alive, resets,
-                                                 w_hh))
+                                                 w_hh, d_soft))
   }
   DISPATCH(dy, gru_backward_impl<scalar, false>(dy, dh, da_ext, h_read, rz, n, ghn, preact, gate_w, alive, resets,
-                                                w_hh))
+                                                w_hh, d_soft))
 }
 
 std::vector<Tensor> lstm_cell_backward(Tensor dy, Tensor dh, Tensor dc, OptTensor da_ext, Tensor h_read, Tensor c_read,
                                   Tensor act, Tensor cand, OptTensor preact, OptTensor gate_w, OptTensor alive,
-                                  std::vector<bool> resets, Tensor w_hh) {
+                                  std::vector<bool> resets, Tensor w_hh, OptTensor d_soft) {
   if (opt(preact)) {
     DISPATCH(dy, lstm_backward_impl<scalar, true>(dy, dh, dc, da_ext, h_read, c_read, act, cand, preact, gate_w,
-                                                  alive, resets, w_hh))
+                                                  alive, resets, w_hh, d_soft))
   }
   DISPATCH(dy, lstm_backward_impl<scalar, false>(dy, dh, dc, da_ext, h_read, c_read, act, cand, preact, gate_w,
-                                                 alive, resets, w_hh))
+                                                 alive, resets, w_hh, d_soft))
 }
 
 }  // namespace sparsernn

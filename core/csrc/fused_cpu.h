@@ -119,7 +119,8 @@ inline int64_t group_major_row(int64_t t, int64_t r, int64_t steps, int64_t B) {
 
 // The GRU / LSTM forward loops (as fused_loops.py's gru_forward / lstm_forward) from a group's
 // per-layer tensors: x (T, B, I), then per layer W_ih (kH, I), b_ih (kH), W_hh (kH, H), b_hh (kH);
-// the input projections are computed here.
+// the input projections are computed here. A gated call with `save` (training) also returns, after a,
+// each layer's open count (G,) int64 and sum of sigmoid(a) (G,), taken inside the loop.
 std::vector<Tensor> gru_group_forward(Tensor x, Tensor h, std::vector<Tensor> w_ih, std::vector<Tensor> b_ih,
                                       std::vector<Tensor> w_hh, std::vector<Tensor> b_hh, OptTensor alive,
                                       std::vector<bool> resets, OptTensor gate_x, OptTensor gate_w, bool save);
@@ -132,12 +133,20 @@ std::vector<Tensor> lstm_group_forward(Tensor x, Tensor h, Tensor c, std::vector
 std::vector<Tensor> weight_grads(Tensor dgates, Tensor inputs);
 std::vector<Tensor> single_state_backward(Tensor dy, Tensor dh, Tensor k_h, OptTensor carry, OptTensor extra,
                                           Tensor w_hh, int64_t n_gates);
+// d_soft (G,), optional: the gradient of each layer's sum of sigmoid(a) (the forward's second
+// sum), added to the gradient of every switch pre-activation inside the recursion.
 std::vector<Tensor> gru_cell_backward(Tensor dy, Tensor dh, OptTensor da_ext, Tensor h_read, Tensor rz, Tensor n,
                                  Tensor ghn, OptTensor preact, OptTensor gate_w, OptTensor alive,
-                                 std::vector<bool> resets, Tensor w_hh);
+                                 std::vector<bool> resets, Tensor w_hh, OptTensor d_soft);
 std::vector<Tensor> lstm_cell_backward(Tensor dy, Tensor dh, Tensor dc, OptTensor da_ext, Tensor h_read, Tensor c_read,
                                   Tensor act, Tensor cand, OptTensor preact, OptTensor gate_w, OptTensor alive,
-                                  std::vector<bool> resets, Tensor w_hh);
+                                  std::vector<bool> resets, Tensor w_hh, OptTensor d_soft);
+
+// The rhythm gate's schedule (rhythm.cpp) at times (N,): (N, H), and its parameters' gradients
+// (omega (K,), phase (H, K), amplitude (H, K), offset (H,)) from grad (N, H).
+Tensor rhythm_schedule(Tensor times, Tensor omega, Tensor phase, Tensor amplitude, Tensor offset);
+std::vector<Tensor> rhythm_schedule_backward(Tensor grad, Tensor times, Tensor omega, Tensor phase,
+                                             Tensor amplitude);
 
 // The routed loops (routed_forward.cpp, routed_backward.cpp; TorchScript twins in fused_routed_loops.py): weights transposed,
 // one contiguous (n, k*H) tensor per layer; sequences time-major (T, G, B, .).

@@ -13,12 +13,20 @@
 namespace sparsernn {
 namespace {
 
+// One layer's open count and sum of sigmoid(a) over a training call (see close_switches).
+struct SwitchSums {
+  int64_t open = 0;
+  double soft = 0.0;
+};
+
 // Selective update of one row: a = gate_x + w * h_old (w may be absent); where a <= 0 the new
-// state (h_new, and c_new for the LSTM) is replaced by the old one, exactly. Stores a.
+// state (h_new, and c_new for the LSTM) is replaced by the old one, exactly. Stores a. With `sums`
+// (a training call), adds the row's open count and sum of sigmoid(a) to its layer's totals: the
+// update-rate loss's two reductions, taken here in one pass instead of over the stored a afterwards.
 template <typename T>
 inline void close_switches(T* __restrict__ h_new, T* __restrict__ c_new, const T* __restrict__ h_old,
                            const T* __restrict__ c_old, const T* __restrict__ gate_x, const T* __restrict__ w,
-                           T* __restrict__ a_out, int64_t H) {
+                           T* __restrict__ a_out, int64_t H, SwitchSums* sums) {
   for (int64_t j = 0; j < H; ++j) {
     const T a = w ? gate_x[j] + w[j] * h_old[j] : gate_x[j];
     a_out[j] = a;
@@ -27,6 +35,29 @@ inline void close_switches(T* __restrict__ h_new, T* __restrict__ c_new, const T
       if (c_new) c_new[j] = c_old[j];
     }
   }
+  if (sums) {
+    T soft = T(0);
+    int64_t open = 0;
+#pragma omp simd reduction(+ : soft, open)
+    for (int64_t j = 0; j < H; ++j) {
+      soft += sigmoid<T>(a_out[j]);
+      open += a_out[j] > T(0) ? 1 : 0;
+    }
+    sums->soft += static_cast<double>(soft);
+    sums->open += open;
+  }
+}
+
+// Per layer of a gated training call: the (count, soft) outputs, (G,) int64 and (G,) of the
+// state's dtype, from the loops' totals.
+inline std::vector<Tensor> switch_sums_out(const std::vector<SwitchSums>& sums, const at::TensorOptions& opts) {
+  const int64_t G = static_cast<int64_t>(sums.size());
+  Tensor open = at::empty({G}, opts.dtype(at::kLong)), soft = at::empty({G}, at::TensorOptions().dtype(at::kDouble));
+  for (int64_t g = 0; g < G; ++g) {
+    open.data_ptr<int64_t>()[g] = sums[g].open;
+    soft.data_ptr<double>()[g] = sums[g].soft;
+  }
+  return {open, soft.to(opts.dtype())};
 }
 
 // A forward loop's optional inputs (made contiguous, sequences group-major; undefined when absent)
@@ -55,6 +86,7 @@ std::vector<Tensor> gru_forward_impl(Tensor gx, Tensor h0, OptTensor alive_o, co
   const T* wtp = wt.data_ptr<T>();
   const LoopInputs in = loop_inputs(alive_o, gate_x_o, gate_w_o, G, steps, B, H, opts);
   const bool alive = in.alive.defined(), gate_x = in.gate_x.defined(), gate_w = in.gate_w.defined();
+  std::vector<SwitchSums> sums(gate_x && save ? G : 0);
   Tensor h_read, rz, n_all, ghn;
   if (save) {
     h_read = at::empty({G, steps, B, H}, opts);
@@ -105,12 +137,14 @@ std::vector<Tensor> gru_forward_impl(Tensor gx, Tensor h0, OptTensor alive_o, co
       }
       if (gate_x)
         close_switches<T>(yv, nullptr, hv, nullptr, in.gate_x.data_ptr<T>() + row * H,
-                          gate_w ? in.gate_w.data_ptr<T>() + (r / B) * H : nullptr, in.a.data_ptr<T>() + row * H, H);
+                          gate_w ? in.gate_w.data_ptr<T>() + (r / B) * H : nullptr, in.a.data_ptr<T>() + row * H, H,
+                          sums.empty() ? nullptr : &sums[r / B]);
       std::copy(yv, yv + H, hv);
     }
   }
   std::vector<Tensor> out{y.transpose(0, 1), h};
   if (gate_x) out.push_back(in.a.transpose(0, 1));
+  if (!sums.empty()) for (const Tensor& s : switch_sums_out(sums, opts)) out.push_back(s);
   if (save) {
     for (Tensor* s : {&h_read, &rz, &n_all, &ghn}) out.push_back(s->transpose(0, 1));
   }
@@ -131,6 +165,7 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
   const T* wtp = wt.data_ptr<T>();
   const LoopInputs in = loop_inputs(alive_o, gate_x_o, gate_w_o, G, steps, B, H, opts);
   const bool alive = in.alive.defined(), gate_x = in.gate_x.defined(), gate_w = in.gate_w.defined();
+  std::vector<SwitchSums> sums(gate_x && save ? G : 0);
   Tensor h_read, c_read, act, cand;
   if (save) {
     h_read = at::empty({G, steps, B, H}, opts);
@@ -189,13 +224,15 @@ std::vector<Tensor> lstm_forward_impl(Tensor gx, Tensor h0, Tensor c0, OptTensor
       }
       if (gate_x)
         close_switches<T>(yv, cn_out, hv, cv, in.gate_x.data_ptr<T>() + row * H,
-                          gate_w ? in.gate_w.data_ptr<T>() + (r / B) * H : nullptr, in.a.data_ptr<T>() + row * H, H);
+                          gate_w ? in.gate_w.data_ptr<T>() + (r / B) * H : nullptr, in.a.data_ptr<T>() + row * H, H,
+                          sums.empty() ? nullptr : &sums[r / B]);
       std::copy(yv, yv + H, hv);
       std::copy(cn_out, cn_out + H, cv);
     }
   }
   std::vector<Tensor> out{y.transpose(0, 1), h, c};
   if (gate_x) out.push_back(in.a.transpose(0, 1));
+  if (!sums.empty()) for (const Tensor& s : switch_sums_out(sums, opts)) out.push_back(s);
   if (save) {
     for (Tensor* s : {&h_read, &c_read, &act, &cand}) out.push_back(s->transpose(0, 1));
   }

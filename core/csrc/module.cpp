@@ -13,4 +13,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("routed_weight_grads", &sparsernn::routed_weight_grads);
   m.def("selective_forward", &sparsernn::selective_forward);
   m.def("selective_backward", &sparsernn::selective_backward);
+  m.def("rhythm_schedule", &sparsernn::rhythm_schedule);
+  m.def("rhythm_schedule_backward", &sparsernn::rhythm_schedule_backward);
 }
