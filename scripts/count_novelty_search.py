@@ -39,8 +39,7 @@ def main(argv=None) -> int:
     bench.fill_store(stream, args.streams, 0)
     memory = bench.novelty_of(stream).memory
     counts = {"rows": 0, "bounds_sorted": 0, "bounds_unsorted": 0, "distances": 0}
-    search, bound_pass, distance, bank_distance = (nearest._search, nearest._bound_pass, nearest._distance,
-                                                   nearest._bank_distance)
+    search, bound_pass, distance = nearest._search, nearest._bound_pass, nearest._distance
 
     def counted_search(*a):
         counts["rows"] += 1
@@ -54,12 +53,8 @@ def main(argv=None) -> int:
         counts["distances"] += 1
         return distance(*a)
 
-    def counted_bank_distance(*a):
-        counts["distances"] += 1
-        return bank_distance(*a)
-
     nearest._search, nearest._bound_pass = counted_search, counted_bounds
-    nearest._distance, nearest._bank_distance = counted_distance, counted_bank_distance
+    nearest._distance = counted_distance
     stream.process(block, ids)
     per_row = {name: value / counts["rows"] for name, value in counts.items() if name != "rows"}
     print(json.dumps({"streams": args.streams, "rows": args.rows, "searches": counts["rows"],

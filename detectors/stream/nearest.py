@@ -83,30 +83,34 @@ def _embed(local, now, window, block, out):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _distance(emb, r, at, embedding):
-    """The squared distance of the embedding (float64) to the stored one at ``emb[r, at]`` (float32: the
-    bank's or the index's values), summed over the features in order."""
+def _distance(bank, r, slot, embedding):
+    """The squared distance of the embedding (float64) to the stored one at ``bank[r, slot]`` (float32),
+    summed over the features in order."""
     total = 0.0
     for f in range(len(embedding)):
-        diff = np.float64(emb[r, at, f]) - embedding[f]
+        diff = np.float64(bank[r, slot, f]) - embedding[f]
         total += diff * diff
     return total
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _visible(ids, r, at, oldest, latest):
-    """Entry ``at`` is not overwritten (store number >= ``oldest``) and ends at ``latest`` or before."""
-    return ids[r, at, 0] >= oldest and ids[r, at, 1] <= latest
+def _visible(numbers, bank_rows, r, at, oldest, latest, memory):
+    """Entry ``at`` is not overwritten (store number >= ``oldest``) and ends at ``latest`` or before (its
+    row in the bank, which holds it while it is not overwritten)."""
+    number = numbers[r, at]
+    return number >= oldest and bank_rows[r, number % memory] <= latest
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _bound_pass(groups, r, lo, hi, means, sizes, slack, bound):
-    """The group bounds of entries ``lo..hi-1`` into ``bound[0:hi-lo]`` (a loop LLVM vectorises)."""
+def _bound_pass(stats, r, lo, hi, values, sizes, slack, bound):
+    """The group bounds of entries ``lo..hi-1`` into ``bound[0:hi-lo]`` (a loop LLVM vectorises):
+    ``sum_j g_j ((mean_j(a) - mean_j(b))^2 + (sd_j(a) - sd_j(b))^2)``, each difference first reduced by
+    ``slack``. ``values``: the query's group means then deviations; ``sizes``: ``g_j``, twice."""
     width = hi - lo
     for i in range(width):
         bound[i] = 0.0
-    for j in range(len(means)):
-        mean, size, part = means[j], sizes[j], groups[r, j, lo:hi]
+    for j in range(len(values)):
+        mean, size, part = values[j], sizes[j], stats[r, j, lo:hi]
         for i in range(width):
             diff = max(abs(np.float64(part[i]) - mean) - slack, 0.0)
             bound[i] += size * diff * diff
@@ -126,23 +130,26 @@ def _first_at_least(keys, r, n, value):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _chunk(lo, hi, groups, emb, ids, r, means, sizes, slack, bound, embedding, oldest, latest, best, nearest):
+def _chunk(lo, hi, stats, numbers, bank, bank_rows, r, values, sizes, slack, bound, embedding, oldest, latest,
+           best, nearest):
     """The sorted entries ``lo..hi-1``: (best, nearest) after those whose group bound allows it."""
-    _bound_pass(groups, r, lo, hi, means, sizes, slack, bound)
+    _bound_pass(stats, r, lo, hi, values, sizes, slack, bound)
     scale = 1.0 + RELATIVE
+    memory = bank.shape[1]
     for i in range(hi - lo):
         if bound[i] > best * scale:
             continue
         at = lo + i
-        if _visible(ids, r, at, oldest, latest):
-            d = _distance(emb, r, at, embedding)
+        if _visible(numbers, bank_rows, r, at, oldest, latest, memory):
+            number = numbers[r, at]
+            d = _distance(bank, r, number % memory, embedding)
             if d < best:
-                best, nearest = d, ids[r, at, 0]
+                best, nearest = d, number
     return best, nearest
 
 
 @njit(cache=True, nogil=True)
-def _search(r, now, cnt, embedding, key, means, sizes, top, bank, bank_rows, exclude, keys, groups, emb, ids, size,
+def _search(r, now, cnt, embedding, key, values, sizes, top, bank, bank_rows, exclude, keys, stats, numbers, size,
             nans, pending, absmax, last, bound):
     """The smallest squared distance of the embedding to an embedding row ``now`` may see (``cnt`` stores
     so far): inf if none, NaN if a NaN is involved. Updates ``last[r]``; ``bound``: scratch (memory,)."""
@@ -152,14 +159,14 @@ def _search(r, now, cnt, embedding, key, means, sizes, top, bank, bank_rows, exc
     best, nearest = np.inf, -1
     if key != key:  # a NaN embedding: NaN if it has any neighbour
         for at in range(size[r]):
-            if _visible(ids, r, at, oldest, latest):
+            if _visible(numbers, bank_rows, r, at, oldest, latest, memory):
                 return np.nan
         for at in range(memory, memory + pending[r]):
-            if _visible(ids, r, at, oldest, latest):
+            if _visible(numbers, bank_rows, r, at, oldest, latest, memory):
                 return np.nan
         return np.inf
     for at in range(size[r] - nans[r], size[r]):  # neighbours with a NaN
-        if _visible(ids, r, at, oldest, latest):
+        if _visible(numbers, bank_rows, r, at, oldest, latest, memory):
             return np.nan
     key_slack, group_slack = _slack(max(top, absmax[r]), F)
     scale = 1.0 + RELATIVE
@@ -170,19 +177,20 @@ def _search(r, now, cnt, embedding, key, means, sizes, top, bank, bank_rows, exc
             if d < best:
                 best, nearest = d, number
     # the unsorted entries
-    _bound_pass(groups, r, memory, memory + pending[r], means, sizes, group_slack, bound)
+    _bound_pass(stats, r, memory, memory + pending[r], values, sizes, group_slack, bound)
     for i in range(pending[r]):
         at = memory + i
         if bound[i] > best * scale and keys[r, at] == keys[r, at]:
             continue  # (a NaN key: NaN in some group, whose bound says nothing)
-        if not _visible(ids, r, at, oldest, latest):
+        if not _visible(numbers, bank_rows, r, at, oldest, latest, memory):
             continue
-        d = _distance(emb, r, at, embedding)
+        number = numbers[r, at]
+        d = _distance(bank, r, number % memory, embedding)
         if d != d:
-            last[r] = ids[r, at, 0]
+            last[r] = number
             return np.nan
         if d < best:
-            best, nearest = d, ids[r, at, 0]
+            best, nearest = d, number
     # the sorted entries, outwards from the row's key in chunks (group bounds, then the distances of the
     # entries whose bound does not exceed the best so far), each way until a key is too far
     n = size[r] - nans[r]
@@ -194,15 +202,15 @@ def _search(r, now, cnt, embedding, key, means, sizes, top, bank, bank_rows, exc
             if keys[r, up] - key > radius:
                 up = n
             else:
-                best, nearest = _chunk(up, min(up + CHUNK, n), groups, emb, ids, r, means, sizes, group_slack,
-                                       bound, embedding, oldest, latest, best, nearest)
+                best, nearest = _chunk(up, min(up + CHUNK, n), stats, numbers, bank, bank_rows, r, values, sizes,
+                                       group_slack, bound, embedding, oldest, latest, best, nearest)
                 up += CHUNK
         if down > 0:
             if key - keys[r, down - 1] > radius:
                 down = 0
             else:
-                best, nearest = _chunk(max(down - CHUNK, 0), down, groups, emb, ids, r, means, sizes,
-                                       group_slack, bound, embedding, oldest, latest, best, nearest)
+                best, nearest = _chunk(max(down - CHUNK, 0), down, stats, numbers, bank, bank_rows, r, values,
+                                       sizes, group_slack, bound, embedding, oldest, latest, best, nearest)
                 down -= CHUNK
     last[r] = nearest
     return best
@@ -210,7 +218,7 @@ def _search(r, now, cnt, embedding, key, means, sizes, top, bank, bank_rows, exc
 
 @njit(cache=True, nogil=True)
 def _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out, ranges,
-                 keys, groups, emb, ids, size, nans, pending, absmax, last):
+                 keys, stats, numbers, size, nans, pending, absmax, last):
     """Stream ``r`` (column ``b``) of :func:`nearest_windows` without the index: every stored embedding
     (the filled part of the bank, then the ones stored during the call) compared with the rows of the
     call that may see it, the rows as the inner, vectorised loop (cheaper than the pruned search while
@@ -276,7 +284,7 @@ def _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, bloc
     last[r] = -1
     if learn:
         ring[r] = local
-        means = np.empty(len(ranges) - 1)
+        values = np.empty(stats.shape[1])
         for k in range(n_new):
             number = st0 + k
             slot = number % memory
@@ -284,15 +292,14 @@ def _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, bloc
                 vector[f] = embeddings[f, stores[k]]
                 bank[r, slot, f] = vector[f]
             bank_rows[r, slot] = s0 + stores[k]
-            key, top = _bounds(ranges, vector, means)
-            _insert(keys, groups, emb, ids, size, nans, pending, absmax, r, number, s0 + stores[k], key, means,
-                    vector, top, memory)
+            key, top = _bounds(ranges, vector, values)
+            _insert(keys, stats, numbers, size, nans, pending, absmax, r, number, key, values, top, memory)
         stored[r] = st0 + n_new
 
 
 @njit(cache=True, nogil=True)
 def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out, scan,
-                    keys, groups, emb, ids, size, nans, pending, count, absmax, last):
+                    keys, stats, numbers, size, nans, pending, count, absmax, last):
     """Novelties ``out`` (T, B) of the scaled values ``scaled`` (T, B, C) of distinct streams ``rows`` (B,).
 
     ``ring`` (n, span, C) float64, ``seen`` (n,) and ``stored`` (n,) int64, ``bank`` (n, memory, F)
@@ -305,10 +312,11 @@ def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, b
     T, B, C = scaled.shape
     span = window * block
     memory, F = bank.shape[1], bank.shape[2]
-    G = groups.shape[1]
-    ranges, sizes = group_ranges(F, G)
+    G = stats.shape[1] // 2
+    ranges, group_sizes = group_ranges(F, G)
+    sizes = np.concatenate((group_sizes, group_sizes))  # (the means', then the deviations')
     embedding = np.empty(F)
-    means = np.empty(G)
+    values = np.empty(2 * G)
     bound = np.empty(max(memory, PENDING))
     local = np.empty((span, C))
     for b in range(B):
@@ -316,11 +324,11 @@ def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, b
         s0 = seen[r]
         cnt = stored[r]
         if count[r] != cnt:
-            _rebuild(r, stored, bank, bank_rows, ranges, keys, groups, emb, ids, size, nans, pending, count,
+            _rebuild(r, stored, bank, bank_rows, ranges, keys, stats, numbers, size, nans, pending, count,
                      absmax, last)
         if min(cnt, memory) + (T // block + 1 if learn else 0) <= scan:  # few stored: compare with all
             _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out,
-                         ranges, keys, groups, emb, ids, size, nans, pending, absmax, last)
+                         ranges, keys, stats, numbers, size, nans, pending, absmax, last)
             count[r] = stored[r]
             continue
         local[:, :] = ring[r]
@@ -332,17 +340,16 @@ def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, b
                 out[t, b] = 0.0
                 continue
             _embed(local, now, window, block, embedding)
-            key, top = _bounds(ranges, embedding, means)
-            best = _search(r, now, cnt, embedding, key, means, sizes, top, bank, bank_rows, exclude, keys, groups,
-                           emb, ids, size, nans, pending, absmax, last, bound)
+            key, top = _bounds(ranges, embedding, values)
+            best = _search(r, now, cnt, embedding, key, values, sizes, top, bank, bank_rows, exclude, keys, stats,
+                           numbers, size, nans, pending, absmax, last, bound)
             out[t, b] = np.sqrt(best / F) if best != np.inf else 0.0
             if learn and (now + 1) % block == 0:
                 slot = cnt % memory
                 for f in range(F):
                     bank[r, slot, f] = embedding[f]
                 bank_rows[r, slot] = now
-                _insert(keys, groups, emb, ids, size, nans, pending, absmax, r, cnt, now, key, means, embedding,
-                        top, memory)
+                _insert(keys, stats, numbers, size, nans, pending, absmax, r, cnt, key, values, top, memory)
                 cnt += 1
         if learn:
             ring[r] = local

@@ -22,12 +22,13 @@ GROUPS = 4
 class SearchIndex:
     """The per-stream index of the stored embeddings (a cache, see the module's docstring).
 
-    ``keys`` (n, cap) float64, ``groups`` (n, G, cap) float32, ``emb`` (n, cap, F) float32 and ``ids``
-    (n, cap, 2) int64 (``cap = memory + PENDING``): the key, group means, embedding (the bank's values),
-    store number (slot = number % memory) and row (``bank_rows``) of each entry. Entries ``[0, size)``
-    are the sorted part (``size - nans`` sorted by key, then ``nans`` with a NaN key), ``[memory, memory +
-    pending)`` the entries stored since the last merge; entries of overwritten slots stay until the next
-    merge (the search skips them by their store number). 72 bytes per entry with ``F = 8`` (the bank: 32).
+    ``keys`` (n, cap) float64, ``stats`` (n, 2 G, cap) float32 and ``numbers`` (n, cap) int64 (``cap =
+    memory + PENDING``): the key, the group means then the group standard deviations (``_bounds``), and the
+    store number (slot = number % memory; its row is ``bank_rows[slot]`` while it is not overwritten) of each
+    entry. Entries ``[0, size)`` are the sorted part (``size - nans`` sorted by key, then ``nans`` with a NaN
+    key), ``[memory, memory + pending)`` the entries stored since the last merge; entries of overwritten
+    slots stay until the next merge (the search skips them by their store number). 48 bytes per entry with
+    ``F = 8`` (the bank: 32 + 8 for its row); the search reads the embeddings from the bank.
     ``count`` (n,): the stores the index reflects (-1: rebuild); ``absmax`` (n,): the largest |feature|
     ever indexed; ``last`` (n,): the previous row's nearest store number (-1: none).
     """
@@ -36,9 +37,8 @@ class SearchIndex:
         self.memory, self.features = memory, features
         cap, g = memory + PENDING, min(GROUPS, features)
         self.keys = np.zeros((n, cap))
-        self.groups = np.zeros((n, g, cap), dtype=np.float32)
-        self.emb = np.zeros((n, cap, features), dtype=np.float32)
-        self.ids = np.zeros((n, cap, 2), dtype=np.int64)
+        self.stats = np.zeros((n, 2 * g, cap), dtype=np.float32)
+        self.numbers = np.zeros((n, cap), dtype=np.int64)
         self.size = np.zeros(n, dtype=np.int64)
         self.nans = np.zeros(n, dtype=np.int64)
         self.pending = np.zeros(n, dtype=np.int64)
@@ -46,74 +46,90 @@ class SearchIndex:
         self.absmax = np.zeros(n)
         self.last = np.full(n, -1, dtype=np.int64)
 
+    NAMES = ("keys", "stats", "numbers", "size", "nans", "pending", "count", "absmax", "last")
+
     def grow(self, n: int) -> "SearchIndex":
         """A copy with ``n`` more (empty, to be built) streams."""
         more = SearchIndex(n, self.memory, self.features)
         out = SearchIndex(0, self.memory, self.features)
-        for name in ("keys", "groups", "emb", "ids", "size", "nans", "pending", "count", "absmax", "last"):
+        for name in self.NAMES:
             setattr(out, name, np.concatenate([getattr(self, name), getattr(more, name)]))
         return out
 
     def arrays(self) -> tuple:
-        return (self.keys, self.groups, self.emb, self.ids, self.size, self.nans, self.pending, self.count,
-                self.absmax, self.last)
+        return tuple(getattr(self, name) for name in self.NAMES)
+
+    def nbytes(self) -> int:
+        """Bytes of the index's arrays."""
+        return sum(getattr(self, name).nbytes for name in self.NAMES)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _bounds(ranges, vector, groups):
-    """The mean (returned) and the group means (written to ``groups``) of ``vector``; its largest |value|."""
-    F, total, top = len(vector), 0.0, 0.0
-    for j in range(len(groups)):
+def _bounds(ranges, vector, stats):
+    """The mean of ``vector`` and its largest |value| (returned); its ``G`` group means, then its ``G`` group
+    standard deviations (``sqrt(sum((x - mean_j)^2) / g_j)`` over group ``j``), written to ``stats (2 G,)``."""
+    F, total, top, G = len(vector), 0.0, 0.0, len(ranges) - 1
+    for j in range(G):
         part = 0.0
         for f in range(ranges[j], ranges[j + 1]):
             part += vector[f]
             top = max(top, abs(vector[f]))
-        groups[j] = part / (ranges[j + 1] - ranges[j])
+        mean = part / (ranges[j + 1] - ranges[j])
+        spread = 0.0
+        for f in range(ranges[j], ranges[j + 1]):
+            spread += (vector[f] - mean) * (vector[f] - mean)
+        stats[j] = mean
+        stats[G + j] = np.sqrt(spread / (ranges[j + 1] - ranges[j]))
         total += part
     return total / F, top
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _slack(top, F):
-    """What the key (float64) and the group means (stored as float32) may be off by, at most, for features
-    of magnitude up to ``top``: (key, group) slacks, generous."""
-    return top * (F + 4) * 2.0 ** -50, top * (2.0 ** -22 + (F + 4) * 2.0 ** -50)
+    """What the key (float64) and the group means and deviations (stored as float32) may be off by, at most,
+    for features of magnitude up to ``top``: (key, group) slacks, generous. (A group's deviation is at most
+    ``2 top``; float32 rounds it by at most ``top * 2**-23``, float64 arithmetic by far less.)"""
+    return top * (F + 4) * 2.0 ** -50, top * (2.0 ** -22 + (F + 8) * 2.0 ** -50)
 
 
 @njit(cache=True, nogil=True)
-def _insert(keys, groups, emb, ids, size, nans, pending, absmax, r, number, row, key, means, vector, top,
-            memory):
-    """Append store ``number`` to stream ``r``'s unsorted entries (merging them first when full)."""
+def _insert(keys, stats, numbers, size, nans, pending, absmax, r, number, key, values, top, memory):
+    """Append store ``number`` (key, group statistics ``values``) to stream ``r``'s unsorted entries (merging
+    them first when full)."""
     if pending[r] == PENDING:
-        _merge(keys, groups, emb, ids, size, nans, pending, r, number - memory + 1, memory)
+        _merge(keys, stats, numbers, size, nans, pending, r, number - memory + 1, memory)
     at = memory + pending[r]
     keys[r, at] = key
-    for j in range(len(means)):
-        groups[r, j, at] = np.float32(means[j])
-    ids[r, at, 0], ids[r, at, 1] = number, row
-    for f in range(len(vector)):
-        emb[r, at, f] = vector[f]
+    for j in range(len(values)):
+        stats[r, j, at] = np.float32(values[j])
+    numbers[r, at] = number
     pending[r] += 1
     absmax[r] = max(absmax[r], top)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _move(keys, stats, numbers, r, src, out_keys, out_stats, out_numbers, n):
+    out_keys[n] = keys[r, src]
+    out_numbers[n] = numbers[r, src]
+    out_stats[:, n] = stats[r, :, src]
+
+
 @njit(cache=True, nogil=True)
-def _merge(keys, groups, emb, ids, size, nans, pending, r, oldest, memory):
+def _merge(keys, stats, numbers, size, nans, pending, r, oldest, memory):
     """Sort stream ``r``'s unsorted entries into the sorted part, dropping the entries older than store
     number ``oldest`` (overwritten)."""
-    G = groups.shape[1]
+    S = stats.shape[1]
     sorted_n, n_pend = size[r] - nans[r], pending[r]
     fresh = np.empty(n_pend, dtype=np.int64)  # the pending positions with a key, then sorted by it
     n_fresh, n_nan = 0, 0
     for p in range(n_pend):
-        if ids[r, memory + p, 0] >= oldest and keys[r, memory + p] == keys[r, memory + p]:
+        if numbers[r, memory + p] >= oldest and keys[r, memory + p] == keys[r, memory + p]:
             fresh[n_fresh] = memory + p
             n_fresh += 1
     fresh = fresh[:n_fresh][np.argsort(keys[r, fresh[:n_fresh]])]
     total = size[r] + n_pend
-    out_keys, out_ids = np.empty(total), np.empty((total, 2), np.int64)
-    out_groups = np.empty((G, total), dtype=np.float32)
-    out_emb = np.empty((total, emb.shape[2]), dtype=np.float32)
+    out_keys, out_numbers = np.empty(total), np.empty(total, np.int64)
+    out_stats = np.empty((S, total), dtype=np.float32)
     a, b, n = 0, 0, 0
     while a < sorted_n or b < n_fresh:
         if b >= n_fresh or (a < sorted_n and keys[r, a] <= keys[r, fresh[b]]):
@@ -122,43 +138,33 @@ def _merge(keys, groups, emb, ids, size, nans, pending, r, oldest, memory):
         else:
             src = fresh[b]
             b += 1
-        if ids[r, src, 0] < oldest:
+        if numbers[r, src] < oldest:
             continue
-        out_keys[n] = keys[r, src]
-        out_ids[n] = ids[r, src]
-        out_groups[:, n] = groups[r, :, src]
-        out_emb[n] = emb[r, src]
+        _move(keys, stats, numbers, r, src, out_keys, out_stats, out_numbers, n)
         n += 1
     for src in range(sorted_n, size[r]):  # the NaN keys, old then new
-        if ids[r, src, 0] >= oldest:
-            out_keys[n] = keys[r, src]
-            out_ids[n] = ids[r, src]
-            out_groups[:, n] = groups[r, :, src]
-            out_emb[n] = emb[r, src]
+        if numbers[r, src] >= oldest:
+            _move(keys, stats, numbers, r, src, out_keys, out_stats, out_numbers, n)
             n += 1
             n_nan += 1
     for p in range(n_pend):
         src = memory + p
-        if ids[r, src, 0] >= oldest and keys[r, src] != keys[r, src]:
-            out_keys[n] = keys[r, src]
-            out_ids[n] = ids[r, src]
-            out_groups[:, n] = groups[r, :, src]
-            out_emb[n] = emb[r, src]
+        if numbers[r, src] >= oldest and keys[r, src] != keys[r, src]:
+            _move(keys, stats, numbers, r, src, out_keys, out_stats, out_numbers, n)
             n += 1
             n_nan += 1
     keys[r, :n] = out_keys[:n]
-    ids[r, :n] = out_ids[:n]
-    groups[r, :, :n] = out_groups[:, :n]
-    emb[r, :n] = out_emb[:n]
+    numbers[r, :n] = out_numbers[:n]
+    stats[r, :, :n] = out_stats[:, :n]
     size[r], nans[r], pending[r] = n, n_nan, 0
 
 
 @njit(cache=True, nogil=True)
-def _rebuild(r, stored, bank, bank_rows, ranges, keys, groups, emb, ids, size, nans, pending, count, absmax, last):
+def _rebuild(r, stored, bank, bank_rows, ranges, keys, stats, numbers, size, nans, pending, count, absmax, last):
     """Stream ``r``'s index from its bank: every filled slot with a row."""
     memory, F = bank.shape[1], bank.shape[2]
     st = stored[r]
-    vector, means = np.empty(F), np.empty(len(ranges) - 1)
+    vector, values = np.empty(F), np.empty(stats.shape[1])
     size[r], nans[r], pending[r], absmax[r], last[r] = 0, 0, 0, 0.0, -1
     for slot in range(min(st, memory)):
         if bank_rows[r, slot] < 0:
@@ -166,24 +172,21 @@ def _rebuild(r, stored, bank, bank_rows, ranges, keys, groups, emb, ids, size, n
         number = slot if st <= memory else st - memory + (slot - st) % memory
         for f in range(F):
             vector[f] = bank[r, slot, f]
-            emb[r, size[r], f] = bank[r, slot, f]
-        key, top = _bounds(ranges, vector, means)
+        key, top = _bounds(ranges, vector, values)
         at = size[r]
-        keys[r, at], ids[r, at, 0], ids[r, at, 1] = key, number, bank_rows[r, slot]
-        for j in range(len(means)):
-            groups[r, j, at] = np.float32(means[j])
+        keys[r, at], numbers[r, at] = key, number
+        for j in range(len(values)):
+            stats[r, j, at] = np.float32(values[j])
         absmax[r] = max(absmax[r], top)
         size[r] += 1
     n = size[r]
     order = np.argsort(keys[r, :n])  # NaN last
-    k2, i2 = keys[r, :n][order], ids[r, :n][order]
+    k2, i2 = keys[r, :n][order], numbers[r, :n][order]
     keys[r, :n] = k2
-    ids[r, :n] = i2
-    for j in range(groups.shape[1]):
-        g2 = groups[r, j, :n][order]
-        groups[r, j, :n] = g2
-    e2 = emb[r, :n][order]
-    emb[r, :n] = e2
+    numbers[r, :n] = i2
+    for j in range(stats.shape[1]):
+        g2 = stats[r, j, :n][order]
+        stats[r, j, :n] = g2
     n_nan = 0
     for i in range(n):
         if k2[i] != k2[i]:
@@ -193,13 +196,13 @@ def _rebuild(r, stored, bank, bank_rows, ranges, keys, groups, emb, ids, size, n
 
 
 @njit(cache=True, nogil=True)
-def build_index(stored, bank, bank_rows, keys, groups, emb, ids, size, nans, pending, count, absmax, last):
+def build_index(stored, bank, bank_rows, keys, stats, numbers, size, nans, pending, count, absmax, last):
     """Build the index of every stream whose ``count`` differs from ``stored`` (the search does this
     lazily, stream by stream)."""
-    ranges, _ = group_ranges(bank.shape[2], groups.shape[1])
+    ranges, _ = group_ranges(bank.shape[2], stats.shape[1] // 2)
     for r in range(len(stored)):
         if count[r] != stored[r]:
-            _rebuild(r, stored, bank, bank_rows, ranges, keys, groups, emb, ids, size, nans, pending, count,
+            _rebuild(r, stored, bank, bank_rows, ranges, keys, stats, numbers, size, nans, pending, count,
                      absmax, last)
 
 

@@ -84,16 +84,18 @@ def test_the_index_matches_the_bank(fitted, scan_limit):
         for r in stream._rows(["a", "b"]):
             entries = list(range(index.size[r] - index.nans[r]))
             pending = list(range(stream.memory, stream.memory + index.pending[r]))
-            numbers = index.ids[r, entries + pending, 0]
+            numbers = index.numbers[r, entries + pending]
             live = numbers >= stream.stored[r] - stream.memory
             slots = numbers[live] % stream.memory
             assert sorted(slots) == list(range(min(stream.stored[r], stream.memory)))
             keys = index.keys[r, entries]
             assert (np.diff(keys) >= 0).all()
             where = np.array(entries + pending)[live]
-            np.testing.assert_array_equal(index.emb[r, where], stream.bank[r, slots])
-            np.testing.assert_array_equal(index.ids[r, where, 1], stream.bank_rows[r, slots])
-            np.testing.assert_allclose(index.keys[r, where], stream.bank[r, slots].astype(float).mean(1), rtol=1e-12)
+            bank = stream.bank[r, slots].astype(float)
+            np.testing.assert_allclose(index.keys[r, where], bank.mean(1), rtol=1e-12)
+            groups = bank.reshape(len(slots), 4, -1)  # F = 4 features in 4 groups
+            np.testing.assert_allclose(index.stats[r, :4, where], groups.mean(2), rtol=1e-6)
+            np.testing.assert_allclose(index.stats[r, 4:, where], groups.std(2), rtol=1e-6, atol=1e-7)
 
 
 def test_a_loaded_or_reindexed_stream_continues_as_if_uninterrupted(fitted, tmp_path):
