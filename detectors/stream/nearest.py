@@ -20,27 +20,37 @@ The search does not compare the row with every slot. Each stream keeps an
 *index* of its stored embeddings
 (:class:`~sparsernn.detectors.stream.search_index.SearchIndex`, a cache rebuilt
 from the bank when it does not match it): per embedding its mean (the key), the
-means of ``G = min(4, F)`` groups of consecutive features and a copy of the
-embedding, the entries sorted by key. Two lower bounds of a squared distance
-follow from Cauchy-Schwarz (``F`` features, group ``j`` of ``g_j`` features)::
+difference of the means of its two halves (the second key), the means and the
+standard deviations of ``G = min(4, F)`` groups of consecutive features, and
+its store number, the entries in a grid: columns of keys, each sorted by second
+key. Lower bounds of a squared distance (``F`` features, group ``j`` of ``g_j``
+features, halves of ``h`` and ``F - h`` features, ``s`` the second key): per
+group the squared distance is ``g_j (mean_j(a) - mean_j(b))^2`` plus that of the
+centred features, at least ``g_j (sd_j(a) - sd_j(b))^2`` (the triangle
+inequality on the centred parts), so::
 
-    ||a - b||^2 >= sum_j g_j * (mean_j(a) - mean_j(b))^2 >= F * (mean(a) - mean(b))^2
+    ||a - b||^2 >= sum_j g_j ((mean_j(a) - mean_j(b))^2 + (sd_j(a) - sd_j(b))^2)
+    ||a - b||^2 >= F (mean(a) - mean(b))^2 + h (F - h) / F * (s(a) - s(b))^2
 
-The row's search starts from the previous row's nearest embedding and the
-stores either side of it (an upper bound), checks the entries stored since
-the last merge (unsorted, at most ``PENDING``), then walks the sorted entries
-outwards from the row's key, ``CHUNK`` at a time, and stops in each direction
-at the first key whose bound exceeds the best distance so far; within a chunk
-the group bounds are computed for all (a vectorised pass) and only the entries
-whose group bound does not exceed the best so far get the full distance (from
-the index's copy, so that the walk stays in contiguous memory).
+(the second: two orthonormal directions of the features). The row's search
+starts from the previous row's nearest embedding and the stores either side of
+it (an upper bound), checks the entries stored since the last merge
+(unsorted, at most ``PENDING``), then visits the columns nearest key range
+first and stops when a column's keys are too far for the best distance so far;
+in a column it walks the entries outwards from the row's second key, ``CHUNK``
+at a time, each way until the second bound with the column's key gap exceeds
+the best so far. Within a chunk the group means' part of the first bound is
+computed for all (a vectorised pass), the deviations' part where that is not
+enough, and only the entries whose bound does not exceed the best so far get
+the full distance (from the bank).
 
 Nothing is approximated: every distance that is computed is the same float64
 number as before (the float32 embeddings as float64, squared differences
 summed over the features in order, then divided by ``F``), and an embedding
-is skipped only when its bound, made smaller by more than the rounding of the
-key and group means (``_slack``), still exceeds the best distance so far by a
-relative 1e-9, so that it cannot be smaller than that best distance. NaN in
+is skipped only when its bound, each difference first made smaller by more
+than the rounding of the keys and group statistics (``_slack``), still
+exceeds the best distance so far by a relative 1e-9, so that it cannot be
+smaller than that best distance. NaN in
 an embedding or in a neighbour makes the novelty NaN, as ``np.min`` does (a
 NaN key is never pruned; such entries sit after the sorted ones).
 
