@@ -38,28 +38,33 @@ def main(argv=None) -> int:
     stream.process(block, ids)
     bench.fill_store(stream, args.streams, 0)
     memory = bench.novelty_of(stream).memory
-    counts = {"rows": 0, "bounds_sorted": 0, "bounds_unsorted": 0, "distances": 0}
-    search, bound_pass, distance, bank_distance = (nearest._search, nearest._bound_pass, nearest._distance,
-                                                   nearest._bank_distance)
+    counts = {"rows": 0, "bounds_sorted": 0, "bounds_unsorted": 0, "distances": 0, "columns": 0, "chunks": 0}
+    search, bound_pass, distance = nearest._search, nearest._bound_pass, nearest._distance
+    first_at_least, chunk = nearest._first_at_least, nearest._chunk
 
     def counted_search(*a):
         counts["rows"] += 1
         return search(*a)
 
-    def counted_bounds(groups, r, lo, hi, *a):
+    def counted_bounds(stats, r, lo, hi, *a):
         counts["bounds_sorted" if lo < memory else "bounds_unsorted"] += hi - lo
-        return bound_pass(groups, r, lo, hi, *a)
+        return bound_pass(stats, r, lo, hi, *a)
 
     def counted_distance(*a):
         counts["distances"] += 1
         return distance(*a)
 
-    def counted_bank_distance(*a):
-        counts["distances"] += 1
-        return bank_distance(*a)
-
     nearest._search, nearest._bound_pass = counted_search, counted_bounds
-    nearest._distance, nearest._bank_distance = counted_distance, counted_bank_distance
+    def counted_columns(*a):
+        counts["columns"] += 1
+        return first_at_least(*a)
+
+    def counted_chunks(*a):
+        counts["chunks"] += 1
+        return chunk(*a)
+
+    nearest._distance = counted_distance
+    nearest._first_at_least, nearest._chunk = counted_columns, counted_chunks
     stream.process(block, ids)
     per_row = {name: value / counts["rows"] for name, value in counts.items() if name != "rows"}
     print(json.dumps({"streams": args.streams, "rows": args.rows, "searches": counts["rows"],

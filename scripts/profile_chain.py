@@ -8,16 +8,23 @@ profiled::
 
     python scripts/profile_chain.py --rows 50
     python scripts/profile_chain.py --rows 50 --full-store   # every novelty store full (bench_stream's fill_store)
+    python scripts/profile_chain.py --rows 100 --full-store --search-only --streams 300
+
+``--search-only``: instead of the profile, the CPU time (best of 5) per point of the window novelty's search
+alone (``WindowNovelty._novelty`` of the block, not learning, so the store stays full), e.g. with few streams
+(each stream's index stays in cache) against many.
 """
 from __future__ import annotations
 
 import argparse
 import cProfile
+import time
 import importlib.util
 import pstats
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -30,6 +37,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--full-store", action="store_true",
                         help="fill every stream's novelty store after the first block (its steady state)")
+    parser.add_argument("--search-only", action="store_true",
+                        help="time the novelty's search alone (CPU time per point, best of 5), no profile")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     spec = importlib.util.spec_from_file_location("bench_stream", Path(__file__).with_name("bench_stream.py"))
@@ -41,6 +50,18 @@ def main(argv=None) -> int:
     stream.process(block, ids)
     if args.full_store:
         bench.fill_store(stream, args.streams, 0)
+    if args.search_only:
+        novelty = bench.novelty_of(stream)
+        rows, values = novelty._rows(ids), block[:, :, None]
+        novelty._novelty(values, rows, False)  # (compiled, caches warm)
+        best = np.inf
+        for _ in range(5):
+            start = time.process_time()
+            novelty._novelty(values, rows, False)
+            best = min(best, time.process_time() - start)
+        print(f"search only: {best / block.size * 1e6:.3f} us of CPU per point ({args.streams} streams, "
+              f"{args.rows} rows, full store: {args.full_store})")
+        return 0
     profile = cProfile.Profile()
     profile.enable()
     stream.process(block, ids)

@@ -136,7 +136,7 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
         stream's index anyway)."""
         self._index = SearchIndex(len(self.stored), self.memory, self.bank.shape[2])
         if build:
-            build_index(self.stored, self.bank, self.bank_rows, *self._index.arrays())
+            build_index(self.stored, self.bank, self.bank_rows, self._index.arrays())
 
     # ------------------------------------------------------------ the novelty
     def _novelty(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
@@ -157,7 +157,7 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
         if scaled.shape[0] and len(rows):
             nearest_windows(np.ascontiguousarray(scaled), rows, self.ring, self.seen, self.stored, self.bank,
                             self.bank_rows, self.window, self.block, self.exclude, bool(learn), out,
-                            int(self.scan_limit), *self._index.arrays())
+                            int(self.scan_limit), self._index.arrays())
         return out
 
     def _novelty_reference(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:

@@ -71,29 +71,60 @@ def test_full_wrapping_stores_equal_the_reference(fitted, settings):
     assert (novelties > 0).sum() > 500 and (novelties == 0).sum() > 100  # near-ties and exact ties both
 
 
-@pytest.mark.parametrize("scan_limit", [0, 10 ** 6])
-def test_the_index_matches_the_bank(fitted, scan_limit):
-    """After every call the index holds exactly the filled slots, sorted by key, with their rows and
-    embeddings (a property of the cache, whatever the search makes of it; kept by both the search and
-    the scan of small stores)."""
-    stream, _ = twins(fitted, scan_limit, block=1, window=4, memory=50)
-    x = hard_series(fitted, 400, seed=5)
+@pytest.mark.parametrize("block, window", [(1, 8), (2, 3)])
+def test_stores_of_many_columns_equal_the_reference(fitted, block, window):
+    """Stores large enough for the index's grid (columns of keys, each walked by its second key, rebuilt as
+    they widen), filled past ``memory``: the hard series (near-ties, exact ties, the clip, jumps) and pure
+    noise. Where pruning by the column's keys or by the second key were a little too eager, some novelty
+    would differ."""
+    fast, plain = twins(fitted, block=block, window=window, memory=1100)
+    x = hard_series(fitted, 2600, seed=9)
+    rng = np.random.default_rng(10)
+    x = np.concatenate([x, float(fitted.center_[0]) + float(fitted.scale_[0]) * rng.standard_normal((2600, 1))], 1)
+    for stream in (fast, plain):
+        feed(stream, x, ["sine", "cycle", "clip", "walk", "jumps", "noise"], [300, 7, 500, 64])
+    assert_same(fast, plain)
+    rows = fast._rows(["sine", "walk", "noise"])
+    assert (fast._index.ncol[rows] >= 4).all() and (fast.stored > 1100).all()
+
+
+@pytest.mark.parametrize("scan_limit, memory", [(0, 50), (10 ** 6, 50), (0, 700), (10 ** 6, 700)])
+def test_the_index_matches_the_bank(fitted, scan_limit, memory):
+    """After every call the index holds exactly the filled slots, in columns of keys each sorted by second
+    key, with their statistics (a property of the cache, whatever the search makes of it; kept by both the
+    search and the scan of small stores; ``memory=700``: several columns, rebuilt as they widen)."""
+    stream, _ = twins(fitted, scan_limit, block=1, window=4, memory=memory)
+    x = hard_series(fitted, 1200, seed=5)
+    columns = 0
     for part in np.array_split(x[:, :2], 9):
         stream.process(part, ["a", "b"])
         index = stream._index
         for r in stream._rows(["a", "b"]):
             entries = list(range(index.size[r] - index.nans[r]))
             pending = list(range(stream.memory, stream.memory + index.pending[r]))
-            numbers = index.ids[r, entries + pending, 0]
+            numbers = index.numbers[r, entries + pending]
             live = numbers >= stream.stored[r] - stream.memory
             slots = numbers[live] % stream.memory
             assert sorted(slots) == list(range(min(stream.stored[r], stream.memory)))
-            keys = index.keys[r, entries]
-            assert (np.diff(keys) >= 0).all()
+            nc = index.ncol[r]
+            columns = max(columns, nc)
+            starts, bounds = index.cstart[r, :nc + 1], np.append(index.cbound[r, :nc], np.inf)
+            assert starts[0] == 0 and starts[-1] == len(entries) and (np.diff(starts) >= 0).all()
+            for c in range(nc):
+                keys = index.keys[r, starts[c]:starts[c + 1]]
+                assert ((keys >= bounds[c]) & (keys < bounds[c + 1])).all()
+                assert (np.diff(index.second[r, starts[c]:starts[c + 1]]) >= 0).all()
+                if len(keys):
+                    assert index.kmin[r, c] == keys.min() and index.kmax[r, c] == keys.max()
             where = np.array(entries + pending)[live]
-            np.testing.assert_array_equal(index.emb[r, where], stream.bank[r, slots])
-            np.testing.assert_array_equal(index.ids[r, where, 1], stream.bank_rows[r, slots])
-            np.testing.assert_allclose(index.keys[r, where], stream.bank[r, slots].astype(float).mean(1), rtol=1e-12)
+            bank = stream.bank[r, slots].astype(float)
+            np.testing.assert_allclose(index.keys[r, where], bank.mean(1), rtol=1e-12)
+            np.testing.assert_allclose(index.second[r, where], bank[:, :2].mean(1) - bank[:, 2:].mean(1),
+                                       rtol=1e-6, atol=1e-7)
+            groups = bank.reshape(len(slots), 4, -1)  # F = 4 features in 4 groups
+            np.testing.assert_allclose(index.stats[r, :4, where], groups.mean(2), rtol=1e-6)
+            np.testing.assert_allclose(index.stats[r, 4:, where], groups.std(2), rtol=1e-6, atol=1e-7)
+    assert columns == 1 if memory == 50 else columns >= 5
 
 
 def test_a_loaded_or_reindexed_stream_continues_as_if_uninterrupted(fitted, tmp_path):
