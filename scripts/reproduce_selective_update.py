@@ -52,6 +52,7 @@ DELAYS = (10, 50, 200, 1000, 5000)
 DEFAULT_RESULTS = ("docs/results/issue13/cue_memory.jsonl", "docs/results/issue13/copy_recall.jsonl",
                    "docs/rl_quality_memory.jsonl", "docs/results/issue13/copy_recall_gap200_8m.jsonl",
                    "docs/results/issue13/copy_recall_gap200_8m_s2.jsonl",
+                   "docs/results/issue13/copy_recall_gap200_12m_s2.jsonl",  # seed 2 trained on: the last row counts
                    "docs/results/issue13/copy_recall_gap200_controls.jsonl")
 
 
