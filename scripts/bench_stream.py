@@ -282,16 +282,26 @@ def fill_store(stream, n_streams: int, seed: int) -> None:
     novelty.reindex(build=True)  # the search's index of the store, as kept up to date while it filled
 
 
+def primed_chain(detector, n_streams: int, chunk: int, seed: int, probationary: int,
+                 learn: OnlineLearning | None = None, full_store: bool = False):
+    """``(chain, stream ids, block)``: the NAB chain around ``detector`` after one ``process`` of the
+    benchmark block (``(chunk, n_streams)``), which allocates the streams and gives the novelty's store
+    its first neighbours; ``full_store``: then every novelty store filled (:func:`fill_store`). The
+    set-up shared by :func:`chain_streams`, ``scripts/profile_chain.py`` and ``count_novelty_search.py``."""
+    stream = nab_chain(detector, probationary, learn)
+    ids = list(range(n_streams))
+    block = benchmark_block(n_streams, chunk, seed)
+    stream.process(block, ids)
+    if full_store:
+        fill_store(stream, n_streams, seed)
+    return stream, ids, block
+
+
 def chain_streams(detector, n_streams: int, steps: int, chunk: int, seed: int, probationary: int,
                   learn: OnlineLearning | None = None, full_store: bool = False) -> float:
     """Points/s of the NAB chain's ``process`` of blocks of ``chunk`` points over ``n_streams`` streams
     (``full_store``: with every novelty store full, :func:`fill_store`)."""
-    stream = nab_chain(detector, probationary, learn)
-    ids = list(range(n_streams))
-    block = benchmark_block(n_streams, chunk, seed)
-    stream.process(block, ids)  # allocate the streams and give the novelty's store its first neighbours
-    if full_store:
-        fill_store(stream, n_streams, seed)
+    stream, ids, block = primed_chain(detector, n_streams, chunk, seed, probationary, learn, full_store)
     calls = max(1, steps // chunk)
     start = time.perf_counter()
     for _ in range(calls):

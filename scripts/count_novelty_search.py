@@ -32,11 +32,8 @@ def main(argv=None) -> int:
     spec = importlib.util.spec_from_file_location("bench_stream", Path(__file__).with_name("bench_stream.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    stream = bench.nab_chain(bench.make_detector(32, 0), args.probationary)
-    ids = list(range(args.streams))
-    block = bench.benchmark_block(args.streams, args.rows, 0)
-    stream.process(block, ids)
-    bench.fill_store(stream, args.streams, 0)
+    stream, ids, block = bench.primed_chain(bench.make_detector(32, 0), args.streams, args.rows, 0,
+                                            args.probationary, full_store=True)
     memory = bench.novelty_of(stream).memory
     counts = {"rows": 0, "bounds_sorted": 0, "bounds_unsorted": 0, "distances": 0, "columns": 0, "chunks": 0}
     search, bound_pass, distance = nearest._search, nearest._bound_pass, nearest._distance

@@ -44,12 +44,8 @@ def main(argv=None) -> int:
     spec = importlib.util.spec_from_file_location("bench_stream", Path(__file__).with_name("bench_stream.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    stream = bench.nab_chain(bench.make_detector(32, 0), args.probationary)
-    ids = list(range(args.streams))
-    block = bench.benchmark_block(args.streams, args.rows, 0)
-    stream.process(block, ids)
-    if args.full_store:
-        bench.fill_store(stream, args.streams, 0)
+    stream, ids, block = bench.primed_chain(bench.make_detector(32, 0), args.streams, args.rows, 0,
+                                            args.probationary, full_store=args.full_store)
     if args.search_only:
         novelty = bench.novelty_of(stream)
         rows, values = novelty._rows(ids), block[:, :, None]
