@@ -1,5 +1,4 @@
-"""Where a gated policy's extra time goes at RL's shapes: the profile behind ``docs/benchmarks_selective.md``'s
-"Selective update (issue 13): RL throughput".
+"""Where a gated policy's extra time goes at RL's shapes: the profile behind ``docs/benchmarks_selective_rl.md``.
 
 Builds each variant's ``SparseRecurrentPolicy`` as ``scripts/bench_rl.py`` does (same config: 8 envs,
 32-step rollouts, 256-sample minibatches) and times its two kinds of call, one thread:

@@ -1,4 +1,4 @@
-"""Smoke test of scripts/profile_gated.py (the gated policy's profile in docs/benchmarks_selective.md), run as a user would."""
+"""Smoke test of scripts/profile_gated.py (the gated policy's profile in docs/benchmarks_selective_rl.md), run as a user would."""
 import subprocess
 import sys
 from pathlib import Path
