@@ -7,8 +7,8 @@ computed in its forward, without autograd; its backward turns the gradient of th
 stack of the group, each with its backward (for RL's policy: two ``addmm`` and a ``stack``, or two
 schedule nodes, their time indices and a ``stack``; ``docs/benchmarks_selective_rl.md``):
 
-- ``event``: ``W x + b`` of each layer written into the group's (group-major) buffer by the same
-  ``addmm`` as :meth:`EventGate.input_part` (so the same bits), ``w`` stacked; backward: ``dW`` and
+- ``event``: ``W x + b`` of each layer by the same ``addmm`` as :meth:`EventGate.input_part` (so the
+  same bits), stacked group-major, ``w`` stacked; backward: ``dW`` and
   ``db`` by the loops' weight-gradient GEMM (:func:`~sparsernn.core.fused_factors.group_weight_grads`),
   ``dw = sum(da * h_{t-1})`` and ``dx += da @ W`` summed over the group;
 - ``rhythm``: the time indices of the whole group at once (:func:`group_time_indices`), then each
@@ -82,11 +82,8 @@ def preactivations(spec: GateSpec, x: torch.Tensor, params: tuple, groups: int):
     with torch.no_grad():
         if spec.kind == "event":
             weight_x, bias, weight_h = params[:groups], params[groups:2 * groups], params[2 * groups:]
-            hidden = bias[0].shape[0]
-            flat = x.reshape(steps * batch, -1)
-            out = x.new_empty(groups, steps * batch, hidden)
-            for g in range(groups):  # F.linear's addmm on the flattened input: EventGate.input_part's bits
-                torch.addmm(bias[g], flat, weight_x[g].t(), out=out[g])
+            flat = x.reshape(steps * batch, -1)  # F.linear's addmm on it: EventGate.input_part's bits
+            out = torch.stack([torch.nn.functional.linear(flat, weight_x[g], bias[g]) for g in range(groups)])
             gate_w = torch.stack(weight_h).unsqueeze(1)
         else:
             times = group_time_indices(spec.time0, spec.episode_starts, steps)
