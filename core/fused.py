@@ -5,9 +5,9 @@ detector's stream) the cost of the reference backend is autograd's per-step
 bookkeeping, not arithmetic. This backend runs the sequence, with the resets
 and the selective-update switches inside, as one ``torch.autograd.Function``:
 
-- the layers' (masked) parameters go in and their outputs come out one
-  tensor each, so autograd sees one node per call (it differentiates the
-  masks, the event gate's ``W x + b`` and the rhythm's schedule outside);
+- the layers' (masked) parameters and their update gates' parameters go in
+  and their outputs come out one tensor each, so autograd sees one node per
+  call (it differentiates the masks outside; the gate: :mod:`~sparsernn.core.fused_gates`);
 - inside, the input projections ``W_ih x + b_ih`` of all steps at once, then
   the recurrent loop and its backward recursion, storing only the step
   values: C++ loops on a CPU (:mod:`~sparsernn.core.native`), TorchScript
@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
-from .fused_factors import GATES, lstm_factors, refuse_double_backward, single_state_factors, weight_grads
+from .fused_factors import GATES, group_weight_grads as _weight_grads, lstm_factors, refuse_double_backward, \
+    single_state_factors
+from .fused_gates import event_input_grad, gate_inputs, outside_preactivations, parameter_grads, preactivations
 from .fused_loops import loop
 from .native import native_for
 from .fused_routed import routed_group
 from .fused_selective import selective_group, selective_native
 from .statistics import make_trace
-from .update_gates import rhythm_preactivations
 
 if TYPE_CHECKING:  # pragma: no cover
     from .layer import SparseRecurrent
@@ -125,29 +126,37 @@ class _FusedSequence(torch.autograd.Function):
     :meth:`update_usage`) has no gradient: no pass over it, and no zero tensor for its gradient, when
     nothing asks.
 
-    Inputs: ``cell, G, x (T, B, I), h, c (G, B, H), alive, resets, gate_x (T, G, B, H),
-    gate_w (G, 1, H)``, then each layer's ``w_ih``, each ``b_ih``, each ``w_hh``, each ``b_hh``.
-    The parameters come in per layer and the outputs go out per layer, so the group costs
-    autograd one node (no stacking or selecting nodes around it).
+    Inputs: ``cell, G, gate (a GateSpec or None), x (T, B, I), h, c (G, B, H), alive, resets``, then
+    each layer's ``w_ih``, each ``b_ih``, each ``w_hh``, each ``b_hh``, then the gate's parameters
+    (:func:`~sparsernn.core.fused_gates.gate_inputs`): the switches' pre-activations are computed and
+    differentiated inside (:mod:`~sparsernn.core.fused_gates`). The parameters come in per layer and
+    the outputs go out per layer, so the group costs autograd one node (no stacking or selecting
+    nodes around it). A rhythm group's time indices after the call, ``(G, B)``, come last.
     """
 
     @staticmethod
-    def forward(ctx, cell: str, groups: int, x, h, c, alive, resets, gate_x, gate_w, *params):
+    def forward(ctx, cell: str, groups: int, gate, x, h, c, alive, resets, *params):
+        params, gate_params = params[:4 * groups], params[4 * groups:]
+        gate_x = gate_w = times = new_times = None
+        if gate is not None:
+            gate_x, gate_w, times, new_times = preactivations(gate, x, gate_params, groups)
         y, h_last, c_last, preact, sums, saved = _run_loop(cell, x, h, c, alive, resets, gate_x, gate_w, params,
                                                            True)
         count, soft = sums if sums is not None else (h.new_empty(0), h.new_empty(0))
-        ctx.cell, ctx.gated, ctx.resets, ctx.groups = cell, gate_x is not None, resets, groups
-        ctx.save_for_backward(x, alive, gate_w, preact, *params, *saved)
-        ctx.mark_non_differentiable(preact, count)
+        new_times = new_times if new_times is not None else h.new_empty(0)
+        ctx.cell, ctx.gate, ctx.resets, ctx.groups, ctx.n_gate = cell, gate, resets, groups, len(gate_params)
+        ctx.gated = gate is not None
+        ctx.save_for_backward(x, alive, gate_w, preact, times, *params, *gate_params, *saved)
+        ctx.mark_non_differentiable(preact, count, new_times)
         ctx.set_materialize_grads(False)  # None for what got no gradient (the record, often c_T, the sums)
-        return (*y.unbind(1), h_last, c_last, preact, count, soft)
+        return (*y.unbind(1), h_last, c_last, preact, count, soft, new_times)
 
     @staticmethod
     def backward(ctx, *grads):
         refuse_double_backward()
         groups = ctx.groups
-        dh, dc, _, _, d_soft = grads[groups:]
-        x, alive, gate_w, preact, *rest = ctx.saved_tensors
+        dh, dc, _, _, d_soft, _ = grads[groups:]
+        x, alive, gate_w, preact, times, *rest = ctx.saved_tensors
         steps, batch = x.shape[:2]
         hidden = rest[2 * groups].shape[1]  # the first W_hh (kH, H)
         shape = (steps, batch, hidden)
@@ -156,7 +165,7 @@ class _FusedSequence(torch.autograd.Function):
         if ctx.cell == "lstm" and dc is None:
             dc = x.new_zeros(groups, batch, hidden)
         d_soft = d_soft if ctx.gated else None
-        params, saved = rest[:4 * groups], rest[4 * groups:]
+        params, gate_params, saved = rest[:4 * groups], rest[4 * groups:4 * groups + ctx.n_gate], rest[4 * groups + ctx.n_gate:]
         w_hh = torch.stack(params[2 * groups:3 * groups])
         native = _native_cell_entry(ctx.cell, dy, "cell_backward")
         if native is not None:  # C++: the cell's factors (and the sums' gradient) computed inside each step
@@ -169,7 +178,7 @@ class _FusedSequence(torch.autograd.Function):
                 dgx, dgh, dh0, da = native(dy, dh, None, *saved, preact, gate_w, alive, ctx.resets, w_hh, d_soft)
                 dc0 = None
             da = da if gated else None
-            return _fused_input_grads(ctx, groups, x, params, gate_w, dgx, dgh, dh0, dc0, da, h_read)
+            return _fused_input_grads(ctx, groups, x, params, gate_params, times, dgx, dgh, dh0, dc0, da, h_read)
         da_ext = None
         if ctx.gated:
             da_ext = soft_sum_grad(preact, d_soft) if d_soft is not None else torch.zeros_like(preact)
@@ -181,43 +190,27 @@ class _FusedSequence(torch.autograd.Function):
             dgx, dgh, dh0, da, h_read = _single_state_backward(ctx.cell, dy, dh, da_ext, saved, w_hh, alive,
                                                                gate_w, preact, ctx.gated)
             dc0 = None
-        return _fused_input_grads(ctx, groups, x, params, gate_w, dgx, dgh, dh0, dc0, da, h_read)
+        return _fused_input_grads(ctx, groups, x, params, gate_params, times, dgx, dgh, dh0, dc0, da, h_read)
 
 
-def _fused_input_grads(ctx, groups, x, params, gate_w, dgx, dgh, dh0, dc0, da, h_read) -> tuple:
+def _fused_input_grads(ctx, groups, x, params, gate_params, times, dgx, dgh, dh0, dc0, da, h_read) -> tuple:
     """:class:`_FusedSequence`'s gradients of its inputs from the gate-input gradients ``dgx`` / ``dgh``,
-    those of the initial state and of the switch pre-activations ``da``."""
+    those of the initial state and of the switch pre-activations ``da`` (which give the gate
+    parameters' gradients, :func:`~sparsernn.core.fused_gates.parameter_grads`)."""
     d_w_hh, d_b_hh = _weight_grads(dgh, h_read)
     d_w_ih, d_b_ih = _weight_grads(dgx, x)
+    d_gate, da_x = (), None
+    if ctx.gated:
+        d_gate, da_x = parameter_grads(ctx.gate, da, x, h_read, times, gate_params, groups)
     dx = None
-    if ctx.needs_input_grad[2]:  # (G, T*B, k*H) @ (G, k*H, I), summed over the group
+    if ctx.needs_input_grad[3]:  # (G, T*B, k*H) @ (G, k*H, I), summed over the group
         steps, batch = x.shape[:2]
         flat = dgx.transpose(0, 1).reshape(groups, steps * batch, -1)
         dx = torch.bmm(flat, torch.stack(params[:groups])).sum(0).view_as(x)
-    d_gate_w = None
-    if da is not None and gate_w is not None:
-        d_gate_w = (da * h_read).sum((0, 2)).unsqueeze(1)
-    return (None, None, dx, dh0, dc0, None, None, da, d_gate_w, *d_w_ih.unbind(0), *d_b_ih.unbind(0),
-            *d_w_hh.unbind(0), *d_b_hh.unbind(0))
-
-
-# Up to this many gate-gradient elements per layer (1 MiB of float32, L2-resident), the C++
-# weight-gradient GEMM (core/csrc/small_gemm.h) beats ATen's bmm; above it, bmm's cache blocking wins.
-NATIVE_WEIGHT_GRAD_ELEMENTS = 1 << 18
-
-
-def _weight_grads(dgates: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``dW (G, width, n)`` and ``db (G, width)`` of ``gates = inputs @ W^T + b`` from
-    ``dgates (T, G, B, width)`` and ``inputs (T, G, B, n)``, or ``(T, B, n)`` shared by the group;
-    contiguous, so autograd takes them as the parameters' gradients without a copy."""
-    steps, groups, batch, width = dgates.shape
-    native = native_for(dgates, steps * batch * width <= NATIVE_WEIGHT_GRAD_ELEMENTS)
-    if native is not None:
-        return tuple(native.weight_grads(dgates, inputs))
-    if inputs.dim() == 3:
-        inputs = inputs.unsqueeze(1).expand(-1, groups, -1, -1)
-    d_w, d_b = weight_grads(dgates, inputs)
-    return d_w.contiguous(), d_b[:, 0]
+        if da_x is not None:
+            dx = dx + event_input_grad(da_x, gate_params, groups)
+    return (None, None, None, dx, dh0, dc0, None, None, *d_w_ih.unbind(0), *d_b_ih.unbind(0),
+            *d_w_hh.unbind(0), *d_b_hh.unbind(0), *d_gate)
 
 
 def _single_state_backward(cell, dy, dh, da_ext, saved, w_hh, alive, gate_w, preact, gated):
@@ -285,21 +278,25 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
             alive = (1.0 - episode_starts.to(x.dtype)).view(steps, 1, batch, 1)
     h = torch.stack(hs)
     c = torch.stack(cs) if first.cell == "lstm" else None
-    gate_x = gate_w = None
     new_times: list[Optional[torch.Tensor]] = [None] * len(layers)
-    if first.update_gate == "event":
-        gate_x = torch.stack([layer.gate.input_part(x) for layer in layers], 1)
-        gate_w = torch.stack([layer.gate.weight_h for layer in layers]).unsqueeze(1)
-    elif first.update_gate == "rhythm":
-        parts = [rhythm_preactivations(layer.gate, time, episode_starts, steps) for layer, time in zip(layers, times)]
-        gate_x = torch.stack([pre for pre, _ in parts], 1)
-        new_times = [time for _, time in parts]
     scores, computed, sums = None, None, None
-    if first.router is not None:
-        y, h, c, scores, preact = routed_group(layers, x, h, c, alive, resets, gate_x, gate_w)
-        ys = y.unbind(1)
+    selective = selective_native(layers, x) if first.router is None else None
+    if first.update_gate is not None and first.router is None and selective is None:  # the gate inside the node
+        gate, gate_params = gate_inputs(layers, times, episode_starts)
+        ys, h, c, preact, sums, stacked_times = _static_group(layers, x, h, c, alive, resets, gate, gate_params)
+        if stacked_times is not None:
+            new_times = list(stacked_times.unbind(0))
     else:
-        ys, h, c, preact, computed, sums = _static_group(layers, x, h, c, alive, resets, gate_x, gate_w)
+        gate_x, gate_w, new_times = outside_preactivations(layers, x, times, episode_starts, steps, new_times)
+        if first.router is not None:
+            y, h, c, scores, preact = routed_group(layers, x, h, c, alive, resets, gate_x, gate_w)
+            ys = y.unbind(1)
+        elif selective is not None:
+            weights = _group_params(layers)
+            ys, h, c, preact, computed = selective_group(selective, first.cell, x, h, c, alive, resets, gate_x,
+                                                         gate_w, weights)
+        else:
+            ys, h, c, preact, sums, _ = _static_group(layers, x, h, c, alive, resets, None, ())
     n_in, n_elements = first.input_size, steps * batch * first.hidden_size
     if preact is None and scores is None:
         traces = [make_trace([], [], [], [], n_elements) for _ in layers]
@@ -323,27 +320,35 @@ def run_fused_group(layers: list["SparseRecurrent"], x: torch.Tensor, hs: list[t
     return ys, h, c, new_times, traces
 
 
-def _static_group(layers, x, h, c, alive, resets, gate_x, gate_w):
-    """An unrouted group: returns the ``G`` outputs ``(T, B, H)``, ``h``, ``c`` (or None), ``a`` (or None),
-    the candidates computed per layer (``(G,)``, where closed neurons were skipped; else None) and the
-    switch sums ``(open count (G,), sum of sigmoid(a) (G,))`` of a gated call with gradient that computes
-    every candidate (:class:`_FusedSequence`; else None)."""
-    cell = layers[0].cell
+def _group_params(layers) -> tuple:
+    """Each layer's (masked) ``w_ih``, then each ``b_ih``, each ``w_hh``, each ``b_hh``."""
     weights = [layer.effective_weights() for layer in layers]
-    params = (*[w for w, _ in weights], *[layer.bias_ih for layer in layers], *[w for _, w in weights],
-              *[layer.bias_hh for layer in layers])
-    selective = selective_native(layers, x) if gate_x is not None else None
-    if selective is not None:
-        return (*selective_group(selective, cell, x, h, c, alive, resets, gate_x, gate_w, params), None)
-    sums = None
+    return (*[w for w, _ in weights], *[layer.bias_ih for layer in layers], *[w for _, w in weights],
+            *[layer.bias_hh for layer in layers])
+
+
+def _static_group(layers, x, h, c, alive, resets, gate, gate_params):
+    """An unrouted group whose loops compute every candidate, the gate (a ``GateSpec`` or None) inside:
+    returns the ``G`` outputs ``(T, B, H)``, ``h``, ``c`` (or None), ``a`` (or None), the switch sums
+    ``(open count (G,), sum of sigmoid(a) (G,))`` of a gated call with gradient (:class:`_FusedSequence`;
+    else None) and a rhythm's time indices after the call ``(G, B)`` (else None)."""
+    cell = layers[0].cell
+    params = _group_params(layers)
+    sums = new_times = None
     if torch.is_grad_enabled():
-        *ys, h, c_out, preact, count, soft = _FusedSequence.apply(cell, len(layers), x, h, c, alive, resets, gate_x,
-                                                                  gate_w, *params)
-        sums = (count, soft) if gate_x is not None else None
+        *ys, h, c_out, preact, count, soft, new_times = _FusedSequence.apply(cell, len(layers), gate, x, h, c, alive,
+                                                                             resets, *params, *gate_params)
+        sums = (count, soft) if gate is not None else None
     else:  # acting / inference: nothing to keep for a backward pass
+        gate_x = gate_w = None
+        if gate is not None:
+            gate_x, gate_w, _, new_times = preactivations(gate, x, gate_params, len(layers))
         y, h, c_out, preact, _, _ = _run_loop(cell, x, h, c, alive, resets, gate_x, gate_w, params, False)
         ys = y.unbind(1)
-    return ys, h, (c_out if cell == "lstm" else None), (preact if gate_x is not None else None), None, sums
+    gated = gate is not None
+    if not gated or gate.kind != "rhythm":
+        new_times = None
+    return ys, h, (c_out if cell == "lstm" else None), (preact if gated else None), sums, new_times
 
 
 def _trace(preact: Optional[torch.Tensor], scores: Optional[torch.Tensor], n_in: int,

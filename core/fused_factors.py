@@ -24,6 +24,7 @@ from typing import Optional
 
 import torch
 
+from .native import native_for
 from .spec import GATES_PER_CELL as GATES
 
 
@@ -118,3 +119,22 @@ def weight_grads(dgates: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tens
     flat_d = dgates.transpose(0, 1).reshape(groups, steps * batch, width)
     flat_in = inputs.transpose(0, 1).reshape(groups, steps * batch, inputs.shape[3])
     return torch.bmm(flat_in.transpose(1, 2), flat_d).transpose(1, 2), dgates.sum((0, 2)).unsqueeze(1)
+
+
+# Up to this many gate-gradient elements per layer (1 MiB of float32, L2-resident), the C++
+# weight-gradient GEMM (core/csrc/small_gemm.h) beats ATen's bmm; above it, bmm's cache blocking wins.
+NATIVE_WEIGHT_GRAD_ELEMENTS = 1 << 18
+
+
+def group_weight_grads(dgates: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dW (G, width, n)`` and ``db (G, width)`` of ``gates = inputs @ W^T + b`` from
+    ``dgates (T, G, B, width)`` and ``inputs (T, G, B, n)``, or ``(T, B, n)`` shared by the group;
+    contiguous, so autograd takes them as the parameters' gradients without a copy."""
+    steps, groups, batch, width = dgates.shape
+    native = native_for(dgates, steps * batch * width <= NATIVE_WEIGHT_GRAD_ELEMENTS)
+    if native is not None:
+        return tuple(native.weight_grads(dgates, inputs))
+    if inputs.dim() == 3:
+        inputs = inputs.unsqueeze(1).expand(-1, groups, -1, -1)
+    d_w, d_b = weight_grads(dgates, inputs)
+    return d_w.contiguous(), d_b[:, 0]

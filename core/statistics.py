@@ -204,6 +204,28 @@ def _under_ceiling(layer: "SparseRecurrent", trace: dict[str, Any]) -> bool:
     return count is not None and float(count) / trace["n_elements"] <= layer.target_update_rate
 
 
+class _RateLoss(torch.autograd.Function):
+    """``weight * penalty(count / n, target)`` from a call's open count ``count`` (no gradient) and its
+    ``soft = sum(sigmoid(a))`` taken by the fused loops, as one node: the value and the gradient to
+    ``soft`` of the straight-through sum ``count + soft - soft.detach()`` through
+    :func:`~sparsernn.core.update_gates.rate_penalty`, in a few tensor operations and without reading
+    the count on the host (a sync on an accelerator). Under a ceiling it is 0 with a zero gradient."""
+
+    @staticmethod
+    def forward(ctx, soft, count, n_elements: int, target: float, weight: float, ceiling: bool):
+        excess = count.to(soft.dtype) / n_elements - target
+        if ceiling:
+            excess = excess.clamp_min(0.0)
+        ctx.save_for_backward(excess)
+        ctx.scale = 2.0 * weight / n_elements
+        return excess * excess * weight
+
+    @staticmethod
+    def backward(ctx, grad):
+        (excess,) = ctx.saved_tensors
+        return grad * excess * ctx.scale, None, None, None, None, None
+
+
 def aux_loss(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> torch.Tensor:
     """``update_rate_weight * penalty(rate, target) + router_balance_weight * CV^2(importance)``; the
     penalty is ``max(0, rate - target)^2`` (``update_rate_mode="ceiling"``) or ``(rate - target)^2``
@@ -213,11 +235,20 @@ def aux_loss(layer: "SparseRecurrent", trace: dict[str, Any] | None) -> torch.Te
         return loss
     st_sum = None
     if layer.target_update_rate is not None:
-        if not _under_ceiling(layer, trace):
+        soft = trace.get("soft_sum")  # the fused loops' sum: the loss is one node (_RateLoss)
+        fused = soft is not None and trace["open_st_sum"] is None and soft.requires_grad and torch.is_grad_enabled()
+        # On a CPU reading the count is free, and a call under its ceiling builds nothing; on an
+        # accelerator the fused sums' node applies the ceiling on the device, without a sync.
+        under = (not fused or soft.device.type == "cpu") and _under_ceiling(layer, trace)
+        if under:
+            if torch.is_grad_enabled() and any(p.requires_grad for p in layer.gate.parameters()):
+                # a constant 0 that still accepts .backward(), as the sum it stands for would
+                loss = loss.requires_grad_()
+        elif fused:
+            loss = _RateLoss.apply(soft, open_count(trace), trace["n_elements"], layer.target_update_rate,
+                                   layer.update_rate_weight, layer.update_rate_mode == "ceiling")
+        else:
             st_sum = open_st_sum(trace)
-        elif torch.is_grad_enabled() and any(p.requires_grad for p in layer.gate.parameters()):
-            # a constant 0 that still accepts .backward(), as the sum it stands for would
-            loss = loss.requires_grad_()
     if st_sum is not None:
         rate = st_sum / trace["n_elements"]
         penalty = rate_penalty(rate, layer.target_update_rate, layer.update_rate_mode)

@@ -264,11 +264,24 @@ class _Schedule(torch.autograd.Function):
     def backward(ctx, grad):
         times, inverse, omega, phase, amplitude = ctx.saved_tensors
         if ctx.native is not None and not torch.is_grad_enabled():  # no double backward asked: one C++ call
-            d_omega, d_phase, d_amplitude, d_offset = ctx.native.rhythm_schedule_backward(grad, times, omega, phase,
-                                                                                          amplitude)
-            return None, d_omega, d_phase, d_amplitude, d_offset
+            return None, *ctx.native.rhythm_schedule_backward(grad, times, omega, phase, amplitude)
         if inverse is not None:  # sum the gradients of each distinct time index
             grad = grad.new_zeros(times.shape[0], grad.shape[1]).index_add_(0, inverse, grad)
+        return None, *_Schedule.sum_formula_grads(grad, times, omega, phase, amplitude)
+
+    @staticmethod
+    def backward_of(grad, times, omega, phase, amplitude, offset) -> tuple:
+        """``(d_omega, d_phase, d_amplitude, d_offset)`` from the gradient ``(N, H)`` of the schedule at
+        ``times (N,)``, without autograd (the fused group's node, :mod:`~sparsernn.core.fused_gates`):
+        the C++ backward where it applies, else the sum formula."""
+        native = _native((omega, phase, amplitude, offset))
+        if native is not None:
+            return tuple(native.rhythm_schedule_backward(grad, times, omega, phase, amplitude))
+        return _Schedule.sum_formula_grads(grad, times, omega, phase, amplitude)
+
+    @staticmethod
+    def sum_formula_grads(grad, times, omega, phase, amplitude) -> tuple:
+        """The backward through the sum formula in torch operations (differentiable in turn)."""
         base = times.unsqueeze(-1) * omega  # (N, K)
         sin_b, cos_b = torch.sin(base), torch.cos(base)
         t = times.unsqueeze(-1)
@@ -278,7 +291,7 @@ class _Schedule(torch.autograd.Function):
         d_amplitude = cos_p * s + sin_p * c  # sum_n g sin(w t + p)
         d_phase = amplitude * (cos_p * c - sin_p * s)  # sum_n g amp cos(w t + p)
         d_omega = (amplitude * (cos_p * tc - sin_p * ts)).sum(0)  # sum_n,h g amp t cos(w t + p)
-        return None, d_omega, d_phase, d_amplitude, grad.sum(0)
+        return d_omega, d_phase, d_amplitude, grad.sum(0)
 
 
 def rhythm_preactivations(gate: "RhythmGate", time0: torch.Tensor, episode_starts: torch.Tensor | None,

@@ -1,5 +1,4 @@
-"""Where a gated policy's extra time goes at RL's shapes: the profile behind ``docs/benchmarks_selective.md``'s
-"Selective update (issue 13): RL throughput".
+"""Where a gated policy's extra time goes at RL's shapes: the profile behind ``docs/benchmarks_selective_rl.md``.
 
 Builds each variant's ``SparseRecurrentPolicy`` as ``scripts/bench_rl.py`` does (same config: 8 envs,
 32-step rollouts, 256-sample minibatches) and times its two kinds of call, one thread:
@@ -11,7 +10,9 @@ Builds each variant's ``SparseRecurrentPolicy`` as ``scripts/bench_rl.py`` does 
 The variants take turns ``--rounds`` times; each figure is the median over rounds of the median over
 ``--repeats`` calls of the thread's CPU time (not wall time: the machine may be shared), in
 microseconds, and the difference to the first variant. ``--layers`` adds each variant's two
-recurrent layers alone (one group call, as the policy makes it) and the gate part alone. ``--cprofile NAME`` adds
+recurrent layers alone (one group call, as the policy makes it) and the gate part alone. ``--time-indices N``
+trains each rhythm variant for N env steps and reports how often the envs of a step share one time index
+(only then is the rhythm's open set the same for the whole batch). ``--cprofile NAME`` adds
 the top functions of that variant's calls by ``cProfile``; ``--torch-profile NAME`` the top operators
 by torch's profiler (self CPU time).
 
@@ -45,13 +46,19 @@ def cpu_time_call(fn, repeats: int, warmup: int = 1) -> float:
     return time_call(fn, repeats, warmup, clock=time.thread_time)
 
 
-def build_policy(name: str, config: dict, seed: int = 0):
-    """The variant's policy (as bench_rl builds its model, without training) and its env."""
+def build_model(name: str, config: dict, seed: int = 0):
+    """The variant's model (as bench_rl builds it, without training) and its env."""
     variant = VARIANTS[name]
     env = make_env(config["env_id"], config.get("n_envs", 8), seed, None, config.get("normalize", False))
     policy_kwargs = parse_policy_kwargs(variant_policy_kwargs(name, config.get("policy_kwargs", {})))
     model = ALGOS[variant.algo](variant.policy, env, policy_kwargs=policy_kwargs, seed=seed, device="cpu",
                                 **parse_ppo_kwargs({**config.get("ppo_kwargs", {}), **variant.ppo_kwargs}))
+    return model, env
+
+
+def build_policy(name: str, config: dict, seed: int = 0):
+    """The variant's policy (as bench_rl builds its model, without training) and its env."""
+    model, env = build_model(name, config, seed)
     return model.policy, env
 
 
@@ -83,9 +90,10 @@ def print_layer_parts(policies: dict, steps: int, repeats: int) -> None:
     """Per variant, its two recurrent layers alone as one group call (``group_forward``) on a
     minibatch's shape (``steps`` x envs) and an acting step's (1 x envs): forward without gradient,
     forward + backward of ``sum(y) + aux_loss()`` and of ``sum(y)`` alone, and the gate part alone (the pre-activations of
-    both layers, stacked, as the fused group computes them), in microseconds of CPU time."""
+    both layers as the fused group computes them inside its node, and their parameters' gradients from a given
+    ``da``: ``core/fused_gates.py``), in microseconds of CPU time."""
     from sparsernn.core import group_forward
-    from sparsernn.core.update_gates import rhythm_preactivations
+    from sparsernn.core.fused_gates import gate_inputs, parameter_grads, preactivations
 
     print(f"\nlayers alone (actor + critic, one group call), CPU time, medians of {repeats} calls (microseconds)")
     print(f"{'variant':>16s} {'T':>3s} {'forward':>8s} {'fwd+bwd':>8s} {'no aux':>8s} {'gate fwd':>9s} {'gate f+b':>9s}")
@@ -113,18 +121,18 @@ def print_layer_parts(policies: dict, steps: int, repeats: int) -> None:
                 loss.backward()
 
             def gate_part():
-                if first.update_gate == "event":
-                    return torch.stack([layer.gate.input_part(x) for layer in layers], 1)
-                times = [state[:, -1] for state in states]
-                return torch.stack([rhythm_preactivations(layer.gate, time, starts, T)[0]
-                                    for layer, time in zip(layers, times)], 1)
+                spec, params = gate_inputs(layers, [state[:, -1] for state in states], starts)
+                return spec, params, preactivations(spec, x, params, len(layers))
 
             def gate_no_grad():
                 with torch.no_grad():
                     gate_part()
 
             def gate_backward():
-                gate_part().sum().backward()
+                with torch.no_grad():
+                    spec, params, (gate_x, _, times, _) = gate_part()
+                    parameter_grads(spec, torch.ones_like(gate_x), x, torch.zeros_like(gate_x), times, params,
+                                    len(layers))
 
             few = max(1, repeats // 4)
             row = [cpu_time_call(forward, repeats), cpu_time_call(forward_backward, few),
@@ -137,6 +145,37 @@ def print_layer_parts(policies: dict, steps: int, repeats: int) -> None:
             layer.zero_grad(set_to_none=True)
 
 
+def print_time_indices(names: list[str], config: dict, steps: int) -> None:
+    """Per rhythm variant, over ``steps`` env steps of training (SparseRecurrentPPO, as bench_rl): the share of
+    the fused group's (step, call) rows whose samples all have one time index, and the mean number of distinct
+    indices per step, for acting calls (T=1) and minibatches, read where the group computes them."""
+    import sparsernn.core.fused_gates as fused_gates
+
+    original = fused_gates.group_time_indices
+    for name in names:
+        if VARIANTS[name].policy_kwargs.get("update_gate") != "rhythm":
+            continue
+        counts = {"act": [], "train": []}
+
+        def recording(time0, episode_starts, n_steps):
+            times = original(time0, episode_starts, n_steps)
+            distinct = [len(torch.unique(row)) for row in times[0]]  # per step, over the batch
+            counts["act" if n_steps == 1 else "train"].extend(distinct)
+            return times
+
+        model, env = build_model(name, config)
+        fused_gates.group_time_indices = recording
+        try:
+            model.learn(steps)
+        finally:
+            fused_gates.group_time_indices = original
+        env.close()
+        for kind, distinct in counts.items():
+            shared = sum(d == 1 for d in distinct) / max(len(distinct), 1)
+            print(f"{name}: {kind}, {len(distinct)} steps: share with one time index for the batch {shared:.3f}, "
+                  f"distinct indices per step {statistics.mean(distinct):.2f} (batch {env.num_envs})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["gru", "gru-event0.5", "gru-rhythm0.5"],
@@ -145,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="turns of all variants (median reported)")
     parser.add_argument("--layers", action="store_true",
                         help="also time each variant's actor + critic layers alone (one group call) and its gate part")
+    parser.add_argument("--time-indices", type=int, default=0, metavar="STEPS",
+                        help="train each rhythm variant this many env steps; report how often a step's envs share a time index")
     parser.add_argument("--cprofile", default=None, help="a variant: print cProfile's top functions of its calls")
     parser.add_argument("--torch-profile", default=None, help="a variant: print torch profiler's top operators")
     args = parser.parse_args(argv)
@@ -178,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{med['train'] - base['train']:+8.1f}  {per_rollout / 1e3:8.2f} ms")
     if args.layers:
         print_layer_parts(funcs_policies, steps, args.repeats)
+    if args.time_indices:
+        print_time_indices(args.variants, config, args.time_indices)
     if args.cprofile:
         act, train = funcs[args.cprofile]
         for label, fn, n in (("act", act, args.repeats), ("train", train, max(1, args.repeats // 10))):
