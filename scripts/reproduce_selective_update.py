@@ -55,7 +55,8 @@ DEFAULT_RESULTS = ("docs/results/issue13/cue_memory.jsonl", "docs/results/issue1
                    "docs/results/issue13/copy_recall_gap200_12m_s2.jsonl",  # seed 2 trained on: the last row counts
                    "docs/results/issue13/copy_recall_gap200_controls.jsonl",
                    "docs/results/issue13/copy_recall_gap200_controls_8m.jsonl",  # the dense GRU trained on
-                   "docs/results/issue13/copy_recall_gap200_stock_long.jsonl")  # the stock LSTM trained on
+                   "docs/results/issue13/copy_recall_gap200_stock_2m.jsonl",  # the stock LSTM trained on,
+                   "docs/results/issue13/copy_recall_gap200_stock_3m.jsonl")  # 1 M steps at a time
 
 
 def commit() -> str:
