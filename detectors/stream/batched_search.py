@@ -16,6 +16,10 @@ the order of the work, per stream (a stream with few stored embeddings is still 
 4. then the columns in order, each for the rows (in second-key order) whose key gap to it does not
    rule it out with the best distance so far: every other column is read once per call, not once per row.
 
+While a stream's rows walk their own columns, the next stream's sorted entries are prefetched (LLVM's
+prefetch hint, a slice per row): with hundreds of streams their first reads would otherwise wait on
+memory one by one (the walks' reads depend on the comparisons before them).
+
 The stores of the call are written to the bank and the index after the search (in order, as the per-row
 kernel does, so the index ends the same), so the index's entries and ``bank_rows`` stay as the call found
 them while it searches: a row sees an entry of the index when its store number is not below the row's
@@ -32,13 +36,17 @@ Numba caches this module's kernels on this file alone: after editing only neares
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .nearest import CHUNK, RELATIVE, _bound_pass, _chunk, _distance, _embed, _first_at_least, _reduced, \
     _scan_stream, _slot, _visible
 from .search_index import PENDING, _bounds, _column_of, _insert, _rebuild, _slack, group_ranges
 
 __all__ = ["nearest_windows_batched"]
+
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -79,11 +87,62 @@ def _key_part(r, column, key, key_slack, F, kmin, kmax):
     return F * gap * gap
 
 
+def _hint(context, builder, kind, array, indices):
+    """LLVM's prefetch of the element at ``indices`` (read, keep in every cache level)."""
+    data = context.make_array(kind)(context, builder, array)
+    pointer = cgutils.get_item_pointer(context, builder, kind, data, indices, wraparound=False)
+    byte, flag = ir.IntType(8).as_pointer(), ir.IntType(32)
+    hint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+        ir.VoidType(), [byte, flag, flag, flag]), "llvm.prefetch.p0i8")
+    builder.call(hint, [builder.bitcast(pointer, byte), flag(0), flag(3), flag(1)])
+    return context.get_dummy_value()
+
+
+@intrinsic
+def _prefetch2(typingctx, array, i, j):
+    """A hint to the CPU to load ``array[i, j]``'s cache line; nothing is read or written."""
+    return types.void(array, i, j), lambda context, builder, sig, args: _hint(context, builder, sig.args[0],
+                                                                              args[0], list(args[1:]))
+
+
+@intrinsic
+def _prefetch3(typingctx, array, i, j, k):
+    """A hint to the CPU to load ``array[i, j, k]``'s cache line; nothing is read or written."""
+    return types.void(array, i, j, k), lambda context, builder, sig, args: _hint(context, builder, sig.args[0],
+                                                                                 args[0], list(args[1:]))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lines(n, S):
+    """Cache lines of :func:`_prefetch_lines` for ``n`` sorted entries and ``S`` statistics."""
+    return (S + 3) * ((n + 15) // 16)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _prefetch_lines(r, n, lo, hi, sec, stats, numbers):
+    """Prefetch lines ``lo..hi-1`` of stream ``r``'s first ``n`` sorted index entries, taken in order: each
+    group statistic (16 entries a line), the second keys (16), the store numbers (8 a line)."""
+    per16 = (n + 15) // 16
+    S = stats.shape[1]
+    for line in range(lo, hi):
+        if line < S * per16:
+            j = line // per16
+            _prefetch3(stats, r, j, (line - j * per16) * 16)
+        elif line < (S + 1) * per16:
+            _prefetch2(sec, r, (line - S * per16) * 16)
+        else:
+            at = (line - (S + 1) * per16) * 8
+            if at < n:
+                _prefetch2(numbers, r, at)
+
+
 @njit(cache=True, nogil=True)
 def _batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out, ranges,
-                    sizes, ix, emb, emb_t, rstat, rkey, rsec, rtop, best, nearest, ncall, stores, own, bound):
+                    sizes, ix, emb, emb_t, rstat, rkey, rsec, rtop, rslack, best, nearest, stores, own, bound, nxt,
+                    roldest, rlatest):
     """Stream ``r`` (column ``b`` of ``scaled``) of :func:`nearest_windows_batched` through its index (see the
-    module's docstring); the arrays after ``ix`` are scratch of ``T`` rows (``bound``: ``PENDING``)."""
+    module's docstring); the arrays after ``ix`` are scratch of ``T`` rows (``bound``: ``PENDING``). Row ``t``
+    sees the index's entries of store numbers ``>= roldest[t]`` that end at row ``rlatest[t]`` or before."""
     keys, sec, stats, numbers, size, nans, pending, count, absmax, last, ncol, cstart, cbound, kmin, kmax, \
         widest = ix
     T, C = scaled.shape[0], scaled.shape[2]
@@ -100,7 +159,8 @@ def _batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, b
         now = s0 + t
         for c in range(C):
             local[now % span, c] = scaled[t, b, c]
-        ncall[t] = n_new
+        roldest[t] = st0 + n_new - memory  # (the stores before it: the call's own overwrote the oldest)
+        rlatest[t] = now - exclude
         best[t], nearest[t] = np.inf, -1
         if now + 1 < span:  # the window is not complete: no novelty, no store
             continue
@@ -109,6 +169,7 @@ def _batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, b
         for f in range(F):
             emb_t[f, t] = emb[t, f]
         rkey[t], rsec[t], rtop[t] = _bounds(ranges, emb[t], rstat[t])
+        rslack[t, 0], rslack[t, 1], rslack[t, 2] = _slack(max(rtop[t], absmax[r]), F)
         if learn and (now + 1) % block == 0:
             stores[n_new] = t
             n_new += 1
@@ -140,8 +201,7 @@ def _batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, b
     for t in range(first, T):
         if best[t] != best[t]:
             continue
-        oldest = st0 + ncall[t] - memory
-        latest = s0 + t - exclude
+        oldest, latest = roldest[t], rlatest[t]
         first_slot = oldest % memory
         if rkey[t] != rkey[t]:  # a NaN embedding: NaN if it has any neighbour
             for at in range(size[r]):
@@ -159,7 +219,7 @@ def _batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, b
         if best[t] != best[t]:
             continue
         values = rstat[t]
-        group_slack = _slack(max(rtop[t], absmax[r]), F)[2]
+        group_slack = rslack[t, 2]
         _bound_pass(stats, r, memory, memory + n_pend, values, sizes, group_slack, bound, 0, len(values))
         low, near = best[t], nearest[t]
         for i in range(n_pend):
@@ -184,17 +244,19 @@ def _batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, b
     rows = stores[T:T + active]
     rows = rows[np.argsort(rsec[rows], kind="mergesort")]  # by second key
     by_column = rows[np.argsort(own[rows], kind="mergesort")]  # by column, then second key
+    lines = _lines(size[nxt], stats.shape[1]) if nxt >= 0 else 0
     for i in range(active):
+        if nxt >= 0:  # the next stream's index, a slice per row, while this one's is searched
+            _prefetch_lines(nxt, size[nxt], i * lines // active, (i + 1) * lines // active, sec, stats, numbers)
         t = by_column[i]
-        oldest = st0 + ncall[t] - memory
-        first_slot = oldest % memory
-        key_slack, second_slack, group_slack = _slack(max(rtop[t], absmax[r]), F)
+        oldest = roldest[t]
+        key_slack, second_slack, group_slack = rslack[t, 0], rslack[t, 1], rslack[t, 2]
         base = _key_part(r, own[t], rkey[t], key_slack, F, kmin, kmax)
         if base > best[t] * scale:
             continue
         best[t], nearest[t] = _walk(r, own[t], base, rsec[t], second_slack, pair, stats, numbers, sec, cstart,
                                     bank, bank_rows, rstat[t], sizes, group_slack, bound, emb[t], oldest,
-                                    s0 + t - exclude, first_slot, best[t], nearest[t])
+                                    rlatest[t], oldest % memory, best[t], nearest[t])
     # 4. every other column once, for the rows (by second key) whose key gap does not rule it out
     for column in range(nc):
         if cstart[r, column] == cstart[r, column + 1]:
@@ -203,14 +265,14 @@ def _batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, b
             t = rows[i]
             if own[t] == column:
                 continue
-            key_slack, second_slack, group_slack = _slack(max(rtop[t], absmax[r]), F)
+            key_slack, second_slack, group_slack = rslack[t, 0], rslack[t, 1], rslack[t, 2]
             base = _key_part(r, column, rkey[t], key_slack, F, kmin, kmax)
             if base > best[t] * scale:
                 continue
-            oldest = st0 + ncall[t] - memory
-            best[t], nearest[t] = _walk(r, column, base, rsec[t], second_slack, pair, stats, numbers, sec,
-                                        cstart, bank, bank_rows, rstat[t], sizes, group_slack, bound, emb[t],
-                                        oldest, s0 + t - exclude, oldest % memory, best[t], nearest[t])
+            oldest = roldest[t]
+            best[t], nearest[t] = _walk(r, column, base, rsec[t], rslack[t, 1], pair, stats, numbers, sec,
+                                        cstart, bank, bank_rows, rstat[t], sizes, rslack[t, 2], bound, emb[t],
+                                        oldest, rlatest[t], oldest % memory, best[t], nearest[t])
     for t in range(T):
         out[t, b] = np.sqrt(best[t] / F) if best[t] != np.inf else 0.0
     if first < T:
@@ -241,8 +303,9 @@ def nearest_windows_batched(scaled, rows, ring, seen, stored, bank, bank_rows, w
     ranges, group_sizes = group_ranges(F, G)
     sizes = np.concatenate((group_sizes, group_sizes))  # (the means', then the deviations')
     emb, emb_t, rstat = np.empty((T, F)), np.empty((F, T)), np.empty((T, 2 * G))
-    rkey, rsec, rtop, best = np.empty(T), np.empty(T), np.empty(T), np.empty(T)
-    nearest, ncall, own = np.empty(T, np.int64), np.empty(T, np.int64), np.empty(T, np.int64)
+    rkey, rsec, rtop, best, rslack = np.empty(T), np.empty(T), np.empty(T), np.empty(T), np.empty((T, 3))
+    nearest, own = np.empty(T, np.int64), np.empty(T, np.int64)
+    roldest, rlatest = np.empty(T, np.int64), np.empty(T, np.int64)
     stores = np.empty(2 * T, np.int64)
     bound = np.empty(max(PENDING, CHUNK, T))
     for b in range(B):
@@ -255,6 +318,7 @@ def nearest_windows_batched(scaled, rows, ring, seen, stored, bank, bank_rows, w
                          ranges, ix)
             count[r] = stored[r]
             continue
+        nxt = rows[b + 1] if b + 1 < B else -1  # (its index is prefetched)
         _batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out,
-                        ranges, sizes, ix, emb, emb_t, rstat, rkey, rsec, rtop, best, nearest, ncall, stores, own,
-                        bound)
+                        ranges, sizes, ix, emb, emb_t, rstat, rkey, rsec, rtop, rslack, best, nearest, stores, own,
+                        bound, nxt, roldest, rlatest)

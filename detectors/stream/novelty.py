@@ -29,8 +29,10 @@ stays novel for as long as the new pattern lasts, until it has been seen once.
 This is the "never seen this sequence" signal of HTM's sequence memory and of
 ARTime's new categories, here a nearest-neighbour distance (as in kNN-CAD).
 It is causal: row ``t`` is judged against embeddings of rows before it only.
-The search is compiled (:mod:`~sparsernn.detectors.stream.nearest`); the plain
-NumPy loop it is tested against is :meth:`WindowNovelty._novelty_reference`.
+The search is compiled (:mod:`~sparsernn.detectors.stream.batched_search`, each
+stream's rows of a call together, or :mod:`~sparsernn.detectors.stream.nearest`,
+row by row); the plain NumPy loop both are tested against is
+:meth:`WindowNovelty._novelty_reference`.
 """
 from __future__ import annotations
 
@@ -149,9 +151,11 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
 
         With ``learn`` the ring, the memory and ``stored`` advance (``seen`` is
         the likelihood's and advances in :meth:`_block`). The search is
-        compiled (:func:`~sparsernn.detectors.stream.nearest.nearest_windows`): each row is compared
-        with the filled slots it may see only; :meth:`_novelty_reference` is
-        the plain NumPy loop it is tested against.
+        compiled: each stream's rows together
+        (:func:`~sparsernn.detectors.stream.batched_search.nearest_windows_batched`, with ``batched``)
+        or row by row (:func:`~sparsernn.detectors.stream.nearest.nearest_windows`), each row compared
+        with the filled slots it may see only, the same results either way; :meth:`_novelty_reference`
+        is the plain NumPy loop both are tested against.
         """
         rows = np.asarray(rows, dtype=np.int64)
         with np.errstate(over="ignore"):
