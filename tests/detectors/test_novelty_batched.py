@@ -148,3 +148,28 @@ def test_learn_false_leaves_the_state_and_the_index(fitted, batched):
         np.testing.assert_array_equal(getattr(stream, name), array, err_msg=name)
     for name, array in index.items():
         np.testing.assert_array_equal(getattr(stream._index, name), array, err_msg=name)
+
+
+def test_a_nearer_window_in_the_next_column_is_found(fitted):
+    """Constant windows (a level held for 10 rows): their squared distance is exactly ``F`` times the
+    squared difference of their keys, the bound that rules columns out. Stored: levels ``0.1 i``; then
+    queried: levels ``0.1 i + 0.05025``, whose nearest stored level is the one above (0.04975 away, in the
+    next column where a column starts there) and the one below only 1 % farther (in the row's own column,
+    searched first). A column bound a few per cent too high would keep the one below."""
+    streams = triplets(fitted, block=1, window=4, memory=1400, exclude=12)
+    center, scale = float(fitted.center_[0]), float(fitted.scale_[0])
+    rng = np.random.default_rng(17)
+    levels = -3.0 + 0.1 * np.arange(60)
+    columns = []
+    for i, order in enumerate([rng.permutation(60), rng.permutation(59)]):
+        held = np.repeat(levels[order] + (0.05025 if i else 0.0), 10)
+        columns.append(center + scale * held)
+    x = np.concatenate(columns)[:, None] + np.zeros((1, 2))
+    x[:, 1] = center + scale * (np.repeat(np.concatenate([levels[::-1], levels[:-1] + 0.05025]), 10))
+    for stream in streams:
+        feed(stream, x, ["shuffled", "sorted"], [100, 9, 300])
+    assert_all_same(*streams)
+    assert streams[0]._index.ncol.max() >= 4
+    novelty = np.concatenate(streams[0].log)[600:]
+    pure = np.isclose(novelty, 0.04975, rtol=1e-6)
+    assert pure.sum() > 200  # the nearest is the level above (the one below would give 0.05025)
