@@ -83,7 +83,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, StreamScorer
+from sparsernn.detectors import AnomalyLikelihood, SelectiveUpdateDetector, StreamScorer, WindowNovelty
 from sparsernn.detectors.stream.online import OnlineLearning
 from sparsernn.detectors.normalization import standardize
 from sparsernn.detectors.nab.chain import SelectiveUpdateNAB
@@ -127,6 +127,9 @@ def parse_args(argv):
                         help="also time the chain with every stream's novelty store full (its steady state)")
     parser.add_argument("--chain-memory-points", type=int, default=0,
                         help="points through the chain for its memory test (0: skip, the default)")
+    parser.add_argument("--per-row-search", action="store_true",
+                        help="the window novelty's per-row search kernel (WindowNovelty.batched = False) instead of "
+                             "the batched one, e.g. to compare the two in one session")
     args = parser.parse_args(argv)
     if args.learn is not None:
         args.learn = learning_settings(parser, args.learn)
@@ -379,6 +382,8 @@ def best_of(rounds: list[dict]) -> dict:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.per_row_search:
+        WindowNovelty.batched = False
     if args.repeats < 1:
         raise SystemExit(f"--repeats must be >= 1; got {args.repeats}")
     rates = args.update_rate or [None]

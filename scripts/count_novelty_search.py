@@ -8,6 +8,12 @@ streamed, every stream's store filled with 8192 embeddings); then one block of `
 counted; slow: keep ``--streams`` small)::
 
     python scripts/count_novelty_search.py --streams 3 --rows 100
+    python scripts/count_novelty_search.py --streams 3 --rows 100 --batched
+
+``--batched``: the batched kernel (``batched_search.py``) instead of the per-row one; ``columns`` then counts
+the column walks (a row's own column and each other one its key gap does not rule out), and ``call_pairs``
+the (row, store of the call) distances its vectorised pass computes (the per-row kernel bounds these
+through the index's unsorted entries instead).
 """
 from __future__ import annotations
 
@@ -26,15 +32,18 @@ def main(argv=None) -> int:
     parser.add_argument("--streams", type=int, default=3)
     parser.add_argument("--rows", type=int, default=100)
     parser.add_argument("--probationary", type=int, default=600)
+    parser.add_argument("--batched", action="store_true", help="count the batched kernel (default: per-row)")
     args = parser.parse_args(argv)
-    from sparsernn.detectors.stream import nearest
+    from sparsernn.detectors.stream import batched_search, nearest
 
     spec = importlib.util.spec_from_file_location("bench_stream", Path(__file__).with_name("bench_stream.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     stream, ids, block = bench.primed_chain(bench.make_detector(32, 0), args.streams, args.rows, 0,
                                             args.probationary, full_store=True)
-    memory = bench.novelty_of(stream).memory
+    novelty = bench.novelty_of(stream)
+    memory = novelty.memory
+    novelty.batched = args.batched
     counts = {"rows": 0, "bounds_sorted": 0, "bounds_unsorted": 0, "distances": 0, "columns": 0, "chunks": 0}
     search, bound_pass, distance = nearest._search, nearest._bound_pass, nearest._distance
     first_at_least, chunk = nearest._first_at_least, nearest._chunk
@@ -62,9 +71,27 @@ def main(argv=None) -> int:
 
     nearest._distance = counted_distance
     nearest._first_at_least, nearest._chunk = counted_columns, counted_chunks
+    if args.batched:
+        counts["call_pairs"] = 0
+        batched_stream = batched_search._batched_stream
+
+        def counted_batched(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, *a):
+            # the (row, call store) pairs: store k (row t_k) against rows t_k + exclude .. T - 1 (memory >> T)
+            T, span, s0 = scaled.shape[0], window * block, seen[r]
+            stores = [t for t in range(T) if learn and s0 + t + 1 >= span and (s0 + t + 1) % block == 0]
+            counts["call_pairs"] += sum(max(0, T - (t + exclude)) for t in stores)
+            counts["rows"] += sum(1 for t in range(T) if s0 + t + 1 >= span)
+            return batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn,
+                                  *a)
+
+        batched_search._batched_stream = counted_batched
+        batched_search._bound_pass, batched_search._distance = counted_bounds, counted_distance
+        batched_search._first_at_least, batched_search._chunk = counted_columns, counted_chunks
+        batched_search._prefetch_lines = lambda *a: None  # (a hint to the CPU: nothing to count in Python)
     stream.process(block, ids)
     per_row = {name: value / counts["rows"] for name, value in counts.items() if name != "rows"}
     print(json.dumps({"streams": args.streams, "rows": args.rows, "searches": counts["rows"],
+                      "kernel": "batched" if args.batched else "per-row",
                       "slots_per_row_scan": memory, "per_row": per_row}, indent=1))
     return 0
 

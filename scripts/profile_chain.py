@@ -9,10 +9,12 @@ profiled::
     python scripts/profile_chain.py --rows 50
     python scripts/profile_chain.py --rows 50 --full-store   # every novelty store full (bench_stream's fill_store)
     python scripts/profile_chain.py --rows 100 --full-store --search-only --streams 300
+    python scripts/profile_chain.py --rows 100 --full-store --search-only --streams 300 --per-row
 
 ``--search-only``: instead of the profile, the CPU time (best of 5) per point of the window novelty's search
 alone (``WindowNovelty._novelty`` of the block, not learning, so the store stays full), e.g. with few streams
-(each stream's index stays in cache) against many.
+(each stream's index stays in cache) against many. ``--per-row``: the per-row kernel
+(``WindowNovelty.batched = False``) instead of the batched one.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ def main(argv=None) -> int:
                         help="fill every stream's novelty store after the first block (its steady state)")
     parser.add_argument("--search-only", action="store_true",
                         help="time the novelty's search alone (CPU time per point, best of 5), no profile")
+    parser.add_argument("--per-row", action="store_true",
+                        help="the per-row search kernel (nearest_windows) instead of the batched one (the default)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     spec = importlib.util.spec_from_file_location("bench_stream", Path(__file__).with_name("bench_stream.py"))
@@ -46,8 +50,9 @@ def main(argv=None) -> int:
     spec.loader.exec_module(bench)
     stream, ids, block = bench.primed_chain(bench.make_detector(32, 0), args.streams, args.rows, 0,
                                             args.probationary, full_store=args.full_store)
+    novelty = bench.novelty_of(stream)
+    novelty.batched = not args.per_row
     if args.search_only:
-        novelty = bench.novelty_of(stream)
         rows, values = novelty._rows(ids), block[:, :, None]
         novelty._novelty(values, rows, False)  # (compiled, caches warm)
         best = np.inf
@@ -56,7 +61,7 @@ def main(argv=None) -> int:
             novelty._novelty(values, rows, False)
             best = min(best, time.process_time() - start)
         print(f"search only: {best / block.size * 1e6:.3f} us of CPU per point ({args.streams} streams, "
-              f"{args.rows} rows, full store: {args.full_store})")
+              f"{args.rows} rows, full store: {args.full_store}, {'per-row' if args.per_row else 'batched'})")
         return 0
     profile = cProfile.Profile()
     profile.enable()

@@ -29,14 +29,17 @@ stays novel for as long as the new pattern lasts, until it has been seen once.
 This is the "never seen this sequence" signal of HTM's sequence memory and of
 ARTime's new categories, here a nearest-neighbour distance (as in kNN-CAD).
 It is causal: row ``t`` is judged against embeddings of rows before it only.
-The search is compiled (:mod:`~sparsernn.detectors.stream.nearest`); the plain
-NumPy loop it is tested against is :meth:`WindowNovelty._novelty_reference`.
+The search is compiled (:mod:`~sparsernn.detectors.stream.batched_search`, each
+stream's rows of a call together, or :mod:`~sparsernn.detectors.stream.nearest`,
+row by row); the plain NumPy loop both are tested against is
+:meth:`WindowNovelty._novelty_reference`.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .likelihood import LikelihoodEstimator
+from .batched_search import nearest_windows_batched
 from .nearest import SCAN, nearest_windows
 from .search_index import SearchIndex, build_index
 from ..checks import check_int, check_weight
@@ -86,6 +89,10 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
     scan_limit = SCAN
     """Streams with at most this many stored embeddings are compared with all of them, the others searched
     through the index (the same novelties; a speed setting, not saved)."""
+    batched = True
+    """Search each stream's rows of a call together (:func:`~sparsernn.detectors.stream.batched_search.
+    nearest_windows_batched`) rather than row by row (:func:`~sparsernn.detectors.stream.nearest.
+    nearest_windows`): the same novelties and state; a speed setting, not saved (tests run both)."""
 
     def __init__(self, stream, block: int, window: int = 8, memory: int = 8192, exclude: int | None = None,
                  learning_period: int = 288, estimation_samples: int = 100, averaging_window: int = 10,
@@ -144,9 +151,11 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
 
         With ``learn`` the ring, the memory and ``stored`` advance (``seen`` is
         the likelihood's and advances in :meth:`_block`). The search is
-        compiled (:func:`~sparsernn.detectors.stream.nearest.nearest_windows`): each row is compared
-        with the filled slots it may see only; :meth:`_novelty_reference` is
-        the plain NumPy loop it is tested against.
+        compiled: each stream's rows together
+        (:func:`~sparsernn.detectors.stream.batched_search.nearest_windows_batched`, with ``batched``)
+        or row by row (:func:`~sparsernn.detectors.stream.nearest.nearest_windows`), each row compared
+        with the filled slots it may see only, the same results either way; :meth:`_novelty_reference`
+        is the plain NumPy loop both are tested against.
         """
         rows = np.asarray(rows, dtype=np.int64)
         with np.errstate(over="ignore"):
@@ -155,9 +164,10 @@ class WindowNovelty(LikelihoodEstimator, ValueTransform):
         if len(self._index.count) != len(self.stored):  # the state was replaced
             self.reindex()
         if scaled.shape[0] and len(rows):
-            nearest_windows(np.ascontiguousarray(scaled), rows, self.ring, self.seen, self.stored, self.bank,
-                            self.bank_rows, self.window, self.block, self.exclude, bool(learn), out,
-                            int(self.scan_limit), self._index.arrays())
+            kernel = nearest_windows_batched if self.batched else nearest_windows
+            kernel(np.ascontiguousarray(scaled), rows, self.ring, self.seen, self.stored, self.bank, self.bank_rows,
+                   self.window, self.block, self.exclude, bool(learn), out, int(self.scan_limit),
+                   self._index.arrays())
         return out
 
     def _novelty_reference(self, values: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
