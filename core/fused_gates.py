@@ -25,7 +25,7 @@ from typing import NamedTuple, Optional
 import torch
 
 from .fused_factors import group_weight_grads
-from .update_gates import OPEN_PREACTIVATION, _Schedule, rhythm_preactivations, schedule_column
+from .update_gates import OPEN_PREACTIVATION, _Schedule, rhythm_preactivations, schedule_column, time_indices
 
 #: Per gate, the parameters each layer hands to the group's node, in this order.
 GATE_PARAMETERS = {"event": ("weight_x", "bias", "weight_h"), "rhythm": ("omega", "phase", "amplitude", "offset")}
@@ -55,17 +55,7 @@ def gate_inputs(layers, times, episode_starts) -> tuple[GateSpec, tuple]:
 def group_time_indices(time0: torch.Tensor, episode_starts: Optional[torch.Tensor], steps: int) -> torch.Tensor:
     """Time index of every step of every layer, ``(G, T, B)``: ``time0 (G, B) + t``, restarting at 0
     after a reset (:func:`~sparsernn.core.update_gates.time_indices` for the whole group at once)."""
-    if steps == 1:  # an acting / streaming step: one or two ops
-        if episode_starts is None:
-            return time0.unsqueeze(1)
-        return torch.where(episode_starts.bool(), 0.0, time0.unsqueeze(1)).to(time0.dtype)
-    offsets = torch.arange(steps, device=time0.device, dtype=time0.dtype).unsqueeze(1)
-    times = time0.unsqueeze(1) + offsets
-    if episode_starts is None:
-        return times
-    idx = torch.arange(steps, device=time0.device).unsqueeze(1).expand_as(episode_starts)
-    last_reset = torch.where(episode_starts.bool(), idx, torch.full_like(idx, -1)).cummax(0).values
-    return torch.where(last_reset >= 0, (idx - last_reset).to(time0.dtype), times)
+    return time_indices(time0, episode_starts, steps)
 
 
 def _split(groups: int, params: tuple) -> list[tuple]:

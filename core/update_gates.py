@@ -188,13 +188,14 @@ def rate_window(max_period: float) -> int:
 
 
 def time_indices(time0: torch.Tensor, episode_starts: torch.Tensor | None, steps: int) -> torch.Tensor:
-    """Time index of every step, ``(T, B)``: ``time0 (B,) + t``, restarting at 0 after a reset."""
+    """Time index of every step, ``(T, B)``: ``time0 (B,) + t``, restarting at 0 after a reset
+    (``episode_starts (T, B)``). A group's ``time0 (G, B)`` gives ``(G, T, B)``, the resets shared."""
     if steps == 1:  # an acting / streaming step: one op, not the general path's eight
         if episode_starts is None:
-            return time0.unsqueeze(0)
-        return torch.where(episode_starts.bool(), 0.0, time0.unsqueeze(0)).to(time0.dtype)
+            return time0.unsqueeze(-2)
+        return torch.where(episode_starts.bool(), 0.0, time0.unsqueeze(-2)).to(time0.dtype)
     offsets = torch.arange(steps, device=time0.device, dtype=time0.dtype).unsqueeze(1)
-    times = time0.unsqueeze(0) + offsets
+    times = time0.unsqueeze(-2) + offsets
     if episode_starts is None:
         return times
     idx = torch.arange(steps, device=time0.device).unsqueeze(1).expand_as(episode_starts)

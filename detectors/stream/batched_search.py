@@ -41,43 +41,11 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .nearest import CHUNK, RELATIVE, _bound_pass, _chunk, _distance, _embed, _first_at_least, _reduced, \
-    _scan_stream, _slot, _visible
-from .search_index import PENDING, _bounds, _column_of, _insert, _rebuild, _slack, group_ranges
+from .nearest import CHUNK, RELATIVE, _bound_pass, _distance, _embed, _reduced, _scanned, _slot, _visible, _walk
+from .search_index import PENDING, _bounds, _column_of, _insert, _slack, group_ranges
 
 __all__ = ["nearest_windows_batched"]
 
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _walk(r, column, base, second, second_slack, pair, stats, numbers, sec, cstart, bank, bank_rows, values,
-          sizes, group_slack, bound, embedding, oldest, latest, first_slot, best, nearest):
-    """Column ``column``'s entries for one row (key part of the bound ``base``), outwards from the row's
-    second key in chunks, each way until the second key is too far: (best, nearest) after them."""
-    scale = 1.0 + RELATIVE
-    lo, hi = cstart[r, column], cstart[r, column + 1]
-    up = _first_at_least(sec, r, lo, hi, second)
-    down = up
-    while up < hi or down > lo:
-        if up < hi:
-            diff = _reduced(np.float64(sec[r, up]) - second, second_slack)
-            if base + pair * diff * diff > best * scale:
-                up = hi
-            else:
-                best, nearest = _chunk(up, min(up + CHUNK, hi), stats, numbers, bank, bank_rows, r, values,
-                                       sizes, group_slack, bound, embedding, oldest, latest, first_slot, best,
-                                       nearest)
-                up += CHUNK
-        if down > lo:
-            diff = _reduced(second - np.float64(sec[r, down - 1]), second_slack)
-            if base + pair * diff * diff > best * scale:
-                down = lo
-            else:
-                best, nearest = _chunk(max(down - CHUNK, lo), down, stats, numbers, bank, bank_rows, r, values,
-                                       sizes, group_slack, bound, embedding, oldest, latest, first_slot, best,
-                                       nearest)
-                down -= CHUNK
-    return best, nearest
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -297,8 +265,7 @@ def nearest_windows_batched(scaled, rows, ring, seen, stored, bank, bank_rows, w
     """:func:`~sparsernn.detectors.stream.nearest.nearest_windows` (same arguments, same results and state),
     each stream's rows searched together (:func:`_batched_stream`)."""
     T, B, C = scaled.shape
-    memory, F = bank.shape[1], bank.shape[2]
-    count = ix[7]
+    F = bank.shape[2]
     G = ix[2].shape[1] // 2
     ranges, group_sizes = group_ranges(F, G)
     sizes = np.concatenate((group_sizes, group_sizes))  # (the means', then the deviations')
@@ -310,13 +277,8 @@ def nearest_windows_batched(scaled, rows, ring, seen, stored, bank, bank_rows, w
     bound = np.empty(max(PENDING, CHUNK, T))
     for b in range(B):
         r = rows[b]
-        cnt = stored[r]
-        if count[r] != cnt:
-            _rebuild(r, cnt, bank, bank_rows, ranges, ix)
-        if min(cnt, memory) + (T // block + 1 if learn else 0) <= scan:  # few stored: compare with all
-            _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out,
-                         ranges, ix)
-            count[r] = stored[r]
+        if _scanned(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out, ranges, ix,
+                    scan):
             continue
         nxt = rows[b + 1] if b + 1 < B else -1  # (its index is prefetched)
         _batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out,

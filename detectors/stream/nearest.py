@@ -184,6 +184,37 @@ def _chunk(lo, hi, stats, numbers, bank, bank_rows, r, values, sizes, slack, bou
     return best, nearest
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _walk(r, column, base, second, second_slack, pair, stats, numbers, sec, cstart, bank, bank_rows, values,
+          sizes, group_slack, bound, embedding, oldest, latest, first_slot, best, nearest):
+    """Column ``column``'s entries for one row (key part of the bound ``base``), outwards from the row's
+    second key in chunks, each way until the second key is too far: (best, nearest) after them."""
+    scale = 1.0 + RELATIVE
+    lo, hi = cstart[r, column], cstart[r, column + 1]
+    up = _first_at_least(sec, r, lo, hi, second)
+    down = up
+    while up < hi or down > lo:
+        if up < hi:
+            diff = _reduced(np.float64(sec[r, up]) - second, second_slack)
+            if base + pair * diff * diff > best * scale:
+                up = hi
+            else:
+                best, nearest = _chunk(up, min(up + CHUNK, hi), stats, numbers, bank, bank_rows, r, values,
+                                       sizes, group_slack, bound, embedding, oldest, latest, first_slot, best,
+                                       nearest)
+                up += CHUNK
+        if down > lo:
+            diff = _reduced(second - np.float64(sec[r, down - 1]), second_slack)
+            if base + pair * diff * diff > best * scale:
+                down = lo
+            else:
+                best, nearest = _chunk(max(down - CHUNK, lo), down, stats, numbers, bank, bank_rows, r, values,
+                                       sizes, group_slack, bound, embedding, oldest, latest, first_slot, best,
+                                       nearest)
+                down -= CHUNK
+    return best, nearest
+
+
 @njit(cache=True, nogil=True, inline="always")  # (a call with this many arrays costs ~0.3 us)
 def _search(r, now, cnt, embedding, key, second, values, sizes, top, bank, bank_rows, exclude, ix, bound):
     """The smallest squared distance of the embedding to an embedding row ``now`` may see (``cnt`` stores
@@ -259,28 +290,9 @@ def _search(r, now, cnt, embedding, key, second, values, sizes, top, bank, bank_
         base = F * base * base
         if base > best * scale:  # every other column's keys are at least as far
             break
-        lo, hi = cstart[r, column], cstart[r, column + 1]
-        up = _first_at_least(sec, r, lo, hi, second)
-        down = up
-        while up < hi or down > lo:
-            if up < hi:
-                diff = _reduced(np.float64(sec[r, up]) - second, second_slack)
-                if base + pair * diff * diff > best * scale:
-                    up = hi
-                else:
-                    best, nearest = _chunk(up, min(up + CHUNK, hi), stats, numbers, bank, bank_rows, r, values,
-                                           sizes, group_slack, bound, embedding, oldest, latest, first_slot, best,
-                                           nearest)
-                    up += CHUNK
-            if down > lo:
-                diff = _reduced(second - np.float64(sec[r, down - 1]), second_slack)
-                if base + pair * diff * diff > best * scale:
-                    down = lo
-                else:
-                    best, nearest = _chunk(max(down - CHUNK, lo), down, stats, numbers, bank, bank_rows, r,
-                                           values, sizes, group_slack, bound, embedding, oldest, latest,
-                                           first_slot, best, nearest)
-                    down -= CHUNK
+        best, nearest = _walk(r, column, base, second, second_slack, pair, stats, numbers, sec, cstart, bank,
+                              bank_rows, values, sizes, group_slack, bound, embedding, oldest, latest, first_slot, best,
+                              nearest)
     last[r] = nearest
     return best
 
@@ -366,6 +378,22 @@ def _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, bloc
         stored[r] = st0 + n_new
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _scanned(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out, ranges, ix, scan):
+    """Stream ``r``'s index brought up to date with its store; a stream with at most ``scan`` stored
+    embeddings (the call's included) has its rows compared with all of them (:func:`_scan_stream`): True
+    when that is done, False when the rows are left to the pruned search."""
+    cnt, count = stored[r], ix[7]
+    if count[r] != cnt:
+        _rebuild(r, cnt, bank, bank_rows, ranges, ix)
+    if min(cnt, bank.shape[1]) + (scaled.shape[0] // block + 1 if learn else 0) <= scan:  # few: compare with all
+        _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out,
+                     ranges, ix)
+        count[r] = stored[r]
+        return True
+    return False
+
+
 @njit(cache=True, nogil=True)
 def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out, scan,
                     ix):
@@ -393,12 +421,8 @@ def nearest_windows(scaled, rows, ring, seen, stored, bank, bank_rows, window, b
         r = rows[b]
         s0 = seen[r]
         cnt = stored[r]
-        if count[r] != cnt:
-            _rebuild(r, cnt, bank, bank_rows, ranges, ix)
-        if min(cnt, memory) + (T // block + 1 if learn else 0) <= scan:  # few stored: compare with all
-            _scan_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out,
-                         ranges, ix)
-            count[r] = stored[r]
+        if _scanned(b, r, scaled, ring, seen, stored, bank, bank_rows, window, block, exclude, learn, out, ranges, ix,
+                    scan):
             continue
         local[:, :] = ring[r]
         for t in range(T):
