@@ -56,7 +56,8 @@ DEFAULT_RESULTS = ("docs/results/issue13/cue_memory.jsonl", "docs/results/issue1
                    "docs/results/issue13/copy_recall_gap200_controls.jsonl",
                    "docs/results/issue13/copy_recall_gap200_controls_8m.jsonl",  # the dense GRU trained on
                    "docs/results/issue13/copy_recall_gap200_stock_2m.jsonl",  # the stock LSTM trained on,
-                   "docs/results/issue13/copy_recall_gap200_stock_3m.jsonl")  # 1 M steps at a time
+                   "docs/results/issue13/copy_recall_gap200_stock_3m.jsonl",  # 1 M steps at a time
+                   "docs/results/issue13/copy_recall_gap200_stock_4m.jsonl")
 
 
 def commit() -> str:
