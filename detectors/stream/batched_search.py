@@ -41,7 +41,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .nearest import CHUNK, RELATIVE, _bound_pass, _distance, _embed, _reduced, _scanned, _slot, _visible, _walk
+from .nearest import CHUNK, RELATIVE, _embed, _reduced, _scanned, _unsorted, _visible, _walk
 from .search_index import PENDING, _bounds, _column_of, _insert, _slack, group_ranges
 
 __all__ = ["nearest_windows_batched"]
@@ -186,23 +186,8 @@ def _batched_stream(b, r, scaled, ring, seen, stored, bank, bank_rows, window, b
                 break
         if best[t] != best[t]:
             continue
-        values = rstat[t]
-        group_slack = rslack[t, 2]
-        _bound_pass(stats, r, memory, memory + n_pend, values, sizes, group_slack, bound, 0, len(values))
-        low, near = best[t], nearest[t]
-        for i in range(n_pend):
-            at = memory + i
-            if bound[i] > low * scale and keys[r, at] == keys[r, at]:
-                continue  # (a NaN key: NaN in some group, whose bound says nothing)
-            if not _visible(numbers, bank_rows, r, at, oldest, latest, first_slot, memory):
-                continue
-            number = numbers[r, at]
-            d = _distance(bank, r, _slot(number, oldest, first_slot, memory), emb[t])
-            if d != d:
-                low, near = d, number
-                break
-            if d < low:
-                low, near = d, number
+        low, near = _unsorted(r, n_pend, stats, keys, numbers, bank, bank_rows, rstat[t], sizes, rslack[t, 2],
+                              bound, emb[t], oldest, latest, first_slot, best[t], nearest[t])
         best[t], nearest[t] = low, near
         if low == low:
             own[t] = _column_of(cbound, r, nc, rkey[t])

@@ -185,6 +185,30 @@ def _chunk(lo, hi, stats, numbers, bank, bank_rows, r, values, sizes, slack, bou
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _unsorted(r, n_pend, stats, keys, numbers, bank, bank_rows, values, sizes, group_slack, bound, embedding,
+              oldest, latest, first_slot, best, nearest):
+    """The index's unsorted entries (stored since its last rebuild) for one row: group bounds, then the
+    distances of the visible entries whose bound does not exceed the best so far: (best, nearest) after
+    them; a NaN distance stops the pass and comes back as ``best`` (its entry as ``nearest``)."""
+    memory = bank.shape[1]
+    scale = 1.0 + RELATIVE
+    _bound_pass(stats, r, memory, memory + n_pend, values, sizes, group_slack, bound, 0, len(values))
+    for i in range(n_pend):
+        at = memory + i
+        if bound[i] > best * scale and keys[r, at] == keys[r, at]:
+            continue  # (a NaN key: NaN in some group, whose bound says nothing)
+        if not _visible(numbers, bank_rows, r, at, oldest, latest, first_slot, memory):
+            continue
+        number = numbers[r, at]
+        d = _distance(bank, r, _slot(number, oldest, first_slot, memory), embedding)
+        if d != d:
+            return d, number
+        if d < best:
+            best, nearest = d, number
+    return best, nearest
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _walk(r, column, base, second, second_slack, pair, stats, numbers, sec, cstart, bank, bank_rows, values,
           sizes, group_slack, bound, embedding, oldest, latest, first_slot, best, nearest):
     """Column ``column``'s entries for one row (key part of the bound ``base``), outwards from the row's
@@ -250,21 +274,11 @@ def _search(r, now, cnt, embedding, key, second, values, sizes, top, bank, bank_
             d = _distance(bank, r, slot, embedding)  # (NaN: found below)
             if d < best:
                 best, nearest = d, number
-    # the unsorted entries
-    _bound_pass(stats, r, memory, memory + pending[r], values, sizes, group_slack, bound, 0, len(values))
-    for i in range(pending[r]):
-        at = memory + i
-        if bound[i] > best * scale and keys[r, at] == keys[r, at]:
-            continue  # (a NaN key: NaN in some group, whose bound says nothing)
-        if not _visible(numbers, bank_rows, r, at, oldest, latest, first_slot, memory):
-            continue
-        number = numbers[r, at]
-        d = _distance(bank, r, _slot(number, oldest, first_slot, memory), embedding)
-        if d != d:
-            last[r] = number
-            return np.nan
-        if d < best:
-            best, nearest = d, number
+    best, nearest = _unsorted(r, pending[r], stats, keys, numbers, bank, bank_rows, values, sizes, group_slack,
+                              bound, embedding, oldest, latest, first_slot, best, nearest)
+    if best != best:
+        last[r] = nearest
+        return np.nan
     # the columns, nearest key range first, each way until a column's keys are too far; in a column the
     # entries outwards from the row's second key in chunks (group bounds, then the distances of the entries
     # whose bound does not exceed the best so far), each way until a second key is too far
