@@ -49,25 +49,32 @@ class GaussianForecaster(nn.Module):
         stretch of series cannot make the surprise infinite.
     seed : int
         Seeds the layer and the head.
+    horizon : int, default 1
+        Points forecast after each point (:mod:`~sparsernn.detectors.horizons`): the head has
+        ``2 d horizon`` outputs, ``[mean_1 | ... | mean_K | log_var_1 | ... | log_var_K]``, and
+        each horizon's mean starts as a persistence forecast.
     """
 
     def __init__(self, n_channels: int, hidden_size: int, layer_options: dict, min_variance: float,
-                 seed: int) -> None:
+                 seed: int, horizon: int = 1) -> None:
         super().__init__()
         self.n_channels = n_channels
+        self.horizon = int(horizon)
         self.min_variance = float(min_variance)
         self.layer = SparseRecurrent(n_channels, hidden_size, seed=seed, **layer_options)
-        self.head = nn.Linear(hidden_size + n_channels, 2 * n_channels)
+        self.head = nn.Linear(hidden_size + n_channels, 2 * n_channels * self.horizon)
         gen = torch.Generator().manual_seed(seed + 1)
         with torch.no_grad():
             bound = 0.1 / math.sqrt(hidden_size)
             self.head.weight.uniform_(-bound, bound, generator=gen)
             self.head.weight[:, hidden_size:] = 0.0
-            self.head.weight[:n_channels, hidden_size:] = torch.eye(n_channels)
+            for h in range(self.horizon):
+                self.head.weight[h * n_channels:(h + 1) * n_channels, hidden_size:] = torch.eye(n_channels)
             self.head.bias.zero_()
 
     def predict(self, y: torch.Tensor, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forecast ``(mean, var)``, each of shape ``(T, B, d)``, of the step after each row.
+        """Forecast ``(mean, var)``, each of shape ``(T, B, d K)`` (``K = horizon``), of the ``K`` steps
+        after each row.
 
         ``y``: layer output ``(T, B, H)``; ``u``: normalised inputs ``(T, B, d)``.
         """

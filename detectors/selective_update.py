@@ -12,6 +12,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..core.inference import InferenceStepper
 from .forecaster import GaussianForecaster, surprise
+from .horizons import check_horizon, horizon_surprise
 from .window_surprise import check_windows, standardized_residuals, window_surprise
 from .checks import MAX_SEED, check_int as _check_int, check_number, check_positive as _check_positive, check_seed
 from .normalization import clip_units, robust_center_scale
@@ -78,6 +79,13 @@ class SelectiveUpdateDetector(BaseDetector):
         ratio over the series so far (1 under the model), which has the one-step surprise's
         distribution and stays large while a change lasts (see :mod:`~sparsernn.detectors.window_surprise`). The :class:`~sparsernn.detectors.StreamScorer`
         of the detector computes the same. None: the one-step surprise alone.
+    forecast_horizon : int in [1, 1000], default 1
+        Points the forecaster predicts after each point (:mod:`~sparsernn.detectors.horizons`): it is
+        trained on all of them, and the score of ``t`` becomes the mean, over the horizons ``h`` whose
+        forecast exists, of the surprise of ``u_t`` under the forecast made at ``t - h`` for ``h`` points
+        ahead, which stays high for up to ``forecast_horizon`` points after a lasting change. At most
+        ``window - 1 - burn_in`` (each horizon needs a target in a training window). The window-level
+        surprise reads horizon 1. 1: the one-step forecaster.
 
     Attributes
     ----------
@@ -121,7 +129,7 @@ class SelectiveUpdateDetector(BaseDetector):
                  window: int = 32, burn_in: int = 8, batch_size: int = 32, n_steps: int = 100,
                  learning_rate: float = 3e-3, warmup: int = 10, min_variance: float = 1e-3,
                  backend: str = "reference", progress: bool = True, log_dir: str | None = None, seed: int = 0,
-                 contamination: float = 0.1, device="cpu", surprise_windows=None) -> None:
+                 contamination: float = 0.1, device="cpu", surprise_windows=None, forecast_horizon: int = 1) -> None:
         super().__init__(contamination=contamination)
         self.hidden_size = hidden_size
         self.cell = cell
@@ -143,6 +151,7 @@ class SelectiveUpdateDetector(BaseDetector):
         self.seed = seed
         self.device = device
         self.surprise_windows = surprise_windows
+        self.forecast_horizon = forecast_horizon
 
     # ------------------------------------------------------------- building
     def _layer_options(self) -> dict:
@@ -157,7 +166,7 @@ class SelectiveUpdateDetector(BaseDetector):
     def _build_model(self, n_channels: int) -> GaussianForecaster:
         return GaussianForecaster(n_channels, _check_int("hidden_size", self.hidden_size, 1), self._layer_options(),
                                   _check_positive("min_variance", self.min_variance),
-                                  check_seed("seed", self.seed))
+                                  check_seed("seed", self.seed), horizon=check_horizon(self.forecast_horizon))
 
     def _check_hyperparameters(self) -> None:
         _check_int("window", self.window, 2)
@@ -169,6 +178,11 @@ class SelectiveUpdateDetector(BaseDetector):
         check_number("contamination", self.contamination, 0.0, 0.5, low_open=True)
         check_seed("seed", self.seed)
         check_windows(self.surprise_windows)
+        horizon, window = check_horizon(self.forecast_horizon), int(self.window)
+        scored = window - 1 - min(int(self.burn_in), window - 2)  # rows of a training window with a target
+        if horizon > scored:
+            raise ValueError(f"forecast_horizon must be at most window - 1 - burn_in = {scored} (each horizon needs "
+                             f"a target in a training window); got {self.forecast_horizon!r}")
         self._device()
 
     def _device(self) -> torch.device:
@@ -282,9 +296,18 @@ class SelectiveUpdateDetector(BaseDetector):
         inference = InferenceStepper(self.model_.layer, self.model_.readout())  # core picks the kernel
         mean, var, _ = inference.run(u, self.model_.layer.initial_state(1).numpy())
         self.inference_backend_ = inference.last_backend
+        horizon = self.model_.horizon
+        if horizon > 1:  # the StreamScorer's rule (horizons.py): a fresh stream's K forecasts, then the series'
+            d = u.shape[2]
+            before_m, before_v = np.zeros((horizon, 1, d * horizon), np.float32), np.ones((horizon, 1, d * horizon),
+                                                                                              np.float32)
+            scores = horizon_surprise(u, np.concatenate([before_m, mean[:-1]]), np.concatenate([before_v, var[:-1]]),
+                                      np.zeros(1, dtype=np.int64), horizon, np.float32(0.5 / d))[:, 0]
+            mean, var = mean[..., :d], var[..., :d]  # horizon 1, for the windows
         u, mean, var = torch.from_numpy(u), torch.from_numpy(mean), torch.from_numpy(var)
-        scores = np.zeros(len(series.values))
-        scores[1:] = surprise(u[1:], mean[:-1], var[:-1])[:, 0].double().numpy()
+        if horizon == 1:
+            scores = np.zeros(len(series.values))
+            scores[1:] = surprise(u[1:], mean[:-1], var[:-1])[:, 0].double().numpy()
         scores[: self.warmup] = 0.0
         windows = check_windows(self.surprise_windows)
         if windows is not None:  # the StreamScorer's rule (window_surprise.py), on the whole series

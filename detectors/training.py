@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from .forecaster import GaussianForecaster, gaussian_nll
+from .forecaster import GaussianForecaster
+from .horizons import horizon_nll
 
 
 def training_windows(u: torch.Tensor, starts: torch.Tensor, window: int) -> torch.Tensor:
@@ -80,7 +81,7 @@ def train_forecaster(model: GaussianForecaster, u: torch.Tensor, *, window: int,
             starts = torch.randint(0, n - window + 1, (batch_size,), generator=gen)
             batch = training_windows(u, starts, window)
             mean, var, _ = model(batch, window_state(model, starts, u))
-            loss = gaussian_nll(batch[burn_in + 1:], mean[burn_in:-1], var[burn_in:-1])
+            loss = horizon_nll(batch, mean, var, burn_in, model.horizon)
             total = loss + model.layer.aux_loss()
             optimizer.zero_grad(set_to_none=True)
             total.backward()

@@ -12,6 +12,7 @@ from ..stream.novelty import WindowNovelty
 from ..stream.seasonal import SeasonalSurprise, rows_per_season, season_periods
 from ..selective_update import SelectiveUpdateDetector
 from ..stream.online import OnlineLearning
+from ..horizons import check_horizon
 from ..window_surprise import check_windows
 from ..stream.scorer import StreamScorer
 from ..stream.spatial import SPATIAL_TOLERANCE, SpatialAnomaly
@@ -100,7 +101,9 @@ class SelectiveUpdateNAB(NABStreamDetector):
         Keyword arguments of :class:`SelectiveUpdateDetector`, over
         :data:`NAB_DETECTOR_DEFAULTS`; e.g. ``surprise_windows=[8, 32]`` makes the forecaster's
         surprise window-level (the maximum of the one-step surprise and the windows' statistics,
-        :mod:`~sparsernn.detectors.window_surprise`; off by default).
+        :mod:`~sparsernn.detectors.window_surprise`; off by default); ``forecast_horizon=16`` makes
+        the forecaster predict the next 16 rows and score each row by its mean surprise under the
+        forecasts made for it (:mod:`~sparsernn.detectors.horizons`; 1 by default).
     """
 
     name = "surnn"
@@ -144,6 +147,9 @@ class SelectiveUpdateNAB(NABStreamDetector):
             raise TypeError(f"unknown settings {unknown}: neither SelectiveUpdateNAB's nor "
                             f"SelectiveUpdateDetector's (without seed, progress) keyword arguments")
         check_windows(detector_params.get("surprise_windows"))  # before any file runs
+        if check_horizon(detector_params.get("forecast_horizon", 1)) > 1 and learn is not None:
+            raise ValueError(f"learn (online learning) does not support a multi-horizon forecaster; got learn={learn!r} "
+                             f"with forecast_horizon={detector_params['forecast_horizon']!r}")
         if rhythm_seasons is not None:
             if detector_params.get("update_gate") != "rhythm":
                 raise ValueError(f"rhythm_seasons needs update_gate='rhythm'; got "

@@ -32,11 +32,15 @@ from .inputs import PointInputs
 from .online import OnlineLearner, OnlineLearning
 from .point import NO_TIME, OnePointPath
 from ..series_input import as_series, check_feature_names
+from ..horizons import horizon_surprise
 from ..window_surprise import check_windows, standardized_residuals, window_surprise
 from .surprise import surprise
 
 WINDOW_STATE = ("window_z", "window_ok", "window_var", "window_seen")
 """The per-stream arrays of the window-level surprise (with the detector's ``surprise_windows``)."""
+
+HORIZON_STATE = ("horizon_mean", "horizon_var")
+"""The per-stream arrays of a multi-horizon forecaster (the detector's ``forecast_horizon`` above 1)."""
 
 
 class StreamScorer(PointInputs, OnePointPath):
@@ -64,7 +68,10 @@ class StreamScorer(PointInputs, OnePointPath):
     The detector's ``surprise_windows`` (window-level surprise, :mod:`~sparsernn.detectors.window_surprise`)
     applies here too: each stream also keeps its last ``max(windows) - 1`` standardised residuals
     (``window_z``, ``window_ok``) and each window's calibration (``window_var``, ``window_seen``),
-    and every point goes through the block path.
+    and every point goes through the block path. So does a detector's ``forecast_horizon`` above 1
+    (:mod:`~sparsernn.detectors.horizons`): each stream keeps the forecasts made at its last ``K`` points
+    (``horizon_mean``, ``horizon_var``, ``(K, d K)`` each), and a point's score is the mean surprise under
+    those made for it; online learning (``learn``) does not support it (``ValueError``).
 
     Attributes
     ----------
@@ -117,6 +124,12 @@ class StreamScorer(PointInputs, OnePointPath):
         self._half = np.float32(0.5 / self.n_channels)
         # the one-channel shortcut of score_one / learn_one (a plain float, a stream seen, no timestamp)
         self.learner = None
+        self.horizon = self.model.horizon
+        if self.horizon > 1:  # every point goes through the block path (_advance_horizons)
+            if self.learn is not None:
+                raise ValueError(f"learn (online learning) does not support a multi-horizon forecaster; got "
+                                 f"learn={learn!r} with the detector's forecast_horizon={self.horizon}")
+            self._step_row = None
         if self.learn is not None:  # every point goes through the block path, with the stream's own weights
             self.learner = OnlineLearner(self.model, self.learn, self.n_channels)
             self._step_row = None
@@ -138,6 +151,9 @@ class StreamScorer(PointInputs, OnePointPath):
         self.window_ok = np.zeros((0, width), dtype=bool)
         self.window_var = np.ones((0, 0 if self.windows is None else len(self.windows), d))
         self.window_seen = np.zeros(0, dtype=np.int64)
+        rows, width = (self.horizon, d * self.horizon) if self.horizon > 1 else (0, 0)
+        self.horizon_mean = np.zeros((0, rows, width), dtype=np.float32)
+        self.horizon_var = np.ones((0, rows, width), dtype=np.float32)
 
     # ------------------------------------------------------------ streams
     def resolve_streams(self, streams: Sequence[Hashable]) -> tuple[np.ndarray, list]:
@@ -198,8 +214,10 @@ class StreamScorer(PointInputs, OnePointPath):
             self.learner.set_arrays(arrays)
 
     def _state_names(self) -> tuple[str, ...]:
-        """``STATE``, plus the window-level surprise's residual buffers when it is on."""
-        return self.STATE if self.windows is None else self.STATE + WINDOW_STATE
+        """``STATE``, plus the window-level surprise's residual buffers and a multi-horizon forecaster's
+        forecasts when they are on."""
+        names = self.STATE if self.windows is None else self.STATE + WINDOW_STATE
+        return names if self.horizon == 1 else names + HORIZON_STATE
 
     def restore_streams(self, stream_ids: list) -> None:
         """Give a scorer without streams the streams ``stream_ids`` (distinct str / int ids, in row
@@ -249,6 +267,8 @@ class StreamScorer(PointInputs, OnePointPath):
         self.window_ok = np.concatenate([self.window_ok, np.zeros((n,) + self.window_ok.shape[1:], dtype=bool)])
         self.window_var = np.concatenate([self.window_var, np.ones((n,) + self.window_var.shape[1:])])
         self.window_seen = np.concatenate([self.window_seen, np.zeros(n, dtype=np.int64)])
+        self.horizon_mean = np.concatenate([self.horizon_mean, np.zeros((n,) + self.horizon_mean.shape[1:], np.float32)])
+        self.horizon_var = np.concatenate([self.horizon_var, np.ones((n,) + self.horizon_var.shape[1:], np.float32)])
         if self.learner is not None:  # a new learner object: a clone of _with_streams shares nothing
             self.learner = self.learner.grown(n)
 
@@ -284,6 +304,8 @@ class StreamScorer(PointInputs, OnePointPath):
         T, B = values.shape[:2]
         u = self._normalized(values, rows, update=learn).astype(np.float32)
         seen = self.count[rows][None, :] + np.arange(T)[:, None]
+        if self.horizon > 1:
+            return self._advance_horizons(u, rows, seen, learn)
         if learn and self.learner is not None:
             scores, state, mean, var, forecasts = self.learner.advance(
                 u, rows, self.state[rows], self.forecast_mean[rows], self.forecast_var[rows], self.count[rows],
@@ -307,6 +329,30 @@ class StreamScorer(PointInputs, OnePointPath):
         if learn:
             self.state[rows] = state
             self.forecast_mean[rows], self.forecast_var[rows] = mean[-1], var[-1]
+            self.count[rows] += T
+        return scores
+
+    def _advance_horizons(self, u: np.ndarray, rows: np.ndarray, seen: np.ndarray, learn: bool) -> np.ndarray:
+        """:meth:`_advance` of a multi-horizon forecaster (:mod:`~sparsernn.detectors.horizons`) for the
+        normalised block ``u`` (T, B, d); ``seen`` (T, B): each point's index in its stream."""
+        T, d = u.shape[0], self.n_channels
+        before_m = self.horizon_mean[rows].transpose(1, 0, 2)  # (K, B, d K), oldest first
+        before_v = self.horizon_var[rows].transpose(1, 0, 2)
+        if learn:
+            mean, var, state = self.inference.run(u, self.state[rows])
+            seq_m, seq_v = np.concatenate([before_m, mean]), np.concatenate([before_v, var])
+        else:
+            seq_m, seq_v = before_m, before_v
+        scores = horizon_surprise(u, seq_m, seq_v, self.count[rows], self.horizon, self._half)
+        scores[seen < self.detector.warmup] = 0.0
+        if self.windows is not None:  # horizon 1's forecasts of the block's points
+            last = slice(self.horizon - 1, self.horizon - 1 + T)
+            scores = self._windowed(scores, u, seq_m[last, :, :d], seq_v[last, :, :d], seen, rows, learn)
+        if learn:
+            self.state[rows] = state
+            self.horizon_mean[rows] = seq_m[T:].transpose(1, 0, 2)
+            self.horizon_var[rows] = seq_v[T:].transpose(1, 0, 2)
+            self.forecast_mean[rows], self.forecast_var[rows] = mean[-1, :, :d], var[-1, :, :d]
             self.count[rows] += T
         return scores
 
@@ -338,7 +384,7 @@ class StreamScorer(PointInputs, OnePointPath):
             return self._scalar_surprise(np.float32(self._scalar_normalized(float(x), row)), row)
         scorer = self._with_streams([stream])
         values, row, _ = scorer._one(x, timestamp, stream)
-        if self.windows is not None:
+        if self.windows is not None or self.horizon > 1:
             return float(scorer._advance(values[None], np.array([row]), learn=False)[0, 0])
         return scorer._point_surprise(scorer._point_normalized(values, row), row)
 
