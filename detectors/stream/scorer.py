@@ -18,8 +18,7 @@ stream exactly as it was.
 """
 from __future__ import annotations
 
-import copy
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable
 
 import numpy as np
 import pandas as pd
@@ -31,6 +30,7 @@ from ..checks import check_number
 from .inputs import PointInputs
 from .online import OnlineLearner, OnlineLearning
 from .point import NO_TIME, OnePointPath
+from .stream_ids import StreamIds
 from ..series_input import as_series, check_feature_names
 from ..horizons import horizon_surprise
 from ..window_surprise import check_windows, standardized_residuals, window_surprise
@@ -43,7 +43,7 @@ HORIZON_STATE = ("horizon_mean", "horizon_var")
 """The per-stream arrays of a multi-horizon forecaster (the detector's ``forecast_horizon`` above 1)."""
 
 
-class StreamScorer(PointInputs, OnePointPath):
+class StreamScorer(StreamIds, PointInputs, OnePointPath):
     """Streaming scorer around a fitted :class:`SelectiveUpdateDetector`.
 
     Parameters
@@ -155,47 +155,6 @@ class StreamScorer(PointInputs, OnePointPath):
         self.horizon_mean = np.zeros((0, rows, width), dtype=np.float32)
         self.horizon_var = np.ones((0, rows, width), dtype=np.float32)
 
-    # ------------------------------------------------------------ streams
-    def resolve_streams(self, streams: Sequence[Hashable]) -> tuple[np.ndarray, list]:
-        """Row of each stream id (an id not seen yet gets the row it would be given) and the new
-        ids, in order; checks the ids and changes nothing."""
-        rows = np.empty(len(streams), dtype=np.int64)
-        new: dict = {}  # new id -> the row it would get
-        known, first_new_row = self._rows_of.get, len(self.stream_ids)
-        for i, sid in enumerate(streams):
-            kind = type(sid)
-            # A plain int or str passes at once (the per-call hot path of many streams); anything
-            # else is checked, so True, np.True_ or 1.0 never alias the stream 1 (equal hashes).
-            if kind is not int and kind is not str and (
-                    isinstance(sid, (bool, np.bool_)) or not isinstance(sid, (str, int, np.integer))):
-                raise TypeError(f"stream ids must be str or int; got {sid!r} ({type(sid).__name__})")
-            row = known(sid)
-            if row is None:
-                sid = sid if isinstance(sid, str) else int(sid)
-                row = new.setdefault(sid, first_new_row + len(new))
-            rows[i] = row
-        if len(set(rows.tolist())) != len(rows):
-            raise ValueError(f"streams must not repeat an id within one call; got {list(streams)}")
-        return rows, list(new)
-
-    def _register(self, new: list) -> None:
-        """Give the ids ``new`` (checked by :meth:`resolve_streams`) rows with fresh state."""
-        for sid in new:
-            self._rows_of[sid] = len(self.stream_ids)
-            self.stream_ids.append(sid)
-        self._grow(len(new))
-
-    def stream_rows(self, streams: Sequence[Hashable]) -> np.ndarray:
-        """Row of each stream id, allocating fresh state for ids not seen yet."""
-        rows, new = self.resolve_streams(streams)
-        if new:
-            self._register(new)
-        return rows
-
-    def row_of(self, stream: Hashable) -> int | None:
-        """Row of ``stream`` in the per-stream arrays, or None when it has not been seen."""
-        return self._rows_of.get(stream)
-
     # ------------------------------------------------------------ persistence
     def state_arrays(self) -> dict[str, np.ndarray]:
         """Per-stream arrays by name (the names in ``STATE``, and with ``learn`` the learner's
@@ -219,41 +178,6 @@ class StreamScorer(PointInputs, OnePointPath):
         names = self.STATE if self.windows is None else self.STATE + WINDOW_STATE
         return names if self.horizon == 1 else names + HORIZON_STATE
 
-    def restore_streams(self, stream_ids: list) -> None:
-        """Give a scorer without streams the streams ``stream_ids`` (distinct str / int ids, in row
-        order) with fresh state; :meth:`load_state_arrays` then sets their saved state."""
-        if self.stream_ids:
-            raise ValueError(f"restore_streams needs a scorer without streams; this one has {len(self.stream_ids)}")
-        ids = list(stream_ids)
-        if len(set(ids)) != len(ids) or not all(isinstance(i, (str, int)) and not isinstance(i, bool)
-                                                for i in ids):
-            raise ValueError(f"stream_ids must be distinct str / int ids; got {ids!r}")
-        self._register(ids)
-
-    @staticmethod
-    def _ids(streams) -> list:
-        """The ids a call names: ``streams`` as a list (None: stream 0)."""
-        if streams is None:
-            return [0]
-        if isinstance(streams, (str, int, np.integer)):
-            return [streams]
-        try:
-            return list(streams)
-        except TypeError:
-            raise TypeError(f"streams must be a stream id (str or int) or a sequence of them; got {streams!r}") \
-                from None
-
-    def _with_streams(self, streams) -> "StreamScorer":
-        """This scorer when it knows every id of ``streams``; else a copy that has them too, in their
-        initial state, and shares nothing that scoring could change (scoring never registers an id)."""
-        _, new = self.resolve_streams(self._ids(streams))
-        if not new:
-            return self
-        clone = copy.copy(self)
-        clone.stream_ids, clone._rows_of = list(self.stream_ids), dict(self._rows_of)
-        clone._register(new)  # _grow builds new arrays: this scorer's are not touched
-        return clone
-
     def _grow(self, n: int) -> None:
         d = self.n_channels
         self.state = np.concatenate([self.state, np.zeros((n, self.state.shape[1]), dtype=np.float32)])
@@ -271,18 +195,6 @@ class StreamScorer(PointInputs, OnePointPath):
         self.horizon_var = np.concatenate([self.horizon_var, np.ones((n,) + self.horizon_var.shape[1:], np.float32)])
         if self.learner is not None:  # a new learner object: a clone of _with_streams shares nothing
             self.learner = self.learner.grown(n)
-
-    def check_streams(self, streams, n: int) -> list:
-        """The ids of a call's ``n`` streams (``streams``: an id, a sequence of ``n`` ids, or None for
-        stream 0 when ``n == 1``); raises ``ValueError`` when their number is not ``n``."""
-        if streams is None:
-            if n != 1:
-                raise ValueError(f"streams must name the {n} streams of a batch; got None")
-            return [0]
-        streams = self._ids(streams)
-        if len(streams) != n:
-            raise ValueError(f"streams has {len(streams)} ids but the batch has {n} streams")
-        return streams
 
     # ------------------------------------------------------------ the step
     def _normalized(self, values: np.ndarray, rows: np.ndarray, update: bool) -> np.ndarray:
