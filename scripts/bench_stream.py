@@ -56,7 +56,8 @@ taking turns round by round.
    (each a neighbour of every later row), so every point searches the whole
    store, as after ``span + block * (memory - 1)`` rows of a stream (24,597
    with the defaults). ``--chain-memory-points N``: N points through the chain
-   in blocks, resident memory sampled as in test 4::
+   in blocks, resident memory sampled as in test 4. ``--chain-novelty-memory N`` builds every chain of
+   test 6 with ``novelty_memory=N`` (default the chain's 8192)::
 
        python scripts/bench_stream.py --chain --memory-points 0 --json runs/bench_chain.json
 
@@ -123,6 +124,8 @@ def parse_args(argv):
     parser.add_argument("--chain-probationary", type=int, default=600,
                         help="probationary rows the chain is built for (default 600, 15%% of a 4000-row NAB file; "
                              "novelty block = round(600 / 208) = 3 rows)")
+    parser.add_argument("--chain-novelty-memory", type=int, default=None,
+                        help="the chain's novelty_memory (embeddings kept per stream; default: the chain's, 8192)")
     parser.add_argument("--chain-full-store", action="store_true",
                         help="also time the chain with every stream's novelty store full (its steady state)")
     parser.add_argument("--chain-memory-points", type=int, default=0,
@@ -250,11 +253,13 @@ def memory(detector, n_streams: int, points: int, chunk: int, seed: int) -> dict
     return sampled_memory(stream, n_streams, points, chunk, seed)
 
 
-def nab_chain(detector, probationary: int, learn: OnlineLearning | None = None):
-    """The chain that scores NAB around ``detector``, built by ``SelectiveUpdateNAB.chain`` (its defaults),
-    for ``probationary`` rows; the seasonal period from 5-minute timestamps, as ``run`` derives it."""
+def nab_chain(detector, probationary: int, learn: OnlineLearning | None = None, novelty_memory: int | None = None):
+    """The chain that scores NAB around ``detector``, built by ``SelectiveUpdateNAB.chain`` (its defaults;
+    ``novelty_memory`` if given), for ``probationary`` rows; the seasonal period from 5-minute timestamps,
+    as ``run`` derives it."""
     stamps = np.datetime64("2026-01-01") + np.arange(probationary) * np.timedelta64(5, "m")
-    nab = SelectiveUpdateNAB(learn=None if learn is None else learn.settings())
+    memory = {} if novelty_memory is None else {"novelty_memory": novelty_memory}
+    nab = SelectiveUpdateNAB(learn=None if learn is None else learn.settings(), **memory)
     return nab.chain(detector, probationary, period=rows_per_season(stamps))
 
 
@@ -286,12 +291,12 @@ def fill_store(stream, n_streams: int, seed: int) -> None:
 
 
 def primed_chain(detector, n_streams: int, chunk: int, seed: int, probationary: int,
-                 learn: OnlineLearning | None = None, full_store: bool = False):
+                 learn: OnlineLearning | None = None, full_store: bool = False, novelty_memory: int | None = None):
     """``(chain, stream ids, block)``: the NAB chain around ``detector`` after one ``process`` of the
     benchmark block (``(chunk, n_streams)``), which allocates the streams and gives the novelty's store
     its first neighbours; ``full_store``: then every novelty store filled (:func:`fill_store`). The
     set-up shared by :func:`chain_streams`, ``scripts/profile_chain.py`` and ``count_novelty_search.py``."""
-    stream = nab_chain(detector, probationary, learn)
+    stream = nab_chain(detector, probationary, learn, novelty_memory)
     ids = list(range(n_streams))
     block = benchmark_block(n_streams, chunk, seed)
     stream.process(block, ids)
@@ -301,10 +306,12 @@ def primed_chain(detector, n_streams: int, chunk: int, seed: int, probationary: 
 
 
 def chain_streams(detector, n_streams: int, steps: int, chunk: int, seed: int, probationary: int,
-                  learn: OnlineLearning | None = None, full_store: bool = False) -> float:
+                  learn: OnlineLearning | None = None, full_store: bool = False,
+                  novelty_memory: int | None = None) -> float:
     """Points/s of the NAB chain's ``process`` of blocks of ``chunk`` points over ``n_streams`` streams
     (``full_store``: with every novelty store full, :func:`fill_store`)."""
-    stream, ids, block = primed_chain(detector, n_streams, chunk, seed, probationary, learn, full_store)
+    stream, ids, block = primed_chain(detector, n_streams, chunk, seed, probationary, learn, full_store,
+                                      novelty_memory)
     calls = max(1, steps // chunk)
     start = time.perf_counter()
     for _ in range(calls):
@@ -316,23 +323,26 @@ def measure_chain(detector, args) -> dict:
     """Test 6, one round: scorer + likelihood, the chain, and (with ``--learn``) the chain learning, in turn."""
     chunk = min(args.chunk, args.chain_steps)
     baseline, _ = many_streams(detector, args.streams, args.chain_steps, chunk, args.seed)
+    memory = args.chain_novelty_memory
     result = {"baseline_points_per_s": baseline,
               "chain_points_per_s": chain_streams(detector, args.streams, args.chain_steps, chunk, args.seed,
-                                                  args.chain_probationary)}
+                                                  args.chain_probationary, novelty_memory=memory)}
     if args.learn is not None:
         result["chain_learning_points_per_s"] = chain_streams(detector, args.streams, args.chain_steps, chunk,
-                                                              args.seed, args.chain_probationary, args.learn)
+                                                              args.seed, args.chain_probationary, args.learn,
+                                                              novelty_memory=memory)
     if args.chain_full_store:
         result["chain_full_store_points_per_s"] = chain_streams(detector, args.streams, args.chain_steps, chunk,
                                                                 args.seed, args.chain_probationary,
-                                                                full_store=True)
+                                                                full_store=True, novelty_memory=memory)
     return result
 
 
-def chain_memory(detector, n_streams: int, points: int, chunk: int, seed: int, probationary: int) -> dict:
+def chain_memory(detector, n_streams: int, points: int, chunk: int, seed: int, probationary: int,
+                 novelty_memory: int | None = None) -> dict:
     """Test 6's memory: ``points`` through the chain in blocks, resident memory sampled as in :func:`memory`;
     also the row per stream (and points) at which the novelty's store is full."""
-    stream = nab_chain(detector, probationary)
+    stream = nab_chain(detector, probationary, novelty_memory=novelty_memory)
     novelty = novelty_of(stream)
     result = sampled_memory(stream, n_streams, points, chunk, seed)
     samples = result["rss_mib"]
@@ -430,6 +440,7 @@ def main(argv=None) -> int:
         best = {key: max(r[key] for r in chained) for key in chained[0]}
         results["chain"] = {"streams": args.streams, "points_per_stream": args.chain_steps,
                             "chunk": min(args.chunk, args.chain_steps), "probationary": args.chain_probationary,
+                            "novelty_memory": args.chain_novelty_memory or SelectiveUpdateNAB().novelty_memory,
                             **best, "ratio": best["chain_points_per_s"] / best["baseline_points_per_s"]}
         if args.learn is not None:
             results["chain"]["learning_settings"] = args.learn.settings()
@@ -440,7 +451,7 @@ def main(argv=None) -> int:
                                                     / best["baseline_points_per_s"])
     if args.chain_memory_points:
         results["chain_memory"] = chain_memory(detectors[0], args.streams, args.chain_memory_points, args.chunk,
-                                               args.seed, args.chain_probationary)
+                                               args.seed, args.chain_probationary, args.chain_novelty_memory)
 
     title = (f"streaming benchmark, hidden {args.hidden_size}, {args.update_gate} gate (points/s; ratio vs river "
              f"HalfSpaceTrees or, with several update rates, vs the last rate, in this run)")

@@ -70,6 +70,12 @@ class SelectiveUpdateNAB(NABStreamDetector):
     novelty_blocks : int, default 208
         Blocks per probationary period: the block is
         ``max(1, round(probationary / novelty_blocks))`` rows.
+    novelty_memory : int, default 8192
+        Embeddings each stream's novelty keeps (the last ``novelty_memory`` windows, a ring): each
+        row is compared with up to this many. A NAB file of ``n`` rows stores about ``n / block``,
+        at most ``10 * novelty_blocks`` (2080) with the probationary 15 %, so on NAB files any value
+        from 2080 up scores the same; on longer streams a smaller memory forgets sooner and searches
+        fewer windows (docs/chain_cost_batched.md).
     surprise_weight : float in [0, 1], default 0.8
         Factor on the surprise's likelihood score before the maximum with the
         novelty's (:class:`WindowNovelty`'s ``inner_weight``); used only with
@@ -111,7 +117,8 @@ class SelectiveUpdateNAB(NABStreamDetector):
     def __init__(self, seed: int = 0, normalizer_halflife: float | None = None, likelihood: dict | None = None,
                  seasonal: bool = True, seasonal_period: int | None = None, suppression: float | None = None,
                  spatial_tolerance: float | None = SPATIAL_TOLERANCE, novelty: bool = True,
-                 novelty_window: int = 8, novelty_blocks: int = 208, surprise_weight: float = 0.8,
+                 novelty_window: int = 8, novelty_blocks: int = 208, novelty_memory: int = 8192,
+                 surprise_weight: float = 0.8,
                  learn: dict | None = None, rhythm_seasons=None, **detector_params) -> None:
         if not isinstance(seasonal, bool):
             raise TypeError(f"seasonal must be a bool; got {seasonal!r}")
@@ -119,6 +126,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
             raise TypeError(f"novelty must be a bool; got {novelty!r}")
         novelty_window, novelty_blocks = check_int("novelty_window", novelty_window, 1), \
             check_int("novelty_blocks", novelty_blocks, 1)
+        self.novelty_memory = check_int("novelty_memory", novelty_memory, 1)
         self.surprise_weight = check_weight("surprise_weight", surprise_weight)
         if seasonal_period is not None:
             seasonal_period = check_int("seasonal_period", seasonal_period, 1)
@@ -210,7 +218,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
         stream = AnomalyLikelihood(stream, **settings)
         if self.novelty:
             block = max(1, round(probationary / self.novelty_blocks))
-            stream = WindowNovelty(stream, block=block, window=self.novelty_window,
+            stream = WindowNovelty(stream, block=block, window=self.novelty_window, memory=self.novelty_memory,
                                    inner_weight=self.surprise_weight,
                                    **{k: v for k, v in settings.items() if k != "alarm_threshold"})
         if self.suppression is not None:

@@ -54,6 +54,8 @@ def test_bad_detector_arguments_are_named(series, name, value, error):
     (lambda det: AnomalyLikelihood(StreamScorer(det), alarm_threshold=np.float64(1.5)), "alarm_threshold"),
     (lambda det: SpatialAnomaly(StreamScorer(det), tolerance="0.1"), "tolerance"),
     (lambda det: SelectiveUpdateNAB(novelty_window=2.0), "novelty_window"),
+    (lambda det: SelectiveUpdateNAB(novelty_memory=0), "novelty_memory"),
+    (lambda det: SelectiveUpdateNAB(novelty_memory=1.5), "novelty_memory"),
     (lambda det: SelectiveUpdateNAB(router_kep=0.1), "router_kep"),  # built per file: refused up front
 ])
 def test_bad_stream_arguments_are_named(fitted, make, match):
