@@ -46,3 +46,40 @@ def blocks_and_points(make_stream, x: np.ndarray, parts: int = 7) -> tuple[np.nd
         singles.append(score)
         point.learn_one(value)
     return blocks, np.array(singles)
+
+
+def batched_and_alone(det, x: np.ndarray, **scorer_options):
+    """Three streams made from ``x`` (n,), scored batched in two calls by one ``StreamScorer(det,
+    **scorer_options)``, and each alone by a fresh one; asserts the two agree (to float rounding) and
+    returns the batched scorer."""
+    from sparsernn.detectors import StreamScorer
+
+    block, ids = np.stack([x, -x, 2 * x + 1], axis=1), ["a", "b", 7]
+    half = len(x) // 2
+    batched = StreamScorer(det, **scorer_options)
+    got = np.concatenate([batched.process(block[:half], ids), batched.process(block[half:], ids)])
+    for column, sid in enumerate(ids):
+        alone = StreamScorer(det, **scorer_options).process(block[:, column][:, None], [sid])[:, 0]
+        np.testing.assert_allclose(got[:, column], alone, rtol=1e-5, atol=1e-7)
+    return batched
+
+
+def resumed_chain(nab, x: np.ndarray, tmp_path, n: int = 333):
+    """``nab``'s chain (probationary 100, hourly timestamps) over two streams made from ``x``, saved after
+    ``n`` rows and loaded; asserts that the loaded scorer's arrays (``state_arrays``) equal the saved
+    one's and that the loaded chain continues exactly as an uninterrupted one. Returns the loaded chain."""
+    import pandas as pd
+
+    stamps = pd.date_range("2024-01-01", periods=len(x), freq="h")
+    block = np.stack([x, x[::-1] * 1.5 + 1.0], axis=1)
+    stream, uninterrupted = (nab.pipeline(x, probationary=100, timestamps=stamps) for _ in range(2))
+    expected = uninterrupted.process(block, ["a", "b"])
+    np.testing.assert_array_equal(stream.process(block[:n], ["a", "b"]), expected[:n])
+    stream.save(tmp_path / "chain.pt")
+    loaded = type(stream).load(tmp_path / "chain.pt")
+    saved, restored = stream._scorer.state_arrays(), loaded._scorer.state_arrays()
+    assert saved.keys() == restored.keys()
+    for name, array in saved.items():
+        np.testing.assert_array_equal(restored[name], array, err_msg=name)
+    np.testing.assert_array_equal(loaded.process(block[n:], ["a", "b"]), expected[n:])
+    return loaded

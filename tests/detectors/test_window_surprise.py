@@ -13,7 +13,7 @@ from sparsernn.detectors import SelectiveUpdateDetector, StreamScorer
 from sparsernn.detectors.nab import SelectiveUpdateNAB
 from sparsernn.detectors.window_surprise import check_windows, window_surprise
 
-from .conftest import SMALL, blocks_and_points
+from .conftest import SMALL, batched_and_alone, blocks_and_points, resumed_chain
 
 
 def test_the_statistic_matches_a_hand_computation():
@@ -104,35 +104,18 @@ def test_the_stream_equals_the_detector_and_its_paths_agree(series, learn, chann
 
 def test_streams_batched_together_equal_each_alone(fitted, series):
     det = SelectiveUpdateDetector(**SMALL, seed=3, surprise_windows=(8,)).fit(series[0])
-    x = series[0][:150]
-    block = np.stack([x, -x, 2 * x + 1], axis=1)
-    batched = StreamScorer(det, normalizer_halflife=40.0)
-    got = np.concatenate([batched.process(block[:70], ["a", "b", 7]), batched.process(block[70:], ["a", "b", 7])])
-    for column, sid in enumerate(["a", "b", 7]):
-        alone = StreamScorer(det, normalizer_halflife=40.0).process(block[:, column][:, None], [sid])[:, 0]
-        np.testing.assert_allclose(got[:, column], alone, rtol=1e-5, atol=1e-7)
+    batched = batched_and_alone(det, series[0][:150], normalizer_halflife=40.0)
     assert batched.window_z.shape == (3, 7, 1) and batched.window_ok.all()
     assert batched.window_var.shape == (3, 1, 1) and (batched.window_seen == 150 - SMALL["warmup"]).all()
 
 
 @pytest.mark.parametrize("learn", [None, {"every": 4, "window": 16}])
 def test_save_and_load_continue_bit_identically(series, tmp_path, learn):
-    x = series[0]
     nab = SelectiveUpdateNAB(seed=0, surprise_windows=[4, 16], learn=learn,
                              **{k: v for k, v in SMALL.items() if k != "progress"})
-    stamps = pd.date_range("2024-01-01", periods=len(x), freq="h")
-    block = np.stack([x, x[::-1] * 1.5 + 1.0], axis=1)
-    stream, uninterrupted = (nab.pipeline(x, probationary=100, timestamps=stamps) for _ in range(2))
-    expected = uninterrupted.process(block, ["a", "b"])
-    n = 333
-    np.testing.assert_array_equal(stream.process(block[:n], ["a", "b"]), expected[:n])
-    stream.save(tmp_path / "chain.pt")
-    loaded = type(stream).load(tmp_path / "chain.pt")
-    scorer = loaded._scorer
+    scorer = resumed_chain(nab, series[0], tmp_path)._scorer
     assert scorer.windows == (4, 16) and scorer.window_ok.all()
-    for name in ("window_z", "window_ok", "window_var", "window_seen"):
-        np.testing.assert_array_equal(getattr(scorer, name), getattr(stream._scorer, name))
-    np.testing.assert_array_equal(loaded.process(block[n:], ["a", "b"]), expected[n:])
+    assert {"window_z", "window_ok", "window_var", "window_seen"} <= set(scorer.state_arrays())
 
 
 def test_the_nab_chain_takes_the_option_and_it_changes_the_scores(series):
