@@ -52,6 +52,20 @@ def fold_thresholds(crossval: dict, row: str, profile: str) -> dict[str, float]:
     return {fold["held_out"]: fold["threshold"] for fold in crossval["rows"][key][profile]["folds"]}
 
 
+def held_out_files(corpus, cost, scores: dict, names: list[str], threshold: float) -> list[dict]:
+    """Per file of ``names``: NAB's raw score and counts at ``threshold`` and the alarm rows outside the
+    labelled windows after the probationary rows (``alarms``), as dicts."""
+    rows = []
+    for name in names:
+        data = corpus[name]
+        point = score_at_threshold(scores[name], sweep_file(data, cost), cost, threshold)
+        alarm = (scores[name] >= threshold) & (data.labels == 0)
+        alarm[:data.probationary_length] = False  # NAB does not score the probationary rows
+        rows.append({"file": name, "score": point.score, "tp": point.tp, "fp": point.fp, "fn": point.fn,
+                     "alarms": np.flatnonzero(alarm).tolist()})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     fixed = yaml.safe_load(args.grid_file.read_text()).get("fixed", {})
@@ -74,15 +88,9 @@ def main(argv: list[str] | None = None) -> int:
             table = Table(title=f"{row}, seed {args.seed}: {category} held out, threshold {threshold:.4f}")
             for column in ("file", "raw score", "tp", "fp", "fn", "alarm rows outside the windows"):
                 table.add_column(column, justify="left" if column in ("file", "alarm rows outside the windows") else "right")
-            for name in folds[category]:
-                sweep = sweep_file(corpus[name], cost)
-                point = score_at_threshold(scores[name], sweep, cost, threshold)
-                data = corpus[name]
-                alarm = (scores[name] >= threshold) & (data.labels == 0)
-                alarm[:data.probationary_length] = False  # NAB does not score the probationary rows
-                outside = np.flatnonzero(alarm).tolist()
-                table.add_row(name.split("/")[-1], f"{point.score:+.3f}", str(point.tp), str(point.fp), str(point.fn),
-                              " ".join(map(str, outside)))
+            for row in held_out_files(corpus, cost, scores, folds[category], threshold):
+                table.add_row(row["file"].split("/")[-1], f"{row['score']:+.3f}", str(row["tp"]), str(row["fp"]),
+                              str(row["fn"]), " ".join(map(str, row["alarms"])))
             console.print(table)
     return 0
 
