@@ -70,6 +70,10 @@ class SelectiveUpdateNAB(NABStreamDetector):
     novelty_blocks : int, default 208
         Blocks per probationary period: the block is
         ``max(1, round(probationary / novelty_blocks))`` rows.
+    bounded_surprise : bool, default False
+        The surprise's likelihood reads ``1 - exp(-surprise)`` (:class:`AnomalyLikelihood`'s
+        ``bounded``), so one very large surprise cannot make an alarm on its own; the novelty's
+        likelihood is unchanged. Off by default (docs/nab.md, "A bounded surprise").
     novelty_memory : int, default 8192
         Embeddings each stream's novelty keeps (the last ``novelty_memory`` windows, a ring): each
         row is compared with up to this many. A NAB file of ``n`` rows stores about ``n / block``,
@@ -118,12 +122,15 @@ class SelectiveUpdateNAB(NABStreamDetector):
                  seasonal: bool = True, seasonal_period: int | None = None, suppression: float | None = None,
                  spatial_tolerance: float | None = SPATIAL_TOLERANCE, novelty: bool = True,
                  novelty_window: int = 8, novelty_blocks: int = 208, novelty_memory: int = 8192,
-                 surprise_weight: float = 0.8,
+                 surprise_weight: float = 0.8, bounded_surprise: bool = False,
                  learn: dict | None = None, rhythm_seasons=None, **detector_params) -> None:
         if not isinstance(seasonal, bool):
             raise TypeError(f"seasonal must be a bool; got {seasonal!r}")
         if not isinstance(novelty, bool):
             raise TypeError(f"novelty must be a bool; got {novelty!r}")
+        if not isinstance(bounded_surprise, bool):
+            raise TypeError(f"bounded_surprise must be a bool; got {bounded_surprise!r}")
+        self.bounded_surprise = bounded_surprise
         novelty_window, novelty_blocks = check_int("novelty_window", novelty_window, 1), \
             check_int("novelty_blocks", novelty_blocks, 1)
         self.novelty_memory = check_int("novelty_memory", novelty_memory, 1)
@@ -215,7 +222,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
         learning = probationary // 2  # NAB's numenta detector: floor(probationary / 2)
         defaults = dict(learning_period=learning, estimation_samples=probationary - learning)
         settings = {**defaults, **(self.likelihood or {})}
-        stream = AnomalyLikelihood(stream, **settings)
+        stream = AnomalyLikelihood(stream, **settings, **({"bounded": True} if self.bounded_surprise else {}))
         if self.novelty:
             block = max(1, round(probationary / self.novelty_blocks))
             stream = WindowNovelty(stream, block=block, window=self.novelty_window, memory=self.novelty_memory,

@@ -240,6 +240,12 @@ class AnomalyLikelihood(LikelihoodEstimator, ScoreTransform):
         whose first ``n`` points fitted the detector, NAB uses ``n // 2`` and ``n - n // 2``).
     alarm_threshold : float in (0, 1], default 0.5
         Scores at or above it are alarms (0.5: a tail probability of 1e-5).
+    bounded : bool, default False
+        Map each surprise ``s`` to ``1 - exp(-s)`` in ``[0, 1)`` before the estimator sees it. HTM's
+        raw anomaly scores, for which NAB's estimator was written, lie in ``[0, 1]``; a surprise is
+        unbounded, and one very large surprise can carry a 10-point average past the red zone on its
+        own. Bounded, a lone surprise adds at most ``1 / averaging_window`` to the average, and only a
+        run of large surprises is judged unlikely.
 
     Examples
     --------
@@ -254,22 +260,26 @@ class AnomalyLikelihood(LikelihoodEstimator, ScoreTransform):
 
     def __init__(self, scorer, learning_period: int = 288, estimation_samples: int = 100,
                  averaging_window: int = 10, historic_window: int = 8640, reestimation_period: int = 100,
-                 alarm_threshold: float = 0.5) -> None:
+                 alarm_threshold: float = 0.5, bounded: bool = False) -> None:
         super().__init__(learning_period, estimation_samples, averaging_window, historic_window,
                          reestimation_period)
         self.scorer = scorer
         self.alarm_threshold = check_number("alarm_threshold", alarm_threshold, 0.0, 1.0, low_open=True)
+        if not isinstance(bounded, (bool, np.bool_)):
+            raise TypeError(f"bounded must be a bool; got {bounded!r}")
+        self.bounded = bool(bounded)
 
     def settings(self) -> dict:
-        return {**self._estimator_settings(), "alarm_threshold": self.alarm_threshold}
+        settings = {**self._estimator_settings(), "alarm_threshold": self.alarm_threshold}
+        return {**settings, "bounded": True} if self.bounded else settings  # a default chain's file is as before
 
     def _transform(self, scores: np.ndarray, rows: np.ndarray, learn: bool) -> np.ndarray:
-        """Likelihood scores of a block of surprises: :meth:`_block`."""
-        return self._block(scores, rows, learn)
+        """Likelihood scores of a block of surprises: :meth:`_block` (of ``1 - exp(-s)`` with ``bounded``)."""
+        return self._block(-np.expm1(-scores) if self.bounded else scores, rows, learn)
 
     def _transform_one(self, score: float, row: int, learn: bool) -> float:
         """The one-point path: :meth:`_point`."""
-        return self._point(score, row, learn)
+        return self._point(-math.expm1(-score) if self.bounded else score, row, learn)
 
     # ------------------------------------------------------------ protocol
     def classify(self, score: float) -> bool:
@@ -287,6 +297,6 @@ class AnomalyLikelihood(LikelihoodEstimator, ScoreTransform):
         surprises = self.scorer.score_then_learn(chunk, stream)
         index = surprises.index if isinstance(surprises, pd.Series) else pd.RangeIndex(len(surprises))
         surprises = np.asarray(surprises, dtype=float)
-        scores = self._block(surprises[:, None], self._rows([stream]), learn=True)[:, 0]
+        scores = self._transform(surprises[:, None], self._rows([stream]), learn=True)[:, 0]
         return pd.DataFrame({"surprise": surprises, "score": scores, "alarm": scores >= self.alarm_threshold},
                             index=index)
