@@ -56,6 +56,7 @@ def test_bad_detector_arguments_are_named(series, name, value, error):
     (lambda det: SelectiveUpdateNAB(novelty_window=2.0), "novelty_window"),
     (lambda det: SelectiveUpdateNAB(novelty_memory=0), "novelty_memory"),
     (lambda det: SelectiveUpdateNAB(novelty_memory=1.5), "novelty_memory"),
+    (lambda det: SelectiveUpdateNAB(bounded_surprise=1), "bounded_surprise"),
     (lambda det: SelectiveUpdateNAB(router_kep=0.1), "router_kep"),  # built per file: refused up front
 ])
 def test_bad_stream_arguments_are_named(fitted, make, match):

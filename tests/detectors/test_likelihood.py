@@ -122,3 +122,34 @@ def test_pandas_chunks_give_a_frame_on_the_index_and_equal_the_block(fitted, ser
     assert list(frame.columns) == ["surprise", "score", "alarm"] and frame.index.equals(index)
     block = AnomalyLikelihood(StreamScorer(fitted), learning_period=30, estimation_samples=30).process(x[:, None])
     np.testing.assert_array_equal(frame["score"].to_numpy(), block[:, 0])
+
+
+def test_bounded_reads_one_minus_exp_of_the_surprise():
+    rng = np.random.default_rng(3)
+    s = 0.5 * rng.standard_normal(500) ** 2
+    s[350] = 400.0  # one huge surprise
+    s[420:440] = 6.0  # a run of large ones
+    bounded = AnomalyLikelihood(Surprises(s), learning_period=100, estimation_samples=100, bounded=True)
+    got = bounded.process(None)[:, 0]
+    np.testing.assert_allclose(got, reference(1.0 - np.exp(-s), 100, 100), rtol=1e-9, atol=1e-12)
+    plain = AnomalyLikelihood(Surprises(s), learning_period=100, estimation_samples=100).process(None)[:, 0]
+    assert plain[350] == 1.0 and got[350] < 0.5  # alone, the huge surprise is an alarm only unbounded
+    assert got[420:440].max() >= 0.5  # a run of large surprises still is
+    assert bounded.settings()["bounded"] is True and "bounded" not in AnomalyLikelihood(Surprises(s)).settings()
+
+
+def test_bounded_block_equals_point_by_point_and_saves(fitted, series, tmp_path):
+    x = series[0][:400]
+    make = lambda: AnomalyLikelihood(StreamScorer(fitted), learning_period=40, estimation_samples=60, bounded=True)
+    blocks, singles = blocks_and_points(make, x)
+    np.testing.assert_allclose(blocks, singles, rtol=1e-9, atol=1e-12)  # as unbounded: sums in another order
+    surprises = StreamScorer(fitted).process(x[:, None])[:, 0]
+    np.testing.assert_allclose(blocks, reference(1.0 - np.exp(-surprises), 40, 60), rtol=1e-9, atol=1e-12)
+    stream = make()
+    first = stream.process(x[:150, None])
+    stream.save(tmp_path / "l.pt")
+    loaded = AnomalyLikelihood.load(tmp_path / "l.pt")
+    assert loaded.bounded is True
+    np.testing.assert_array_equal(np.concatenate([first, loaded.process(x[150:, None])])[:, 0], blocks)
+    with pytest.raises(TypeError, match="bounded"):
+        AnomalyLikelihood(StreamScorer(fitted), bounded="yes")

@@ -1,4 +1,5 @@
-"""The NAB chain's ``novelty_memory``: it reaches the novelty, and a NAB-proportioned file never fills 2080."""
+"""Options of the NAB chain: ``novelty_memory`` (it reaches the novelty, and a NAB-proportioned file never fills
+2080) and ``bounded_surprise`` (the surprise's likelihood only)."""
 import numpy as np
 import pandas as pd
 
@@ -36,3 +37,20 @@ def test_the_memory_reaches_the_novelty_and_bounds_its_store():
     assert int(small.stored[0]) == stored
     forgetful, tiny = scores(50)
     assert tiny.bank.shape[1] == 50 and not np.array_equal(forgetful, full)
+
+
+def test_bounded_surprise_reaches_the_surprise_likelihood_only():
+    from sparsernn.detectors import AnomalyLikelihood
+
+    x = np.sin(np.arange(600) / 9.0)
+    stamps = pd.date_range("2024-01-01", periods=600, freq="5min")
+    chain = SelectiveUpdateNAB(seed=0, bounded_surprise=True, **PARAMS).pipeline(x, probationary=90, timestamps=stamps)
+    likelihoods = []
+    while not hasattr(chain, "detector"):  # down to the scorer
+        if isinstance(chain, AnomalyLikelihood):
+            likelihoods.append(chain)
+        chain = chain.inner
+    assert [lk.bounded for lk in likelihoods] == [True]
+    novelty = novelty_in(SelectiveUpdateNAB(seed=0, bounded_surprise=True, **PARAMS).pipeline(
+        x, probationary=90, timestamps=stamps))
+    assert "bounded" not in novelty.settings()
