@@ -73,7 +73,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
     bounded_surprise : bool, default False
         The surprise's likelihood reads ``1 - exp(-surprise)`` (:class:`AnomalyLikelihood`'s
         ``bounded``), so one very large surprise cannot make an alarm on its own; the novelty's
-        likelihood is unchanged. Off by default (docs/nab.md, "A bounded surprise").
+        likelihood is unchanged. Off by default (docs/nab_forecaster.md, "A bounded surprise").
     novelty_memory : int, default 8192
         Embeddings each stream's novelty keeps (the last ``novelty_memory`` windows, a ring): each
         row is compared with up to this many. A NAB file of ``n`` rows stores about ``n / block``,
