@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .forecaster import gaussian_nll
+from .surprise import surprise
 
 MAX_HORIZON = 1000
 """Largest ``forecast_horizon`` (each stream keeps ``K`` forecasts of width ``d K``)."""
@@ -95,8 +96,6 @@ def horizon_surprise(u: np.ndarray, mean: np.ndarray, var: np.ndarray, count: np
     A point's score depends only on its own forecasts (summed over horizons in a fixed order), so it
     is the same bit for bit whether its stream comes in one block or point by point.
     """
-    from .stream.surprise import surprise  # here: the stream package imports this module
-
     T, B, d = u.shape
     index = count[None, :] + np.arange(T)[:, None]  # (T, B): each point's index in its stream
     total, used = np.zeros((T, B)), np.zeros((T, B))

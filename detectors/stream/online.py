@@ -59,7 +59,7 @@ from torch.func import functional_call, vmap
 
 from ...core.per_sample import per_sample_forward, per_sample_unsupported
 from ..checks import check_int, check_number
-from .surprise import surprise
+from ..surprise import surprise
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..normalization import ew_step, halflife_to_alpha, online_scale, standardize
-from .surprise import surprise
+from ..surprise import surprise
 
 NO_TIME = np.iinfo(np.int64).min
 """Last-timestamp value of a stream that has not seen a timestamp."""

@@ -34,7 +34,7 @@ from .stream_ids import StreamIds
 from ..series_input import as_series, check_feature_names
 from ..horizons import horizon_surprise
 from ..window_surprise import check_windows, standardized_residuals, window_surprise
-from .surprise import surprise
+from ..surprise import surprise
 
 WINDOW_STATE = ("window_z", "window_ok", "window_var", "window_seen")
 """The per-stream arrays of the window-level surprise (with the detector's ``surprise_windows``)."""

@@ -1,4 +1,5 @@
-"""The surprise of a normalised point under a stream's Gaussian forecast: one rule for every path."""
+"""The surprise of a normalised point under a Gaussian forecast, in NumPy: one rule for every path (the stream
+scorer's block and one-point paths, online learning, and multi-horizon scores)."""
 from __future__ import annotations
 
 import numpy as np
