@@ -222,7 +222,7 @@ class SelectiveUpdateNAB(NABStreamDetector):
         learning = probationary // 2  # NAB's numenta detector: floor(probationary / 2)
         defaults = dict(learning_period=learning, estimation_samples=probationary - learning)
         settings = {**defaults, **(self.likelihood or {})}
-        stream = AnomalyLikelihood(stream, **settings, **({"bounded": True} if self.bounded_surprise else {}))
+        stream = AnomalyLikelihood(stream, **settings, bounded=self.bounded_surprise)
         if self.novelty:
             block = max(1, round(probationary / self.novelty_blocks))
             stream = WindowNovelty(stream, block=block, window=self.novelty_window, memory=self.novelty_memory,
